@@ -1,0 +1,271 @@
+//! Line framing: split a byte stream into frames (one JSON document per line).
+//!
+//! [`FrameCodec`] is a tokio-util [`Decoder`]/[`Encoder`] modelled on `LinesCodec`, with three
+//! differences that matter for the CLI protocol:
+//!
+//! * it yields [`Bytes`] split off the read buffer — no copy and no UTF-8 pass of its own (the JSON
+//!   parser validates UTF-8 once, later);
+//! * the size limit applies to **one frame**, never to the session, and an over-limit frame is
+//!   reported with its real size as [`Error::FrameTooLarge`] while the stream goes on with the next
+//!   frame;
+//! * per-frame problems are yielded as items (`Ok(Err(..))`), because a `FramedRead` ends its stream
+//!   after the decoder's own error type is returned. The decoder's error type is reserved for I/O.
+//!
+//! Scanning is linear in the input: the decoder remembers how far it has looked for a newline, so a
+//! 100 MB frame that arrives in 64 KiB reads is scanned once. Blank lines (and `\r\n` endings) are
+//! tolerated and skipped.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use tokio_util::codec::{Decoder, Encoder};
+
+use crate::error::Error;
+
+/// The default per-frame size limit: 256 MiB.
+pub const DEFAULT_MAX_FRAME_BYTES: usize = 256 * 1024 * 1024;
+
+/// Decodes newline-delimited frames into [`Bytes`] and encodes frames by appending `\n`.
+#[derive(Debug, Clone)]
+pub struct FrameCodec {
+    max_frame: usize,
+    /// Bytes of the buffer already searched for `\n`.
+    scanned: usize,
+    /// While discarding an over-limit frame: its size so far.
+    discarding: Option<usize>,
+}
+
+impl Default for FrameCodec {
+    fn default() -> Self {
+        Self::new(DEFAULT_MAX_FRAME_BYTES)
+    }
+}
+
+impl FrameCodec {
+    /// A codec with the given per-frame limit in bytes (without the newline).
+    pub fn new(max_frame: usize) -> Self {
+        Self {
+            max_frame: max_frame.max(1),
+            scanned: 0,
+            discarding: None,
+        }
+    }
+
+    /// The per-frame limit in bytes.
+    pub fn max_frame(&self) -> usize {
+        self.max_frame
+    }
+
+    fn finish_frame(&mut self, buf: &mut BytesMut, nl: usize) -> Option<Result<Bytes, Error>> {
+        self.scanned = 0;
+        let mut line = buf.split_to(nl + 1);
+        line.truncate(nl);
+        if line.last() == Some(&b'\r') {
+            line.truncate(nl - 1);
+        }
+        if let Some(dropped) = self.discarding.take() {
+            return Some(Err(Error::FrameTooLarge {
+                limit: self.max_frame,
+                size: dropped + line.len(),
+            }));
+        }
+        if line.len() > self.max_frame {
+            return Some(Err(Error::FrameTooLarge {
+                limit: self.max_frame,
+                size: line.len(),
+            }));
+        }
+        if is_blank(&line) {
+            return None;
+        }
+        Some(Ok(line.freeze()))
+    }
+}
+
+impl Decoder for FrameCodec {
+    type Item = Result<Bytes, Error>;
+    type Error = std::io::Error;
+
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Self::Item>, std::io::Error> {
+        loop {
+            let found = memchr(b'\n', &buf[self.scanned..]).map(|i| i + self.scanned);
+            match found {
+                Some(nl) => match self.finish_frame(buf, nl) {
+                    Some(item) => return Ok(Some(item)),
+                    None => continue, // blank line
+                },
+                None => {
+                    // No newline yet. If this frame is already over the limit, drop what we have
+                    // and remember its size, so a huge frame never sits in memory.
+                    let pending = buf.len();
+                    if self.discarding.is_some() || pending > self.max_frame {
+                        *self.discarding.get_or_insert(0) += pending;
+                        buf.advance(pending);
+                        self.scanned = 0;
+                    } else {
+                        self.scanned = pending;
+                    }
+                    return Ok(None);
+                }
+            }
+        }
+    }
+
+    fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Self::Item>, std::io::Error> {
+        if let Some(item) = self.decode(buf)? {
+            return Ok(Some(item));
+        }
+        // A last frame without its newline: deliver it (the CLI always ends lines, but a file or a
+        // socket peer may not).
+        if let Some(dropped) = self.discarding.take() {
+            return Ok(Some(Err(Error::FrameTooLarge {
+                limit: self.max_frame,
+                size: dropped + buf.len(),
+            })));
+        }
+        self.scanned = 0;
+        if is_blank(buf) {
+            buf.clear();
+            return Ok(None);
+        }
+        let line = buf.split().freeze();
+        if line.len() > self.max_frame {
+            return Ok(Some(Err(Error::FrameTooLarge {
+                limit: self.max_frame,
+                size: line.len(),
+            })));
+        }
+        Ok(Some(Ok(line)))
+    }
+}
+
+impl Encoder<Bytes> for FrameCodec {
+    type Error = std::io::Error;
+
+    fn encode(&mut self, frame: Bytes, dst: &mut BytesMut) -> Result<(), std::io::Error> {
+        dst.reserve(frame.len() + 1);
+        dst.put_slice(&frame);
+        dst.put_u8(b'\n');
+        Ok(())
+    }
+}
+
+/// Empty or whitespace only. Looks past the first byte only when it is whitespace, so a JSON
+/// frame (`{…`) costs one comparison.
+#[inline]
+fn is_blank(line: &[u8]) -> bool {
+    match line.first() {
+        None => true,
+        Some(b) if b.is_ascii_whitespace() => line.iter().all(u8::is_ascii_whitespace),
+        Some(_) => false,
+    }
+}
+
+/// Position of the first `needle` in `hay`. The standard library's slice search is vectorised
+/// well enough for newline scanning; kept behind one function so it is easy to swap.
+#[inline]
+fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
+    hay.iter().position(|&b| b == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_all(codec: &mut FrameCodec, chunks: &[&[u8]]) -> Vec<Result<Bytes, Error>> {
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        for chunk in chunks {
+            buf.extend_from_slice(chunk);
+            while let Some(item) = codec.decode(&mut buf).ok().flatten() {
+                out.push(item);
+            }
+        }
+        while let Some(item) = codec.decode_eof(&mut buf).ok().flatten() {
+            out.push(item);
+        }
+        out
+    }
+
+    fn oks(items: &[Result<Bytes, Error>]) -> Vec<&[u8]> {
+        items
+            .iter()
+            .filter_map(|r| r.as_ref().ok().map(|b| &b[..]))
+            .collect()
+    }
+
+    #[test]
+    fn splits_frames_across_partial_reads_and_skips_blank_lines() {
+        let mut c = FrameCodec::new(1024);
+        let items = decode_all(&mut c, &[b"{\"a\"", b":1}\n\n  \n{\"b\":2}\r", b"\n{\"c\":3}"]);
+        assert_eq!(oks(&items), vec![&b"{\"a\":1}"[..], b"{\"b\":2}", b"{\"c\":3}"]);
+        assert_eq!(items.len(), 3);
+    }
+
+    #[test]
+    fn over_limit_frame_is_reported_with_its_size_and_the_stream_goes_on() {
+        let mut c = FrameCodec::new(8);
+        let big = vec![b'x'; 100];
+        let items = decode_all(&mut c, &[b"{}\n", &big[..40], &big[40..], b"\n{\"k\":1}\n"]);
+        assert_eq!(items.len(), 3);
+        assert_eq!(&items[0].as_ref().ok().map(|b| b.to_vec()).unwrap_or_default(), b"{}");
+        match &items[1] {
+            Err(Error::FrameTooLarge { limit, size }) => {
+                assert_eq!((*limit, *size), (8, 100));
+            }
+            other => panic!("expected FrameTooLarge, got {other:?}"),
+        }
+        assert_eq!(items[2].as_ref().ok().map(|b| b.to_vec()), Some(b"{\"k\":1}".to_vec()));
+    }
+
+    #[test]
+    fn over_limit_frame_in_one_read_is_reported() {
+        let mut c = FrameCodec::new(4);
+        let items = decode_all(&mut c, &[b"0123456789\n{}\n"]);
+        assert!(matches!(items[0], Err(Error::FrameTooLarge { limit: 4, size: 10 })));
+        assert_eq!(oks(&items), vec![&b"{}"[..]]);
+    }
+
+    #[test]
+    fn discarding_frees_memory_while_the_frame_streams() {
+        let mut c = FrameCodec::new(16);
+        let mut buf = BytesMut::new();
+        for _ in 0..100 {
+            buf.extend_from_slice(&[b'y'; 64]);
+            assert!(c.decode(&mut buf).ok().flatten().is_none());
+            assert!(buf.is_empty(), "an over-limit frame must not accumulate");
+        }
+        buf.extend_from_slice(b"\n");
+        match c.decode(&mut buf).ok().flatten() {
+            Some(Err(Error::FrameTooLarge { size, .. })) => assert_eq!(size, 6400),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn encode_appends_newline() {
+        let mut c = FrameCodec::default();
+        let mut dst = BytesMut::new();
+        c.encode(Bytes::from_static(b"{}"), &mut dst).ok();
+        assert_eq!(&dst[..], b"{}\n");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_chunking_gives_the_same_frames(frames in proptest::collection::vec("[a-z{}:\"0-9]{1,40}", 1..20), cuts in proptest::collection::vec(1usize..50, 1..30)) {
+            let joined: Vec<u8> = frames.iter().flat_map(|f| f.bytes().chain(std::iter::once(b'\n'))).collect();
+            let mut chunks = Vec::new();
+            let mut rest = &joined[..];
+            let mut i = 0;
+            while !rest.is_empty() {
+                let n = cuts[i % cuts.len()].min(rest.len());
+                chunks.push(&rest[..n]);
+                rest = &rest[n..];
+                i += 1;
+            }
+            let mut c = FrameCodec::new(1 << 20);
+            let items = decode_all(&mut c, &chunks);
+            let got: Vec<Vec<u8>> = items.into_iter().filter_map(Result::ok).map(|b| b.to_vec()).collect();
+            let want: Vec<Vec<u8>> = frames.iter().map(|f| f.as_bytes().to_vec()).collect();
+            proptest::prop_assert_eq!(got, want);
+        }
+    }
+}

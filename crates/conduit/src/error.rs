@@ -1,0 +1,196 @@
+//! The one error type of the SDK.
+//!
+//! Every variant says where something failed and keeps the evidence: the exit code and the tail of
+//! stderr when the CLI dies, an excerpt of a frame that did not decode, the limit a frame broke.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Result alias used across the SDK.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong between your code and the `claude` CLI.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No `claude` executable was found; `searched` lists every place that was tried, in order.
+    #[error("claude CLI not found; looked in: {}", display_paths(.searched))]
+    CliNotFound {
+        /// The places looked at, in the order they were tried.
+        searched: Vec<PathBuf>,
+    },
+
+    /// The CLI could not be started.
+    #[error("could not start {path}: {source}")]
+    Spawn {
+        /// The executable that was run.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The options cannot be turned into a valid CLI invocation.
+    #[error("invalid options: {0}")]
+    InvalidOptions(String),
+
+    /// The working directory given in the options does not exist or is not a directory.
+    #[error("working directory does not exist or is not a directory: {}", .0.display())]
+    CwdNotFound(PathBuf),
+
+    /// The CLI process ended without finishing the turn in progress.
+    ///
+    /// An `is_error` result is *not* this error: the CLI exits with code 1 after an error result,
+    /// and that is a normal end of a session.
+    #[error("claude CLI exited ({}) before the turn finished; stderr tail:\n{stderr_tail}", exit_desc(*.code, *.signal))]
+    ProcessExited {
+        /// The exit code, if the process exited normally.
+        code: Option<i32>,
+        /// The signal that ended the process, if any.
+        signal: Option<i32>,
+        /// The last lines the CLI wrote to stderr (bounded).
+        stderr_tail: String,
+    },
+
+    /// A frame was larger than the per-frame limit. The frame was skipped; the stream goes on.
+    #[error("frame of {size} bytes exceeds the limit of {limit} bytes (skipped)")]
+    FrameTooLarge {
+        /// The configured per-frame limit in bytes.
+        limit: usize,
+        /// The size of the offending frame in bytes (without its newline).
+        size: usize,
+    },
+
+    /// A frame was not valid JSON or did not have the shape its type requires. The frame was
+    /// skipped; the stream goes on.
+    #[error("could not decode frame: {message}; frame starts with: {excerpt}")]
+    Decode {
+        /// The start of the offending frame (at most a few hundred bytes, lossily UTF-8).
+        excerpt: String,
+        /// What the parser said.
+        message: String,
+    },
+
+    /// A control request sent to the CLI got no answer in time.
+    #[error("control request `{subtype}` got no answer within {after:?}")]
+    ControlTimeout {
+        /// The request's subtype (`initialize`, `interrupt`, …).
+        subtype: String,
+        /// How long we waited.
+        after: Duration,
+    },
+
+    /// The CLI answered a control request with an error.
+    #[error("control request `{subtype}` failed: {message}")]
+    ControlError {
+        /// The request's subtype.
+        subtype: String,
+        /// The CLI's error text.
+        message: String,
+        /// The CLI's machine-readable error code, when it sends one.
+        code: Option<String>,
+    },
+
+    /// The CLI produced no output for longer than the configured idle timeout during a turn.
+    #[error("no output from the CLI for {after:?} during a turn")]
+    Idle {
+        /// The configured idle timeout.
+        after: Duration,
+    },
+
+    /// The session has ended (the CLI exited or the session was disconnected).
+    #[error("the session is closed")]
+    Closed,
+
+    /// A transport-level I/O failure.
+    #[error("transport error ({context}): {source}")]
+    Transport {
+        /// What the transport was doing.
+        context: &'static str,
+        /// The underlying I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// Build a [`Error::Decode`] from a frame and a parser message, keeping a bounded excerpt.
+    pub fn decode(frame: &[u8], message: impl std::fmt::Display) -> Self {
+        Error::Decode {
+            excerpt: excerpt(frame, EXCERPT_LEN),
+            message: message.to_string(),
+        }
+    }
+
+    /// Build a [`Error::Transport`].
+    pub fn transport(context: &'static str, source: std::io::Error) -> Self {
+        Error::Transport { context, source }
+    }
+
+    /// True for errors that concern one frame only: the stream goes on after them.
+    pub fn is_frame_error(&self) -> bool {
+        matches!(self, Error::FrameTooLarge { .. } | Error::Decode { .. })
+    }
+}
+
+/// How many bytes of a bad frame an error keeps.
+pub const EXCERPT_LEN: usize = 256;
+
+/// The first `max` bytes of `frame`, lossily decoded, with an ellipsis when cut.
+pub(crate) fn excerpt(frame: &[u8], max: usize) -> String {
+    if frame.len() <= max {
+        String::from_utf8_lossy(frame).into_owned()
+    } else {
+        let mut s = String::from_utf8_lossy(&frame[..max]).into_owned();
+        s.push('…');
+        s
+    }
+}
+
+fn display_paths(paths: &[PathBuf]) -> String {
+    if paths.is_empty() {
+        return "(nowhere)".to_owned();
+    }
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn exit_desc(code: Option<i32>, signal: Option<i32>) -> String {
+    match (code, signal) {
+        (Some(c), _) => format!("exit code {c}"),
+        (None, Some(s)) => format!("killed by signal {s}"),
+        (None, None) => "exit status unknown".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn excerpt_is_bounded_and_marks_the_cut() {
+        let long = vec![b'x'; 1000];
+        let e = Error::decode(&long, "bad");
+        match e {
+            Error::Decode { excerpt, .. } => {
+                assert!(excerpt.ends_with('…'));
+                assert_eq!(excerpt.chars().count(), EXCERPT_LEN + 1);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn process_exited_names_code_and_stderr() {
+        let e = Error::ProcessExited {
+            code: Some(137),
+            signal: None,
+            stderr_tail: "boom".into(),
+        };
+        let s = e.to_string();
+        assert!(s.contains("exit code 137") && s.contains("boom"), "{s}");
+    }
+}

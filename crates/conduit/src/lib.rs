@@ -1,0 +1,20 @@
+//! # claude-conduit
+//!
+//! Claude Code, driven from Rust, over any transport.
+//!
+//! The SDK speaks the real `claude` CLI protocol: stream-json frames in both directions plus the
+//! control protocol (initialize, interrupt, permission and hook callbacks, in-process MCP tools).
+//!
+//! Layers, one module each (see `docs/ARCHITECTURE.md`):
+//! [`message`] (typed frames) · [`codec`] (line framing) · [`transport`] (moving frames) ·
+//! [`protocol`] (the control engine) · [`options`] (what to run) · [`session`] (`query`, `Client`) ·
+//! [`error`].
+
+#![warn(missing_docs)]
+
+pub mod codec;
+pub mod error;
+pub mod message;
+
+pub use error::{Error, Result};
+pub use message::{Message, MessageKind};
