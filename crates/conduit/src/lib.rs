@@ -18,3 +18,9 @@ pub mod message;
 
 pub use error::{Error, Result};
 pub use message::{Message, MessageKind};
+pub mod transport;
+pub mod options;
+pub use options::Options;
+pub mod protocol;
+pub mod session;
+pub use session::{Client, Prompt, Query, query, query_with_transport};

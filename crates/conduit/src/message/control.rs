@@ -48,13 +48,13 @@ pub struct ControlCancel {
 }
 
 #[derive(Deserialize)]
-struct RequestWire {
+pub(crate) struct RequestWire {
     request_id: String,
     request: Map<String, Value>,
 }
 
 #[derive(Deserialize)]
-struct ResponseWire {
+pub(crate) struct ResponseWire {
     response: ResponseInner,
 }
 
@@ -71,45 +71,62 @@ struct ResponseInner {
 }
 
 #[derive(Deserialize)]
-struct CancelWire {
+pub(crate) struct CancelWire {
     request_id: String,
 }
 
-pub(crate) fn parse_request(raw: &[u8]) -> Result<ControlRequest, serde_json::Error> {
-    let w: RequestWire = serde_json::from_slice(raw)?;
-    let subtype = w
-        .request
-        .get("subtype")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
-    Ok(ControlRequest {
-        request_id: w.request_id,
-        subtype,
-        body: w.request,
-    })
-}
-
-pub(crate) fn parse_response(raw: &[u8]) -> Result<ControlResponse, serde_json::Error> {
-    let w: ResponseWire = serde_json::from_slice(raw)?;
-    let r = w.response;
-    let outcome = if r.subtype == "error" {
-        ControlOutcome::Error {
-            message: r.error.unwrap_or_default(),
-            code: r.error_code,
+impl From<RequestWire> for ControlRequest {
+    fn from(w: RequestWire) -> Self {
+        let subtype = w
+            .request
+            .get("subtype")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        ControlRequest {
+            request_id: w.request_id,
+            subtype,
+            body: w.request,
         }
-    } else {
-        ControlOutcome::Success(r.response)
-    };
-    Ok(ControlResponse {
-        request_id: r.request_id,
-        outcome,
-    })
+    }
 }
 
-pub(crate) fn parse_cancel(raw: &[u8]) -> Result<ControlCancel, serde_json::Error> {
-    let w: CancelWire = serde_json::from_slice(raw)?;
-    Ok(ControlCancel {
-        request_id: w.request_id,
-    })
+impl From<ResponseWire> for ControlResponse {
+    fn from(w: ResponseWire) -> Self {
+        let r = w.response;
+        let outcome = if r.subtype == "error" {
+            ControlOutcome::Error {
+                message: r.error.unwrap_or_default(),
+                code: r.error_code,
+            }
+        } else {
+            ControlOutcome::Success(r.response)
+        };
+        ControlResponse {
+            request_id: r.request_id,
+            outcome,
+        }
+    }
+}
+
+impl From<CancelWire> for ControlCancel {
+    fn from(w: CancelWire) -> Self {
+        ControlCancel {
+            request_id: w.request_id,
+        }
+    }
+}
+
+impl ControlRequest {
+    /// A field of the request object (`tool_name`, `input`, `callback_id`, …).
+    pub fn field(&self, name: &str) -> Option<&Value> {
+        self.body.get(name)
+    }
+}
+
+impl ControlResponse {
+    /// True for a success response.
+    pub fn is_success(&self) -> bool {
+        matches!(self.outcome, ControlOutcome::Success(_))
+    }
 }

@@ -2,19 +2,70 @@
 //!
 //! A [`Message`] keeps the frame's raw bytes beside its typed view ([`MessageKind`]), so that
 //! serializing a message gives back exactly the JSON that arrived, unknown fields included.
-//! Unknown `type`s become [`MessageKind::Unknown`]; the raw frame is always available.
+//!
+//! * Every frame `type` of the protocol has its own variant: `assistant`, `user`, `result`,
+//!   `system` (one variant of [`SystemMessage`] per documented subtype), `stream_event`,
+//!   `rate_limit_event`, `keep_alive`, `conversation_reset` and the three control frames.
+//! * Nothing new makes parsing fail: an unknown `type` becomes [`MessageKind::Unknown`], an unknown
+//!   `system` subtype [`SystemMessage::Other`], an unknown content block
+//!   [`ContentBlock::Unknown`], each keeping its JSON.
+//! * Each frame is parsed once, straight into these types: the `type`/`subtype` tags are read
+//!   off the parser as they come, without serde's buffering tagged enums or `flatten`.
+//!
+//! ```
+//! use bytes::Bytes;
+//! use claude_conduit::message::{ContentBlock, Message, MessageKind};
+//!
+//! let frame = Bytes::from_static(
+//!     br#"{"type":"assistant","message":{"id":"msg_1","model":"claude-opus-4-8","role":"assistant","content":[{"type":"text","text":"Hello!"}],"stop_reason":null,"usage":{"input_tokens":12,"output_tokens":3}},"parent_tool_use_id":null,"session_id":"s-1","uuid":"u-1"}"#,
+//! );
+//! let msg = Message::parse(frame)?;
+//! assert_eq!(msg.type_name(), "assistant");
+//! assert_eq!(msg.session_id(), Some("s-1"));
+//! let MessageKind::Assistant(a) = msg.kind() else { unreachable!() };
+//! assert_eq!(a.text(), "Hello!");
+//! assert!(matches!(&a.content()[0], ContentBlock::Text(t) if t.text == "Hello!"));
+//! // Serializing gives back the frame exactly.
+//! assert_eq!(serde_json::to_string(&msg)?.as_bytes(), msg.raw().as_ref());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
+mod assistant;
+mod content;
 mod control;
+mod cost;
+pub(crate) mod de;
+mod events;
 pub mod outbound;
+mod result;
+mod system;
 
 use bytes::Bytes;
-use serde::Deserialize;
 use serde_json::Value;
 
+pub use assistant::{
+    ApiMessage, AssistantMessage, ServerToolUsage, ToolUseMeta, Usage, UserBody, UserMessage,
+};
+pub use content::{
+    ContentBlock, DocumentBlock, ImageBlock, MessageContent, RedactedThinkingBlock,
+    ServerToolResultBlock, TextBlock, ThinkingBlock, ToolResultBlock, ToolResultContent,
+    ToolUseBlock,
+};
 pub use control::{ControlCancel, ControlOutcome, ControlRequest, ControlResponse};
+pub use cost::CostTracker;
+pub use events::{
+    ApiStreamEvent, BlockDelta, ConversationReset, RateLimitEvent, RateLimitInfo, StreamEvent,
+};
 pub use outbound::{UserContent, UserInput};
+pub use result::{ModelUsage, PermissionDenial, ResultMessage, ResultSubtype};
+pub use system::{
+    ApiRetry, CompactBoundary, CompactMetadata, HookEvent, McpServerInfo, OtherSystem,
+    SystemInit, SystemMessage, SystemStatus, TaskNotification, TaskProgress, TaskStarted,
+    TaskUpdated, TaskUsage, ThinkingTokens,
+};
 
 use crate::error::{Error, Result};
+use de::tagged_object;
 
 /// One frame, parsed: the raw JSON bytes and a typed view of them.
 #[derive(Debug, Clone)]
@@ -23,97 +74,139 @@ pub struct Message {
     kind: MessageKind,
 }
 
-/// The typed view of a frame.
+/// The typed view of a frame, one variant per frame `type`.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum MessageKind {
     /// `type:"system"` (init, status, api_retry, task_*, hook_*, …).
     System(SystemMessage),
-    /// `type:"assistant"`.
-    Assistant(Value),
-    /// `type:"user"`.
-    User(Value),
+    /// `type:"assistant"`: one content block of a model message.
+    Assistant(AssistantMessage),
+    /// `type:"user"`: a prompt, tool results, a replay, an interrupt marker.
+    User(UserMessage),
     /// `type:"result"`, the last frame of every turn.
     Result(ResultMessage),
+    /// `type:"stream_event"`: a raw API streaming event (`--include-partial-messages`).
+    StreamEvent(StreamEvent),
+    /// `type:"rate_limit_event"`.
+    RateLimit(RateLimitEvent),
+    /// `type:"conversation_reset"` (after `/clear`).
+    ConversationReset(ConversationReset),
+    /// `type:"keep_alive"`.
+    KeepAlive,
     /// `type:"control_request"`.
     ControlRequest(ControlRequest),
     /// `type:"control_response"`.
     ControlResponse(ControlResponse),
     /// `type:"control_cancel_request"`.
     ControlCancel(ControlCancel),
-    /// A frame whose `type` this SDK does not know; the raw JSON is in [`Message::raw`].
+    /// A frame whose `type` this SDK does not know (`tool_progress`, `auth_status`, …).
     Unknown {
         /// The frame's `type` (empty if it had none).
         type_: String,
+        /// The whole frame as JSON.
+        value: Value,
     },
 }
 
-/// A `system` frame.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SystemMessage {
-    /// The subtype (`init`, `status`, …).
-    pub subtype: String,
+tagged_object!(MessageKind, "a frame (a JSON object)", "type", |t| {
+    Ok(match t.tag() {
+        "assistant" => MessageKind::Assistant(t.finish()?),
+        "stream_event" => MessageKind::StreamEvent(t.finish()?),
+        "user" => MessageKind::User(t.finish()?),
+        "system" => MessageKind::System(t.finish()?),
+        "result" => MessageKind::Result(t.finish()?),
+        "control_request" => MessageKind::ControlRequest(t.finish::<control::RequestWire>()?.into()),
+        "control_response" => {
+            MessageKind::ControlResponse(t.finish::<control::ResponseWire>()?.into())
+        }
+        "control_cancel_request" => {
+            MessageKind::ControlCancel(t.finish::<control::CancelWire>()?.into())
+        }
+        "rate_limit_event" => MessageKind::RateLimit(t.finish()?),
+        "conversation_reset" => MessageKind::ConversationReset(t.finish()?),
+        "keep_alive" => {
+            t.skip()?;
+            MessageKind::KeepAlive
+        }
+        other => {
+            let type_ = other.to_owned();
+            MessageKind::Unknown {
+                type_,
+                value: t.into_value("type")?,
+            }
+        }
+    })
+});
+
+impl MessageKind {
+    /// The frame `type` as it appears on the wire.
+    pub fn type_name(&self) -> &str {
+        match self {
+            MessageKind::System(_) => "system",
+            MessageKind::Assistant(_) => "assistant",
+            MessageKind::User(_) => "user",
+            MessageKind::Result(_) => "result",
+            MessageKind::StreamEvent(_) => "stream_event",
+            MessageKind::RateLimit(_) => "rate_limit_event",
+            MessageKind::ConversationReset(_) => "conversation_reset",
+            MessageKind::KeepAlive => "keep_alive",
+            MessageKind::ControlRequest(_) => "control_request",
+            MessageKind::ControlResponse(_) => "control_response",
+            MessageKind::ControlCancel(_) => "control_cancel_request",
+            MessageKind::Unknown { type_, .. } => type_,
+        }
+    }
 }
 
-/// A `result` frame.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ResultMessage {
-    /// `success`, `error_during_execution`, `error_max_turns`, …
-    pub subtype: String,
-    /// True for error results (API failures arrive as `subtype:"success"` with `is_error:true`).
-    pub is_error: bool,
-    /// Cumulative cost of the CLI process so far, as the CLI reports it.
-    pub total_cost_usd: Option<f64>,
-    /// The cost of this turn alone (filled in by the session from the cumulative figure).
-    pub turn_cost_usd: Option<f64>,
+/// Parse the typed view of one frame, in one pass.
+fn parse_kind(raw: &[u8]) -> serde_json::Result<MessageKind> {
+    let mut de = serde_json::Deserializer::from_slice(raw);
+    let kind = serde::Deserialize::deserialize(&mut de)?;
+    de.end()?;
+    Ok(kind)
 }
 
-#[derive(Deserialize)]
-struct Header<'a> {
-    #[serde(rename = "type", borrow, default)]
-    type_: Option<std::borrow::Cow<'a, str>>,
+/// A `system` frame whose known subtype did not have the expected shape (a field changed type
+/// in a newer CLI) is kept as [`SystemMessage::Other`] rather than dropped.
+fn system_fallback(raw: &[u8]) -> Option<MessageKind> {
+    let value: Value = serde_json::from_slice(raw).ok()?;
+    if value.get("type")?.as_str()? != "system" {
+        return None;
+    }
+    let subtype = value.get("subtype")?.as_str()?.to_owned();
+    Some(MessageKind::System(SystemMessage::Other(OtherSystem {
+        subtype,
+        value,
+    })))
 }
 
 impl Message {
-    /// Parse one frame. Errors are [`Error::Decode`] with an excerpt of the frame.
+    /// Parse one frame (one JSON object, without its newline).
+    ///
+    /// Errors are [`Error::Decode`] with an excerpt of the frame: the bytes are not JSON, not an
+    /// object, or a frame of a known type lacks a required field (`message` of `assistant` and
+    /// `user`, `request_id` of control frames) or has a field of the wrong JSON type. Unknown
+    /// types, subtypes, content blocks and fields never fail.
+    ///
+    /// ```
+    /// # use bytes::Bytes;
+    /// # use claude_conduit::message::{Message, MessageKind};
+    /// let msg = Message::parse(Bytes::from_static(br#"{"type":"result","subtype":"success","is_error":false,"result":"4","total_cost_usd":0.01}"#))?;
+    /// let result = msg.as_result().unwrap();
+    /// assert!(result.is_success());
+    /// assert_eq!(result.text(), Some("4"));
+    ///
+    /// let msg = Message::parse(Bytes::from_static(br#"{"type":"brand_new","x":1}"#))?;
+    /// assert!(matches!(msg.kind(), MessageKind::Unknown { type_, .. } if type_ == "brand_new"));
+    ///
+    /// assert!(Message::parse(Bytes::from_static(b"not json")).is_err());
+    /// # Ok::<(), claude_conduit::Error>(())
+    /// ```
     pub fn parse(raw: Bytes) -> Result<Self> {
-        let header: Header<'_> =
-            serde_json::from_slice(&raw).map_err(|e| Error::decode(&raw, e))?;
-        let type_ = header.type_.unwrap_or_default();
-        let kind = match &*type_ {
-            "control_request" => MessageKind::ControlRequest(
-                control::parse_request(&raw).map_err(|e| Error::decode(&raw, e))?,
-            ),
-            "control_response" => MessageKind::ControlResponse(
-                control::parse_response(&raw).map_err(|e| Error::decode(&raw, e))?,
-            ),
-            "control_cancel_request" => MessageKind::ControlCancel(
-                control::parse_cancel(&raw).map_err(|e| Error::decode(&raw, e))?,
-            ),
-            "result" => {
-                let v: Value = serde_json::from_slice(&raw).map_err(|e| Error::decode(&raw, e))?;
-                MessageKind::Result(ResultMessage {
-                    subtype: v["subtype"].as_str().unwrap_or_default().to_owned(),
-                    is_error: v["is_error"].as_bool().unwrap_or(false),
-                    total_cost_usd: v["total_cost_usd"].as_f64(),
-                    turn_cost_usd: None,
-                })
-            }
-            "system" => {
-                let v: Value = serde_json::from_slice(&raw).map_err(|e| Error::decode(&raw, e))?;
-                MessageKind::System(SystemMessage {
-                    subtype: v["subtype"].as_str().unwrap_or_default().to_owned(),
-                })
-            }
-            "assistant" => MessageKind::Assistant(
-                serde_json::from_slice(&raw).map_err(|e| Error::decode(&raw, e))?,
-            ),
-            "user" => MessageKind::User(
-                serde_json::from_slice(&raw).map_err(|e| Error::decode(&raw, e))?,
-            ),
-            other => MessageKind::Unknown {
-                type_: other.to_owned(),
-            },
+        let kind = match parse_kind(&raw) {
+            Ok(kind) => kind,
+            Err(e) => system_fallback(&raw).ok_or_else(|| Error::decode(&raw, e))?,
         };
         Ok(Message { raw, kind })
     }
@@ -129,6 +222,7 @@ impl Message {
     }
 
     /// Mutable typed view (the session fills in derived fields such as per-turn cost).
+    #[allow(dead_code)] // used by the session layer
     pub(crate) fn kind_mut(&mut self) -> &mut MessageKind {
         &mut self.kind
     }
@@ -138,9 +232,76 @@ impl Message {
         self.kind
     }
 
+    /// Consume the message, keeping both parts.
+    pub fn into_parts(self) -> (Bytes, MessageKind) {
+        (self.raw, self.kind)
+    }
+
     /// The frame as a JSON value (parsed from the raw bytes).
     pub fn to_value(&self) -> Result<Value> {
         serde_json::from_slice(&self.raw).map_err(|e| Error::decode(&self.raw, e))
+    }
+
+    /// The frame `type` (`"assistant"`, `"result"`, …; the unknown type itself for
+    /// [`MessageKind::Unknown`]).
+    pub fn type_name(&self) -> &str {
+        self.kind.type_name()
+    }
+
+    /// The subtype of `system`, `result` and control request frames.
+    pub fn subtype(&self) -> Option<&str> {
+        match &self.kind {
+            MessageKind::System(s) => Some(s.subtype()),
+            MessageKind::Result(r) => Some(&r.subtype),
+            MessageKind::ControlRequest(r) => Some(&r.subtype),
+            _ => None,
+        }
+    }
+
+    /// The CLI's `session_id`, on every frame that carries one (not on control frames).
+    pub fn session_id(&self) -> Option<&str> {
+        match &self.kind {
+            MessageKind::System(s) => s.session_id(),
+            MessageKind::Assistant(m) => m.session_id.as_deref(),
+            MessageKind::User(m) => m.session_id.as_deref(),
+            MessageKind::Result(m) => m.session_id.as_deref(),
+            MessageKind::StreamEvent(m) => m.session_id.as_deref(),
+            MessageKind::RateLimit(m) => m.session_id.as_deref(),
+            MessageKind::ConversationReset(m) => m.session_id.as_deref(),
+            MessageKind::Unknown { value, .. } => value.get("session_id").and_then(Value::as_str),
+            MessageKind::KeepAlive
+            | MessageKind::ControlRequest(_)
+            | MessageKind::ControlResponse(_)
+            | MessageKind::ControlCancel(_) => None,
+        }
+    }
+
+    /// The frame's `uuid`, when it has one.
+    pub fn uuid(&self) -> Option<&str> {
+        match &self.kind {
+            MessageKind::System(s) => s.uuid(),
+            MessageKind::Assistant(m) => m.uuid.as_deref(),
+            MessageKind::User(m) => m.uuid.as_deref(),
+            MessageKind::Result(m) => m.uuid.as_deref(),
+            MessageKind::StreamEvent(m) => m.uuid.as_deref(),
+            MessageKind::RateLimit(m) => m.uuid.as_deref(),
+            MessageKind::ConversationReset(m) => m.uuid.as_deref(),
+            MessageKind::Unknown { value, .. } => value.get("uuid").and_then(Value::as_str),
+            MessageKind::KeepAlive
+            | MessageKind::ControlRequest(_)
+            | MessageKind::ControlResponse(_)
+            | MessageKind::ControlCancel(_) => None,
+        }
+    }
+
+    /// `parent_tool_use_id`: set on subagent output (assistant, user and stream_event frames).
+    pub fn parent_tool_use_id(&self) -> Option<&str> {
+        match &self.kind {
+            MessageKind::Assistant(m) => m.parent_tool_use_id.as_deref(),
+            MessageKind::User(m) => m.parent_tool_use_id.as_deref(),
+            MessageKind::StreamEvent(m) => m.parent_tool_use_id.as_deref(),
+            _ => None,
+        }
     }
 
     /// The result view, if this is a `result` frame.
@@ -149,6 +310,43 @@ impl Message {
             MessageKind::Result(r) => Some(r),
             _ => None,
         }
+    }
+
+    /// The assistant view, if this is an `assistant` frame.
+    pub fn as_assistant(&self) -> Option<&AssistantMessage> {
+        match &self.kind {
+            MessageKind::Assistant(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// The user view, if this is a `user` frame.
+    pub fn as_user(&self) -> Option<&UserMessage> {
+        match &self.kind {
+            MessageKind::User(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// The system view, if this is a `system` frame.
+    pub fn as_system(&self) -> Option<&SystemMessage> {
+        match &self.kind {
+            MessageKind::System(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// The stream event, if this is a `stream_event` frame.
+    pub fn as_stream_event(&self) -> Option<&StreamEvent> {
+        match &self.kind {
+            MessageKind::StreamEvent(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// True for `result` frames.
+    pub fn is_result(&self) -> bool {
+        matches!(self.kind, MessageKind::Result(_))
     }
 
     /// True for `control_request`, `control_response` and `control_cancel_request` frames.
@@ -170,3 +368,7 @@ impl serde::Serialize for Message {
         raw.serialize(s)
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests;

@@ -1,0 +1,935 @@
+//! What to run and how: the [`Options`] builder.
+//!
+//! `Options` turns into three things, and nothing else: the CLI's argv, its environment, and the
+//! SDK-side settings (timeouts, buffer sizes). It never spawns anything itself; see
+//! [`Options::subprocess_transport`].
+//!
+//! Every valued flag is passed as one `--flag=value` argument, so a value that starts with `-`
+//! can never be read as another flag.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::codec::DEFAULT_MAX_FRAME_BYTES;
+use crate::error::{Error, Result};
+use crate::transport::SubprocessTransport;
+use crate::transport::subprocess::{StderrCallback, find_cli};
+
+/// The value this SDK sets in `CLAUDE_CODE_ENTRYPOINT`: one the CLI recognises as an SDK host
+/// (it accepts `sdk-ts`, `sdk-py` and `sdk-cli`; an unknown value would lose SDK behaviour).
+pub const ENTRYPOINT: &str = "sdk-py";
+
+/// This SDK's name and version, as announced to the CLI in `CLAUDE_AGENT_SDK_CLIENT_APP`.
+pub const CLIENT_APP: &str = concat!("claude-conduit/", env!("CARGO_PKG_VERSION"));
+
+/// The system prompt to run with.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum SystemPrompt {
+    /// An empty system prompt (`--system-prompt=`), as the official SDKs default to.
+    #[default]
+    Empty,
+    /// A custom system prompt.
+    Text(String),
+    /// Read the system prompt from a file (`--system-prompt-file`).
+    File(PathBuf),
+    /// Claude Code's own system prompt, optionally with text appended (`--append-system-prompt`).
+    ClaudeCode {
+        /// Text appended to Claude Code's prompt.
+        append: Option<String>,
+    },
+}
+
+/// The base set of built-in tools (`--tools`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Tools {
+    /// Claude Code's default tool set.
+    Default,
+    /// Exactly these tools (an empty list disables all built-in tools).
+    List(Vec<String>),
+}
+
+/// Permission modes the CLI accepts. Validated here: the CLI itself accepts any string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum PermissionMode {
+    /// Ask for everything not allowed by rules.
+    Default,
+    /// Auto-accept file edits.
+    AcceptEdits,
+    /// Plan only, no changes.
+    Plan,
+    /// Skip all permission checks.
+    BypassPermissions,
+    /// Deny anything not pre-approved, without asking.
+    DontAsk,
+    /// Let the CLI's classifier decide.
+    Auto,
+}
+
+impl PermissionMode {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PermissionMode::Default => "default",
+            PermissionMode::AcceptEdits => "acceptEdits",
+            PermissionMode::Plan => "plan",
+            PermissionMode::BypassPermissions => "bypassPermissions",
+            PermissionMode::DontAsk => "dontAsk",
+            PermissionMode::Auto => "auto",
+        }
+    }
+}
+
+impl std::str::FromStr for PermissionMode {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s {
+            "default" | "manual" => PermissionMode::Default,
+            "acceptEdits" => PermissionMode::AcceptEdits,
+            "plan" => PermissionMode::Plan,
+            "bypassPermissions" => PermissionMode::BypassPermissions,
+            "dontAsk" => PermissionMode::DontAsk,
+            "auto" => PermissionMode::Auto,
+            other => {
+                return Err(Error::InvalidOptions(format!(
+                    "unknown permission mode `{other}` (expected default, acceptEdits, plan, \
+                     bypassPermissions, dontAsk or auto)"
+                )));
+            }
+        })
+    }
+}
+
+impl std::fmt::Display for PermissionMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Extended thinking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Thinking {
+    /// The model decides (`--thinking=adaptive`).
+    Adaptive,
+    /// A fixed budget (`--max-thinking-tokens=N`).
+    Enabled {
+        /// Thinking token budget.
+        budget_tokens: u32,
+    },
+    /// No thinking (`--thinking=disabled`).
+    Disabled,
+}
+
+/// Reasoning effort (`--effort`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Effort {
+    /// low
+    Low,
+    /// medium
+    Medium,
+    /// high
+    High,
+    /// xhigh
+    XHigh,
+    /// max
+    Max,
+}
+
+impl Effort {
+    fn as_str(self) -> &'static str {
+        match self {
+            Effort::Low => "low",
+            Effort::Medium => "medium",
+            Effort::High => "high",
+            Effort::XHigh => "xhigh",
+            Effort::Max => "max",
+        }
+    }
+}
+
+/// Which settings files the CLI loads (`--setting-sources`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SettingSource {
+    /// `~/.claude/settings.json`
+    User,
+    /// `.claude/settings.json`
+    Project,
+    /// `.claude/settings.local.json`
+    Local,
+}
+
+impl SettingSource {
+    fn as_str(self) -> &'static str {
+        match self {
+            SettingSource::User => "user",
+            SettingSource::Project => "project",
+            SettingSource::Local => "local",
+        }
+    }
+}
+
+/// Everything about a session: what to run, with which flags, and how the SDK behaves.
+///
+/// ```
+/// use claude_conduit::{Options, options::PermissionMode};
+/// let opts = Options::builder()
+///     .model("claude-sonnet-4-5")
+///     .permission_mode(PermissionMode::AcceptEdits)
+///     .max_turns(3)
+///     .allowed_tools(["Read", "Bash(git *)"])
+///     .build();
+/// let argv = opts.argv().unwrap();
+/// assert!(argv.iter().any(|a| a == "--model=claude-sonnet-4-5"));
+/// ```
+#[derive(Clone)]
+pub struct Options {
+    pub(crate) cli_path: Option<PathBuf>,
+    pub(crate) system_prompt: SystemPrompt,
+    pub(crate) tools: Option<Tools>,
+    pub(crate) allowed_tools: Vec<String>,
+    pub(crate) disallowed_tools: Vec<String>,
+    pub(crate) max_turns: Option<u32>,
+    pub(crate) max_budget_usd: Option<f64>,
+    pub(crate) task_budget: Option<u64>,
+    pub(crate) model: Option<String>,
+    pub(crate) fallback_model: Option<String>,
+    pub(crate) betas: Vec<String>,
+    pub(crate) permission_prompt_tool: Option<String>,
+    pub(crate) permission_mode: Option<PermissionMode>,
+    pub(crate) continue_conversation: bool,
+    pub(crate) resume: Option<String>,
+    pub(crate) session_id: Option<String>,
+    pub(crate) fork_session: bool,
+    pub(crate) resume_session_at: Option<String>,
+    pub(crate) resume_drops_turn: Option<String>,
+    pub(crate) settings: Option<String>,
+    pub(crate) add_dirs: Vec<PathBuf>,
+    pub(crate) mcp_config: Option<String>,
+    pub(crate) strict_mcp_config: bool,
+    pub(crate) include_partial_messages: bool,
+    pub(crate) include_hook_events: bool,
+    pub(crate) replay_user_messages: bool,
+    pub(crate) persist_session: bool,
+    pub(crate) setting_sources: Option<Vec<SettingSource>>,
+    pub(crate) plugin_dirs: Vec<PathBuf>,
+    pub(crate) thinking: Option<Thinking>,
+    pub(crate) effort: Option<Effort>,
+    pub(crate) json_schema: Option<Value>,
+    pub(crate) extra_args: Vec<(String, Option<String>)>,
+    pub(crate) enable_file_checkpointing: bool,
+    pub(crate) cwd: Option<PathBuf>,
+    pub(crate) env: Vec<(String, String)>,
+    pub(crate) stderr: Option<StderrCallback>,
+    pub(crate) max_frame_bytes: usize,
+    pub(crate) initialize_timeout: Duration,
+    pub(crate) control_timeout: Duration,
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) close_grace: Duration,
+    pub(crate) message_buffer: usize,
+    pub(crate) max_concurrent_callbacks: usize,
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // `env` values may be secrets: print names only.
+        f.debug_struct("Options")
+            .field("cli_path", &self.cli_path)
+            .field("argv", &self.argv().unwrap_or_default())
+            .field("env", &self.env.iter().map(|(k, _)| k).collect::<Vec<_>>())
+            .field("cwd", &self.cwd)
+            .field("max_frame_bytes", &self.max_frame_bytes)
+            .field("initialize_timeout", &self.initialize_timeout)
+            .field("control_timeout", &self.control_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            cli_path: None,
+            system_prompt: SystemPrompt::Empty,
+            tools: None,
+            allowed_tools: Vec::new(),
+            disallowed_tools: Vec::new(),
+            max_turns: None,
+            max_budget_usd: None,
+            task_budget: None,
+            model: None,
+            fallback_model: None,
+            betas: Vec::new(),
+            permission_prompt_tool: None,
+            permission_mode: None,
+            continue_conversation: false,
+            resume: None,
+            session_id: None,
+            fork_session: false,
+            resume_session_at: None,
+            resume_drops_turn: None,
+            settings: None,
+            add_dirs: Vec::new(),
+            mcp_config: None,
+            strict_mcp_config: false,
+            include_partial_messages: false,
+            include_hook_events: false,
+            replay_user_messages: false,
+            persist_session: true,
+            setting_sources: None,
+            plugin_dirs: Vec::new(),
+            thinking: None,
+            effort: None,
+            json_schema: None,
+            extra_args: Vec::new(),
+            enable_file_checkpointing: false,
+            cwd: None,
+            env: Vec::new(),
+            stderr: None,
+            max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+            initialize_timeout: default_initialize_timeout(),
+            control_timeout: Duration::from_secs(60),
+            idle_timeout: None,
+            close_grace: Duration::from_secs(5),
+            message_buffer: 256,
+            max_concurrent_callbacks: 64,
+        }
+    }
+}
+
+/// 60 s, or `CLAUDE_CODE_STREAM_CLOSE_TIMEOUT` (ms) when that is larger, as the official SDKs do.
+fn default_initialize_timeout() -> Duration {
+    let base = Duration::from_secs(60);
+    std::env::var("CLAUDE_CODE_STREAM_CLOSE_TIMEOUT")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(Duration::from_millis)
+        .map_or(base, |d| d.max(base))
+}
+
+/// Builds [`Options`].
+#[derive(Debug, Clone, Default)]
+pub struct OptionsBuilder {
+    o: Options,
+}
+
+macro_rules! setter {
+    ($(#[$m:meta])* $name:ident: Option<String>) => {
+        $(#[$m])*
+        pub fn $name(mut self, v: impl Into<String>) -> Self { self.o.$name = Some(v.into()); self }
+    };
+    ($(#[$m:meta])* $name:ident: bool) => {
+        $(#[$m])*
+        pub fn $name(mut self, v: bool) -> Self { self.o.$name = v; self }
+    };
+    ($(#[$m:meta])* $name:ident: Vec<String>) => {
+        $(#[$m])*
+        pub fn $name<I, S>(mut self, v: I) -> Self
+        where I: IntoIterator<Item = S>, S: Into<String> {
+            self.o.$name.extend(v.into_iter().map(Into::into)); self
+        }
+    };
+}
+
+impl Options {
+    /// Start building options.
+    pub fn builder() -> OptionsBuilder {
+        OptionsBuilder::default()
+    }
+
+    /// A builder starting from these options.
+    pub fn to_builder(&self) -> OptionsBuilder {
+        OptionsBuilder { o: self.clone() }
+    }
+
+    /// The CLI arguments these options produce (without the program name).
+    pub fn argv(&self) -> Result<Vec<String>> {
+        let mut a: Vec<String> = vec![
+            "--output-format=stream-json".into(),
+            "--verbose".into(),
+            "--input-format=stream-json".into(),
+        ];
+        let mut push = |flag: &str, v: &str| a.push(format!("--{flag}={v}"));
+        match &self.system_prompt {
+            SystemPrompt::Empty => push("system-prompt", ""),
+            SystemPrompt::Text(t) => push("system-prompt", t),
+            SystemPrompt::File(p) => push("system-prompt-file", &path_str(p)?),
+            SystemPrompt::ClaudeCode { append: Some(t) } => push("append-system-prompt", t),
+            SystemPrompt::ClaudeCode { append: None } => {}
+        }
+        match &self.tools {
+            Some(Tools::Default) => push("tools", "default"),
+            Some(Tools::List(l)) => push("tools", &l.join(",")),
+            None => {}
+        }
+        if !self.allowed_tools.is_empty() {
+            push("allowedTools", &self.allowed_tools.join(","));
+        }
+        if !self.disallowed_tools.is_empty() {
+            push("disallowedTools", &self.disallowed_tools.join(","));
+        }
+        if let Some(n) = self.max_turns {
+            push("max-turns", &n.to_string());
+        }
+        if let Some(b) = self.max_budget_usd {
+            push("max-budget-usd", &b.to_string());
+        }
+        if let Some(b) = self.task_budget {
+            push("task-budget", &b.to_string());
+        }
+        if let Some(m) = &self.model {
+            push("model", m);
+        }
+        if let Some(m) = &self.fallback_model {
+            if self.model.as_ref() == Some(m) {
+                return Err(Error::InvalidOptions(
+                    "fallback_model must differ from model".into(),
+                ));
+            }
+            push("fallback-model", m);
+        }
+        if !self.betas.is_empty() {
+            push("betas", &self.betas.join(","));
+        }
+        if let Some(t) = &self.permission_prompt_tool {
+            push("permission-prompt-tool", t);
+        }
+        if let Some(m) = self.permission_mode {
+            push("permission-mode", m.as_str());
+        }
+        if let Some(r) = &self.resume {
+            push("resume", r);
+        }
+        if let Some(s) = &self.session_id {
+            push("session-id", s);
+        }
+        if let Some(s) = &self.resume_session_at {
+            push("resume-session-at", s);
+        }
+        if let Some(s) = &self.resume_drops_turn {
+            push("resume-drops-turn", s);
+        }
+        if let Some(s) = &self.settings {
+            push("settings", s);
+        }
+        for d in &self.add_dirs {
+            push("add-dir", &path_str(d)?);
+        }
+        if let Some(c) = &self.mcp_config {
+            push("mcp-config", c);
+        }
+        if let Some(src) = &self.setting_sources {
+            let joined = src.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(",");
+            push("setting-sources", &joined);
+        }
+        for d in &self.plugin_dirs {
+            push("plugin-dir", &path_str(d)?);
+        }
+        match self.thinking {
+            Some(Thinking::Adaptive) => push("thinking", "adaptive"),
+            Some(Thinking::Disabled) => push("thinking", "disabled"),
+            Some(Thinking::Enabled { budget_tokens }) => {
+                push("max-thinking-tokens", &budget_tokens.to_string())
+            }
+            None => {}
+        }
+        if let Some(e) = self.effort {
+            push("effort", e.as_str());
+        }
+        if let Some(schema) = &self.json_schema {
+            push("json-schema", &schema.to_string());
+        }
+        let flags = [
+            (self.continue_conversation, "--continue"),
+            (self.fork_session, "--fork-session"),
+            (self.strict_mcp_config, "--strict-mcp-config"),
+            (self.include_partial_messages, "--include-partial-messages"),
+            (self.include_hook_events, "--include-hook-events"),
+            (self.replay_user_messages, "--replay-user-messages"),
+            (!self.persist_session, "--no-session-persistence"),
+        ];
+        a.extend(flags.iter().filter(|(on, _)| *on).map(|(_, f)| (*f).to_owned()));
+        for (k, v) in &self.extra_args {
+            let k = k.trim_start_matches('-');
+            if k.is_empty() || k.contains('=') {
+                return Err(Error::InvalidOptions(format!("bad extra argument name `{k}`")));
+            }
+            a.push(match v {
+                Some(v) => format!("--{k}={v}"),
+                None => format!("--{k}"),
+            });
+        }
+        Ok(a)
+    }
+
+    /// The environment changes for the CLI: `(name, Some(value))` sets, `(name, None)` removes.
+    /// Applied on top of this process's environment.
+    pub fn env_changes(&self) -> Vec<(String, Option<String>)> {
+        let mut e: Vec<(String, Option<String>)> = vec![
+            // Inherited from a Claude Code shell, this makes the child refuse to start.
+            ("CLAUDECODE".into(), None),
+            ("CLAUDE_CODE_ENTRYPOINT".into(), Some(ENTRYPOINT.into())),
+            (
+                "CLAUDE_AGENT_SDK_VERSION".into(),
+                Some(env!("CARGO_PKG_VERSION").into()),
+            ),
+        ];
+        let app = match std::env::var("CLAUDE_AGENT_SDK_CLIENT_APP") {
+            Ok(user_app) if !user_app.is_empty() => format!("{user_app} {CLIENT_APP}"),
+            _ => CLIENT_APP.to_owned(),
+        };
+        e.push(("CLAUDE_AGENT_SDK_CLIENT_APP".into(), Some(app)));
+        if self.enable_file_checkpointing {
+            e.push((
+                "CLAUDE_CODE_ENABLE_SDK_FILE_CHECKPOINTING".into(),
+                Some("true".into()),
+            ));
+        }
+        if let Some(cwd) = &self.cwd {
+            e.push(("PWD".into(), Some(cwd.to_string_lossy().into_owned())));
+        }
+        // The caller's own variables come last and win.
+        e.extend(self.env.iter().map(|(k, v)| (k.clone(), Some(v.clone()))));
+        e
+    }
+
+    /// Find the CLI and build the transport that runs it with these options.
+    pub fn subprocess_transport(&self) -> Result<SubprocessTransport> {
+        let program = find_cli(self.cli_path.as_deref())?;
+        let mut t = SubprocessTransport::new(program)
+            .args(self.argv()?.into_iter().map(OsString::from))
+            .max_frame_bytes(self.max_frame_bytes);
+        for (k, v) in self.env_changes() {
+            t = match v {
+                Some(v) => t.env(k, v),
+                None => t.env_remove(k),
+            };
+        }
+        if let Some(cwd) = &self.cwd {
+            t = t.cwd(cwd);
+        }
+        if let Some(cb) = &self.stderr {
+            t = t.on_stderr(cb.clone());
+        }
+        Ok(t)
+    }
+
+    /// The per-frame size limit in bytes.
+    pub fn max_frame_bytes(&self) -> usize {
+        self.max_frame_bytes
+    }
+    /// How long to wait for the initialize reply.
+    pub fn initialize_timeout(&self) -> Duration {
+        self.initialize_timeout
+    }
+    /// How long to wait for replies to other control requests.
+    pub fn control_timeout(&self) -> Duration {
+        self.control_timeout
+    }
+    /// The idle timeout during a turn, if any.
+    pub fn idle_timeout(&self) -> Option<Duration> {
+        self.idle_timeout
+    }
+    /// How long a graceful close waits for the CLI before signalling it.
+    pub fn close_grace(&self) -> Duration {
+        self.close_grace
+    }
+    /// The working directory, if set.
+    pub fn cwd(&self) -> Option<&std::path::Path> {
+        self.cwd.as_deref()
+    }
+}
+
+fn path_str(p: &std::path::Path) -> Result<String> {
+    p.to_str()
+        .map(str::to_owned)
+        .ok_or_else(|| Error::InvalidOptions(format!("path is not UTF-8: {}", p.display())))
+}
+
+impl OptionsBuilder {
+    /// Finish building.
+    pub fn build(self) -> Options {
+        self.o
+    }
+
+    /// Run this executable instead of discovering `claude`.
+    pub fn cli_path(mut self, p: impl Into<PathBuf>) -> Self {
+        self.o.cli_path = Some(p.into());
+        self
+    }
+    /// The system prompt (default: empty, as the official SDKs).
+    pub fn system_prompt(mut self, p: impl Into<String>) -> Self {
+        self.o.system_prompt = SystemPrompt::Text(p.into());
+        self
+    }
+    /// The system prompt, in full form (file, Claude Code preset with append, …).
+    pub fn system_prompt_kind(mut self, p: SystemPrompt) -> Self {
+        self.o.system_prompt = p;
+        self
+    }
+    /// The base set of built-in tools.
+    pub fn tools(mut self, t: Tools) -> Self {
+        self.o.tools = Some(t);
+        self
+    }
+    setter!(
+        /// Permission rules that auto-approve tools (`Read`, `Bash(git *)`, …). Appends.
+        allowed_tools: Vec<String>
+    );
+    setter!(
+        /// Tools removed from the model's context. Appends.
+        disallowed_tools: Vec<String>
+    );
+    /// Stop after this many agentic turns.
+    pub fn max_turns(mut self, n: u32) -> Self {
+        self.o.max_turns = Some(n);
+        self
+    }
+    /// Stop when the session has cost this much (USD).
+    pub fn max_budget_usd(mut self, usd: f64) -> Self {
+        self.o.max_budget_usd = Some(usd);
+        self
+    }
+    /// API-side task token budget.
+    pub fn task_budget(mut self, tokens: u64) -> Self {
+        self.o.task_budget = Some(tokens);
+        self
+    }
+    setter!(
+        /// The model.
+        model: Option<String>
+    );
+    setter!(
+        /// The model to fall back to when the main one is overloaded.
+        fallback_model: Option<String>
+    );
+    setter!(
+        /// API beta headers. Appends.
+        betas: Vec<String>
+    );
+    /// The MCP tool that answers permission prompts (`stdio` = this SDK's callback).
+    pub fn permission_prompt_tool(mut self, name: impl Into<String>) -> Self {
+        self.o.permission_prompt_tool = Some(name.into());
+        self
+    }
+    /// The initial permission mode.
+    pub fn permission_mode(mut self, m: PermissionMode) -> Self {
+        self.o.permission_mode = Some(m);
+        self
+    }
+    setter!(
+        /// Continue the most recent session in the working directory.
+        continue_conversation: bool
+    );
+    setter!(
+        /// Resume this session id.
+        resume: Option<String>
+    );
+    setter!(
+        /// Use this UUID as the session id.
+        session_id: Option<String>
+    );
+    setter!(
+        /// When resuming, fork into a new session id.
+        fork_session: bool
+    );
+    setter!(
+        /// When resuming, stop at this message uuid.
+        resume_session_at: Option<String>
+    );
+    setter!(
+        /// When resuming with `resume_session_at`, refuse unless this turn is the one dropped.
+        resume_drops_turn: Option<String>
+    );
+    setter!(
+        /// A settings file path or a JSON settings string.
+        settings: Option<String>
+    );
+    /// An extra directory the CLI may access. Appends.
+    pub fn add_dir(mut self, d: impl Into<PathBuf>) -> Self {
+        self.o.add_dirs.push(d.into());
+        self
+    }
+    /// External MCP servers: a JSON string `{"mcpServers":{…}}` or a path to such a file.
+    pub fn mcp_config(mut self, json_or_path: impl Into<String>) -> Self {
+        self.o.mcp_config = Some(json_or_path.into());
+        self
+    }
+    setter!(
+        /// Only use MCP servers given here, ignoring other configuration.
+        strict_mcp_config: bool
+    );
+    setter!(
+        /// Emit `stream_event` frames with partial messages.
+        include_partial_messages: bool
+    );
+    setter!(
+        /// Emit `system/hook_*` frames.
+        include_hook_events: bool
+    );
+    setter!(
+        /// Echo each user message back with `isReplay:true`.
+        replay_user_messages: bool
+    );
+    setter!(
+        /// Keep the session on disk so it can be resumed (default true).
+        persist_session: bool
+    );
+    /// Which settings files to load (an empty list loads none).
+    pub fn setting_sources(mut self, s: impl IntoIterator<Item = SettingSource>) -> Self {
+        self.o.setting_sources = Some(s.into_iter().collect());
+        self
+    }
+    /// A local plugin directory. Appends.
+    pub fn plugin_dir(mut self, d: impl Into<PathBuf>) -> Self {
+        self.o.plugin_dirs.push(d.into());
+        self
+    }
+    /// Extended thinking.
+    pub fn thinking(mut self, t: Thinking) -> Self {
+        self.o.thinking = Some(t);
+        self
+    }
+    /// Reasoning effort.
+    pub fn effort(mut self, e: Effort) -> Self {
+        self.o.effort = Some(e);
+        self
+    }
+    /// Structured output: the final result must match this JSON Schema.
+    pub fn json_schema(mut self, schema: Value) -> Self {
+        self.o.json_schema = Some(schema);
+        self
+    }
+    /// Any other CLI flag (`--name=value`, or `--name` when `value` is `None`). Appends.
+    pub fn extra_arg(mut self, name: impl Into<String>, value: Option<String>) -> Self {
+        self.o.extra_args.push((name.into(), value));
+        self
+    }
+    setter!(
+        /// Track file changes so they can be rewound.
+        enable_file_checkpointing: bool
+    );
+    /// The CLI's working directory (checked when connecting).
+    pub fn cwd(mut self, d: impl Into<PathBuf>) -> Self {
+        self.o.cwd = Some(d.into());
+        self
+    }
+    /// An environment variable for the CLI, merged over this process's environment.
+    pub fn env(mut self, k: impl Into<String>, v: impl Into<String>) -> Self {
+        self.o.env.push((k.into(), v.into()));
+        self
+    }
+    /// Several environment variables (see [`env`](Self::env)).
+    pub fn envs<I, K, V>(mut self, vars: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        self.o
+            .env
+            .extend(vars.into_iter().map(|(k, v)| (k.into(), v.into())));
+        self
+    }
+    /// Receive each stderr line of the CLI (it is drained and kept as a tail either way).
+    pub fn on_stderr(mut self, f: impl Fn(&str) + Send + Sync + 'static) -> Self {
+        self.o.stderr = Some(Arc::new(f));
+        self
+    }
+    /// Per-frame size limit in bytes (default 256 MiB). Counts one frame, never the session.
+    pub fn max_frame_bytes(mut self, n: usize) -> Self {
+        self.o.max_frame_bytes = n;
+        self
+    }
+    /// How long to wait for the initialize reply (default 60 s).
+    pub fn initialize_timeout(mut self, d: Duration) -> Self {
+        self.o.initialize_timeout = d;
+        self
+    }
+    /// How long to wait for replies to other control requests (default 60 s).
+    pub fn control_timeout(mut self, d: Duration) -> Self {
+        self.o.control_timeout = d;
+        self
+    }
+    /// Fail a turn with [`Error::Idle`] when the CLI writes nothing for this long mid-turn.
+    pub fn idle_timeout(mut self, d: Duration) -> Self {
+        self.o.idle_timeout = Some(d);
+        self
+    }
+    /// How long a graceful close waits before signalling the CLI (default 5 s).
+    pub fn close_grace(mut self, d: Duration) -> Self {
+        self.o.close_grace = d;
+        self
+    }
+    /// Messages buffered between the reader and your code (default 256). A full buffer slows
+    /// the CLI down; it never drops a message.
+    pub fn message_buffer(mut self, n: usize) -> Self {
+        self.o.message_buffer = n.max(1);
+        self
+    }
+    /// At most this many callbacks (permission, hook, MCP) run at once (default 64).
+    pub fn max_concurrent_callbacks(mut self, n: usize) -> Self {
+        self.o.max_concurrent_callbacks = n.max(1);
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(o: OptionsBuilder) -> Vec<String> {
+        o.build().argv().unwrap_or_default()
+    }
+
+    #[test]
+    fn base_command_line_is_stream_json_with_empty_system_prompt() {
+        let a = argv(Options::builder());
+        assert_eq!(
+            a,
+            vec![
+                "--output-format=stream-json",
+                "--verbose",
+                "--input-format=stream-json",
+                "--system-prompt=",
+            ]
+        );
+    }
+
+    #[test]
+    fn dash_leading_values_stay_one_argument() {
+        let a = argv(Options::builder().resume("--dangerously-skip-permissions"));
+        assert!(a.contains(&"--resume=--dangerously-skip-permissions".to_owned()));
+        assert!(!a.contains(&"--dangerously-skip-permissions".to_owned()));
+    }
+
+    #[test]
+    fn every_plain_option_maps_to_its_flag() {
+        let a = argv(
+            Options::builder()
+                .system_prompt_kind(SystemPrompt::ClaudeCode {
+                    append: Some("be brief".into()),
+                })
+                .tools(Tools::List(vec!["Read".into(), "Bash".into()]))
+                .allowed_tools(["Read", "Bash(git *)"])
+                .disallowed_tools(["WebFetch"])
+                .max_turns(4)
+                .max_budget_usd(1.5)
+                .task_budget(1000)
+                .model("m1")
+                .fallback_model("m2")
+                .betas(["b1", "b2"])
+                .permission_mode(PermissionMode::AcceptEdits)
+                .continue_conversation(true)
+                .resume("abc")
+                .session_id("sid")
+                .fork_session(true)
+                .resume_session_at("u1")
+                .resume_drops_turn("u2")
+                .settings("{\"a\":1}")
+                .add_dir("/x")
+                .add_dir("/y")
+                .mcp_config("{\"mcpServers\":{}}")
+                .strict_mcp_config(true)
+                .include_partial_messages(true)
+                .include_hook_events(true)
+                .replay_user_messages(true)
+                .persist_session(false)
+                .setting_sources([SettingSource::User, SettingSource::Project])
+                .plugin_dir("/p")
+                .thinking(Thinking::Enabled { budget_tokens: 2048 })
+                .effort(Effort::High)
+                .json_schema(serde_json::json!({"type":"object"}))
+                .extra_arg("debug-file", Some("/tmp/d".into()))
+                .extra_arg("bare", None),
+        );
+        for want in [
+            "--append-system-prompt=be brief",
+            "--tools=Read,Bash",
+            "--allowedTools=Read,Bash(git *)",
+            "--disallowedTools=WebFetch",
+            "--max-turns=4",
+            "--max-budget-usd=1.5",
+            "--task-budget=1000",
+            "--model=m1",
+            "--fallback-model=m2",
+            "--betas=b1,b2",
+            "--permission-mode=acceptEdits",
+            "--continue",
+            "--resume=abc",
+            "--session-id=sid",
+            "--fork-session",
+            "--resume-session-at=u1",
+            "--resume-drops-turn=u2",
+            "--settings={\"a\":1}",
+            "--add-dir=/x",
+            "--add-dir=/y",
+            "--mcp-config={\"mcpServers\":{}}",
+            "--strict-mcp-config",
+            "--include-partial-messages",
+            "--include-hook-events",
+            "--replay-user-messages",
+            "--no-session-persistence",
+            "--setting-sources=user,project",
+            "--plugin-dir=/p",
+            "--max-thinking-tokens=2048",
+            "--effort=high",
+            "--json-schema={\"type\":\"object\"}",
+            "--debug-file=/tmp/d",
+            "--bare",
+        ] {
+            assert!(a.contains(&want.to_owned()), "missing {want} in {a:?}");
+        }
+        assert!(!a.iter().any(|x| x.starts_with("--system-prompt=")));
+    }
+
+    #[test]
+    fn fallback_equal_to_model_is_rejected() {
+        let o = Options::builder().model("m").fallback_model("m").build();
+        assert!(matches!(o.argv(), Err(Error::InvalidOptions(_))));
+    }
+
+    #[test]
+    fn permission_modes_are_validated_client_side() {
+        assert_eq!(
+            "acceptEdits".parse::<PermissionMode>().ok(),
+            Some(PermissionMode::AcceptEdits)
+        );
+        assert!("notAMode".parse::<PermissionMode>().is_err());
+    }
+
+    #[test]
+    fn env_drops_claudecode_names_the_sdk_and_lets_user_values_win() {
+        let o = Options::builder()
+            .cwd("/tmp")
+            .env("CLAUDE_CODE_ENTRYPOINT", "sdk-ts")
+            .enable_file_checkpointing(true)
+            .build();
+        let e = o.env_changes();
+        assert!(e.contains(&("CLAUDECODE".into(), None)));
+        assert!(e.contains(&("PWD".into(), Some("/tmp".into()))));
+        assert!(e.iter().any(|(k, v)| k == "CLAUDE_AGENT_SDK_CLIENT_APP"
+            && v.as_deref().is_some_and(|v| v.contains("claude-conduit/"))));
+        // Later entries win when applied in order.
+        let last = e.iter().rev().find(|(k, _)| k == "CLAUDE_CODE_ENTRYPOINT");
+        assert_eq!(last.and_then(|(_, v)| v.clone()).as_deref(), Some("sdk-ts"));
+        assert!(e.contains(&(
+            "CLAUDE_CODE_ENABLE_SDK_FILE_CHECKPOINTING".into(),
+            Some("true".into())
+        )));
+    }
+
+    #[test]
+    fn bad_extra_arg_name_is_rejected() {
+        let o = Options::builder().extra_arg("a=b", None).build();
+        assert!(o.argv().is_err());
+    }
+}

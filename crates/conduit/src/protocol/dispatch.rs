@@ -1,0 +1,55 @@
+//! Who answers the CLI's control requests.
+
+use futures::future::BoxFuture;
+use serde_json::{Value, json};
+
+use crate::message::ControlRequest;
+
+/// The message a `can_use_tool` request is denied with when no permission handler is set.
+pub const NO_PERMISSION_HANDLER: &str = "No permission handler is configured in this SDK session \
+     (set a can_use_tool callback or a permission mode / allowed tools that cover this tool); \
+     the tool call was denied.";
+
+/// Answers control requests the CLI sends to the SDK (`can_use_tool`, `hook_callback`,
+/// `mcp_message`, …).
+///
+/// `Ok(Some(v))` answers with a success carrying `v`, `Ok(None)` with a bare success, `Err(msg)`
+/// with an error response. Each request runs on its own task; a panic is answered with an error.
+pub trait InboundHandler: Send + Sync + 'static {
+    /// Answer one request.
+    fn handle(&self, request: ControlRequest) -> BoxFuture<'static, Result<Option<Value>, String>>;
+}
+
+/// The answers given when nothing else is configured: permission requests are denied with
+/// [`NO_PERMISSION_HANDLER`], unknown hook callbacks, MCP servers and subtypes get errors.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DefaultHandler;
+
+impl DefaultHandler {
+    /// The default answer to `request`.
+    pub fn answer(request: &ControlRequest) -> Result<Option<Value>, String> {
+        let field = |k: &str| request.body.get(k).and_then(Value::as_str).unwrap_or("");
+        match request.subtype.as_str() {
+            "can_use_tool" => Ok(Some(json!({
+                "behavior": "deny",
+                "message": NO_PERMISSION_HANDLER,
+            }))),
+            "hook_callback" => Err(format!(
+                "unknown hook callback id `{}`: no hook with this id is registered",
+                field("callback_id")
+            )),
+            "mcp_message" => Err(format!(
+                "unknown MCP server `{}`: no SDK MCP server with this name is registered",
+                field("server_name")
+            )),
+            other => Err(format!("Unsupported control request subtype: {other}")),
+        }
+    }
+}
+
+impl InboundHandler for DefaultHandler {
+    fn handle(&self, request: ControlRequest) -> BoxFuture<'static, Result<Option<Value>, String>> {
+        let answer = Self::answer(&request);
+        Box::pin(async move { answer })
+    }
+}

@@ -1,0 +1,581 @@
+//! The control engine: one reader task per connection, the pending-request map, inbound
+//! dispatch.
+//!
+//! The engine follows a handle/driver split. [`Engine`] (the handle, cheap to share) sends frames
+//! and control requests; the **reader task** (the driver) owns the receive half and is the only
+//! code that reads frames. Invariants:
+//!
+//! * the reader never awaits a callback: inbound `control_request`s run on their own tasks under
+//!   a concurrency limit, answer through the shared writer, and can be cancelled by the CLI's
+//!   `control_cancel_request` (then no answer is sent);
+//! * every pending outbound request fails at once when the reader ends (no 60 s wait);
+//! * messages go to a bounded channel; when it is full the reader stops reading (backpressure)
+//!   — except while one of our control requests awaits its reply, when the reader reads ahead and
+//!   parks messages in an overflow queue, so a reply is never stuck behind undrained messages;
+//! * inbound requests that arrive before the `initialize` reply are served (the CLI asks for SDK
+//!   MCP handshakes before it answers `initialize`).
+
+mod dispatch;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use serde_json::Value;
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
+use tokio::task::AbortHandle;
+
+pub use dispatch::{DefaultHandler, InboundHandler, NO_PERMISSION_HANDLER};
+
+use crate::error::{Error, Result};
+use crate::message::{ControlOutcome, ControlRequest, Message, MessageKind, outbound};
+use crate::transport::{FrameReceiver, FrameSender, Termination};
+
+/// Settings of one engine.
+#[derive(Clone)]
+pub(crate) struct EngineConfig {
+    pub message_buffer: usize,
+    pub max_concurrent_callbacks: usize,
+    pub idle_timeout: Option<Duration>,
+    pub handler: Arc<dyn InboundHandler>,
+}
+
+/// A sender with its futures boxed, so the engine's handle does not carry the transport's type.
+pub(crate) trait DynSender: Send {
+    fn send(&mut self, frame: Bytes) -> BoxFuture<'_, Result<()>>;
+    fn end_input(&mut self) -> BoxFuture<'_, Result<()>>;
+    fn close(self: Box<Self>, grace: Duration) -> BoxFuture<'static, Result<()>>;
+}
+
+impl<S: FrameSender> DynSender for S {
+    fn send(&mut self, frame: Bytes) -> BoxFuture<'_, Result<()>> {
+        Box::pin(FrameSender::send(self, frame))
+    }
+    fn end_input(&mut self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(FrameSender::end_input(self))
+    }
+    fn close(self: Box<Self>, grace: Duration) -> BoxFuture<'static, Result<()>> {
+        Box::pin(FrameSender::close(*self, grace))
+    }
+}
+
+type Reply = oneshot::Sender<Result<Option<Value>>>;
+
+/// State shared by the handle, the reader task and callback tasks.
+pub(crate) struct Shared {
+    writer: tokio::sync::Mutex<Option<Box<dyn DynSender>>>,
+    input_ended: AtomicBool,
+    pending: Mutex<HashMap<String, (String, Reply)>>,
+    /// Woken when a control request is registered, so a reader parked on a full channel reads on.
+    control_sent: Notify,
+    next_id: AtomicU64,
+    id_salt: u64,
+    inbound: Mutex<HashMap<String, AbortHandle>>,
+    /// Set once the reader has ended: why.
+    ended: OnceLock<Termination>,
+    turns_sent: AtomicU64,
+    results_seen: AtomicU64,
+    /// Background agent tasks in flight (task_started .. terminal task_notification).
+    background_tasks: Mutex<HashSet<String>>,
+    cli_version: OnceLock<String>,
+    session_id: OnceLock<String>,
+}
+
+/// The engine's handle.
+#[derive(Clone)]
+pub(crate) struct Engine {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl Engine {
+    /// Start an engine on a connection: spawns the reader task. Returns the handle and the
+    /// receiving end of the message channel.
+    pub(crate) fn start<S: FrameSender, R: FrameReceiver>(
+        sender: S,
+        receiver: R,
+        config: EngineConfig,
+    ) -> (Engine, mpsc::Receiver<Result<Message>>) {
+        let salt = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0)
+            ^ u64::from(std::process::id()).rotate_left(32);
+        let shared = Arc::new(Shared {
+            writer: tokio::sync::Mutex::new(Some(Box::new(sender))),
+            input_ended: AtomicBool::new(false),
+            pending: Mutex::new(HashMap::new()),
+            control_sent: Notify::new(),
+            next_id: AtomicU64::new(1),
+            id_salt: salt,
+            inbound: Mutex::new(HashMap::new()),
+            ended: OnceLock::new(),
+            turns_sent: AtomicU64::new(0),
+            results_seen: AtomicU64::new(0),
+            background_tasks: Mutex::new(HashSet::new()),
+            cli_version: OnceLock::new(),
+            session_id: OnceLock::new(),
+        });
+        let (tx, rx) = mpsc::channel(config.message_buffer.max(1));
+        let reader = Reader {
+            shared: shared.clone(),
+            receiver,
+            tx,
+            overflow: VecDeque::new(),
+            overflow_cap: config.message_buffer.max(1),
+            semaphore: Arc::new(Semaphore::new(config.max_concurrent_callbacks.max(1))),
+            handler: config.handler,
+            idle_timeout: config.idle_timeout,
+            last_total_cost: None,
+        };
+        tokio::spawn(reader.run());
+        (Engine { shared }, rx)
+    }
+
+    /// Write one frame.
+    pub(crate) async fn write(&self, frame: Bytes) -> Result<()> {
+        self.shared.write(frame).await
+    }
+
+    /// Write a user message and count it as a turn.
+    pub(crate) async fn send_user(&self, frame: Bytes) -> Result<()> {
+        self.shared.turns_sent.fetch_add(1, Ordering::AcqRel);
+        let r = self.shared.write(frame).await;
+        if r.is_err() {
+            self.shared.turns_sent.fetch_sub(1, Ordering::AcqRel);
+        }
+        r
+    }
+
+    /// Send a control request and wait for its reply.
+    pub(crate) async fn request(
+        &self,
+        subtype: &str,
+        fields: Value,
+        timeout: Duration,
+    ) -> Result<Option<Value>> {
+        if let Some(t) = self.shared.ended.get() {
+            return Err(death_error(t));
+        }
+        let n = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let id = format!("req_{n}_{:08x}", (self.shared.id_salt ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15)) as u32);
+        let (tx, rx) = oneshot::channel();
+        if let Ok(mut p) = self.shared.pending.lock() {
+            p.insert(id.clone(), (subtype.to_owned(), tx));
+        }
+        self.shared.control_sent.notify_one();
+        // The reader may have ended between the check above and the insert: re-check.
+        if let Some(t) = self.shared.ended.get() {
+            self.shared.forget(&id);
+            return Err(death_error(t));
+        }
+        if let Err(e) = self.write(outbound::control_request(&id, subtype, fields)).await {
+            self.shared.forget(&id);
+            return Err(e);
+        }
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(r)) => r.map_err(|e| match e {
+                Error::ControlError { message, code, .. } => Error::ControlError {
+                    subtype: subtype.to_owned(),
+                    message,
+                    code,
+                },
+                other => other,
+            }),
+            Ok(Err(_)) => Err(self
+                .shared
+                .ended
+                .get()
+                .map(death_error)
+                .unwrap_or(Error::Closed)),
+            Err(_) => {
+                self.shared.forget(&id);
+                // Withdraw it, so the CLI does not act on it later.
+                let _ = self.write(outbound::control_cancel(&id)).await;
+                Err(Error::ControlTimeout {
+                    subtype: subtype.to_owned(),
+                    after: timeout,
+                })
+            }
+        }
+    }
+
+    /// Signal end of input to the CLI. Idempotent.
+    pub(crate) async fn end_input(&self) -> Result<()> {
+        if self.shared.input_ended.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let mut w = self.shared.writer.lock().await;
+        match w.as_mut() {
+            Some(s) => s.end_input().await,
+            None => Ok(()),
+        }
+    }
+
+    /// Graceful close of the sending side (end input, wait, then signal the process).
+    pub(crate) async fn close(&self, grace: Duration) -> Result<()> {
+        self.shared.input_ended.store(true, Ordering::Release);
+        let sender = self.shared.writer.lock().await.take();
+        match sender {
+            Some(s) => s.close(grace).await,
+            None => Ok(()),
+        }
+    }
+
+    /// How the connection ended, once the reader has finished.
+    pub(crate) fn termination(&self) -> Option<&Termination> {
+        self.shared.ended.get()
+    }
+
+    pub(crate) fn input_ended(&self) -> bool {
+        self.shared.input_ended.load(Ordering::Acquire)
+    }
+
+    /// True when nothing still needs the CLI's input: every turn sent has its result, no
+    /// callback is running, no request of ours is pending and no background agent task runs.
+    pub(crate) fn quiescent(&self) -> bool {
+        let s = &self.shared;
+        s.results_seen.load(Ordering::Acquire) >= s.turns_sent.load(Ordering::Acquire)
+            && s.inbound.lock().map(|m| m.is_empty()).unwrap_or(true)
+            && s.pending.lock().map(|m| m.is_empty()).unwrap_or(true)
+            && s.background_tasks.lock().map(|m| m.is_empty()).unwrap_or(true)
+    }
+
+    pub(crate) fn cli_version(&self) -> Option<&str> {
+        self.shared.cli_version.get().map(String::as_str)
+    }
+
+    pub(crate) fn set_cli_version(&self, v: String) {
+        let _ = self.shared.cli_version.set(v);
+    }
+
+    pub(crate) fn session_id(&self) -> Option<&str> {
+        self.shared.session_id.get().map(String::as_str)
+    }
+}
+
+impl Shared {
+    async fn write(&self, frame: Bytes) -> Result<()> {
+        let mut w = self.writer.lock().await;
+        match w.as_mut() {
+            Some(s) if !self.input_ended.load(Ordering::Acquire) => s.send(frame).await,
+            _ => Err(Error::Closed),
+        }
+    }
+
+    fn forget(&self, id: &str) {
+        if let Ok(mut p) = self.pending.lock() {
+            p.remove(id);
+        }
+    }
+
+    fn pending_count(&self) -> usize {
+        self.pending.lock().map(|p| p.len()).unwrap_or(0)
+    }
+
+    fn turn_in_flight(&self) -> bool {
+        self.results_seen.load(Ordering::Acquire) < self.turns_sent.load(Ordering::Acquire)
+    }
+}
+
+/// The error pending requests get when the connection ended.
+fn death_error(t: &Termination) -> Error {
+    Error::ProcessExited {
+        code: t.code,
+        signal: t.signal,
+        stderr_tail: t.stderr_tail.clone(),
+    }
+}
+
+/// The driver: owns the receive half.
+struct Reader<R> {
+    shared: Arc<Shared>,
+    receiver: R,
+    tx: mpsc::Sender<Result<Message>>,
+    overflow: VecDeque<Result<Message>>,
+    overflow_cap: usize,
+    semaphore: Arc<Semaphore>,
+    handler: Arc<dyn InboundHandler>,
+    idle_timeout: Option<Duration>,
+    last_total_cost: Option<f64>,
+}
+
+enum Step {
+    Frame(Result<Option<Result<Bytes>>>),
+    Delivered,
+    Idle(Duration),
+    Wake,
+    ConsumerGone,
+}
+
+impl<R: FrameReceiver> Reader<R> {
+    async fn run(mut self) {
+        let end = loop {
+            let may_read =
+                self.overflow.len() < self.overflow_cap || self.shared.pending_count() > 0;
+            let idle = self
+                .idle_timeout
+                .filter(|_| self.shared.turn_in_flight() && self.callbacks_idle());
+            let step = {
+                let Reader {
+                    receiver,
+                    tx,
+                    overflow,
+                    shared,
+                    ..
+                } = &mut self;
+                tokio::select! {
+                    biased;
+                    permit = tx.reserve(), if !overflow.is_empty() => match permit {
+                        Ok(p) => {
+                            if let Some(m) = overflow.pop_front() {
+                                p.send(m);
+                            }
+                            Step::Delivered
+                        }
+                        Err(_) => Step::ConsumerGone,
+                    },
+                    frame = recv_idle(receiver, idle), if may_read => frame,
+                    _ = shared.control_sent.notified(), if !may_read => Step::Wake,
+                    _ = tx.closed() => Step::ConsumerGone,
+                }
+            };
+            match step {
+                Step::Delivered | Step::Wake => {}
+                Step::ConsumerGone => break None,
+                Step::Idle(after) => {
+                    // Count the stuck turn as finished so the error is reported once.
+                    let sent = self.shared.turns_sent.load(Ordering::Acquire);
+                    self.shared.results_seen.store(sent, Ordering::Release);
+                    self.push(Err(Error::Idle { after }));
+                }
+                Step::Frame(Ok(Some(Ok(frame)))) => self.on_frame(frame),
+                Step::Frame(Ok(Some(Err(e)))) => self.push(Err(e)),
+                Step::Frame(Ok(None)) => break Some(self.receiver.termination().unwrap_or_default()),
+                Step::Frame(Err(e)) => {
+                    tracing::warn!(error = %e, "transport failed");
+                    self.push(Err(e));
+                    break Some(self.receiver.termination().unwrap_or(Termination {
+                        code: None,
+                        signal: None,
+                        stderr_tail: String::new(),
+                    }));
+                }
+            }
+        };
+        let Some(term) = end else {
+            self.fail_pending(&Termination::default());
+            return;
+        };
+        if self.shared.turn_in_flight() {
+            self.push(Err(death_error(&term)));
+        }
+        self.fail_pending(&term);
+        // Deliver what is parked, then close the channel (the consumer sees the end).
+        while let Some(m) = self.overflow.pop_front() {
+            if self.tx.send(m).await.is_err() {
+                break;
+            }
+        }
+    }
+
+    fn callbacks_idle(&self) -> bool {
+        self.shared
+            .inbound
+            .lock()
+            .map(|m| m.is_empty())
+            .unwrap_or(true)
+    }
+
+    fn fail_pending(&self, term: &Termination) {
+        let _ = self.shared.ended.set(term.clone());
+        let drained: Vec<_> = match self.shared.pending.lock() {
+            Ok(mut p) => p.drain().collect(),
+            Err(_) => Vec::new(),
+        };
+        for (_, (_, reply)) in drained {
+            let _ = reply.send(Err(death_error(term)));
+        }
+        if let Ok(mut inbound) = self.shared.inbound.lock() {
+            for (_, h) in inbound.drain() {
+                h.abort();
+            }
+        }
+    }
+
+    /// Queue a message for the consumer without ever blocking the reader.
+    fn push(&mut self, item: Result<Message>) {
+        if self.overflow.is_empty() {
+            match self.tx.try_send(item) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(item)) => self.overflow.push_back(item),
+                Err(mpsc::error::TrySendError::Closed(_)) => {}
+            }
+        } else {
+            self.overflow.push_back(item);
+        }
+    }
+
+    fn on_frame(&mut self, frame: Bytes) {
+        let mut msg = match Message::parse(frame) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::debug!(error = %e, "undecodable frame skipped");
+                return self.push(Err(e));
+            }
+        };
+        match msg.kind_mut() {
+            MessageKind::ControlResponse(resp) => {
+                let entry = self
+                    .shared
+                    .pending
+                    .lock()
+                    .ok()
+                    .and_then(|mut p| p.remove(&resp.request_id));
+                match entry {
+                    Some((subtype, reply)) => {
+                        let r = match std::mem::replace(&mut resp.outcome, ControlOutcome::Success(None)) {
+                            ControlOutcome::Success(v) => Ok(v),
+                            ControlOutcome::Error { message, code } => Err(Error::ControlError {
+                                subtype,
+                                message,
+                                code,
+                            }),
+                        };
+                        let _ = reply.send(r);
+                    }
+                    None => tracing::debug!(id = %resp.request_id, "reply to an unknown request ignored"),
+                }
+            }
+            MessageKind::ControlRequest(_) => {
+                if let MessageKind::ControlRequest(req) = msg.into_kind() {
+                    self.dispatch(req);
+                }
+            }
+            MessageKind::ControlCancel(c) => {
+                let handle = self
+                    .shared
+                    .inbound
+                    .lock()
+                    .ok()
+                    .and_then(|mut m| m.remove(&c.request_id));
+                if let Some(h) = handle {
+                    tracing::debug!(id = %c.request_id, "CLI withdrew its request; callback cancelled");
+                    h.abort();
+                }
+            }
+            MessageKind::Result(r) => {
+                if let Some(total) = r.total_cost_usd {
+                    let prev = self.last_total_cost.unwrap_or(0.0);
+                    r.turn_cost_usd = Some(if total >= prev { total - prev } else { total });
+                    self.last_total_cost = Some(total);
+                }
+                self.shared.results_seen.fetch_add(1, Ordering::AcqRel);
+                self.push(Ok(msg));
+            }
+            MessageKind::System(sys) => {
+                if sys.subtype() == "init" || sys.subtype().starts_with("task_") {
+                    self.observe_system(&msg);
+                }
+                self.push(Ok(msg));
+            }
+            _ => self.push(Ok(msg)),
+        }
+    }
+
+    /// Learn facts from rare system frames: the CLI version and session id from `init`,
+    /// background tasks from `task_*`.
+    fn observe_system(&self, msg: &Message) {
+        let Ok(v) = msg.to_value() else { return };
+        match v["subtype"].as_str() {
+            Some("init") => {
+                if let Some(ver) = v["claude_code_version"].as_str() {
+                    let _ = self.shared.cli_version.set(ver.to_owned());
+                }
+                if let Some(sid) = v["session_id"].as_str() {
+                    let _ = self.shared.session_id.set(sid.to_owned());
+                }
+            }
+            Some("task_started") => {
+                let agent = matches!(v["task_type"].as_str(), Some("local_agent" | "local_workflow"));
+                if let (true, Some(id)) = (agent, v["task_id"].as_str())
+                    && let Ok(mut t) = self.shared.background_tasks.lock()
+                {
+                    t.insert(id.to_owned());
+                }
+            }
+            Some("task_notification") | Some("task_updated") => {
+                let status = v["status"]
+                    .as_str()
+                    .or_else(|| v["patch"]["status"].as_str())
+                    .unwrap_or_default();
+                let terminal = matches!(status, "completed" | "failed" | "stopped" | "killed");
+                if let (true, Some(id)) = (terminal, v["task_id"].as_str())
+                    && let Ok(mut t) = self.shared.background_tasks.lock()
+                {
+                    t.remove(id);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Run an inbound request on its own task; answer through the shared writer.
+    fn dispatch(&self, req: ControlRequest) {
+        let id = req.request_id.clone();
+        let shared = self.shared.clone();
+        let handler = self.handler.clone();
+        let semaphore = self.semaphore.clone();
+        let task_id = id.clone();
+        let task = tokio::spawn(async move {
+            let _permit = semaphore.acquire_owned().await;
+            let subtype = req.subtype.clone();
+            let outcome = std::panic::AssertUnwindSafe(handler.handle(req))
+                .catch_unwind()
+                .await;
+            let frame = match outcome {
+                Ok(Ok(v)) => outbound::control_success(&task_id, v),
+                Ok(Err(msg)) => outbound::control_error(&task_id, &msg),
+                Err(panic) => {
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_owned())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "unknown panic".to_owned());
+                    tracing::error!(subtype, panic = %what, "callback panicked");
+                    outbound::control_error(&task_id, &format!("{subtype} callback panicked: {what}"))
+                }
+            };
+            let still_wanted = shared
+                .inbound
+                .lock()
+                .map(|mut m| m.remove(&task_id).is_some())
+                .unwrap_or(true);
+            if still_wanted && let Err(e) = shared.write(frame).await {
+                tracing::debug!(error = %e, "could not answer a control request");
+            }
+        });
+        if let Ok(mut m) = self.shared.inbound.lock() {
+            if !task.is_finished() {
+                m.insert(id, task.abort_handle());
+            }
+        }
+    }
+}
+
+async fn recv_idle<R: FrameReceiver>(receiver: &mut R, idle: Option<Duration>) -> Step {
+    match idle {
+        None => Step::Frame(receiver.recv().await),
+        Some(after) => match tokio::time::timeout(after, receiver.recv()).await {
+            Ok(r) => Step::Frame(r),
+            Err(_) => Step::Idle(after),
+        },
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests;
