@@ -558,7 +558,8 @@ impl Input {
                 }
                 Self::Direct { reader, line, eof } => {
                     line.clear();
-                    if reader.buffer().is_empty() {
+                    // Flush unless a whole line is already buffered (reading it cannot block).
+                    if !reader.buffer().contains(&b'\n') {
                         out.flush()?;
                     }
                     match reader.read_until(b'\n', line) {

@@ -1,5 +1,7 @@
 //! FakeModel driven by a minimal raw HTTP/1.1 client over 127.0.0.1.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::{Duration, Instant};
 
 use claude_conduit_testkit::fake_model::{
@@ -105,10 +107,7 @@ mod http {
 
     fn dechunk(mut data: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
-        loop {
-            let Some(eol) = data.windows(2).position(|w| w == b"\r\n") else {
-                break;
-            };
+        while let Some(eol) = data.windows(2).position(|w| w == b"\r\n") {
             let size_str = String::from_utf8_lossy(&data[..eol]);
             let size = usize::from_str_radix(size_str.split(';').next().unwrap_or("").trim(), 16)
                 .expect("chunk size");

@@ -62,7 +62,10 @@ fn bench_parse(c: &mut Criterion) {
                 v["type"] == "user" && v.get("tool_use_result").is_some() && len < 2000
             }),
         ),
-        ("result", pick(&frames, "result", |v, _| v["type"] == "result")),
+        (
+            "result",
+            pick(&frames, "result", |v, _| v["type"] == "result"),
+        ),
         (
             "system_init",
             pick(&frames, "init", |v, _| v["subtype"] == "init"),

@@ -227,7 +227,7 @@ pub struct Options {
     pub(crate) extra_args: Vec<(String, Option<String>)>,
     pub(crate) enable_file_checkpointing: bool,
     pub(crate) cwd: Option<PathBuf>,
-    pub(crate) env: Vec<(String, String)>,
+    pub(crate) env: Vec<(String, Option<String>)>,
     pub(crate) stderr: Option<StderrCallback>,
     pub(crate) max_frame_bytes: usize,
     pub(crate) initialize_timeout: Duration,
@@ -497,7 +497,7 @@ impl Options {
             e.push(("PWD".into(), Some(cwd.to_string_lossy().into_owned())));
         }
         // The caller's own variables come last and win.
-        e.extend(self.env.iter().map(|(k, v)| (k.clone(), Some(v.clone()))));
+        e.extend(self.env.iter().cloned());
         e
     }
 
@@ -724,7 +724,12 @@ impl OptionsBuilder {
     }
     /// An environment variable for the CLI, merged over this process's environment.
     pub fn env(mut self, k: impl Into<String>, v: impl Into<String>) -> Self {
-        self.o.env.push((k.into(), v.into()));
+        self.o.env.push((k.into(), Some(v.into())));
+        self
+    }
+    /// Remove an environment variable from the CLI's environment (e.g. an inherited key).
+    pub fn env_remove(mut self, k: impl Into<String>) -> Self {
+        self.o.env.push((k.into(), None));
         self
     }
     /// Several environment variables (see [`env`](Self::env)).
@@ -736,7 +741,7 @@ impl OptionsBuilder {
     {
         self.o
             .env
-            .extend(vars.into_iter().map(|(k, v)| (k.into(), v.into())));
+            .extend(vars.into_iter().map(|(k, v)| (k.into(), Some(v.into()))));
         self
     }
     /// Receive each stderr line of the CLI (it is drained and kept as a tail either way).

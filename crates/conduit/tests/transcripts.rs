@@ -126,7 +126,12 @@ fn every_frame_parses_and_round_trips() {
     eprintln!(
         "parsed {inbound} cli->sdk and {outbound} sdk->cli frames; skipped {truncated} truncated lines"
     );
-    assert!(errors.is_empty(), "{} frames failed:\n{}", errors.len(), errors.join("\n"));
+    assert!(
+        errors.is_empty(),
+        "{} frames failed:\n{}",
+        errors.len(),
+        errors.join("\n")
+    );
     // Every frame of the 16 recordings (none of them has a truncated line today).
     assert_eq!((inbound, outbound, truncated), (194, 83, 0));
 }
@@ -149,14 +154,25 @@ fn known_types_are_typed_and_agree_with_the_json() {
         match msg.kind() {
             MessageKind::System(s) => {
                 assert_eq!(Some(s.subtype()), opt("subtype"), "{at}");
-                assert!(!matches!(s, SystemMessage::Other(_)), "{at}: typed subtype in Other");
+                assert!(
+                    !matches!(s, SystemMessage::Other(_)),
+                    "{at}: typed subtype in Other"
+                );
                 assert_eq!(s.session_id(), opt("session_id"), "{at}");
                 assert_eq!(s.uuid(), opt("uuid"), "{at}");
                 if let SystemMessage::Init(init) = s {
                     assert_eq!(init.model, v["model"], "{at}");
                     assert_eq!(init.cwd, v["cwd"], "{at}");
-                    assert_eq!(init.tools.len(), v["tools"].as_array().unwrap().len(), "{at}");
-                    assert_eq!(init.permission_mode.as_deref(), opt("permissionMode"), "{at}");
+                    assert_eq!(
+                        init.tools.len(),
+                        v["tools"].as_array().unwrap().len(),
+                        "{at}"
+                    );
+                    assert_eq!(
+                        init.permission_mode.as_deref(),
+                        opt("permissionMode"),
+                        "{at}"
+                    );
                     assert_eq!(init.claude_code_version.as_deref(), Some("2.1.197"), "{at}");
                 }
             }
@@ -165,14 +181,26 @@ fn known_types_are_typed_and_agree_with_the_json() {
                 assert_eq!(a.id(), m["id"], "{at}");
                 assert_eq!(a.model(), m["model"], "{at}");
                 assert_eq!(a.message.role, "assistant", "{at}");
-                assert_eq!(a.content().len(), m["content"].as_array().unwrap().len(), "{at}");
+                assert_eq!(
+                    a.content().len(),
+                    m["content"].as_array().unwrap().len(),
+                    "{at}"
+                );
                 assert_eq!(a.session_id.as_deref(), opt("session_id"), "{at}");
                 assert_eq!(a.uuid.as_deref(), opt("uuid"), "{at}");
                 assert_eq!(a.error.as_deref(), opt("error"), "{at}");
                 assert_eq!(a.request_id.as_deref(), opt("request_id"), "{at}");
                 let usage = a.message.usage.as_ref().unwrap();
-                assert_eq!(Some(usage.input_tokens), m["usage"]["input_tokens"].as_u64(), "{at}");
-                assert_eq!(Some(usage.output_tokens), m["usage"]["output_tokens"].as_u64(), "{at}");
+                assert_eq!(
+                    Some(usage.input_tokens),
+                    m["usage"]["input_tokens"].as_u64(),
+                    "{at}"
+                );
+                assert_eq!(
+                    Some(usage.output_tokens),
+                    m["usage"]["output_tokens"].as_u64(),
+                    "{at}"
+                );
                 assert_no_unknown_blocks(a.content(), &at);
                 for (block, json) in a.content().iter().zip(m["content"].as_array().unwrap()) {
                     assert_eq!(block.type_name(), json["type"], "{at}");
@@ -183,10 +211,18 @@ fn known_types_are_typed_and_agree_with_the_json() {
                 }
             }
             MessageKind::User(u) => {
-                assert_eq!(u.is_replay, v["isReplay"].as_bool().unwrap_or(false), "{at}");
+                assert_eq!(
+                    u.is_replay,
+                    v["isReplay"].as_bool().unwrap_or(false),
+                    "{at}"
+                );
                 assert_eq!(u.session_id.as_deref(), opt("session_id"), "{at}");
                 assert_eq!(u.uuid.as_deref(), opt("uuid"), "{at}");
-                assert_eq!(u.parent_tool_use_id.as_deref(), opt("parent_tool_use_id"), "{at}");
+                assert_eq!(
+                    u.parent_tool_use_id.as_deref(),
+                    opt("parent_tool_use_id"),
+                    "{at}"
+                );
                 let expected = v.get("tool_use_result").filter(|x| !x.is_null());
                 assert_eq!(u.tool_use_result.as_ref(), expected, "{at}");
                 assert_no_unknown_blocks(u.content().blocks(), &at);
@@ -209,15 +245,25 @@ fn known_types_are_typed_and_agree_with_the_json() {
                 let model_usage = v["modelUsage"].as_object().unwrap();
                 assert_eq!(r.model_usage.len(), model_usage.len(), "{at}");
                 for (name, u) in model_usage {
-                    assert_eq!(Some(r.model_usage[name].cost_usd), u["costUSD"].as_f64(), "{at}");
+                    assert_eq!(
+                        Some(r.model_usage[name].cost_usd),
+                        u["costUSD"].as_f64(),
+                        "{at}"
+                    );
                 }
                 assert!(r.usage.is_some(), "{at}");
             }
             MessageKind::StreamEvent(e) => {
                 assert_eq!(e.event_type(), v["event"]["type"], "{at}");
-                assert!(!matches!(e.event, ApiStreamEvent::Other(_)), "{at}: event in Other");
+                assert!(
+                    !matches!(e.event, ApiStreamEvent::Other(_)),
+                    "{at}: event in Other"
+                );
                 if let ApiStreamEvent::ContentBlockDelta { delta, .. } = &e.event {
-                    assert!(!matches!(delta, BlockDelta::Other(_)), "{at}: delta in Other");
+                    assert!(
+                        !matches!(delta, BlockDelta::Other(_)),
+                        "{at}: delta in Other"
+                    );
                 }
                 if let ApiStreamEvent::ContentBlockStart { content_block, .. } = &e.event {
                     assert_no_unknown_blocks(std::slice::from_ref(content_block), &at);
@@ -246,13 +292,20 @@ fn known_types_are_typed_and_agree_with_the_json() {
             MessageKind::ControlCancel(c) => assert_eq!(c.request_id, v["request_id"], "{at}"),
             other => panic!("{at}: unexpected kind {other:?}"),
         }
-        assert_eq!(msg.session_id(), opt("session_id"), "{at}: Message::session_id");
+        assert_eq!(
+            msg.session_id(),
+            opt("session_id"),
+            "{at}: Message::session_id"
+        );
     }
 }
 
 fn assert_no_unknown_blocks(blocks: &[ContentBlock], at: &str) {
     for b in blocks {
-        assert!(!matches!(b, ContentBlock::Unknown(_)), "{at}: block in Unknown: {b:?}");
+        assert!(
+            !matches!(b, ContentBlock::Unknown(_)),
+            "{at}: block in Unknown: {b:?}"
+        );
         if let ContentBlock::ToolResult(r) = b
             && let Some(ToolResultContent::Blocks(inner)) = &r.content
         {
@@ -335,7 +388,11 @@ fn permission_allow_can_use_tool_request() {
     assert_eq!(tool_use.name, "Bash");
     assert_eq!(req.field("tool_use_id").unwrap(), tool_use.id.as_str());
 
-    let user = msgs.iter().filter_map(Message::as_user).find(|u| u.is_tool_result()).unwrap();
+    let user = msgs
+        .iter()
+        .filter_map(Message::as_user)
+        .find(|u| u.is_tool_result())
+        .unwrap();
     let result = user.tool_results().next().unwrap();
     assert_eq!(result.tool_use_id, tool_use.id);
     assert_eq!(result.text(), "hi");
@@ -431,10 +488,20 @@ fn partial_messages_stream_events() {
         })
         .collect();
     assert_eq!(stop_reasons, ["tool_use", "end_turn"]);
-    let start = msgs.iter().filter_map(Message::as_stream_event).next().unwrap();
-    assert!(matches!(&start.event, ApiStreamEvent::MessageStart { message } if message.id.starts_with("msg_")));
+    let start = msgs
+        .iter()
+        .filter_map(Message::as_stream_event)
+        .next()
+        .unwrap();
+    assert!(
+        matches!(&start.event, ApiStreamEvent::MessageStart { message } if message.id.starts_with("msg_"))
+    );
     assert!(start.ttft_ms.is_some());
-    let thinking = msgs.iter().filter_map(Message::as_assistant).next().unwrap();
+    let thinking = msgs
+        .iter()
+        .filter_map(Message::as_assistant)
+        .next()
+        .unwrap();
     assert_eq!(thinking.thinking(), "Let me run it.");
     assert!(msgs.iter().any(|m| matches!(
         m.as_system(),
@@ -507,7 +574,10 @@ fn mcp_tool_use_meta_and_block_results() {
     assert_eq!(u.tool_results().next().unwrap().text(), "1 + 2 = 3");
     assert!(u.tool_use_result.as_ref().unwrap().is_array());
     // set_model produces a replayed user line.
-    let replay = msgs.iter().filter_map(Message::as_user).find(|u| u.is_replay());
+    let replay = msgs
+        .iter()
+        .filter_map(Message::as_user)
+        .find(|u| u.is_replay());
     assert!(replay.unwrap().text().contains("Set model to"));
 
     let denied = messages_of("hooks_pretool_deny", CLI);

@@ -24,7 +24,7 @@
 //! let out = env
 //!     .tokio_command()
 //!     .args(["-p", "write the file", "--output-format", "stream-json", "--verbose"])
-//!     .args(["--permission-mode", "bypassPermissions"])
+//!     .args(["--allowedTools", "Bash"])
 //!     .output()
 //!     .await?;
 //! assert!(out.status.success());

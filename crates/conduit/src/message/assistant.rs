@@ -140,7 +140,10 @@ impl AssistantMessage {
 
     /// The `tool_use` blocks (client-side tools the CLI will run).
     pub fn tool_uses(&self) -> impl Iterator<Item = &ToolUseBlock> {
-        self.message.content.iter().filter_map(ContentBlock::as_tool_use)
+        self.message
+            .content
+            .iter()
+            .filter_map(ContentBlock::as_tool_use)
     }
 
     /// The text of all `thinking` blocks, concatenated.

@@ -54,16 +54,22 @@ impl CostTracker {
     /// carries no cost information at all.
     pub fn observe(&mut self, result: &ResultMessage) -> Option<f64> {
         let from_delta = result.cost_since_last_result();
-        let from_total = result.total_cost_usd.filter(|c| c.is_finite()).map(|total| {
-            let turn = match self.last_cumulative {
-                Some(prev) if total + EPSILON < prev => total, // counters restarted
-                Some(prev) => total - prev,
-                None => total,
-            };
-            self.last_cumulative = Some(total);
-            turn
-        });
-        let turn = from_delta.filter(|c| c.is_finite()).or(from_total)?.max(0.0);
+        let from_total = result
+            .total_cost_usd
+            .filter(|c| c.is_finite())
+            .map(|total| {
+                let turn = match self.last_cumulative {
+                    Some(prev) if total + EPSILON < prev => total, // counters restarted
+                    Some(prev) => total - prev,
+                    None => total,
+                };
+                self.last_cumulative = Some(total);
+                turn
+            });
+        let turn = from_delta
+            .filter(|c| c.is_finite())
+            .or(from_total)?
+            .max(0.0);
         self.total += turn;
         self.turns += 1;
         Some(turn)
@@ -113,7 +119,10 @@ mod tests {
     fn differences_of_the_cumulative_total() {
         let mut t = CostTracker::new();
         assert!(close(t.observe(&result(Some(0.310715))), 0.310715));
-        assert!(close(t.observe(&result(Some(0.386822))), 0.386822 - 0.310715));
+        assert!(close(
+            t.observe(&result(Some(0.386822))),
+            0.386822 - 0.310715
+        ));
         // No new spend: zero, not negative.
         assert!(close(t.observe(&result(Some(0.386822))), 0.0));
         assert!(close(Some(t.total()), 0.386822));

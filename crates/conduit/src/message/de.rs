@@ -211,7 +211,8 @@ impl<'de> Visitor<'de> for CountVisitor {
 
 /// `deserialize_with` for counts and durations: any number; `null` is 0.
 pub(crate) fn count<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    d.deserialize_any(CountVisitor).map(Option::unwrap_or_default)
+    d.deserialize_any(CountVisitor)
+        .map(Option::unwrap_or_default)
 }
 
 /// `deserialize_with` for optional counts and durations: any number, or `null`.

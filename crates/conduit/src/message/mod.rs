@@ -59,9 +59,9 @@ pub use events::{
 pub use outbound::{UserContent, UserInput};
 pub use result::{ModelUsage, PermissionDenial, ResultMessage, ResultSubtype};
 pub use system::{
-    ApiRetry, CompactBoundary, CompactMetadata, HookEvent, McpServerInfo, OtherSystem,
-    SystemInit, SystemMessage, SystemStatus, TaskNotification, TaskProgress, TaskStarted,
-    TaskUpdated, TaskUsage, ThinkingTokens,
+    ApiRetry, CompactBoundary, CompactMetadata, HookEvent, McpServerInfo, OtherSystem, SystemInit,
+    SystemMessage, SystemStatus, TaskNotification, TaskProgress, TaskStarted, TaskUpdated,
+    TaskUsage, ThinkingTokens,
 };
 
 use crate::error::{Error, Result};
@@ -116,7 +116,9 @@ tagged_object!(MessageKind, "a frame (a JSON object)", "type", |t| {
         "user" => MessageKind::User(t.finish()?),
         "system" => MessageKind::System(t.finish()?),
         "result" => MessageKind::Result(t.finish()?),
-        "control_request" => MessageKind::ControlRequest(t.finish::<control::RequestWire>()?.into()),
+        "control_request" => {
+            MessageKind::ControlRequest(t.finish::<control::RequestWire>()?.into())
+        }
         "control_response" => {
             MessageKind::ControlResponse(t.finish::<control::ResponseWire>()?.into())
         }
@@ -160,8 +162,16 @@ impl MessageKind {
 }
 
 /// Parse the typed view of one frame, in one pass.
+///
+/// The frame is checked to be UTF-8 once, as a whole (fast, vectorised), and then parsed as a
+/// `str`: serde_json then skips its per-string UTF-8 validation, which costs more in total.
 fn parse_kind(raw: &[u8]) -> serde_json::Result<MessageKind> {
-    let mut de = serde_json::Deserializer::from_slice(raw);
+    let text = match std::str::from_utf8(raw) {
+        Ok(text) => text,
+        // Not UTF-8: let the byte parser report where (invalid JSON, or a bad string).
+        Err(_) => return serde_json::from_slice(raw),
+    };
+    let mut de = serde_json::Deserializer::from_str(text);
     let kind = serde::Deserialize::deserialize(&mut de)?;
     de.end()?;
     Ok(kind)

@@ -161,8 +161,7 @@ mod tests {
             .unwrap_or_default();
         assert_eq!(v["request"]["subtype"], "interrupt");
         assert_eq!(v["request_id"], "r1");
-        let v: Value =
-            serde_json::from_slice(&control_success("x", None)).unwrap_or_default();
+        let v: Value = serde_json::from_slice(&control_success("x", None)).unwrap_or_default();
         assert!(v["response"].get("response").is_none());
         let v: Value = serde_json::from_slice(&control_error("x", "no")).unwrap_or_default();
         assert_eq!(v["response"]["error"], "no");

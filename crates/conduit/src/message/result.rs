@@ -105,7 +105,11 @@ pub struct ModelUsage {
     #[serde(rename = "cacheReadInputTokens", default, deserialize_with = "count")]
     pub cache_read_input_tokens: u64,
     /// `cacheCreationInputTokens`.
-    #[serde(rename = "cacheCreationInputTokens", default, deserialize_with = "count")]
+    #[serde(
+        rename = "cacheCreationInputTokens",
+        default,
+        deserialize_with = "count"
+    )]
     pub cache_creation_input_tokens: u64,
     /// `webSearchRequests`.
     #[serde(rename = "webSearchRequests", default, deserialize_with = "count")]

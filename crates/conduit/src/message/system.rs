@@ -424,7 +424,10 @@ impl SystemMessage {
     }
 
     fn ids(&self) -> (Option<&str>, Option<&str>) {
-        fn pair<'a>(s: &'a Option<String>, u: &'a Option<String>) -> (Option<&'a str>, Option<&'a str>) {
+        fn pair<'a>(
+            s: &'a Option<String>,
+            u: &'a Option<String>,
+        ) -> (Option<&'a str>, Option<&'a str>) {
             (s.as_deref(), u.as_deref())
         }
         match self {

@@ -9,7 +9,13 @@
 //!   inherited the pipes can keep them open forever. After the exit, the group gets SIGTERM, then
 //!   SIGKILL, and the frames still in the pipe are drained before the stream ends;
 //! * [`FrameSender::close`] is graceful (end input, wait, SIGTERM the group, SIGKILL);
-//! * dropping both halves kills the group.
+//! * dropping both halves kills the group;
+//! * the CLI starts some tools in **new sessions** (the Bash tool's shell is `setsid`), out of
+//!   reach of a group signal and reparented to init when the CLI dies. So every child is started
+//!   with a per-connection tag in its environment ([`PROCESS_TAG_ENV`]), which its descendants
+//!   inherit; on Linux, cleanup also signals every process of ours whose environment carries the
+//!   tag (a `/proc` scan, only at exit/close, never on the frame path). A descendant that
+//!   scrubs its environment escapes this net; nothing else does short of cgroups.
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
@@ -48,6 +54,9 @@ const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(3);
 const TERM_GRACE: Duration = Duration::from_secs(2);
 /// Read buffer of the stdout reader.
 const READ_CAPACITY: usize = 64 * 1024;
+
+/// The environment variable that tags a connection's process tree (see the module docs).
+pub const PROCESS_TAG_ENV: &str = "CLAUDE_CONDUIT_PROCESS_TAG";
 
 /// A callback that receives each stderr line of the CLI.
 pub type StderrCallback = Arc<dyn Fn(&str) + Send + Sync>;
@@ -218,7 +227,10 @@ impl Transport for SubprocessTransport {
         {
             return Err(Error::CwdNotFound(dir.clone()));
         }
-        let mut child = self.command().spawn().map_err(|source| Error::Spawn {
+        let tag = process_tag();
+        let mut cmd = self.command();
+        cmd.env(PROCESS_TAG_ENV, &tag);
+        let mut child = cmd.spawn().map_err(|source| Error::Spawn {
             path: self.program.clone(),
             source,
         })?;
@@ -233,6 +245,7 @@ impl Transport for SubprocessTransport {
         };
         let group = Arc::new(ProcessGroup {
             pgid: pid.and_then(|p| i32::try_from(p).ok()).map(Pid::from_raw),
+            tag,
             cleaned_up: AtomicBool::new(false),
         });
         let tail = Arc::new(StderrTail::default());
@@ -292,23 +305,26 @@ impl Transport for SubprocessTransport {
 #[derive(Debug)]
 struct ProcessGroup {
     pgid: Option<Pid>,
+    /// The value of [`PROCESS_TAG_ENV`] in this connection's process tree.
+    tag: String,
     cleaned_up: AtomicBool,
 }
 
 impl ProcessGroup {
+    /// Signal the group and every tagged process; true if anyone was there.
     fn signal(&self, sig: Signal) -> bool {
-        match self.pgid {
-            // ESRCH (nobody left in the group) is the normal outcome after a clean exit.
-            Some(pgid) => killpg(pgid, sig).is_ok(),
-            None => false,
+        // ESRCH (nobody left in the group) is the normal outcome after a clean exit.
+        let group = self.pgid.is_some_and(|pgid| killpg(pgid, sig).is_ok());
+        let tagged = tagged_processes(&self.tag);
+        for pid in &tagged {
+            let _ = nix::sys::signal::kill(*pid, sig);
         }
+        group || !tagged.is_empty()
     }
 
     fn alive(&self) -> bool {
-        match self.pgid {
-            Some(pgid) => killpg(pgid, None).is_ok(),
-            None => false,
-        }
+        self.pgid.is_some_and(|pgid| killpg(pgid, None).is_ok())
+            || !tagged_processes(&self.tag).is_empty()
     }
 
     /// SIGTERM the group, give it `grace`, then SIGKILL whatever is left.
@@ -332,6 +348,43 @@ impl Drop for ProcessGroup {
             self.signal(Signal::SIGKILL);
         }
     }
+}
+
+/// A tag unique to one connection (process id, time, a counter).
+fn process_tag() -> String {
+    use std::sync::atomic::AtomicU64;
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "{}-{:x}-{}",
+        std::process::id(),
+        nanos,
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Processes whose environment holds `PROCESS_TAG_ENV=tag` (Linux `/proc`; empty elsewhere).
+/// Only processes we may read (our own user's) are seen, which are the ones we may signal.
+fn tagged_processes(tag: &str) -> Vec<Pid> {
+    let needle = format!("{PROCESS_TAG_ENV}={tag}");
+    let needle = needle.as_bytes();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let me = std::process::id();
+    dir.filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| pid != me)
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .map(|env| env.split(|&b| b == 0).any(|var| var == needle))
+                .unwrap_or(false)
+        })
+        .filter_map(|pid| i32::try_from(pid).ok().map(Pid::from_raw))
+        .collect()
 }
 
 /// The bounded tail of stderr.

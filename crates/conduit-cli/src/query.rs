@@ -1,0 +1,300 @@
+//! `conduit query`: one prompt, printed as text or as the SDK's typed frames.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use claude_conduit::message::{ContentBlock, MessageKind};
+use claude_conduit::options::PermissionMode;
+use claude_conduit::{Client, Error, Message, Options};
+use futures::StreamExt;
+
+/// Exit code: the turn ended with a success result.
+pub const EXIT_OK: u8 = 0;
+/// Exit code: the turn ended with an error result.
+pub const EXIT_ERROR_RESULT: u8 = 1;
+/// Exit code: bad command line.
+pub const EXIT_USAGE: u8 = 2;
+/// Exit code: no claude CLI found.
+pub const EXIT_CLI_NOT_FOUND: u8 = 3;
+/// Exit code: the process or the transport failed.
+pub const EXIT_FAILURE: u8 = 4;
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// The assistant's text as it streams, one line per tool call, a summary line.
+    Text,
+    /// Every non-control frame, in order, one JSON object per line, as typed and re-serialized
+    /// by the SDK.
+    Json,
+}
+
+/// Arguments of `conduit query`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct QueryArgs {
+    /// The prompt.
+    pub prompt: String,
+    /// The claude executable (default: CONDUIT_CLAUDE_CLI, the pinned copy, PATH, usual places).
+    #[arg(long, value_name = "PATH")]
+    pub cli: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    /// The model to use.
+    #[arg(long, value_name = "M")]
+    pub model: Option<String>,
+    /// Permission mode: default, acceptEdits, plan, bypassPermissions, dontAsk, auto.
+    #[arg(long, value_name = "M")]
+    pub permission_mode: Option<String>,
+    /// System prompt (default: empty, as the official SDKs).
+    #[arg(long, value_name = "S")]
+    pub system_prompt: Option<String>,
+    /// Stop after this many agentic turns.
+    #[arg(long, value_name = "N")]
+    pub max_turns: Option<u32>,
+    /// Working directory of the CLI.
+    #[arg(long, value_name = "DIR")]
+    pub cwd: Option<PathBuf>,
+    /// Tools allowed without asking, comma-separated permission rules (e.g. `Read,Bash(git *)`).
+    #[arg(long, value_name = "L", value_delimiter = ',')]
+    pub allowed_tools: Vec<String>,
+    /// Tools removed from the model's context, comma-separated.
+    #[arg(long, value_name = "L", value_delimiter = ',')]
+    pub disallowed_tools: Vec<String>,
+    /// Stream partial messages (text appears token by token; JSON output includes stream_event).
+    #[arg(long)]
+    pub include_partial: bool,
+}
+
+impl QueryArgs {
+    /// Options for the SDK.
+    pub fn options(&self) -> Result<Options, Error> {
+        let mut b = Options::builder()
+            .allowed_tools(self.allowed_tools.iter().cloned())
+            .disallowed_tools(self.disallowed_tools.iter().cloned())
+            .include_partial_messages(self.include_partial);
+        if let Some(p) = &self.cli {
+            b = b.cli_path(p);
+        }
+        if let Some(m) = &self.model {
+            b = b.model(m);
+        }
+        if let Some(m) = &self.permission_mode {
+            b = b.permission_mode(m.parse::<PermissionMode>()?);
+        }
+        if let Some(s) = &self.system_prompt {
+            b = b.system_prompt(s);
+        }
+        if let Some(n) = self.max_turns {
+            b = b.max_turns(n);
+        }
+        if let Some(d) = &self.cwd {
+            b = b.cwd(d);
+        }
+        Ok(b.build())
+    }
+}
+
+/// Run `conduit query`.
+pub async fn run(args: QueryArgs) -> ExitCode {
+    let options = match args.options() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("conduit query: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    ExitCode::from(run_session(&args.prompt, options, args.output).await)
+}
+
+/// Connect, send `prompt`, print the turn, disconnect; returns the exit code.
+///
+/// Ctrl-C sends an interrupt; a second Ctrl-C ends the CLI.
+pub async fn run_session(prompt: &str, options: Options, output: OutputFormat) -> u8 {
+    let started = Instant::now();
+    let client = match Client::connect(options).await {
+        Ok(c) => c,
+        Err(e) => return report_error(&e),
+    };
+    if let Err(e) = client.send(prompt).await {
+        return report_error(&e);
+    }
+    let mut printer = Printer::new(output);
+    let mut interrupts = 0u32;
+    let mut code = EXIT_FAILURE;
+    {
+        let mut stream = std::pin::pin!(client.receive_response());
+        loop {
+            tokio::select! {
+                item = stream.next() => match item {
+                    Some(Ok(msg)) => {
+                        if let Some(r) = msg.as_result() {
+                            code = if r.is_error { EXIT_ERROR_RESULT } else { EXIT_OK };
+                        }
+                        printer.print(&msg, started);
+                    }
+                    Some(Err(e)) if e.is_frame_error() => {
+                        eprintln!("conduit: skipped a frame: {e}");
+                    }
+                    Some(Err(e)) => {
+                        printer.finish_line();
+                        code = report_error(&e);
+                        break;
+                    }
+                    None => break,
+                },
+                _ = tokio::signal::ctrl_c() => {
+                    interrupts += 1;
+                    printer.finish_line();
+                    if interrupts == 1 {
+                        eprintln!("conduit: interrupting (Ctrl-C again to stop the CLI)");
+                        if let Err(e) = client.interrupt().await {
+                            eprintln!("conduit: interrupt failed: {e}");
+                        }
+                    } else {
+                        eprintln!("conduit: stopping the CLI");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    printer.finish_line();
+    let grace_disconnect = interrupts < 2;
+    if grace_disconnect {
+        let _ = client.disconnect().await;
+    } else {
+        drop(client);
+    }
+    code
+}
+
+fn report_error(e: &Error) -> u8 {
+    eprintln!("conduit: {e}");
+    match e {
+        Error::CliNotFound { .. } => {
+            eprintln!(
+                "hint: install the pinned CLI with scripts/install-cli.sh, or pass --cli PATH / set CONDUIT_CLAUDE_CLI"
+            );
+            EXIT_CLI_NOT_FOUND
+        }
+        Error::InvalidOptions(_) | Error::CwdNotFound(_) => EXIT_USAGE,
+        _ => EXIT_FAILURE,
+    }
+}
+
+/// Prints messages as text or JSON lines.
+pub struct Printer {
+    format: OutputFormat,
+    out: std::io::Stdout,
+    /// True while a line of streamed text is open.
+    mid_line: bool,
+    /// Text already shown token by token for the current assistant message (partial mode).
+    streamed_text: bool,
+}
+
+impl Printer {
+    /// A printer writing to stdout.
+    pub fn new(format: OutputFormat) -> Self {
+        Self {
+            format,
+            out: std::io::stdout(),
+            mid_line: false,
+            streamed_text: false,
+        }
+    }
+
+    /// Print one message.
+    pub fn print(&mut self, msg: &Message, started: Instant) {
+        let mut out = self.out.lock();
+        if self.format == OutputFormat::Json {
+            if !msg.is_control() {
+                let _ = out.write_all(msg.raw());
+                let _ = out.write_all(b"\n");
+                let _ = out.flush();
+            }
+            return;
+        }
+        match msg.kind() {
+            MessageKind::StreamEvent(ev) => {
+                if let Some(t) = ev.text_delta() {
+                    let _ = out.write_all(t.as_bytes());
+                    let _ = out.flush();
+                    self.mid_line = !t.ends_with('\n');
+                    self.streamed_text = true;
+                }
+            }
+            MessageKind::Assistant(a) => {
+                for block in a.content() {
+                    match block {
+                        ContentBlock::Text(t) if !self.streamed_text => {
+                            let _ = write!(out, "{}", t.text);
+                            self.mid_line = !t.text.ends_with('\n');
+                        }
+                        ContentBlock::ToolUse(t) => {
+                            if self.mid_line {
+                                let _ = writeln!(out);
+                            }
+                            let _ = writeln!(out, "[tool] {} {}", t.name, one_line(&t.input));
+                            self.mid_line = false;
+                        }
+                        _ => {}
+                    }
+                }
+                self.streamed_text = false;
+                let _ = out.flush();
+            }
+            MessageKind::Result(r) => {
+                if self.mid_line {
+                    let _ = writeln!(out);
+                    self.mid_line = false;
+                }
+                let status = if r.is_error {
+                    format!("error ({})", r.subtype)
+                } else {
+                    "ok".to_owned()
+                };
+                let cost = r
+                    .turn_cost_usd
+                    .or(r.total_cost_usd)
+                    .map_or_else(|| "n/a".to_owned(), |c| format!("${c:.4}"));
+                if r.is_error
+                    && let Some(text) = r.result.as_deref()
+                {
+                    let _ = writeln!(out, "{text}");
+                }
+                let _ = writeln!(
+                    out,
+                    "-- {status} · {} turn(s) · cost {cost} · {:.2}s",
+                    r.num_turns,
+                    started.elapsed().as_secs_f64()
+                );
+                let _ = out.flush();
+            }
+            _ => {}
+        }
+    }
+
+    /// End an open line of streamed text.
+    pub fn finish_line(&mut self) {
+        if self.mid_line {
+            let _ = writeln!(self.out.lock());
+            self.mid_line = false;
+        }
+    }
+}
+
+fn one_line(v: &serde_json::Value) -> String {
+    let s = v.to_string();
+    if s.len() > 200 {
+        let mut cut = 200;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        format!("{}…", &s[..cut])
+    } else {
+        s
+    }
+}
