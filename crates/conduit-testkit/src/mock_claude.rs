@@ -290,11 +290,10 @@ fn random_u64() -> u64 {
 }
 
 /// Generator of unique uuid-like strings: a random 24-character prefix and a 48-bit tail that
-/// is a counter masked with a random salt.
+/// counts up (so tests can check the order frames arrive in from the uuids alone).
 struct Ids {
     /// `xxxxxxxx-xxxx-4xxx-yxxx-` (24 bytes).
     prefix: String,
-    salt: u64,
     counter: u64,
 }
 
@@ -311,14 +310,13 @@ impl Ids {
         );
         Self {
             prefix,
-            salt: b,
             counter: 0,
         }
     }
 
     fn next_tail(&mut self) -> u64 {
         self.counter += 1;
-        (self.counter ^ self.salt) & 0xffff_ffff_ffff
+        self.counter & 0xffff_ffff_ffff
     }
 
     fn next_uuid(&mut self) -> String {

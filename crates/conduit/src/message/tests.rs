@@ -571,6 +571,19 @@ fn perf_ab() {
             let s = std::str::from_utf8(black_box(&bytes)).unwrap();
             black_box(serde_json::from_str::<AssistantMessage>(s).unwrap());
         })),
+        ("borrowed_lower_bound", Box::new(|| {
+            #[derive(serde::Deserialize)]
+            #[allow(dead_code)]
+            struct B<'a> { #[serde(borrow)] message: M<'a>, #[serde(borrow)] session_id: Option<&'a str>, #[serde(borrow)] uuid: Option<&'a str>, #[serde(borrow)] request_id: Option<&'a str>, #[serde(borrow)] parent_tool_use_id: Option<&'a str> }
+            #[derive(serde::Deserialize)]
+            #[allow(dead_code)]
+            struct M<'a> { id: &'a str, model: &'a str, role: &'a str, #[serde(borrow)] content: Vec<C<'a>>, #[serde(borrow)] stop_reason: Option<&'a str>, usage: Option<assistant::Usage> }
+            #[derive(serde::Deserialize)]
+            #[allow(dead_code)]
+            struct C<'a> { r#type: &'a str, text: &'a str }
+            let s = std::str::from_utf8(black_box(&bytes)).unwrap();
+            black_box(serde_json::from_str::<B>(s).unwrap());
+        })),
         ("value", Box::new(|| { black_box(serde_json::from_slice::<Value>(black_box(&bytes)).unwrap()); })),
     ];
     let mut best = vec![f64::MAX; variants.len()];

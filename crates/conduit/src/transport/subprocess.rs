@@ -256,13 +256,16 @@ impl Transport for SubprocessTransport {
         };
         let (exit_tx, exit_rx) = watch::channel(None);
         {
-            let group = group.clone();
+            // Weak: the halves own the group; dropping both kills it (see `ProcessGroup::drop`).
+            let group = Arc::downgrade(&group);
             tokio::spawn(async move {
                 let status = child.wait().await.ok();
                 let _ = exit_tx.send(Some(status));
                 // The leader is gone; anything it left in its group (MCP servers, shells,
                 // grandchildren holding our pipes) goes too.
-                group.terminate(TERM_GRACE).await;
+                if let Some(group) = group.upgrade() {
+                    group.terminate(TERM_GRACE).await;
+                }
             });
         }
         let metrics = Arc::new(TransportMetrics::default());
