@@ -23,4 +23,4 @@ pub mod options;
 pub use options::Options;
 pub mod protocol;
 pub mod session;
-pub use session::{Client, Prompt, Query, query, query_with_transport};
+pub use session::{Client, Messages, Prompt, Query, query, query_with_transport};

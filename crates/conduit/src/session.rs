@@ -129,13 +129,17 @@ impl Client {
     /// Every message until the CLI's output ends.
     ///
     /// Only one receive stream reads at a time; a second one waits until the first is dropped.
-    pub fn receive_messages(&self) -> impl Stream<Item = Result<Message>> + Send + 'static {
-        receive(self.messages.clone(), false)
+    pub fn receive_messages(&self) -> Messages {
+        Messages {
+            inner: receive(self.messages.clone(), false).boxed(),
+        }
     }
 
     /// Messages up to and including the next `result`.
-    pub fn receive_response(&self) -> impl Stream<Item = Result<Message>> + Send + 'static {
-        receive(self.messages.clone(), true)
+    pub fn receive_response(&self) -> Messages {
+        Messages {
+            inner: receive(self.messages.clone(), true).boxed(),
+        }
     }
 
     /// Interrupt the current turn. The turn then ends with its own `result` frame.
@@ -211,6 +215,24 @@ impl Client {
     /// How the CLI ended, once it has.
     pub fn termination(&self) -> Option<&Termination> {
         self.engine.termination()
+    }
+}
+
+/// A stream of messages from a [`Client`] (`Send + 'static + Unpin`).
+pub struct Messages {
+    inner: BoxStream<'static, Result<Message>>,
+}
+
+impl std::fmt::Debug for Messages {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Messages").finish_non_exhaustive()
+    }
+}
+
+impl Stream for Messages {
+    type Item = Result<Message>;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.inner.poll_next_unpin(cx)
     }
 }
 
