@@ -99,7 +99,11 @@ pub async fn run(args: DemoArgs) -> ExitCode {
     let code = run_session(DEMO_PROMPT, b.build(), args.output).await;
     let file = env.cwd().join("hello.txt");
     match std::fs::read_to_string(&file) {
-        Ok(text) => eprintln!("(the tool really ran: {} contains {:?})", file.display(), text.trim()),
+        Ok(text) => eprintln!(
+            "(the tool really ran: {} contains {:?})",
+            file.display(),
+            text.trim()
+        ),
         Err(_) => eprintln!("(hello.txt was not created)"),
     }
     ExitCode::from(code)
@@ -109,7 +113,9 @@ async fn real(cli: std::path::PathBuf, output: OutputFormat) -> ExitCode {
     let has_key = std::env::var_os("ANTHROPIC_API_KEY").is_some_and(|k| !k.is_empty());
     let logged_in = std::env::var_os("HOME")
         .map(std::path::PathBuf::from)
-        .is_some_and(|h| h.join(".claude/.credentials.json").exists() || h.join(".claude.json").exists());
+        .is_some_and(|h| {
+            h.join(".claude/.credentials.json").exists() || h.join(".claude.json").exists()
+        });
     if !has_key && !logged_in {
         eprintln!(
             "conduit demo --real: no credentials found (set ANTHROPIC_API_KEY or log in with `claude`). \

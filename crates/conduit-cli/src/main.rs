@@ -41,7 +41,10 @@ enum Command {
 fn main() -> ExitCode {
     // `conduit mock-claude` must not pay for a tokio runtime or argument parsing: it is the
     // stand-in CLI the benchmarks measure against.
-    if std::env::args_os().nth(1).is_some_and(|a| a == "mock-claude") {
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == "mock-claude")
+    {
         return claude_conduit_testkit::mock_claude::run();
     }
     let cli = match Cli::try_parse() {
@@ -62,7 +65,10 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("conduit: cannot start the async runtime: {e}");

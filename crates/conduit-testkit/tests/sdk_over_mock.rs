@@ -43,12 +43,17 @@ fn assistants(items: &[Result<Message, Error>]) -> Vec<&Message> {
 }
 
 fn last_result(items: &[Result<Message, Error>]) -> Option<&Message> {
-    items.iter().filter_map(|i| i.as_ref().ok()).find(|m| m.is_result())
+    items
+        .iter()
+        .filter_map(|i| i.as_ref().ok())
+        .find(|m| m.is_result())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn burst_of_2000_frames_to_a_slow_consumer_loses_nothing_and_keeps_order() {
-    let o = mock(&[("MOCK_CLAUDE_MESSAGES", "2000")]).message_buffer(16).build();
+    let o = mock(&[("MOCK_CLAUDE_MESSAGES", "2000")])
+        .message_buffer(16)
+        .build();
     let mut stream = query("go", o);
     let mut seqs = Vec::new();
     let mut results = 0;
@@ -64,7 +69,9 @@ async fn burst_of_2000_frames_to_a_slow_consumer_loses_nothing_and_keeps_order()
             }
         }
     };
-    tokio::time::timeout(Duration::from_secs(120), consume).await.expect("in time");
+    tokio::time::timeout(Duration::from_secs(120), consume)
+        .await
+        .expect("in time");
     assert_eq!(seqs.len(), 2000);
     assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "order broken");
     assert_eq!(results, 1);
@@ -73,9 +80,12 @@ async fn burst_of_2000_frames_to_a_slow_consumer_loses_nothing_and_keeps_order()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interrupt_is_answered_while_the_message_stream_is_not_drained() {
     // The mock hangs mid-turn; on interrupt it first writes 5000 frames, then the reply.
-    let o = mock(&[("MOCK_CLAUDE_HANG", "1"), ("MOCK_CLAUDE_INTERRUPT_FLOOD", "5000")])
-        .message_buffer(8)
-        .build();
+    let o = mock(&[
+        ("MOCK_CLAUDE_HANG", "1"),
+        ("MOCK_CLAUDE_INTERRUPT_FLOOD", "5000"),
+    ])
+    .message_buffer(8)
+    .build();
     let client = Client::connect(o).await.expect("connect");
     client.send("go").await.expect("send");
     // Nobody reads messages while we wait for the reply.
@@ -89,7 +99,9 @@ async fn interrupt_is_answered_while_the_message_stream_is_not_drained() {
     let a = assistants(&items);
     assert_eq!(a.len(), 1 + 5000, "first frame + flood");
     assert!(a.windows(2).all(|w| seq(w[1]) > seq(w[0])), "order kept");
-    let r = last_result(&items).and_then(Message::as_result).expect("result");
+    let r = last_result(&items)
+        .and_then(Message::as_result)
+        .expect("result");
     assert!(r.is_error);
     assert_eq!(r.subtype, "error_during_execution");
     client.disconnect().await.ok();
@@ -104,9 +116,15 @@ async fn stderr_floods_of_200k_and_2m_do_not_hang_and_reach_the_callback() {
             .on_stderr(move |line| *counter.lock().unwrap() += line.len() + 1)
             .build();
         let items = run("go", o).await;
-        assert!(last_result(&items).is_some(), "turn finished with {bytes} bytes of stderr");
+        assert!(
+            last_result(&items).is_some(),
+            "turn finished with {bytes} bytes of stderr"
+        );
         let got = *seen.lock().unwrap();
-        assert!(got >= bytes.parse::<usize>().unwrap(), "callback saw {got} of {bytes} bytes");
+        assert!(
+            got >= bytes.parse::<usize>().unwrap(),
+            "callback saw {got} of {bytes} bytes"
+        );
     }
 }
 
@@ -124,35 +142,60 @@ async fn frames_of_10_mb_and_100_mb_arrive_whole() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_over_limit_frame_is_a_typed_error_and_the_stream_goes_on() {
-    let o = mock(&[("MOCK_CLAUDE_MESSAGES", "3"), ("MOCK_CLAUDE_TEXT_BYTES", "5000")])
-        .max_frame_bytes(4096)
-        .build();
+    let o = mock(&[
+        ("MOCK_CLAUDE_MESSAGES", "3"),
+        ("MOCK_CLAUDE_TEXT_BYTES", "5000"),
+    ])
+    .max_frame_bytes(4096)
+    .build();
     let items = run("go", o).await;
     let too_large = items
         .iter()
         .filter(|i| matches!(i, Err(Error::FrameTooLarge { limit: 4096, size }) if *size > 5000))
         .count();
     assert_eq!(too_large, 3);
-    assert!(last_result(&items).is_some(), "the turn still ends with its result");
+    assert!(
+        last_result(&items).is_some(),
+        "the turn still ends with its result"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_frame_types_mid_stream_are_kept_not_fatal() {
-    let o = mock(&[("MOCK_CLAUDE_MESSAGES", "3"), ("MOCK_CLAUDE_UNKNOWN_FRAMES", "1")]).build();
+    let o = mock(&[
+        ("MOCK_CLAUDE_MESSAGES", "3"),
+        ("MOCK_CLAUDE_UNKNOWN_FRAMES", "1"),
+    ])
+    .build();
     let items = run("go", o).await;
     assert!(items.iter().all(Result::is_ok));
-    let unknown = items.iter().flatten().find(|m| m.type_name() == "mock_unknown_type");
+    let unknown = items
+        .iter()
+        .flatten()
+        .find(|m| m.type_name() == "mock_unknown_type");
     let unknown = unknown.expect("unknown type delivered");
     assert!(matches!(unknown.kind(), MessageKind::Unknown { .. }));
-    assert_eq!(unknown.to_value().ok().map(|v| v["x"].clone()), Some(serde_json::json!(1)));
-    assert!(items.iter().flatten().any(|m| m.subtype() == Some("mock_unknown_subtype")));
+    assert_eq!(
+        unknown.to_value().ok().map(|v| v["x"].clone()),
+        Some(serde_json::json!(1))
+    );
+    assert!(
+        items
+            .iter()
+            .flatten()
+            .any(|m| m.subtype() == Some("mock_unknown_subtype"))
+    );
     assert_eq!(assistants(&items).len(), 3);
     assert!(last_result(&items).is_some());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_malformed_frame_mid_stream_is_a_decode_error_and_the_stream_goes_on() {
-    let o = mock(&[("MOCK_CLAUDE_MESSAGES", "4"), ("MOCK_CLAUDE_MALFORMED", "1")]).build();
+    let o = mock(&[
+        ("MOCK_CLAUDE_MESSAGES", "4"),
+        ("MOCK_CLAUDE_MALFORMED", "1"),
+    ])
+    .build();
     let items = run("go", o).await;
     let pos = items
         .iter()
@@ -187,18 +230,27 @@ async fn a_grandchild_holding_the_pipes_neither_hangs_the_session_nor_survives_i
         if state.contains(") Z") {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "grandchild {pid} survived");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "grandchild {pid} survived"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_mid_turn_is_process_exited_with_code_and_stderr_tail() {
-    let o = mock(&[("MOCK_CLAUDE_MESSAGES", "5"), ("MOCK_CLAUDE_CRASH_AFTER", "2")]).build();
+    let o = mock(&[
+        ("MOCK_CLAUDE_MESSAGES", "5"),
+        ("MOCK_CLAUDE_CRASH_AFTER", "2"),
+    ])
+    .build();
     let items = run("go", o).await;
     assert_eq!(assistants(&items).len(), 2);
     match items.last() {
-        Some(Err(Error::ProcessExited { code, stderr_tail, .. })) => {
+        Some(Err(Error::ProcessExited {
+            code, stderr_tail, ..
+        })) => {
             assert_eq!(*code, Some(3));
             assert!(stderr_tail.contains("simulated crash"), "{stderr_tail}");
         }
@@ -210,8 +262,14 @@ async fn a_crash_mid_turn_is_process_exited_with_code_and_stderr_tail() {
 async fn a_permission_request_without_a_handler_is_denied_with_an_explanation() {
     let o = mock(&[("MOCK_CLAUDE_CAN_USE_TOOL", "1")]).build();
     let items = run("go", o).await;
-    let text = assistants(&items)[0].as_assistant().map(|a| a.text()).unwrap_or_default();
-    assert!(text.starts_with("permission: deny: No permission handler"), "{text}");
+    let text = assistants(&items)[0]
+        .as_assistant()
+        .map(|a| a.text())
+        .unwrap_or_default();
+    assert!(
+        text.starts_with("permission: deny: No permission handler"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -220,7 +278,10 @@ async fn idle_timeout_turns_a_stalled_turn_into_a_typed_error() {
         .idle_timeout(Duration::from_millis(300))
         .build();
     let items = run("go", o).await;
-    assert!(matches!(items.last(), Some(Err(Error::Idle { .. }))), "{items:?}");
+    assert!(
+        matches!(items.last(), Some(Err(Error::Idle { .. }))),
+        "{items:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -236,7 +297,10 @@ async fn dropping_a_client_ends_the_cli() {
         if state.is_empty() || state.contains(") Z") {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "CLI {pid} survived its client");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "CLI {pid} survived its client"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -253,11 +317,19 @@ async fn control_methods_work_during_a_live_receive_stream() {
         .expect("set mode");
     client.set_model(Some("claude-x")).await.expect("set model");
     let err = client.control("bogus_subtype", serde_json::json!({})).await;
-    assert!(matches!(err, Err(Error::ControlError { ref subtype, .. }) if subtype == "bogus_subtype"));
+    assert!(
+        matches!(err, Err(Error::ControlError { ref subtype, .. }) if subtype == "bogus_subtype")
+    );
     client.send("go").await.expect("send");
     client.end_input().await.expect("end input");
-    let items: Vec<_> = tokio::time::timeout(T, stream.collect::<Vec<_>>()).await.expect("end");
-    let init = items.iter().flatten().find(|m| m.subtype() == Some("init")).expect("init");
+    let items: Vec<_> = tokio::time::timeout(T, stream.collect::<Vec<_>>())
+        .await
+        .expect("end");
+    let init = items
+        .iter()
+        .flatten()
+        .find(|m| m.subtype() == Some("init"))
+        .expect("init");
     let v = init.to_value().expect("json");
     assert_eq!(v["permissionMode"], "acceptEdits");
     assert_eq!(v["model"], "claude-x");

@@ -14,7 +14,11 @@ async fn main() -> anyhow::Result<()> {
     ])
     .await?;
     let client = Client::connect(options).await?;
-    println!("claude {} (pid {:?})", client.cli_version().unwrap_or("?"), client.pid());
+    println!(
+        "claude {} (pid {:?})",
+        client.cli_version().unwrap_or("?"),
+        client.pid()
+    );
     for prompt in ["Hi, my name is Ada.", "What is my name?"] {
         println!("> {prompt}");
         client.send(prompt).await?;

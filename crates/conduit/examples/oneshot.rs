@@ -9,8 +9,10 @@ use futures::StreamExt;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let (options, _offline) =
-        common::options(vec![Turn::text("Rust's ownership makes memory safety a compile-time property.")]).await?;
+    let (options, _offline) = common::options(vec![Turn::text(
+        "Rust's ownership makes memory safety a compile-time property.",
+    )])
+    .await?;
     let mut stream = query("Tell me one thing about Rust in one sentence.", options);
     while let Some(msg) = stream.next().await {
         match msg?.kind() {

@@ -195,32 +195,51 @@ mod tests {
     #[test]
     fn splits_frames_across_partial_reads_and_skips_blank_lines() {
         let mut c = FrameCodec::new(1024);
-        let items = decode_all(&mut c, &[b"{\"a\"", b":1}\n\n  \n{\"b\":2}\r", b"\n{\"c\":3}"]);
-        assert_eq!(oks(&items), vec![&b"{\"a\":1}"[..], b"{\"b\":2}", b"{\"c\":3}"]);
+        let items = decode_all(
+            &mut c,
+            &[b"{\"a\"", b":1}\n\n  \n{\"b\":2}\r", b"\n{\"c\":3}"],
+        );
+        assert_eq!(
+            oks(&items),
+            vec![&b"{\"a\":1}"[..], b"{\"b\":2}", b"{\"c\":3}"]
+        );
         assert_eq!(items.len(), 3);
     }
 
     #[test]
     fn over_limit_frame_is_reported_with_its_size_and_the_stream_goes_on() {
         let mut c = FrameCodec::new(8);
-        let big = vec![b'x'; 100];
+        let big = [b'x'; 100];
         let items = decode_all(&mut c, &[b"{}\n", &big[..40], &big[40..], b"\n{\"k\":1}\n"]);
         assert_eq!(items.len(), 3);
-        assert_eq!(&items[0].as_ref().ok().map(|b| b.to_vec()).unwrap_or_default(), b"{}");
+        assert_eq!(
+            &items[0]
+                .as_ref()
+                .ok()
+                .map(|b| b.to_vec())
+                .unwrap_or_default(),
+            b"{}"
+        );
         match &items[1] {
             Err(Error::FrameTooLarge { limit, size }) => {
                 assert_eq!((*limit, *size), (8, 100));
             }
             other => panic!("expected FrameTooLarge, got {other:?}"),
         }
-        assert_eq!(items[2].as_ref().ok().map(|b| b.to_vec()), Some(b"{\"k\":1}".to_vec()));
+        assert_eq!(
+            items[2].as_ref().ok().map(|b| b.to_vec()),
+            Some(b"{\"k\":1}".to_vec())
+        );
     }
 
     #[test]
     fn over_limit_frame_in_one_read_is_reported() {
         let mut c = FrameCodec::new(4);
         let items = decode_all(&mut c, &[b"0123456789\n{}\n"]);
-        assert!(matches!(items[0], Err(Error::FrameTooLarge { limit: 4, size: 10 })));
+        assert!(matches!(
+            items[0],
+            Err(Error::FrameTooLarge { limit: 4, size: 10 })
+        ));
         assert_eq!(oks(&items), vec![&b"{}"[..]]);
     }
 

@@ -18,8 +18,8 @@ pub mod message;
 
 pub use error::{Error, Result};
 pub use message::{Message, MessageKind};
-pub mod transport;
 pub mod options;
+pub mod transport;
 pub use options::Options;
 pub mod protocol;
 pub mod session;

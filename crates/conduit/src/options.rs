@@ -456,11 +456,18 @@ impl Options {
             (self.replay_user_messages, "--replay-user-messages"),
             (!self.persist_session, "--no-session-persistence"),
         ];
-        a.extend(flags.iter().filter(|(on, _)| *on).map(|(_, f)| (*f).to_owned()));
+        a.extend(
+            flags
+                .iter()
+                .filter(|(on, _)| *on)
+                .map(|(_, f)| (*f).to_owned()),
+        );
         for (k, v) in &self.extra_args {
             let k = k.trim_start_matches('-');
             if k.is_empty() || k.contains('=') {
-                return Err(Error::InvalidOptions(format!("bad extra argument name `{k}`")));
+                return Err(Error::InvalidOptions(format!(
+                    "bad extra argument name `{k}`"
+                )));
             }
             a.push(match v {
                 Some(v) => format!("--{k}={v}"),
@@ -850,7 +857,9 @@ mod tests {
                 .persist_session(false)
                 .setting_sources([SettingSource::User, SettingSource::Project])
                 .plugin_dir("/p")
-                .thinking(Thinking::Enabled { budget_tokens: 2048 })
+                .thinking(Thinking::Enabled {
+                    budget_tokens: 2048,
+                })
                 .effort(Effort::High)
                 .json_schema(serde_json::json!({"type":"object"}))
                 .extra_arg("debug-file", Some("/tmp/d".into()))

@@ -88,7 +88,11 @@ impl Client {
         );
         let messages = Arc::new(Mutex::new(rx));
         let init = engine
-            .request("initialize", json!({"hooks": null}), options.initialize_timeout)
+            .request(
+                "initialize",
+                json!({"hooks": null}),
+                options.initialize_timeout,
+            )
             .await;
         let server_info = match init {
             Ok(v) => v,
@@ -156,7 +160,9 @@ impl Client {
 
     /// Change the model (`None` returns to the default).
     pub async fn set_model(&self, model: Option<&str>) -> Result<()> {
-        self.control("set_model", json!({"model": model})).await.map(drop)
+        self.control("set_model", json!({"model": model}))
+            .await
+            .map(drop)
     }
 
     /// Send any control request and return the CLI's `response` payload.
@@ -252,9 +258,16 @@ fn receive(
             State::Done => return None,
         };
         let item = guard.recv().await?;
-        let last = until_result
-            && matches!(&item, Ok(m) if matches!(m.kind(), MessageKind::Result(_)));
-        Some((item, if last { State::Done } else { State::Reading(guard) }))
+        let last =
+            until_result && matches!(&item, Ok(m) if matches!(m.kind(), MessageKind::Result(_)));
+        Some((
+            item,
+            if last {
+                State::Done
+            } else {
+                State::Reading(guard)
+            },
+        ))
     })
 }
 
@@ -388,66 +401,69 @@ fn run_query(
     }
     use std::sync::atomic::Ordering;
 
-    futures::stream::unfold(State::Start(Box::pin(connect), prompt), |state| async move {
-        let mut run = match state {
-            State::Done => return None,
-            State::Running(r) => r,
-            State::Start(connect, prompt) => {
-                let client = match connect.await {
-                    Ok(c) => Arc::new(c),
-                    Err(e) => return Some((Err(e), State::Done)),
-                };
-                let rx = client.messages.clone().lock_owned().await;
-                let input_done = Arc::new(std::sync::atomic::AtomicBool::new(false));
-                let feeder = match prompt {
-                    Prompt::Message(m) => {
-                        if let Err(e) = client.send_message(m).await {
-                            return Some((Err(e), State::Done));
+    futures::stream::unfold(
+        State::Start(Box::pin(connect), prompt),
+        |state| async move {
+            let mut run = match state {
+                State::Done => return None,
+                State::Running(r) => r,
+                State::Start(connect, prompt) => {
+                    let client = match connect.await {
+                        Ok(c) => Arc::new(c),
+                        Err(e) => return Some((Err(e), State::Done)),
+                    };
+                    let rx = client.messages.clone().lock_owned().await;
+                    let input_done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                    let feeder = match prompt {
+                        Prompt::Message(m) => {
+                            if let Err(e) = client.send_message(m).await {
+                                return Some((Err(e), State::Done));
+                            }
+                            input_done.store(true, Ordering::Release);
+                            None
                         }
-                        input_done.store(true, Ordering::Release);
-                        None
-                    }
-                    Prompt::Stream(mut s) => {
-                        let c = client.clone();
-                        let done = input_done.clone();
-                        Some(tokio::spawn(async move {
-                            while let Some(m) = s.next().await {
-                                if c.send_message(m).await.is_err() {
-                                    break;
+                        Prompt::Stream(mut s) => {
+                            let c = client.clone();
+                            let done = input_done.clone();
+                            Some(tokio::spawn(async move {
+                                while let Some(m) = s.next().await {
+                                    if c.send_message(m).await.is_err() {
+                                        break;
+                                    }
                                 }
-                            }
-                            done.store(true, Ordering::Release);
-                            if c.engine.quiescent() {
-                                let _ = c.end_input().await;
-                            }
-                        }))
+                                done.store(true, Ordering::Release);
+                                if c.engine.quiescent() {
+                                    let _ = c.end_input().await;
+                                }
+                            }))
+                        }
+                    };
+                    Box::new(Running {
+                        client,
+                        rx,
+                        input_done,
+                        _feeder: feeder,
+                    })
+                }
+            };
+            match run.rx.recv().await {
+                None => None,
+                Some(item) => {
+                    let is_result = matches!(&item, Ok(m) if m.as_result().is_some());
+                    let fatal = matches!(&item, Err(Error::Idle { .. }));
+                    if is_result
+                        && run.input_done.load(Ordering::Acquire)
+                        && run.client.engine.quiescent()
+                        && !run.client.engine.input_ended()
+                    {
+                        let _ = run.client.end_input().await;
                     }
-                };
-                Box::new(Running {
-                    client,
-                    rx,
-                    input_done,
-                    _feeder: feeder,
-                })
-            }
-        };
-        match run.rx.recv().await {
-            None => None,
-            Some(item) => {
-                let is_result = matches!(&item, Ok(m) if m.as_result().is_some());
-                let fatal = matches!(&item, Err(Error::Idle { .. }));
-                if is_result
-                    && run.input_done.load(Ordering::Acquire)
-                    && run.client.engine.quiescent()
-                    && !run.client.engine.input_ended()
-                {
-                    let _ = run.client.end_input().await;
+                    if fatal {
+                        return Some((item, State::Done));
+                    }
+                    Some((item, State::Running(run)))
                 }
-                if fatal {
-                    return Some((item, State::Done));
-                }
-                Some((item, State::Running(run)))
             }
-        }
-    })
+        },
+    )
 }

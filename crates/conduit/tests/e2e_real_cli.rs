@@ -1,4 +1,5 @@
 //! End to end with the REAL pinned `claude` CLI against the test kit's FakeModel.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //!
 //! No API key, no network: the CLI talks to a fake Messages API on 127.0.0.1.
 
@@ -21,13 +22,20 @@ async fn one_shot_query_streams_init_assistant_result_and_ends() {
     let t = types(&items);
     assert!(items.iter().all(Result::is_ok), "{t:?}");
     assert_eq!(t.first().map(String::as_str), Some("system/init"), "{t:?}");
-    assert_eq!(t.last().map(String::as_str), Some("result/success"), "{t:?}");
+    assert_eq!(
+        t.last().map(String::as_str),
+        Some("result/success"),
+        "{t:?}"
+    );
     let text: String = items
         .iter()
         .filter_map(|m| m.as_ref().ok()?.as_assistant().map(|a| a.text()))
         .collect();
     assert_eq!(text, "Hello from the fake model.");
-    let result = items.last().and_then(|m| m.as_ref().ok()).and_then(|m| m.as_result().cloned());
+    let result = items
+        .last()
+        .and_then(|m| m.as_ref().ok())
+        .and_then(|m| m.as_result().cloned());
     let result = result.expect("result");
     assert!(!result.is_error);
     assert_eq!(result.result.as_deref(), Some("Hello from the fake model."));
@@ -75,7 +83,10 @@ async fn three_turn_session_keeps_context_and_costs_per_turn() {
     assert!(convo.contains("first") && convo.contains("second") && convo.contains("third"));
     // total_cost_usd is cumulative; the per-turn figures add up to it.
     let sum: f64 = per_turn.iter().sum();
-    assert!((sum - cumulative[2]).abs() < 1e-9, "{per_turn:?} vs {cumulative:?}");
+    assert!(
+        (sum - cumulative[2]).abs() < 1e-9,
+        "{per_turn:?} vs {cumulative:?}"
+    );
     assert!(cumulative.windows(2).all(|w| w[1] >= w[0]));
     let end = client.disconnect().await.expect("disconnect");
     assert_eq!(end.and_then(|t| t.code), Some(0));
@@ -92,7 +103,10 @@ async fn a_bash_tool_call_runs_and_its_result_reaches_the_model() {
     ])
     .await;
     let items = collect(
-        query("write the marker", h.options().allowed_tools(["Bash"]).build()),
+        query(
+            "write the marker",
+            h.options().allowed_tools(["Bash"]).build(),
+        ),
         T,
     )
     .await;
@@ -119,7 +133,12 @@ async fn a_bash_tool_call_runs_and_its_result_reaches_the_model() {
     assert_eq!(written.trim(), "conduit-e2e");
     let reqs = h.model.message_requests();
     assert_eq!(reqs.len(), 2);
-    assert!(reqs[1].tool_result_text(&tool_use.id).unwrap_or_default().contains("done"));
+    assert!(
+        reqs[1]
+            .tool_result_text(&tool_use.id)
+            .unwrap_or_default()
+            .contains("done")
+    );
     assert_eq!(t.last().map(String::as_str), Some("result/success"));
 }
 
@@ -134,9 +153,17 @@ async fn interrupt_during_a_turn_ends_it_and_the_session_goes_on() {
     client.send("take your time").await.expect("send");
     let mut stream = Box::pin(client.receive_response());
     // Wait until the turn is running (system/init arrives right after the user line).
-    let first = tokio::time::timeout(T, stream.next()).await.expect("init in time");
-    assert!(matches!(first, Some(Ok(ref m)) if m.subtype() == Some("init")), "{first:?}");
-    h.model.wait_for_message_requests(1, T).await;
+    let first = tokio::time::timeout(T, stream.next())
+        .await
+        .expect("init in time");
+    assert!(
+        matches!(first, Some(Ok(ref m)) if m.subtype() == Some("init")),
+        "{first:?}"
+    );
+    h.model
+        .wait_for_message_requests(1, T)
+        .await
+        .expect("the turn reached the model");
     client.interrupt().await.expect("interrupt reply");
     let rest = collect(stream, T).await;
     let result = rest
@@ -146,7 +173,10 @@ async fn interrupt_during_a_turn_ends_it_and_the_session_goes_on() {
         .expect("the interrupted turn still ends with a result");
     assert!(result.is_error);
     assert_eq!(result.subtype, "error_during_execution");
-    client.send("are you there?").await.expect("send after interrupt");
+    client
+        .send("are you there?")
+        .await
+        .expect("send after interrupt");
     let items = collect(client.receive_response(), T).await;
     let text: String = items
         .iter()
@@ -157,6 +187,7 @@ async fn interrupt_during_a_turn_ends_it_and_the_session_goes_on() {
     client.disconnect().await.expect("disconnect");
 }
 
+#[allow(clippy::expect_used)]
 async fn api_error_result(turn: Turn, status: u64) {
     let h = RealCli::start(vec![turn]).await;
     let items = collect(query("hello", h.options().build()), T).await;
@@ -204,22 +235,38 @@ async fn cli_killed_mid_turn_is_process_exited_and_leaves_no_process_behind() {
     client.send("run it").await.expect("send");
     let deadline = tokio::time::Instant::now() + T;
     while !common::process_with_cmdline(&marker) {
-        assert!(tokio::time::Instant::now() < deadline, "the Bash tool never started");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the Bash tool never started"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL)
-        .expect("kill");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill");
     let items = collect(client.receive_messages(), T).await;
     match items.last() {
-        Some(Err(Error::ProcessExited { signal, code, stderr_tail })) => {
+        Some(Err(Error::ProcessExited {
+            signal,
+            code,
+            stderr_tail,
+        })) => {
             assert_eq!(*signal, Some(9), "code {code:?}, stderr {stderr_tail}");
         }
-        other => panic!("expected ProcessExited last, got {other:?} in {:?}", types(&items)),
+        other => panic!(
+            "expected ProcessExited last, got {other:?} in {:?}",
+            types(&items)
+        ),
     }
     // The CLI's own children (the Bash tool's shell and its sleep) are gone too.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while common::process_with_cmdline(&marker) || common::group_alive(pid) {
-        assert!(tokio::time::Instant::now() < deadline, "processes left behind");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "processes left behind"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // Pending and new control requests fail at once, typed.

@@ -20,7 +20,10 @@ pub async fn options(turns: Vec<Turn>) -> anyhow::Result<(Options, Option<Offlin
     let model = FakeModel::builder().turns(turns).start().await?;
     let cli = tokio::task::spawn_blocking(claude_conduit_testkit::ensure_pinned_cli).await??;
     let env = model.cli_env_with(cli)?;
-    eprintln!("(offline: answers are scripted by FakeModel at {})", model.base_url());
+    eprintln!(
+        "(offline: answers are scripted by FakeModel at {})",
+        model.base_url()
+    );
     let mut b = Options::builder()
         .cli_path(env.cli_path())
         .cwd(env.cwd())

@@ -32,7 +32,9 @@ use tokio::task::AbortHandle;
 pub use dispatch::{DefaultHandler, InboundHandler, NO_PERMISSION_HANDLER};
 
 use crate::error::{Error, Result};
-use crate::message::{ControlOutcome, ControlRequest, Message, MessageKind, outbound};
+use crate::message::{
+    ControlOutcome, ControlRequest, CostTracker, Message, MessageKind, SystemMessage, outbound,
+};
 use crate::transport::{FrameReceiver, FrameSender, Termination};
 
 /// Settings of one engine.
@@ -129,7 +131,7 @@ impl Engine {
             semaphore: Arc::new(Semaphore::new(config.max_concurrent_callbacks.max(1))),
             handler: config.handler,
             idle_timeout: config.idle_timeout,
-            last_total_cost: None,
+            costs: CostTracker::default(),
         };
         tokio::spawn(reader.run());
         (Engine { shared }, rx)
@@ -161,7 +163,10 @@ impl Engine {
             return Err(death_error(t));
         }
         let n = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
-        let id = format!("req_{n}_{:08x}", (self.shared.id_salt ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15)) as u32);
+        let id = format!(
+            "req_{n}_{:08x}",
+            (self.shared.id_salt ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15)) as u32
+        );
         let (tx, rx) = oneshot::channel();
         if let Ok(mut p) = self.shared.pending.lock() {
             p.insert(id.clone(), (subtype.to_owned(), tx));
@@ -172,7 +177,10 @@ impl Engine {
             self.shared.forget(&id);
             return Err(death_error(t));
         }
-        if let Err(e) = self.write(outbound::control_request(&id, subtype, fields)).await {
+        if let Err(e) = self
+            .write(outbound::control_request(&id, subtype, fields))
+            .await
+        {
             self.shared.forget(&id);
             return Err(e);
         }
@@ -241,7 +249,10 @@ impl Engine {
         s.results_seen.load(Ordering::Acquire) >= s.turns_sent.load(Ordering::Acquire)
             && s.inbound.lock().map(|m| m.is_empty()).unwrap_or(true)
             && s.pending.lock().map(|m| m.is_empty()).unwrap_or(true)
-            && s.background_tasks.lock().map(|m| m.is_empty()).unwrap_or(true)
+            && s.background_tasks
+                .lock()
+                .map(|m| m.is_empty())
+                .unwrap_or(true)
     }
 
     pub(crate) fn cli_version(&self) -> Option<&str> {
@@ -300,7 +311,7 @@ struct Reader<R> {
     semaphore: Arc<Semaphore>,
     handler: Arc<dyn InboundHandler>,
     idle_timeout: Option<Duration>,
-    last_total_cost: Option<f64>,
+    costs: CostTracker,
 }
 
 enum Step {
@@ -354,7 +365,9 @@ impl<R: FrameReceiver> Reader<R> {
                 }
                 Step::Frame(Ok(Some(Ok(frame)))) => self.on_frame(frame),
                 Step::Frame(Ok(Some(Err(e)))) => self.push(Err(e)),
-                Step::Frame(Ok(None)) => break Some(self.receiver.termination().unwrap_or_default()),
+                Step::Frame(Ok(None)) => {
+                    break Some(self.receiver.termination().unwrap_or_default());
+                }
                 Step::Frame(Err(e)) => {
                     tracing::warn!(error = %e, "transport failed");
                     self.push(Err(e));
@@ -437,7 +450,10 @@ impl<R: FrameReceiver> Reader<R> {
                     .and_then(|mut p| p.remove(&resp.request_id));
                 match entry {
                     Some((subtype, reply)) => {
-                        let r = match std::mem::replace(&mut resp.outcome, ControlOutcome::Success(None)) {
+                        let r = match std::mem::replace(
+                            &mut resp.outcome,
+                            ControlOutcome::Success(None),
+                        ) {
                             ControlOutcome::Success(v) => Ok(v),
                             ControlOutcome::Error { message, code } => Err(Error::ControlError {
                                 subtype,
@@ -447,7 +463,9 @@ impl<R: FrameReceiver> Reader<R> {
                         };
                         let _ = reply.send(r);
                     }
-                    None => tracing::debug!(id = %resp.request_id, "reply to an unknown request ignored"),
+                    None => {
+                        tracing::debug!(id = %resp.request_id, "reply to an unknown request ignored")
+                    }
                 }
             }
             MessageKind::ControlRequest(_) => {
@@ -468,55 +486,50 @@ impl<R: FrameReceiver> Reader<R> {
                 }
             }
             MessageKind::Result(r) => {
-                if let Some(total) = r.total_cost_usd {
-                    let prev = self.last_total_cost.unwrap_or(0.0);
-                    r.turn_cost_usd = Some(if total >= prev { total - prev } else { total });
-                    self.last_total_cost = Some(total);
-                }
+                r.turn_cost_usd = self.costs.observe(r);
                 self.shared.results_seen.fetch_add(1, Ordering::AcqRel);
                 self.push(Ok(msg));
             }
             MessageKind::System(sys) => {
-                if sys.subtype() == "init" || sys.subtype().starts_with("task_") {
-                    self.observe_system(&msg);
-                }
+                self.observe_system(sys);
                 self.push(Ok(msg));
             }
             _ => self.push(Ok(msg)),
         }
     }
 
-    /// Learn facts from rare system frames: the CLI version and session id from `init`,
-    /// background tasks from `task_*`.
-    fn observe_system(&self, msg: &Message) {
-        let Ok(v) = msg.to_value() else { return };
-        match v["subtype"].as_str() {
-            Some("init") => {
-                if let Some(ver) = v["claude_code_version"].as_str() {
-                    let _ = self.shared.cli_version.set(ver.to_owned());
+    /// Learn facts from system frames: the CLI version and session id from `init`, background
+    /// agent tasks from `task_*` (they keep a one-shot query's input open).
+    fn observe_system(&self, sys: &SystemMessage) {
+        let tasks = &self.shared.background_tasks;
+        match sys {
+            SystemMessage::Init(init) => {
+                if let Some(v) = &init.claude_code_version {
+                    let _ = self.shared.cli_version.set(v.clone());
                 }
-                if let Some(sid) = v["session_id"].as_str() {
-                    let _ = self.shared.session_id.set(sid.to_owned());
-                }
-            }
-            Some("task_started") => {
-                let agent = matches!(v["task_type"].as_str(), Some("local_agent" | "local_workflow"));
-                if let (true, Some(id)) = (agent, v["task_id"].as_str())
-                    && let Ok(mut t) = self.shared.background_tasks.lock()
-                {
-                    t.insert(id.to_owned());
+                if let Some(sid) = &init.session_id {
+                    let _ = self.shared.session_id.set(sid.clone());
                 }
             }
-            Some("task_notification") | Some("task_updated") => {
-                let status = v["status"]
-                    .as_str()
-                    .or_else(|| v["patch"]["status"].as_str())
-                    .unwrap_or_default();
-                let terminal = matches!(status, "completed" | "failed" | "stopped" | "killed");
-                if let (true, Some(id)) = (terminal, v["task_id"].as_str())
-                    && let Ok(mut t) = self.shared.background_tasks.lock()
-                {
-                    t.remove(id);
+            SystemMessage::TaskStarted(t) => {
+                let agent = matches!(
+                    t.task_type.as_deref(),
+                    Some("local_agent" | "local_workflow")
+                );
+                if agent && let Ok(mut set) = tasks.lock() {
+                    set.insert(t.task_id.clone());
+                }
+            }
+            SystemMessage::TaskNotification(t) if is_terminal(&t.status) => {
+                if let Ok(mut set) = tasks.lock() {
+                    set.remove(&t.task_id);
+                }
+            }
+            SystemMessage::TaskUpdated(t)
+                if t.patch["status"].as_str().is_some_and(is_terminal) =>
+            {
+                if let Ok(mut set) = tasks.lock() {
+                    set.remove(&t.task_id);
                 }
             }
             _ => {}
@@ -546,7 +559,10 @@ impl<R: FrameReceiver> Reader<R> {
                         .or_else(|| panic.downcast_ref::<String>().cloned())
                         .unwrap_or_else(|| "unknown panic".to_owned());
                     tracing::error!(subtype, panic = %what, "callback panicked");
-                    outbound::control_error(&task_id, &format!("{subtype} callback panicked: {what}"))
+                    outbound::control_error(
+                        &task_id,
+                        &format!("{subtype} callback panicked: {what}"),
+                    )
                 }
             };
             let still_wanted = shared
@@ -558,12 +574,16 @@ impl<R: FrameReceiver> Reader<R> {
                 tracing::debug!(error = %e, "could not answer a control request");
             }
         });
-        if let Ok(mut m) = self.shared.inbound.lock() {
-            if !task.is_finished() {
-                m.insert(id, task.abort_handle());
-            }
+        if let Ok(mut m) = self.shared.inbound.lock()
+            && !task.is_finished()
+        {
+            m.insert(id, task.abort_handle());
         }
     }
+}
+
+fn is_terminal(status: &str) -> bool {
+    matches!(status, "completed" | "failed" | "stopped" | "killed")
 }
 
 async fn recv_idle<R: FrameReceiver>(receiver: &mut R, idle: Option<Duration>) -> Step {

@@ -41,9 +41,12 @@ fn reply_ok(id: &Value, resp: Value) -> Value {
 #[tokio::test]
 async fn unhandled_inbound_requests_get_defined_answers() {
     let (_e, _rx, mut peer) = engine_with(Arc::new(DefaultHandler), 8, None).await;
-    peer.send_json(&cli_request("a", json!({"subtype":"can_use_tool","tool_name":"Bash","input":{}})))
-        .await
-        .ok();
+    peer.send_json(&cli_request(
+        "a",
+        json!({"subtype":"can_use_tool","tool_name":"Bash","input":{}}),
+    ))
+    .await
+    .ok();
     let r = peer.recv_json().await.unwrap_or_default();
     assert_eq!(r["response"]["request_id"], "a");
     assert_eq!(r["response"]["subtype"], "success");
@@ -55,15 +58,33 @@ async fn unhandled_inbound_requests_get_defined_answers() {
             .contains("No permission handler")
     );
     for (id, body, needle) in [
-        ("b", json!({"subtype":"hook_callback","callback_id":"hook_9"}), "hook_9"),
-        ("c", json!({"subtype":"mcp_message","server_name":"nope","message":{}}), "nope"),
-        ("d", json!({"subtype":"bogus"}), "Unsupported control request subtype: bogus"),
+        (
+            "b",
+            json!({"subtype":"hook_callback","callback_id":"hook_9"}),
+            "hook_9",
+        ),
+        (
+            "c",
+            json!({"subtype":"mcp_message","server_name":"nope","message":{}}),
+            "nope",
+        ),
+        (
+            "d",
+            json!({"subtype":"bogus"}),
+            "Unsupported control request subtype: bogus",
+        ),
     ] {
         peer.send_json(&cli_request(id, body)).await.ok();
         let r = peer.recv_json().await.unwrap_or_default();
         assert_eq!(r["response"]["subtype"], "error", "{r}");
         assert_eq!(r["response"]["request_id"], id);
-        assert!(r["response"]["error"].as_str().unwrap_or_default().contains(needle), "{r}");
+        assert!(
+            r["response"]["error"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(needle),
+            "{r}"
+        );
     }
 }
 
@@ -73,7 +94,10 @@ struct Parking {
 }
 
 impl InboundHandler for Parking {
-    fn handle(&self, req: ControlRequest) -> BoxFuture<'static, std::result::Result<Option<Value>, String>> {
+    fn handle(
+        &self,
+        req: ControlRequest,
+    ) -> BoxFuture<'static, std::result::Result<Option<Value>, String>> {
         let release = self.release.clone();
         Box::pin(async move {
             match req.subtype.as_str() {
@@ -91,38 +115,66 @@ impl InboundHandler for Parking {
 #[tokio::test]
 async fn slow_callbacks_do_not_stall_messages_and_cancel_suppresses_the_answer() {
     let release = Arc::new(tokio::sync::Notify::new());
-    let (_e, mut rx, mut peer) =
-        engine_with(Arc::new(Parking { release: release.clone() }), 8, None).await;
-    peer.send_json(&cli_request("p1", json!({"subtype":"park"}))).await.ok();
-    peer.send_json(&cli_request("p2", json!({"subtype":"park"}))).await.ok();
+    let (_e, mut rx, mut peer) = engine_with(
+        Arc::new(Parking {
+            release: release.clone(),
+        }),
+        8,
+        None,
+    )
+    .await;
+    peer.send_json(&cli_request("p1", json!({"subtype":"park"})))
+        .await
+        .ok();
+    peer.send_json(&cli_request("p2", json!({"subtype":"park"})))
+        .await
+        .ok();
     for i in 0..50 {
         peer.send_json(&assistant_text(&format!("m{i}"))).await.ok();
         let m = rx.recv().await;
-        assert!(matches!(m, Some(Ok(_))), "message {i} must flow while callbacks park");
+        assert!(
+            matches!(m, Some(Ok(_))),
+            "message {i} must flow while callbacks park"
+        );
     }
     // The CLI withdraws p1; then p2 is released and answered, p1 never is.
-    peer.send_json(&json!({"type":"control_cancel_request","request_id":"p1"})).await.ok();
+    peer.send_json(&json!({"type":"control_cancel_request","request_id":"p1"}))
+        .await
+        .ok();
     tokio::time::sleep(Duration::from_millis(50)).await;
     release.notify_waiters();
     let r = peer.recv_json().await.unwrap_or_default();
     assert_eq!(r["response"]["request_id"], "p2");
     assert_eq!(r["response"]["response"]["released"], true);
     let next = tokio::time::timeout(Duration::from_millis(200), peer.recv_json()).await;
-    assert!(next.is_err(), "no answer may follow for the cancelled request: {next:?}");
+    assert!(
+        next.is_err(),
+        "no answer may follow for the cancelled request: {next:?}"
+    );
 }
 
 #[tokio::test]
 async fn a_panicking_callback_is_answered_with_an_error() {
     let (_e, _rx, mut peer) = engine_with(
-        Arc::new(Parking { release: Arc::new(tokio::sync::Notify::new()) }),
+        Arc::new(Parking {
+            release: Arc::new(tokio::sync::Notify::new()),
+        }),
         8,
         None,
     )
     .await;
-    peer.send_json(&cli_request("x", json!({"subtype":"explode"}))).await.ok();
+    peer.send_json(&cli_request("x", json!({"subtype":"explode"})))
+        .await
+        .ok();
     let r = peer.recv_json().await.unwrap_or_default();
     assert_eq!(r["response"]["subtype"], "error");
-    assert!(r["response"]["error"].as_str().unwrap_or_default().contains("kaboom"), "{r}");
+    assert!(
+        r["response"]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("kaboom"),
+        "{r}"
+    );
 }
 
 #[tokio::test]
@@ -130,17 +182,25 @@ async fn inbound_requests_before_the_initialize_reply_are_served() {
     let (e, _rx, mut peer) = engine_with(Arc::new(DefaultHandler), 8, None).await;
     let init = tokio::spawn({
         let e = e.clone();
-        async move { e.request("initialize", json!({}), Duration::from_secs(10)).await }
+        async move {
+            e.request("initialize", json!({}), Duration::from_secs(10))
+                .await
+        }
     });
     let req = peer.recv_json().await.unwrap_or_default();
     assert_eq!(req["request"]["subtype"], "initialize");
     // Like the CLI with an SDK MCP server: ask first, answer initialize only after our reply.
-    peer.send_json(&cli_request("mcp1", json!({"subtype":"mcp_message","server_name":"s","message":{}})))
-        .await
-        .ok();
+    peer.send_json(&cli_request(
+        "mcp1",
+        json!({"subtype":"mcp_message","server_name":"s","message":{}}),
+    ))
+    .await
+    .ok();
     let ans = peer.recv_json().await.unwrap_or_default();
     assert_eq!(ans["response"]["request_id"], "mcp1");
-    peer.send_json(&reply_ok(&req["request_id"], json!({"pid": 1}))).await.ok();
+    peer.send_json(&reply_ok(&req["request_id"], json!({"pid": 1})))
+        .await
+        .ok();
     let got = init.await.ok().and_then(|r| r.ok()).flatten();
     assert_eq!(got, Some(json!({"pid": 1})));
 }
@@ -150,13 +210,22 @@ async fn pending_requests_fail_at_once_when_the_reader_ends() {
     let (e, _rx, mut peer) = engine_with(Arc::new(DefaultHandler), 8, None).await;
     let req = tokio::spawn({
         let e = e.clone();
-        async move { e.request("interrupt", json!({}), Duration::from_secs(600)).await }
+        async move {
+            e.request("interrupt", json!({}), Duration::from_secs(600))
+                .await
+        }
     });
     let _ = peer.recv_json().await;
-    peer.finish(Termination { code: Some(9), signal: None, stderr_tail: "dead".into() });
+    peer.finish(Termination {
+        code: Some(9),
+        signal: None,
+        stderr_tail: "dead".into(),
+    });
     let r = tokio::time::timeout(Duration::from_secs(5), req).await;
     match r {
-        Ok(Ok(Err(Error::ProcessExited { code, stderr_tail, .. }))) => {
+        Ok(Ok(Err(Error::ProcessExited {
+            code, stderr_tail, ..
+        }))) => {
             assert_eq!(code, Some(9));
             assert_eq!(stderr_tail, "dead");
         }
@@ -172,11 +241,13 @@ async fn control_error_replies_are_typed() {
         async move { e.request("bogus", json!({}), Duration::from_secs(10)).await }
     });
     let r = peer.recv_json().await.unwrap_or_default();
-    peer.send_json(&json!({"type":"control_response","response":{"subtype":"error",
+    peer.send_json(
+        &json!({"type":"control_response","response":{"subtype":"error",
         "request_id": r["request_id"], "error":"Unsupported control request subtype: bogus",
-        "error_code":"unsupported_request"}}))
-        .await
-        .ok();
+        "error_code":"unsupported_request"}}),
+    )
+    .await
+    .ok();
     match req.await.ok() {
         Some(Err(Error::ControlError { subtype, code, .. })) => {
             assert_eq!(subtype, "bogus");
@@ -192,7 +263,10 @@ async fn a_control_reply_is_not_stuck_behind_an_undrained_message_channel() {
     let (e, mut rx, mut peer) = engine_with(Arc::new(DefaultHandler), 4, None).await;
     let req = tokio::spawn({
         let e = e.clone();
-        async move { e.request("interrupt", json!({}), Duration::from_secs(30)).await }
+        async move {
+            e.request("interrupt", json!({}), Duration::from_secs(30))
+                .await
+        }
     });
     let r = peer.recv_json().await.unwrap_or_default();
     let id = r["request_id"].clone();
@@ -208,8 +282,14 @@ async fn a_control_reply_is_not_stuck_behind_an_undrained_message_channel() {
     // Every message is still delivered, in order.
     let _peer = cli.await;
     for i in 0..1000 {
-        let m = rx.recv().await.and_then(|m| m.ok()).and_then(|m| m.to_value().ok());
-        let text = m.as_ref().map(|v| v["message"]["content"][0]["text"].clone());
+        let m = rx
+            .recv()
+            .await
+            .and_then(|m| m.ok())
+            .and_then(|m| m.to_value().ok());
+        let text = m
+            .as_ref()
+            .map(|v| v["message"]["content"][0]["text"].clone());
         assert_eq!(text, Some(json!(format!("m{i}"))));
     }
 }
@@ -217,7 +297,9 @@ async fn a_control_reply_is_not_stuck_behind_an_undrained_message_channel() {
 #[tokio::test]
 async fn per_turn_cost_is_derived_from_the_cumulative_total() {
     let (e, mut rx, peer) = engine_with(Arc::new(DefaultHandler), 8, None).await;
-    e.send_user(crate::message::UserInput::new("a").encode()).await.ok();
+    e.send_user(crate::message::UserInput::new("a").encode())
+        .await
+        .ok();
     peer.send_json(&result_success(1, 0.25)).await.ok();
     peer.send_json(&result_success(2, 0.75)).await.ok();
     let mut costs = Vec::new();
@@ -231,9 +313,15 @@ async fn per_turn_cost_is_derived_from_the_cumulative_total() {
 
 #[tokio::test]
 async fn idle_timeout_turns_a_silent_cli_into_a_typed_error() {
-    let (e, mut rx, _peer) =
-        engine_with(Arc::new(DefaultHandler), 8, Some(Duration::from_millis(100))).await;
-    e.send_user(crate::message::UserInput::new("a").encode()).await.ok();
+    let (e, mut rx, _peer) = engine_with(
+        Arc::new(DefaultHandler),
+        8,
+        Some(Duration::from_millis(100)),
+    )
+    .await;
+    e.send_user(crate::message::UserInput::new("a").encode())
+        .await
+        .ok();
     let m = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await;
     assert!(matches!(m, Ok(Some(Err(Error::Idle { .. })))), "{m:?}");
 }
@@ -241,19 +329,37 @@ async fn idle_timeout_turns_a_silent_cli_into_a_typed_error() {
 #[tokio::test]
 async fn a_cli_that_dies_mid_turn_is_process_exited_and_one_that_finished_is_not() {
     let (e, mut rx, peer) = engine_with(Arc::new(DefaultHandler), 8, None).await;
-    e.send_user(crate::message::UserInput::new("a").encode()).await.ok();
+    e.send_user(crate::message::UserInput::new("a").encode())
+        .await
+        .ok();
     peer.send_json(&assistant_text("partial")).await.ok();
-    peer.finish(Termination { code: Some(3), signal: None, stderr_tail: "crash".into() });
+    peer.finish(Termination {
+        code: Some(3),
+        signal: None,
+        stderr_tail: "crash".into(),
+    });
     assert!(matches!(rx.recv().await, Some(Ok(_))));
-    assert!(matches!(rx.recv().await, Some(Err(Error::ProcessExited { code: Some(3), .. }))));
+    assert!(matches!(
+        rx.recv().await,
+        Some(Err(Error::ProcessExited { code: Some(3), .. }))
+    ));
     assert!(rx.recv().await.is_none());
 
     let (e, mut rx, peer) = engine_with(Arc::new(DefaultHandler), 8, None).await;
-    e.send_user(crate::message::UserInput::new("a").encode()).await.ok();
+    e.send_user(crate::message::UserInput::new("a").encode())
+        .await
+        .ok();
     let mut err = result_success(1, 0.0);
     err["is_error"] = json!(true);
     peer.send_json(&err).await.ok();
-    peer.finish(Termination { code: Some(1), signal: None, stderr_tail: String::new() });
+    peer.finish(Termination {
+        code: Some(1),
+        signal: None,
+        stderr_tail: String::new(),
+    });
     assert!(matches!(rx.recv().await, Some(Ok(_))));
-    assert!(rx.recv().await.is_none(), "an is_error result then exit 1 is a normal end");
+    assert!(
+        rx.recv().await.is_none(),
+        "an is_error result then exit 1 is a normal end"
+    );
 }

@@ -47,7 +47,10 @@ impl MemoryPeer {
     /// Send a JSON value as one frame.
     pub async fn send_json(&self, v: &Value) -> Result<()> {
         let bytes = serde_json::to_vec(v).map_err(|e| Error::decode(b"", e))?;
-        self.tx.send(Bytes::from(bytes)).await.map_err(|_| Error::Closed)
+        self.tx
+            .send(Bytes::from(bytes))
+            .await
+            .map_err(|_| Error::Closed)
     }
 
     /// Receive the next frame the SDK sent, parsed as JSON (`None` once the SDK ended input).
@@ -174,8 +177,11 @@ impl FrameReceiver for MemoryReceiver {
 /// `assistant` text frame echoing the prompt, and a `result`. [`on_user`](Self::on_user) replaces
 /// the turn script.
 pub struct ScriptedCli {
-    on_user: Box<dyn FnMut(&Value, u32) -> Vec<Value> + Send>,
+    on_user: TurnScript,
 }
+
+/// Frames for one user message (`turn` counts from 1).
+type TurnScript = Box<dyn FnMut(&Value, u32) -> Vec<Value> + Send>;
 
 impl std::fmt::Debug for ScriptedCli {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -34,7 +34,9 @@ pub trait Transport: Send + 'static {
     type Receiver: FrameReceiver;
 
     /// Open the connection. Measures its own connect time into the metrics.
-    fn connect(self) -> impl Future<Output = Result<Connection<Self::Sender, Self::Receiver>>> + Send;
+    fn connect(
+        self,
+    ) -> impl Future<Output = Result<Connection<Self::Sender, Self::Receiver>>> + Send;
 }
 
 /// An open connection, split into halves.

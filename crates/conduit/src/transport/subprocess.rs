@@ -92,10 +92,7 @@ impl std::fmt::Debug for SubprocessTransport {
         f.debug_struct("SubprocessTransport")
             .field("program", &self.program)
             .field("args", &self.args)
-            .field(
-                "env",
-                &self.env.iter().map(|(k, _)| k).collect::<Vec<_>>(),
-            )
+            .field("env", &self.env.iter().map(|(k, _)| k).collect::<Vec<_>>())
             .field("cwd", &self.cwd)
             .field("max_frame", &self.max_frame)
             .finish_non_exhaustive()
@@ -517,7 +514,10 @@ impl FrameSender for SubprocessSender {
     async fn close(mut self, grace: Duration) -> Result<()> {
         self.end_input().await?;
         if !self.wait_exit(grace).await {
-            tracing::debug!(pid = self.pid(), "CLI did not exit after end of input; terminating");
+            tracing::debug!(
+                pid = self.pid(),
+                "CLI did not exit after end of input; terminating"
+            );
             self.group.terminate(TERM_GRACE).await;
             self.wait_exit(TERM_GRACE).await;
         }
@@ -563,10 +563,12 @@ impl SubprocessReceiver {
     async fn finish(&mut self) -> Result<Option<Result<Bytes>>> {
         // Wait for the exit status (stdout can close before the process is reaped), then give
         // stderr a moment to deliver its last lines so the tail is complete.
-        let status = match tokio::time::timeout(DRAIN_AFTER_EXIT, self.exit.wait_for(Option::is_some)).await {
-            Ok(Ok(s)) => s.clone().flatten(),
-            _ => None,
-        };
+        let status =
+            match tokio::time::timeout(DRAIN_AFTER_EXIT, self.exit.wait_for(Option::is_some)).await
+            {
+                Ok(Ok(s)) => s.flatten(),
+                _ => None,
+            };
         let _ = tokio::time::timeout(
             Duration::from_millis(500),
             self.stderr_done.wait_for(|d| *d),
@@ -739,8 +741,14 @@ mod tests {
         tx.end_input().await?;
         let a = rx.recv().await?;
         let b = rx.recv().await?;
-        assert_eq!(a.and_then(|r| r.ok()), Some(Bytes::from_static(b"{\"a\":1}")));
-        assert_eq!(b.and_then(|r| r.ok()), Some(Bytes::from_static(b"{\"b\":2}")));
+        assert_eq!(
+            a.and_then(|r| r.ok()),
+            Some(Bytes::from_static(b"{\"a\":1}"))
+        );
+        assert_eq!(
+            b.and_then(|r| r.ok()),
+            Some(Bytes::from_static(b"{\"b\":2}"))
+        );
         assert!(rx.recv().await?.is_none());
         assert_eq!(rx.termination().and_then(|t| t.code), Some(0));
         let m = conn.metrics.snapshot();
@@ -757,7 +765,10 @@ mod tests {
             .await?;
         let mut rx = conn.receiver;
         let first = rx.recv().await?;
-        assert_eq!(first.and_then(|r| r.ok()), Some(Bytes::from_static(b"{\"x\":1}")));
+        assert_eq!(
+            first.and_then(|r| r.ok()),
+            Some(Bytes::from_static(b"{\"x\":1}"))
+        );
         let end = tokio::time::timeout(Duration::from_secs(20), rx.recv()).await;
         assert!(matches!(end, Ok(Ok(None))), "{end:?}");
         let t = rx.termination().unwrap_or_default();

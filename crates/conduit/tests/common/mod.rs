@@ -16,7 +16,11 @@ pub struct RealCli {
 
 impl RealCli {
     pub async fn start(turns: Vec<Turn>) -> RealCli {
-        let model = FakeModel::builder().turns(turns).start().await.expect("fake model");
+        let model = FakeModel::builder()
+            .turns(turns)
+            .start()
+            .await
+            .expect("fake model");
         // Resolve (and install if needed) the pinned CLI before HOME is overridden.
         let cli = tokio::task::spawn_blocking(claude_conduit_testkit::ensure_pinned_cli)
             .await
@@ -53,7 +57,13 @@ pub fn mock_claude() -> PathBuf {
     let bin = target_dir.join("mock-claude");
     if !bin.exists() {
         let status = std::process::Command::new(env!("CARGO"))
-            .args(["build", "-p", "claude-conduit-testkit", "--bin", "mock-claude"])
+            .args([
+                "build",
+                "-p",
+                "claude-conduit-testkit",
+                "--bin",
+                "mock-claude",
+            ])
             .status()
             .expect("cargo build mock-claude");
         assert!(status.success());
@@ -96,7 +106,9 @@ pub fn types(items: &[Result<Message, Error>]) -> Vec<String> {
 
 /// True if any live process has `needle` in its command line.
 pub fn process_with_cmdline(needle: &str) -> bool {
-    let Ok(dir) = std::fs::read_dir("/proc") else { return false };
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return false;
+    };
     dir.filter_map(|e| e.ok()).any(|e| {
         std::fs::read(e.path().join("cmdline"))
             .map(|c| {
