@@ -211,7 +211,9 @@ impl Printer {
         let mut out = self.out.lock();
         if self.format == OutputFormat::Json {
             if !msg.is_control() {
-                let _ = out.write_all(msg.raw());
+                // Through the SDK's Serialize impl: the typed message re-serialized (it writes
+                // the frame it parsed, so unknown fields survive).
+                let _ = serde_json::to_writer(&mut out, msg);
                 let _ = out.write_all(b"\n");
                 let _ = out.flush();
             }

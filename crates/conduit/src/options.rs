@@ -127,6 +127,16 @@ pub enum Thinking {
     Disabled,
 }
 
+/// How thinking is shown in the output (`--thinking-display`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ThinkingDisplay {
+    /// Summarized thinking.
+    Summarized,
+    /// No thinking text in the output.
+    Omitted,
+}
+
 /// Reasoning effort (`--effort`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -222,6 +232,7 @@ pub struct Options {
     pub(crate) setting_sources: Option<Vec<SettingSource>>,
     pub(crate) plugin_dirs: Vec<PathBuf>,
     pub(crate) thinking: Option<Thinking>,
+    pub(crate) thinking_display: Option<ThinkingDisplay>,
     pub(crate) effort: Option<Effort>,
     pub(crate) json_schema: Option<Value>,
     pub(crate) extra_args: Vec<(String, Option<String>)>,
@@ -287,6 +298,7 @@ impl Default for Options {
             setting_sources: None,
             plugin_dirs: Vec::new(),
             thinking: None,
+            thinking_display: None,
             effort: None,
             json_schema: None,
             extra_args: Vec::new(),
@@ -439,6 +451,11 @@ impl Options {
             Some(Thinking::Enabled { budget_tokens }) => {
                 push("max-thinking-tokens", &budget_tokens.to_string())
             }
+            None => {}
+        }
+        match self.thinking_display {
+            Some(ThinkingDisplay::Summarized) => push("thinking-display", "summarized"),
+            Some(ThinkingDisplay::Omitted) => push("thinking-display", "omitted"),
             None => {}
         }
         if let Some(e) = self.effort {
@@ -705,6 +722,11 @@ impl OptionsBuilder {
         self.o.thinking = Some(t);
         self
     }
+    /// How thinking is shown in the output.
+    pub fn thinking_display(mut self, d: ThinkingDisplay) -> Self {
+        self.o.thinking_display = Some(d);
+        self
+    }
     /// Reasoning effort.
     pub fn effort(mut self, e: Effort) -> Self {
         self.o.effort = Some(e);
@@ -860,6 +882,7 @@ mod tests {
                 .thinking(Thinking::Enabled {
                     budget_tokens: 2048,
                 })
+                .thinking_display(ThinkingDisplay::Summarized)
                 .effort(Effort::High)
                 .json_schema(serde_json::json!({"type":"object"}))
                 .extra_arg("debug-file", Some("/tmp/d".into()))
@@ -895,6 +918,7 @@ mod tests {
             "--setting-sources=user,project",
             "--plugin-dir=/p",
             "--max-thinking-tokens=2048",
+            "--thinking-display=summarized",
             "--effort=high",
             "--json-schema={\"type\":\"object\"}",
             "--debug-file=/tmp/d",

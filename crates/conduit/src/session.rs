@@ -66,6 +66,26 @@ impl Client {
     }
 
     /// Initialize a session over any transport.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> claude_conduit::Result<()> {
+    /// use claude_conduit::transport::{MemoryTransport, memory::ScriptedCli};
+    /// use claude_conduit::{Client, Options};
+    /// use futures::StreamExt;
+    ///
+    /// let (transport, cli_side) = MemoryTransport::pair(16);
+    /// ScriptedCli::default().spawn(cli_side);
+    /// let client = Client::connect_with(transport, Options::default()).await?;
+    /// for prompt in ["one", "two"] {
+    ///     client.send(prompt).await?;
+    ///     let turn: Vec<_> = client.receive_response().collect().await;
+    ///     let result = turn.last().and_then(|m| m.as_ref().ok()).and_then(|m| m.as_result());
+    ///     assert!(result.is_some_and(|r| !r.is_error));
+    /// }
+    /// client.disconnect().await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn connect_with<T: Transport>(transport: T, options: Options) -> Result<Client> {
         Self::connect_with_handler(transport, options, Arc::new(DefaultHandler)).await
     }
@@ -357,6 +377,29 @@ pub fn query(prompt: impl Into<Prompt>, options: Options) -> Query {
 }
 
 /// [`query`] over an explicit transport.
+///
+/// Runnable as is, with the in-process [`MemoryTransport`](crate::transport::MemoryTransport)
+/// and its scripted fake CLI:
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> claude_conduit::Result<()> {
+/// use claude_conduit::transport::{MemoryTransport, memory::ScriptedCli};
+/// use claude_conduit::{Options, query_with_transport};
+/// use futures::StreamExt;
+///
+/// let (transport, cli_side) = MemoryTransport::pair(16);
+/// ScriptedCli::default().spawn(cli_side); // answers `echo: <prompt>`
+/// let mut text = String::new();
+/// let mut stream = query_with_transport("hi", Options::default(), transport);
+/// while let Some(msg) = stream.next().await {
+///     if let Some(a) = msg?.as_assistant() {
+///         text.push_str(&a.text());
+///     }
+/// }
+/// assert_eq!(text, "echo: hi");
+/// # Ok(()) }
+/// ```
 pub fn query_with_transport<T: Transport>(
     prompt: impl Into<Prompt>,
     options: Options,
