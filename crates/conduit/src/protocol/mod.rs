@@ -72,6 +72,8 @@ pub(crate) struct Shared {
     writer: tokio::sync::Mutex<Option<Box<dyn DynSender>>>,
     input_ended: AtomicBool,
     pending: Mutex<HashMap<String, (String, Reply)>>,
+    /// `pending.len()`, readable without the lock (the reader checks it per frame).
+    pending_len: std::sync::atomic::AtomicUsize,
     /// Woken when a control request is registered, so a reader parked on a full channel reads on.
     control_sent: Notify,
     next_id: AtomicU64,
@@ -110,6 +112,7 @@ impl Engine {
             writer: tokio::sync::Mutex::new(Some(Box::new(sender))),
             input_ended: AtomicBool::new(false),
             pending: Mutex::new(HashMap::new()),
+            pending_len: std::sync::atomic::AtomicUsize::new(0),
             control_sent: Notify::new(),
             next_id: AtomicU64::new(1),
             id_salt: salt,
@@ -170,6 +173,7 @@ impl Engine {
         let (tx, rx) = oneshot::channel();
         if let Ok(mut p) = self.shared.pending.lock() {
             p.insert(id.clone(), (subtype.to_owned(), tx));
+            self.shared.pending_len.store(p.len(), Ordering::Release);
         }
         self.shared.control_sent.notify_one();
         // The reader may have ended between the check above and the insert: re-check.
@@ -277,14 +281,15 @@ impl Shared {
         }
     }
 
-    fn forget(&self, id: &str) {
-        if let Ok(mut p) = self.pending.lock() {
-            p.remove(id);
-        }
+    fn forget(&self, id: &str) -> Option<(String, Reply)> {
+        let mut p = self.pending.lock().ok()?;
+        let entry = p.remove(id);
+        self.pending_len.store(p.len(), Ordering::Release);
+        entry
     }
 
     fn pending_count(&self) -> usize {
-        self.pending.lock().map(|p| p.len()).unwrap_or(0)
+        self.pending_len.load(Ordering::Acquire)
     }
 
     fn turn_in_flight(&self) -> bool {
@@ -406,7 +411,10 @@ impl<R: FrameReceiver> Reader<R> {
     fn fail_pending(&self, term: &Termination) {
         let _ = self.shared.ended.set(term.clone());
         let drained: Vec<_> = match self.shared.pending.lock() {
-            Ok(mut p) => p.drain().collect(),
+            Ok(mut p) => {
+                self.shared.pending_len.store(0, Ordering::Release);
+                p.drain().collect()
+            }
             Err(_) => Vec::new(),
         };
         for (_, (_, reply)) in drained {
@@ -442,12 +450,7 @@ impl<R: FrameReceiver> Reader<R> {
         };
         match msg.kind_mut() {
             MessageKind::ControlResponse(resp) => {
-                let entry = self
-                    .shared
-                    .pending
-                    .lock()
-                    .ok()
-                    .and_then(|mut p| p.remove(&resp.request_id));
+                let entry = self.shared.forget(&resp.request_id);
                 match entry {
                     Some((subtype, reply)) => {
                         let r = match std::mem::replace(
