@@ -24,3 +24,6 @@ pub use options::Options;
 pub mod protocol;
 pub mod session;
 pub use session::{Client, Messages, Prompt, Query, query, query_with_transport};
+pub mod hooks;
+pub mod mcp;
+pub mod permission;
