@@ -275,3 +275,130 @@ async fn cli_killed_mid_turn_is_process_exited_and_leaves_no_process_behind() {
         Err(Error::ProcessExited { .. }) | Err(Error::Closed)
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_typed_control_method_is_answered_by_the_real_cli() {
+    let h = RealCli::start(vec![Turn::text("ready")]).await;
+    let client = Client::connect(h.options().build()).await.expect("connect");
+    client.send("hello").await.expect("send");
+    let _ = collect(client.receive_response(), T).await;
+
+    let receipt = client.interrupt().await.expect("interrupt");
+    assert!(receipt.still_queued.is_empty());
+    client
+        .set_max_thinking_tokens(Some(1024))
+        .await
+        .expect("thinking");
+    client
+        .set_permission_mode(claude_conduit::options::PermissionMode::Plan)
+        .await
+        .expect("mode");
+    client
+        .set_model(Some("claude-sonnet-4-5"))
+        .await
+        .expect("model");
+    client.set_model(None).await.expect("model back to default");
+    let status = client.mcp_status().await.expect("mcp status");
+    assert!(status.servers.is_empty());
+    let usage = client.get_context_usage().await.expect("context usage");
+    assert!(usage.total_tokens > 0 && usage.max_tokens > 0, "{usage:?}");
+    assert!(!usage.categories.is_empty());
+    let rewind = client
+        .rewind_files("00000000-0000-0000-0000-000000000000", true)
+        .await
+        .expect("rewind");
+    assert!(
+        !rewind.can_rewind && rewind.error.is_some(),
+        "checkpointing is off: {rewind:?}"
+    );
+    let set = client
+        .mcp_set_servers(json!({}))
+        .await
+        .expect("mcp_set_servers");
+    assert!(set.added.is_empty());
+    match client.mcp_reconnect("nope").await {
+        Err(Error::ControlError {
+            subtype, message, ..
+        }) => {
+            assert_eq!(subtype, "mcp_reconnect");
+            assert!(message.contains("nope"), "{message}");
+        }
+        other => panic!("expected a typed refusal, got {other:?}"),
+    }
+    assert!(matches!(
+        client.mcp_toggle("nope", false).await,
+        Err(Error::ControlError { .. })
+    ));
+    client.stop_task("no-such-task").await.expect("stop_task");
+    let models = client.list_models().await.expect("models");
+    assert!(!models.is_empty());
+    let version = client.get_binary_version().await.expect("version");
+    assert_eq!(version.version, "2.1.330");
+    assert!(
+        client
+            .get_session_cost()
+            .await
+            .expect("cost")
+            .contains("cost")
+    );
+    assert!(client.get_usage().await.expect("usage").is_object());
+    assert!(client.get_settings().await.expect("settings").is_object());
+    client
+        .apply_flag_settings(json!({}))
+        .await
+        .expect("apply settings");
+    assert!(
+        client
+            .list_permission_rules()
+            .await
+            .expect("rules")
+            .is_object()
+    );
+    assert!(client.get_hooks_listing().await.expect("hooks").is_object());
+    assert!(client.reload_plugins().await.expect("plugins").is_object());
+    assert!(client.reload_skills().await.expect("skills").is_object());
+    client.rename_session("conduit test").await.expect("rename");
+    // An unknown subtype is a typed error carrying the CLI's text.
+    match client.control("bogus_subtype", json!({})).await {
+        Err(Error::ControlError { message, .. }) => {
+            assert!(message.contains("bogus_subtype"), "{message}")
+        }
+        other => panic!("{other:?}"),
+    }
+    client.disconnect().await.expect("disconnect");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_continues_a_previous_session() {
+    let h = RealCli::start(vec![
+        Turn::text("first answer"),
+        Turn::text("second answer"),
+    ])
+    .await;
+    let first = collect(query("remember the word pelican", h.options().build()), T).await;
+    let session_id = first
+        .iter()
+        .flatten()
+        .find_map(|m| m.as_result().and_then(|r| r.session_id.clone()))
+        .expect("session id");
+    let second = collect(
+        query(
+            "what was the word?",
+            h.options().resume(session_id.clone()).build(),
+        ),
+        T,
+    )
+    .await;
+    let resumed_id = second
+        .iter()
+        .flatten()
+        .find_map(|m| m.as_result().and_then(|r| r.session_id.clone()));
+    assert_eq!(resumed_id.as_deref(), Some(session_id.as_str()));
+    // The second process sent the first conversation to the model.
+    let reqs = h.model.message_requests();
+    let convo = serde_json::to_string(reqs[1].messages()).unwrap_or_default();
+    assert!(
+        convo.contains("pelican") && convo.contains("first answer"),
+        "{convo}"
+    );
+}

@@ -13,6 +13,13 @@ use futures::stream::{BoxStream, Stream, StreamExt};
 use serde_json::{Value, json};
 use tokio::sync::{Mutex, OwnedMutexGuard, mpsc};
 
+mod control;
+
+pub use control::{
+    BinaryVersion, ContextCategory, ContextUsage, InterruptReceipt, McpServerStatus,
+    McpSetServersResult, McpStatus, McpToolStatus, ModelInfo, RewindResult,
+};
+
 use crate::error::{Error, Result};
 use crate::message::{Message, MessageKind, UserContent, UserInput};
 use crate::options::{Options, PermissionMode};
@@ -164,11 +171,6 @@ impl Client {
         Messages {
             inner: receive(self.messages.clone(), true).boxed(),
         }
-    }
-
-    /// Interrupt the current turn. The turn then ends with its own `result` frame.
-    pub async fn interrupt(&self) -> Result<()> {
-        self.control("interrupt", json!({})).await.map(drop)
     }
 
     /// Change the permission mode for the rest of the session.
