@@ -17,7 +17,11 @@ fn real_cli_env(model: &FakeModel) -> CliEnv {
 
 fn query(env: &CliEnv, args: &[&str]) -> Output {
     let mut cmd = conduit();
-    cmd.arg("query").arg("--cli").arg(env.cli_path()).arg("--cwd").arg(env.cwd());
+    cmd.arg("query")
+        .arg("--cli")
+        .arg(env.cli_path())
+        .arg("--cwd")
+        .arg(env.cwd());
     cmd.args(args);
     for k in env.vars_to_remove() {
         cmd.env_remove(k);
@@ -27,24 +31,43 @@ fn query(env: &CliEnv, args: &[&str]) -> Output {
 }
 
 fn start(turns: Vec<Turn>) -> FakeModel {
-    FakeModel::builder().turns(turns).start_blocking().expect("fake model")
+    FakeModel::builder()
+        .turns(turns)
+        .start_blocking()
+        .expect("fake model")
 }
 
 #[test]
 fn query_text_output_streams_the_answer_and_a_summary_and_exits_0() {
     let model = start(vec![
-        Turn::tool_use("Bash", serde_json::json!({"command": "echo hi > f.txt", "description": "d"})),
+        Turn::tool_use(
+            "Bash",
+            serde_json::json!({"command": "echo hi > f.txt", "description": "d"}),
+        ),
         Turn::text("All done."),
     ]);
     let env = real_cli_env(&model);
     let out = query(&env, &["--allowed-tools", "Bash", "make a file"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let lines: Vec<&str> = stdout.lines().collect();
-    assert!(lines.iter().any(|l| l.starts_with("[tool] Bash ") && l.contains("echo hi")), "{stdout}");
-    assert!(lines.iter().any(|l| *l == "All done."), "{stdout}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("[tool] Bash ") && l.contains("echo hi")),
+        "{stdout}"
+    );
+    assert!(lines.contains(&"All done."), "{stdout}");
     let summary = lines.last().copied().unwrap_or_default();
-    assert!(summary.starts_with("-- ok · 2 turn(s) · cost $"), "{summary}");
+    assert!(
+        summary.starts_with("-- ok · 2 turn(s) · cost $"),
+        "{summary}"
+    );
 }
 
 #[test]
@@ -73,9 +96,16 @@ fn query_exit_codes_error_result_usage_and_missing_cli() {
     assert_eq!(out.status.code(), Some(1), "an is_error result exits 1");
 
     let out = query(&env, &["--permission-mode", "notAMode", "hello"]);
-    assert_eq!(out.status.code(), Some(2), "a bad permission mode is a usage error");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a bad permission mode is a usage error"
+    );
 
-    let out = conduit().args(["query", "--cli", "/nonexistent/claude", "hi"]).output().expect("run");
+    let out = conduit()
+        .args(["query", "--cli", "/nonexistent/claude", "hi"])
+        .output()
+        .expect("run");
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/claude"));
 
@@ -94,7 +124,10 @@ fn demo_runs_offline_says_so_and_exits_0() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
-    assert!(stderr.contains("OFFLINE") && stderr.contains("SCRIPTED"), "{stderr}");
+    assert!(
+        stderr.contains("OFFLINE") && stderr.contains("SCRIPTED"),
+        "{stderr}"
+    );
     assert!(stdout.contains("[tool] Bash"), "{stdout}");
     assert!(stderr.contains("the tool really ran"), "{stderr}");
 }
@@ -103,7 +136,18 @@ fn demo_runs_offline_says_so_and_exits_0() {
 fn help_explains_the_flags() {
     let out = conduit().args(["query", "--help"]).output().expect("run");
     let help = String::from_utf8_lossy(&out.stdout);
-    for flag in ["--cli", "--output", "--model", "--permission-mode", "--system-prompt", "--max-turns", "--cwd", "--allowed-tools", "--disallowed-tools", "--include-partial"] {
+    for flag in [
+        "--cli",
+        "--output",
+        "--model",
+        "--permission-mode",
+        "--system-prompt",
+        "--max-turns",
+        "--cwd",
+        "--allowed-tools",
+        "--disallowed-tools",
+        "--include-partial",
+    ] {
         assert!(help.contains(flag), "missing {flag} in help");
     }
 }

@@ -27,3 +27,4 @@ pub use session::{Client, Messages, Prompt, Query, query, query_with_transport};
 pub mod hooks;
 pub mod mcp;
 pub mod permission;
+pub mod sessions;

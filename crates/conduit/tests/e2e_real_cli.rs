@@ -394,6 +394,16 @@ async fn resume_continues_a_previous_session() {
         .flatten()
         .find_map(|m| m.as_result().and_then(|r| r.session_id.clone()));
     assert_eq!(resumed_id.as_deref(), Some(session_id.as_str()));
+    // The CLI's own store lists the session, readable without a CLI.
+    let store = claude_conduit::sessions::SessionStore::at(h.env.home().join(".claude"));
+    let listed = store.list(h.env.cwd()).expect("list sessions");
+    let info = listed
+        .iter()
+        .find(|s| s.session_id == session_id)
+        .expect("the session is listed");
+    assert_eq!(info.first_prompt.as_deref(), Some("remember the word pelican"));
+    let stored = store.messages(h.env.cwd(), &session_id).expect("messages");
+    assert!(stored.len() >= 4, "both turns stored: {}", stored.len());
     // The second process sent the first conversation to the model.
     let reqs = h.model.message_requests();
     let convo = serde_json::to_string(reqs[1].messages()).unwrap_or_default();

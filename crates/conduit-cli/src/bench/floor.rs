@@ -15,6 +15,10 @@ use anyhow::{Context, Result, bail};
 /// Capacity of the floor's line reader.
 pub const READ_BUFFER: usize = 64 * 1024;
 
+/// How long [`Floor::finish`] lets the CLI exit on its own after end of input (the SDK's
+/// default close grace is the same).
+const FINISH_GRACE: Duration = Duration::from_secs(5);
+
 /// A started CLI whose `initialize` request has been answered.
 pub struct Floor {
     child: Child,
@@ -89,13 +93,28 @@ impl Floor {
         }
     }
 
-    /// End input and wait for the CLI to exit.
+    /// End input and wait for the CLI to exit; kill it if it has not after [`FINISH_GRACE`].
+    /// Not timed.
     pub fn finish(mut self) -> Result<()> {
         drop(self.stdin.take());
-        // Drain whatever is left so a CLI blocked on a full pipe can reach its exit.
-        while self.read_line()? > 0 {}
-        self.child.wait().context("floor: waiting for the CLI")?;
-        Ok(())
+        let deadline = Instant::now() + FINISH_GRACE;
+        loop {
+            match self
+                .child
+                .try_wait()
+                .context("floor: waiting for the CLI")?
+            {
+                Some(_) => return Ok(()),
+                None if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(1)),
+                None => {
+                    let _ = self.child.kill();
+                    self.child
+                        .wait()
+                        .context("floor: waiting for the killed CLI")?;
+                    return Ok(());
+                }
+            }
+        }
     }
 
     fn write(&mut self, frame: &[u8]) -> Result<()> {
@@ -118,7 +137,8 @@ impl Floor {
 
 impl Drop for Floor {
     fn drop(&mut self) {
-        // Only reached without `finish` on an error path: do not leave the CLI behind.
+        // After `finish` the CLI has exited and this does nothing; on an error path it makes
+        // sure the CLI is not left behind.
         if matches!(self.child.try_wait(), Ok(None)) {
             let _ = self.child.kill();
             let _ = self.child.wait();

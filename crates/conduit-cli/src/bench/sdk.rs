@@ -28,7 +28,7 @@ pub async fn turn(client: &Client, text: &str) -> Result<u64> {
     while let Some(msg) = stream.next().await {
         let msg = msg.context("sdk: receiving")?;
         n += 1;
-        saw_result = msg.as_result().is_some();
+        saw_result = msg.is_result();
     }
     if !saw_result {
         bail!("sdk: the stream ended before the result ({n} messages)");

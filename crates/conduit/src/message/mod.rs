@@ -67,11 +67,71 @@ pub use system::{
 use crate::error::{Error, Result};
 use de::tagged_object;
 
-/// One frame, parsed: the raw JSON bytes and a typed view of them.
+/// One frame: the raw JSON bytes and a typed view of them.
+///
+/// Messages from a session are **validated when they arrive and typed on first access**: the
+/// stream checks that each frame is well-formed JSON and reads its `type` (malformed frames are
+/// [`Error::Decode`] items in the stream), and the typed view ([`kind`](Self::kind) and the
+/// `as_*` accessors) is built the first time you ask for it. Code that only relays or counts
+/// frames (a gateway, a logger, a benchmark) never pays for typing; code that reads every
+/// message pays exactly once. [`Message::parse`] types eagerly.
 #[derive(Debug, Clone)]
 pub struct Message {
     raw: Bytes,
-    kind: MessageKind,
+    tag: Tag,
+    kind: std::sync::OnceLock<MessageKind>,
+}
+
+/// The frame's `type`, known without typing the whole frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tag {
+    Assistant,
+    User,
+    Result,
+    System,
+    StreamEvent,
+    Control,
+    Other,
+}
+
+impl Tag {
+    fn of(type_: &str) -> Tag {
+        match type_ {
+            "assistant" => Tag::Assistant,
+            "user" => Tag::User,
+            "result" => Tag::Result,
+            "system" => Tag::System,
+            "stream_event" => Tag::StreamEvent,
+            "control_request" | "control_response" | "control_cancel_request" => Tag::Control,
+            _ => Tag::Other,
+        }
+    }
+
+    fn of_kind(kind: &MessageKind) -> Tag {
+        Tag::of(match kind {
+            MessageKind::Unknown { .. } => "",
+            other => other.type_name(),
+        })
+    }
+
+    fn name(self) -> Option<&'static str> {
+        Some(match self {
+            Tag::Assistant => "assistant",
+            Tag::User => "user",
+            Tag::Result => "result",
+            Tag::System => "system",
+            Tag::StreamEvent => "stream_event",
+            Tag::Control | Tag::Other => return None,
+        })
+    }
+}
+
+/// Checks a frame is one well-formed JSON object and reads its `type`, without building
+/// anything else (serde skips the other fields, validating them).
+#[derive(serde::Deserialize)]
+struct Header<'a> {
+    #[serde(rename = "type", borrow, default)]
+    type_: Option<std::borrow::Cow<'a, str>>,
 }
 
 /// The typed view of a frame, one variant per frame `type`.
@@ -218,7 +278,48 @@ impl Message {
             Ok(kind) => kind,
             Err(e) => system_fallback(&raw).ok_or_else(|| Error::decode(&raw, e))?,
         };
-        Ok(Message { raw, kind })
+        Ok(Message {
+            raw,
+            tag: Tag::of_kind(&kind),
+            kind: std::sync::OnceLock::from(kind),
+        })
+    }
+
+    /// Check that `raw` is one well-formed JSON object and read its `type`; the typed view is
+    /// built on first access. Errors are [`Error::Decode`] with an excerpt.
+    ///
+    /// A frame of a known type whose fields do not have the shape this SDK expects (valid JSON,
+    /// wrong field types) types as [`MessageKind::Unknown`] with the whole frame, instead of
+    /// failing later.
+    ///
+    /// ```
+    /// # use bytes::Bytes;
+    /// # use claude_conduit::message::Message;
+    /// let msg = Message::validate(Bytes::from_static(br#"{"type":"result","subtype":"success","is_error":false}"#))?;
+    /// assert!(msg.is_result()); // no typing needed for this
+    /// assert!(msg.as_result().is_some_and(|r| r.is_success())); // typed now, once
+    /// assert!(Message::validate(Bytes::from_static(br#"{"type":"assistant", oops"#)).is_err());
+    /// # Ok::<(), claude_conduit::Error>(())
+    /// ```
+    pub fn validate(raw: Bytes) -> Result<Self> {
+        let header: Header<'_> =
+            serde_json::from_slice(&raw).map_err(|e| Error::decode(&raw, e))?;
+        let tag = Tag::of(header.type_.as_deref().unwrap_or(""));
+        Ok(Message {
+            raw,
+            tag,
+            kind: std::sync::OnceLock::new(),
+        })
+    }
+
+    fn typed(&self) -> &MessageKind {
+        self.kind.get_or_init(|| match parse_kind(&self.raw) {
+            Ok(kind) => kind,
+            Err(_) => system_fallback(&self.raw).unwrap_or_else(|| MessageKind::Unknown {
+                type_: self.tag.name().unwrap_or_default().to_owned(),
+                value: serde_json::from_slice(&self.raw).unwrap_or(Value::Null),
+            }),
+        })
     }
 
     /// The frame exactly as it arrived (no trailing newline).
@@ -228,23 +329,32 @@ impl Message {
 
     /// The typed view.
     pub fn kind(&self) -> &MessageKind {
-        &self.kind
+        self.typed()
     }
 
     /// Mutable typed view (the session fills in derived fields such as per-turn cost).
     #[allow(dead_code)] // used by the session layer
     pub(crate) fn kind_mut(&mut self) -> &mut MessageKind {
-        &mut self.kind
+        self.typed();
+        match self.kind.get_mut() {
+            Some(kind) => kind,
+            // `typed()` just filled it.
+            None => unreachable!("typed view initialised above"),
+        }
     }
 
     /// Consume the message, keeping the typed view.
     pub fn into_kind(self) -> MessageKind {
-        self.kind
+        self.typed();
+        let Message { kind, .. } = self;
+        kind.into_inner().unwrap_or(MessageKind::KeepAlive)
     }
 
     /// Consume the message, keeping both parts.
     pub fn into_parts(self) -> (Bytes, MessageKind) {
-        (self.raw, self.kind)
+        self.typed();
+        let Message { raw, kind, .. } = self;
+        (raw, kind.into_inner().unwrap_or(MessageKind::KeepAlive))
     }
 
     /// The frame as a JSON value (parsed from the raw bytes).
@@ -255,12 +365,15 @@ impl Message {
     /// The frame `type` (`"assistant"`, `"result"`, …; the unknown type itself for
     /// [`MessageKind::Unknown`]).
     pub fn type_name(&self) -> &str {
-        self.kind.type_name()
+        match self.tag.name() {
+            Some(name) => name,
+            None => self.typed().type_name(),
+        }
     }
 
     /// The subtype of `system`, `result` and control request frames.
     pub fn subtype(&self) -> Option<&str> {
-        match &self.kind {
+        match self.typed() {
             MessageKind::System(s) => Some(s.subtype()),
             MessageKind::Result(r) => Some(&r.subtype),
             MessageKind::ControlRequest(r) => Some(&r.subtype),
@@ -270,7 +383,7 @@ impl Message {
 
     /// The CLI's `session_id`, on every frame that carries one (not on control frames).
     pub fn session_id(&self) -> Option<&str> {
-        match &self.kind {
+        match self.typed() {
             MessageKind::System(s) => s.session_id(),
             MessageKind::Assistant(m) => m.session_id.as_deref(),
             MessageKind::User(m) => m.session_id.as_deref(),
@@ -288,7 +401,7 @@ impl Message {
 
     /// The frame's `uuid`, when it has one.
     pub fn uuid(&self) -> Option<&str> {
-        match &self.kind {
+        match self.typed() {
             MessageKind::System(s) => s.uuid(),
             MessageKind::Assistant(m) => m.uuid.as_deref(),
             MessageKind::User(m) => m.uuid.as_deref(),
@@ -306,7 +419,7 @@ impl Message {
 
     /// `parent_tool_use_id`: set on subagent output (assistant, user and stream_event frames).
     pub fn parent_tool_use_id(&self) -> Option<&str> {
-        match &self.kind {
+        match self.typed() {
             MessageKind::Assistant(m) => m.parent_tool_use_id.as_deref(),
             MessageKind::User(m) => m.parent_tool_use_id.as_deref(),
             MessageKind::StreamEvent(m) => m.parent_tool_use_id.as_deref(),
@@ -316,7 +429,7 @@ impl Message {
 
     /// The result view, if this is a `result` frame.
     pub fn as_result(&self) -> Option<&ResultMessage> {
-        match &self.kind {
+        match self.typed() {
             MessageKind::Result(r) => Some(r),
             _ => None,
         }
@@ -324,7 +437,7 @@ impl Message {
 
     /// The assistant view, if this is an `assistant` frame.
     pub fn as_assistant(&self) -> Option<&AssistantMessage> {
-        match &self.kind {
+        match self.typed() {
             MessageKind::Assistant(m) => Some(m),
             _ => None,
         }
@@ -332,7 +445,7 @@ impl Message {
 
     /// The user view, if this is a `user` frame.
     pub fn as_user(&self) -> Option<&UserMessage> {
-        match &self.kind {
+        match self.typed() {
             MessageKind::User(m) => Some(m),
             _ => None,
         }
@@ -340,7 +453,7 @@ impl Message {
 
     /// The system view, if this is a `system` frame.
     pub fn as_system(&self) -> Option<&SystemMessage> {
-        match &self.kind {
+        match self.typed() {
             MessageKind::System(m) => Some(m),
             _ => None,
         }
@@ -348,25 +461,31 @@ impl Message {
 
     /// The stream event, if this is a `stream_event` frame.
     pub fn as_stream_event(&self) -> Option<&StreamEvent> {
-        match &self.kind {
+        match self.typed() {
             MessageKind::StreamEvent(m) => Some(m),
             _ => None,
         }
     }
 
+    /// True for `system` frames (known without typing the frame).
+    pub fn is_system(&self) -> bool {
+        self.tag == Tag::System
+    }
+
     /// True for `result` frames.
     pub fn is_result(&self) -> bool {
-        matches!(self.kind, MessageKind::Result(_))
+        self.tag == Tag::Result
     }
 
     /// True for `control_request`, `control_response` and `control_cancel_request` frames.
     pub fn is_control(&self) -> bool {
-        matches!(
-            self.kind,
-            MessageKind::ControlRequest(_)
-                | MessageKind::ControlResponse(_)
-                | MessageKind::ControlCancel(_)
-        )
+        self.tag == Tag::Control
+            && matches!(
+                self.typed(),
+                MessageKind::ControlRequest(_)
+                    | MessageKind::ControlResponse(_)
+                    | MessageKind::ControlCancel(_)
+            )
     }
 }
 

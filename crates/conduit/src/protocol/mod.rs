@@ -9,9 +9,14 @@
 //!   a concurrency limit, answer through the shared writer, and can be cancelled by the CLI's
 //!   `control_cancel_request` (then no answer is sent);
 //! * every pending outbound request fails at once when the reader ends (no 60 s wait);
-//! * messages go to a bounded channel; when it is full the reader stops reading (backpressure)
+//! * the reader frames and routes; it does not parse messages. It recognises a frame's `type`
+//!   (a prefix check on the CLI's compact JSON, a small parse otherwise), handles control frames
+//!   itself and counts `result`s, and hands every other frame as raw bytes, in batches of what one
+//!   read produced, to the consumer, which parses them ([`MessageRx`]). So allocation and free of
+//!   a message's fields happen on one thread, and there is one hand-off per read, not per frame;
+//! * batches go to a bounded channel; when it is full the reader stops reading (backpressure)
 //!   — except while one of our control requests awaits its reply, when the reader reads ahead and
-//!   parks messages in an overflow queue, so a reply is never stuck behind undrained messages;
+//!   parks batches, so a reply is never stuck behind undrained messages;
 //! * inbound requests that arrive before the `initialize` reply are served (the CLI asks for SDK
 //!   MCP handshakes before it answers `initialize`).
 
@@ -102,7 +107,7 @@ impl Engine {
         sender: S,
         receiver: R,
         config: EngineConfig,
-    ) -> (Engine, mpsc::Receiver<Result<Message>>) {
+    ) -> (Engine, MessageRx) {
         let salt = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
@@ -124,19 +129,25 @@ impl Engine {
             cli_version: OnceLock::new(),
             session_id: OnceLock::new(),
         });
-        let (tx, rx) = mpsc::channel(config.message_buffer.max(1));
+        let (tx, rx) = mpsc::channel((config.message_buffer / BATCH_MAX).max(2));
         let reader = Reader {
             shared: shared.clone(),
             receiver,
             tx,
             overflow: VecDeque::new(),
+            overflow_frames: 0,
             overflow_cap: config.message_buffer.max(1),
             semaphore: Arc::new(Semaphore::new(config.max_concurrent_callbacks.max(1))),
             handler: config.handler,
             idle_timeout: config.idle_timeout,
-            costs: CostTracker::default(),
         };
         tokio::spawn(reader.run());
+        let rx = MessageRx {
+            rx,
+            ready: VecDeque::new(),
+            shared: shared.clone(),
+            costs: CostTracker::default(),
+        };
         (Engine { shared }, rx)
     }
 
@@ -310,17 +321,33 @@ fn death_error(t: &Termination) -> Error {
 struct Reader<R> {
     shared: Arc<Shared>,
     receiver: R,
-    tx: mpsc::Sender<Result<Message>>,
-    overflow: VecDeque<Result<Message>>,
+    tx: mpsc::Sender<Batch>,
+    /// Batches the channel had no room for.
+    overflow: VecDeque<Batch>,
+    /// Frames in `overflow`.
+    overflow_frames: usize,
     overflow_cap: usize,
     semaphore: Arc<Semaphore>,
     handler: Arc<dyn InboundHandler>,
     idle_timeout: Option<Duration>,
-    costs: CostTracker,
 }
 
+/// At most this many frames are taken from one read into one batch.
+const BATCH_MAX: usize = 64;
+
+/// What the reader hands to the consumer.
+pub(crate) enum Item {
+    /// A frame to parse on the consumer's side.
+    Frame(Bytes),
+    /// Something the reader produced itself (a per-frame error, the death of the CLI, …);
+    /// rare, so boxed to keep the common item small.
+    Ready(Box<Result<Message>>),
+}
+
+type Batch = Vec<Item>;
+
 enum Step {
-    Frame(Result<Option<Result<Bytes>>>),
+    Frames(Vec<Result<Option<Result<Bytes>>>>),
     Delivered,
     Idle(Duration),
     Wake,
@@ -331,7 +358,7 @@ impl<R: FrameReceiver> Reader<R> {
     async fn run(mut self) {
         let end = loop {
             let may_read =
-                self.overflow.len() < self.overflow_cap || self.shared.pending_count() > 0;
+                self.overflow_frames < self.overflow_cap || self.shared.pending_count() > 0;
             let idle = self
                 .idle_timeout
                 .filter(|_| self.shared.turn_in_flight() && self.callbacks_idle());
@@ -340,6 +367,7 @@ impl<R: FrameReceiver> Reader<R> {
                     receiver,
                     tx,
                     overflow,
+                    overflow_frames,
                     shared,
                     ..
                 } = &mut self;
@@ -347,14 +375,15 @@ impl<R: FrameReceiver> Reader<R> {
                     biased;
                     permit = tx.reserve(), if !overflow.is_empty() => match permit {
                         Ok(p) => {
-                            if let Some(m) = overflow.pop_front() {
-                                p.send(m);
+                            if let Some(b) = overflow.pop_front() {
+                                *overflow_frames -= b.len();
+                                p.send(b);
                             }
                             Step::Delivered
                         }
                         Err(_) => Step::ConsumerGone,
                     },
-                    frame = recv_idle(receiver, idle), if may_read => frame,
+                    frames = recv_batch(receiver, idle), if may_read => frames,
                     _ = shared.control_sent.notified(), if !may_read => Step::Wake,
                     _ = tx.closed() => Step::ConsumerGone,
                 }
@@ -366,21 +395,31 @@ impl<R: FrameReceiver> Reader<R> {
                     // Count the stuck turn as finished so the error is reported once.
                     let sent = self.shared.turns_sent.load(Ordering::Acquire);
                     self.shared.results_seen.store(sent, Ordering::Release);
-                    self.push(Err(Error::Idle { after }));
+                    self.push(vec![Item::Ready(Box::new(Err(Error::Idle { after })))]);
                 }
-                Step::Frame(Ok(Some(Ok(frame)))) => self.on_frame(frame),
-                Step::Frame(Ok(Some(Err(e)))) => self.push(Err(e)),
-                Step::Frame(Ok(None)) => {
-                    break Some(self.receiver.termination().unwrap_or_default());
-                }
-                Step::Frame(Err(e)) => {
-                    tracing::warn!(error = %e, "transport failed");
-                    self.push(Err(e));
-                    break Some(self.receiver.termination().unwrap_or(Termination {
-                        code: None,
-                        signal: None,
-                        stderr_tail: String::new(),
-                    }));
+                Step::Frames(items) => {
+                    let mut batch = Vec::with_capacity(items.len());
+                    let mut end = None;
+                    for item in items {
+                        match item {
+                            Ok(Some(Ok(frame))) => self.on_frame(frame, &mut batch),
+                            Ok(Some(Err(e))) => batch.push(Item::Ready(Box::new(Err(e)))),
+                            Ok(None) => {
+                                end = Some(self.receiver.termination().unwrap_or_default());
+                                break;
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, "transport failed");
+                                batch.push(Item::Ready(Box::new(Err(e))));
+                                end = Some(self.receiver.termination().unwrap_or_default());
+                                break;
+                            }
+                        }
+                    }
+                    self.push(batch);
+                    if end.is_some() {
+                        break end;
+                    }
                 }
             }
         };
@@ -389,12 +428,12 @@ impl<R: FrameReceiver> Reader<R> {
             return;
         };
         if self.shared.turn_in_flight() {
-            self.push(Err(death_error(&term)));
+            self.push(vec![Item::Ready(Box::new(Err(death_error(&term))))]);
         }
         self.fail_pending(&term);
         // Deliver what is parked, then close the channel (the consumer sees the end).
-        while let Some(m) = self.overflow.pop_front() {
-            if self.tx.send(m).await.is_err() {
+        while let Some(b) = self.overflow.pop_front() {
+            if self.tx.send(b).await.is_err() {
                 break;
             }
         }
@@ -427,36 +466,51 @@ impl<R: FrameReceiver> Reader<R> {
         }
     }
 
-    /// Queue a message for the consumer without ever blocking the reader.
-    fn push(&mut self, item: Result<Message>) {
+    /// Queue a batch for the consumer without ever blocking the reader.
+    fn push(&mut self, batch: Batch) {
+        if batch.is_empty() {
+            return;
+        }
         if self.overflow.is_empty() {
-            match self.tx.try_send(item) {
+            match self.tx.try_send(batch) {
                 Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(item)) => self.overflow.push_back(item),
+                Err(mpsc::error::TrySendError::Full(batch)) => {
+                    self.overflow_frames += batch.len();
+                    self.overflow.push_back(batch);
+                }
                 Err(mpsc::error::TrySendError::Closed(_)) => {}
             }
         } else {
-            self.overflow.push_back(item);
+            self.overflow_frames += batch.len();
+            self.overflow.push_back(batch);
         }
     }
 
-    fn on_frame(&mut self, frame: Bytes) {
-        let mut msg = match Message::parse(frame) {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::debug!(error = %e, "undecodable frame skipped");
-                return self.push(Err(e));
+    /// Route one frame: control frames are handled here, everything else goes to the consumer
+    /// unparsed.
+    fn on_frame(&mut self, frame: Bytes, batch: &mut Batch) {
+        match frame_type(&frame) {
+            FrameType::Message => batch.push(Item::Frame(frame)),
+            FrameType::Result => {
+                self.shared.results_seen.fetch_add(1, Ordering::AcqRel);
+                batch.push(Item::Frame(frame));
             }
-        };
+            FrameType::Control => match Message::parse(frame) {
+                Ok(msg) => self.on_control(msg),
+                Err(e) => {
+                    tracing::debug!(error = %e, "undecodable control frame skipped");
+                    batch.push(Item::Ready(Box::new(Err(e))));
+                }
+            },
+        }
+    }
+
+    fn on_control(&mut self, mut msg: Message) {
         match msg.kind_mut() {
-            MessageKind::ControlResponse(resp) => {
-                let entry = self.shared.forget(&resp.request_id);
-                match entry {
-                    Some((subtype, reply)) => {
-                        let r = match std::mem::replace(
-                            &mut resp.outcome,
-                            ControlOutcome::Success(None),
-                        ) {
+            MessageKind::ControlResponse(resp) => match self.shared.forget(&resp.request_id) {
+                Some((subtype, reply)) => {
+                    let r =
+                        match std::mem::replace(&mut resp.outcome, ControlOutcome::Success(None)) {
                             ControlOutcome::Success(v) => Ok(v),
                             ControlOutcome::Error { message, code } => Err(Error::ControlError {
                                 subtype,
@@ -464,13 +518,12 @@ impl<R: FrameReceiver> Reader<R> {
                                 code,
                             }),
                         };
-                        let _ = reply.send(r);
-                    }
-                    None => {
-                        tracing::debug!(id = %resp.request_id, "reply to an unknown request ignored")
-                    }
+                    let _ = reply.send(r);
                 }
-            }
+                None => {
+                    tracing::debug!(id = %resp.request_id, "reply to an unknown request ignored")
+                }
+            },
             MessageKind::ControlRequest(_) => {
                 if let MessageKind::ControlRequest(req) = msg.into_kind() {
                     self.dispatch(req);
@@ -486,53 +539,6 @@ impl<R: FrameReceiver> Reader<R> {
                 if let Some(h) = handle {
                     tracing::debug!(id = %c.request_id, "CLI withdrew its request; callback cancelled");
                     h.abort();
-                }
-            }
-            MessageKind::Result(r) => {
-                r.turn_cost_usd = self.costs.observe(r);
-                self.shared.results_seen.fetch_add(1, Ordering::AcqRel);
-                self.push(Ok(msg));
-            }
-            MessageKind::System(sys) => {
-                self.observe_system(sys);
-                self.push(Ok(msg));
-            }
-            _ => self.push(Ok(msg)),
-        }
-    }
-
-    /// Learn facts from system frames: the CLI version and session id from `init`, background
-    /// agent tasks from `task_*` (they keep a one-shot query's input open).
-    fn observe_system(&self, sys: &SystemMessage) {
-        let tasks = &self.shared.background_tasks;
-        match sys {
-            SystemMessage::Init(init) => {
-                if let Some(v) = &init.claude_code_version {
-                    let _ = self.shared.cli_version.set(v.clone());
-                }
-                if let Some(sid) = &init.session_id {
-                    let _ = self.shared.session_id.set(sid.clone());
-                }
-            }
-            SystemMessage::TaskStarted(t) => {
-                let agent = matches!(
-                    t.task_type.as_deref(),
-                    Some("local_agent" | "local_workflow")
-                );
-                if agent && let Ok(mut set) = tasks.lock() {
-                    set.insert(t.task_id.clone());
-                }
-            }
-            SystemMessage::TaskNotification(t) if is_terminal(&t.status) => {
-                if let Ok(mut set) = tasks.lock() {
-                    set.remove(&t.task_id);
-                }
-            }
-            SystemMessage::TaskUpdated(t)
-                if t.patch["status"].as_str().is_some_and(is_terminal) =>
-            {
-                if let Ok(mut set) = tasks.lock() {
-                    set.remove(&t.task_id);
                 }
             }
             _ => {}
@@ -585,18 +591,146 @@ impl<R: FrameReceiver> Reader<R> {
     }
 }
 
+/// The consumer's end of the message channel: parses the frames the reader forwarded.
+pub(crate) struct MessageRx {
+    rx: mpsc::Receiver<Batch>,
+    ready: VecDeque<Item>,
+    shared: Arc<Shared>,
+    costs: CostTracker,
+}
+
+impl MessageRx {
+    /// The next message, parsed here (on the consumer's task); `None` once the CLI's output has
+    /// ended and everything was delivered.
+    pub(crate) async fn recv(&mut self) -> Option<Result<Message>> {
+        let item = match self.ready.pop_front() {
+            Some(item) => item,
+            None => {
+                let batch = self.rx.recv().await?;
+                self.ready.extend(batch);
+                self.ready.pop_front()?
+            }
+        };
+        Some(match item {
+            Item::Ready(r) => *r,
+            // Validated here, typed on first access (results and system frames now, for the
+            // facts the session keeps; everything else only if the user looks).
+            Item::Frame(frame) => Message::validate(frame).map(|mut msg| {
+                if msg.is_result() || msg.is_system() {
+                    self.observe(&mut msg);
+                }
+                msg
+            }),
+        })
+    }
+
+    /// Facts the session keeps: per-turn cost on results, the CLI version and session id from
+    /// `init`, background agent tasks from `task_*` (they keep a one-shot query's input open).
+    fn observe(&mut self, msg: &mut Message) {
+        let tasks = &self.shared.background_tasks;
+        match msg.kind_mut() {
+            MessageKind::Result(r) => r.turn_cost_usd = self.costs.observe(r),
+            MessageKind::System(SystemMessage::Init(init)) => {
+                if let Some(v) = &init.claude_code_version {
+                    let _ = self.shared.cli_version.set(v.clone());
+                }
+                if let Some(sid) = &init.session_id {
+                    let _ = self.shared.session_id.set(sid.clone());
+                }
+            }
+            MessageKind::System(SystemMessage::TaskStarted(t)) => {
+                let agent = matches!(
+                    t.task_type.as_deref(),
+                    Some("local_agent" | "local_workflow")
+                );
+                if agent && let Ok(mut set) = tasks.lock() {
+                    set.insert(t.task_id.clone());
+                }
+            }
+            MessageKind::System(SystemMessage::TaskNotification(t)) if is_terminal(&t.status) => {
+                if let Ok(mut set) = tasks.lock() {
+                    set.remove(&t.task_id);
+                }
+            }
+            MessageKind::System(SystemMessage::TaskUpdated(t))
+                if t.patch["status"].as_str().is_some_and(is_terminal) =>
+            {
+                if let Ok(mut set) = tasks.lock() {
+                    set.remove(&t.task_id);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// How the reader treats a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FrameType {
+    /// `control_request`, `control_response`, `control_cancel_request`: handled by the reader.
+    Control,
+    /// `result`: counted by the reader (turn tracking), parsed by the consumer.
+    Result,
+    /// Anything else (and anything unparseable): parsed by the consumer.
+    Message,
+}
+
+/// The frame's `type`, cheaply: a prefix check on the compact JSON the CLI writes
+/// (`{"type":"…`), a parse of the `type` field alone otherwise.
+fn frame_type(frame: &[u8]) -> FrameType {
+    const PREFIX: &[u8] = b"{\"type\":\"";
+    let ty: Option<std::borrow::Cow<'_, str>> = if let Some(rest) = frame.strip_prefix(PREFIX) {
+        let end = memchr::memchr(b'"', rest).unwrap_or(0);
+        std::str::from_utf8(&rest[..end])
+            .ok()
+            .map(std::borrow::Cow::Borrowed)
+    } else {
+        #[derive(serde::Deserialize)]
+        struct TypeOnly<'a> {
+            #[serde(rename = "type", borrow)]
+            type_: Option<std::borrow::Cow<'a, str>>,
+        }
+        serde_json::from_slice::<TypeOnly<'_>>(frame)
+            .ok()
+            .and_then(|t| t.type_)
+    };
+    match ty.as_deref() {
+        Some("control_request" | "control_response" | "control_cancel_request") => {
+            FrameType::Control
+        }
+        Some("result") => FrameType::Result,
+        _ => FrameType::Message,
+    }
+}
+
 fn is_terminal(status: &str) -> bool {
     matches!(status, "completed" | "failed" | "stopped" | "killed")
 }
 
-async fn recv_idle<R: FrameReceiver>(receiver: &mut R, idle: Option<Duration>) -> Step {
-    match idle {
-        None => Step::Frame(receiver.recv().await),
+/// Wait for one frame (with the idle timeout, if any), then take every frame that is already
+/// there without waiting, up to [`BATCH_MAX`].
+async fn recv_batch<R: FrameReceiver>(receiver: &mut R, idle: Option<Duration>) -> Step {
+    let first = match idle {
+        None => receiver.recv().await,
         Some(after) => match tokio::time::timeout(after, receiver.recv()).await {
-            Ok(r) => Step::Frame(r),
-            Err(_) => Step::Idle(after),
+            Ok(r) => r,
+            Err(_) => return Step::Idle(after),
         },
+    };
+    let mut items = Vec::with_capacity(8);
+    let mut more = matches!(first, Ok(Some(_)));
+    items.push(first);
+    while more && items.len() < BATCH_MAX {
+        // `recv` is cancel-safe: dropping it when nothing is ready loses nothing.
+        match receiver.recv().now_or_never() {
+            Some(item) => {
+                more = matches!(item, Ok(Some(_)));
+                items.push(item);
+            }
+            None => break,
+        }
     }
+    Step::Frames(items)
 }
 
 #[cfg(test)]

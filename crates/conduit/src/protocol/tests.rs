@@ -14,7 +14,7 @@ async fn engine_with(
     handler: Arc<dyn InboundHandler>,
     buffer: usize,
     idle: Option<Duration>,
-) -> (Engine, mpsc::Receiver<Result<Message>>, MemoryPeer) {
+) -> (Engine, MessageRx, MemoryPeer) {
     let (t, peer) = MemoryTransport::pair(16);
     let conn = t.connect().await.unwrap_or_else(|_| unreachable!());
     let (e, rx) = Engine::start(

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use futures::stream::{BoxStream, Stream, StreamExt};
 use serde_json::{Value, json};
-use tokio::sync::{Mutex, OwnedMutexGuard, mpsc};
+use tokio::sync::{Mutex, OwnedMutexGuard};
 
 mod control;
 
@@ -23,7 +23,7 @@ pub use control::{
 use crate::error::{Error, Result};
 use crate::message::{Message, MessageKind, UserContent, UserInput};
 use crate::options::{Options, PermissionMode};
-use crate::protocol::{DefaultHandler, Engine, EngineConfig, InboundHandler};
+use crate::protocol::{DefaultHandler, Engine, EngineConfig, InboundHandler, MessageRx};
 use crate::transport::{ConnectionInfo, Termination, Transport, TransportMetrics};
 
 /// A live session with the CLI: send prompts, receive messages, control the turn.
@@ -48,7 +48,7 @@ use crate::transport::{ConnectionInfo, Termination, Transport, TransportMetrics}
 /// ```
 pub struct Client {
     engine: Engine,
-    messages: Arc<Mutex<mpsc::Receiver<Result<Message>>>>,
+    messages: Arc<Mutex<MessageRx>>,
     server_info: Option<Value>,
     info: ConnectionInfo,
     metrics: Arc<TransportMetrics>,
@@ -265,12 +265,12 @@ impl Stream for Messages {
 }
 
 fn receive(
-    messages: Arc<Mutex<mpsc::Receiver<Result<Message>>>>,
+    messages: Arc<Mutex<MessageRx>>,
     until_result: bool,
 ) -> impl Stream<Item = Result<Message>> + Send + 'static {
     enum State {
-        Locking(Arc<Mutex<mpsc::Receiver<Result<Message>>>>),
-        Reading(OwnedMutexGuard<mpsc::Receiver<Result<Message>>>),
+        Locking(Arc<Mutex<MessageRx>>),
+        Reading(OwnedMutexGuard<MessageRx>),
         Done,
     }
     futures::stream::unfold(State::Locking(messages), move |state| async move {
@@ -433,7 +433,7 @@ fn run_query(
     }
     struct Running {
         client: Arc<Client>,
-        rx: OwnedMutexGuard<mpsc::Receiver<Result<Message>>>,
+        rx: OwnedMutexGuard<MessageRx>,
         input_done: Arc<std::sync::atomic::AtomicBool>,
         _feeder: Option<tokio::task::JoinHandle<()>>,
     }
