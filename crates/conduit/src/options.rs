@@ -14,8 +14,13 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use std::collections::BTreeMap;
+
 use crate::codec::DEFAULT_MAX_FRAME_BYTES;
 use crate::error::{Error, Result};
+use crate::hooks::{HookEvent, HookMatcher, Hooks};
+use crate::mcp::{McpServerConfig, SdkMcpServer};
+use crate::permission::PermissionHandler;
 use crate::transport::SubprocessTransport;
 use crate::transport::subprocess::{StderrCallback, find_cli};
 
@@ -247,6 +252,77 @@ pub struct Options {
     pub(crate) close_grace: Duration,
     pub(crate) message_buffer: usize,
     pub(crate) max_concurrent_callbacks: usize,
+    pub(crate) permission: Option<Arc<dyn PermissionHandler>>,
+    pub(crate) hooks: Hooks,
+    pub(crate) mcp_servers: BTreeMap<String, McpServerConfig>,
+    pub(crate) agents: BTreeMap<String, AgentDefinition>,
+    pub(crate) skills: Option<Skills>,
+    pub(crate) forward_subagent_text: bool,
+    pub(crate) exclude_dynamic_sections: bool,
+    pub(crate) sandbox: Option<Value>,
+}
+
+/// A programmatic subagent (sent in `initialize.agents`, not on the command line).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct AgentDefinition {
+    /// When the main agent should use this one.
+    pub description: String,
+    /// Its system prompt.
+    pub prompt: String,
+    /// Tools it may use (all when `None`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tools: Option<Vec<String>>,
+    /// Tools it may not use.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disallowed_tools: Option<Vec<String>>,
+    /// Its model (`sonnet`, `opus`, `haiku`, `inherit`, or a model id).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Skills it may use.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skills: Option<Vec<String>>,
+    /// Turn cap.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_turns: Option<u32>,
+    /// Permission mode.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub permission_mode: Option<String>,
+    /// Any other field the CLI understands (`mcpServers`, `initialPrompt`, `background`, …).
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, Value>,
+}
+
+impl AgentDefinition {
+    /// An agent with a description and a prompt.
+    pub fn new(description: impl Into<String>, prompt: impl Into<String>) -> Self {
+        Self {
+            description: description.into(),
+            prompt: prompt.into(),
+            ..Self::default()
+        }
+    }
+    /// Restrict its tools.
+    pub fn tools<I: IntoIterator<Item = S>, S: Into<String>>(mut self, tools: I) -> Self {
+        self.tools = Some(tools.into_iter().map(Into::into).collect());
+        self
+    }
+    /// Set its model.
+    pub fn model(mut self, model: impl Into<String>) -> Self {
+        self.model = Some(model.into());
+        self
+    }
+}
+
+/// Which skills the session may use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Skills {
+    /// Every skill (`Skill` is allowed).
+    All,
+    /// Only these (`Skill(name)` is allowed for each; names are validated).
+    Only(Vec<String>),
 }
 
 impl std::fmt::Debug for Options {
@@ -313,6 +389,14 @@ impl Default for Options {
             close_grace: Duration::from_secs(5),
             message_buffer: 256,
             max_concurrent_callbacks: 64,
+            permission: None,
+            hooks: Hooks::default(),
+            mcp_servers: BTreeMap::new(),
+            agents: BTreeMap::new(),
+            skills: None,
+            forward_subagent_text: false,
+            exclude_dynamic_sections: false,
+            sandbox: None,
         }
     }
 }
@@ -382,8 +466,25 @@ impl Options {
             Some(Tools::List(l)) => push("tools", &l.join(",")),
             None => {}
         }
-        if !self.allowed_tools.is_empty() {
-            push("allowedTools", &self.allowed_tools.join(","));
+        let mut allowed = self.allowed_tools.clone();
+        match &self.skills {
+            Some(Skills::All) => allowed.push("Skill".to_owned()),
+            Some(Skills::Only(names)) => {
+                for n in names {
+                    let ok = !n.is_empty()
+                        && n.chars().all(|c| {
+                            c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | ':' | '.')
+                        });
+                    if !ok {
+                        return Err(Error::InvalidOptions(format!("invalid skill name `{n}`")));
+                    }
+                    allowed.push(format!("Skill({n})"));
+                }
+            }
+            None => {}
+        }
+        if !allowed.is_empty() {
+            push("allowedTools", &allowed.join(","));
         }
         if !self.disallowed_tools.is_empty() {
             push("disallowedTools", &self.disallowed_tools.join(","));
@@ -411,8 +512,16 @@ impl Options {
         if !self.betas.is_empty() {
             push("betas", &self.betas.join(","));
         }
-        if let Some(t) = &self.permission_prompt_tool {
-            push("permission-prompt-tool", t);
+        match (&self.permission_prompt_tool, &self.permission) {
+            (Some(t), Some(_)) if t != "stdio" => {
+                return Err(Error::InvalidOptions(format!(
+                    "a can_use_tool callback answers permission prompts itself; it cannot be \
+                     combined with permission_prompt_tool `{t}`"
+                )));
+            }
+            (_, Some(_)) => push("permission-prompt-tool", "stdio"),
+            (Some(t), None) => push("permission-prompt-tool", t),
+            (None, None) => {}
         }
         if let Some(m) = self.permission_mode {
             push("permission-mode", m.as_str());
@@ -429,16 +538,55 @@ impl Options {
         if let Some(s) = &self.resume_drops_turn {
             push("resume-drops-turn", s);
         }
-        if let Some(s) = &self.settings {
-            push("settings", s);
+        match (&self.settings, &self.sandbox) {
+            (Some(s), None) => push("settings", s),
+            (settings, Some(sandbox)) => {
+                let mut base = match settings {
+                    None => serde_json::Map::new(),
+                    Some(s) => {
+                        let text = if s.trim_start().starts_with('{') {
+                            s.clone()
+                        } else {
+                            std::fs::read_to_string(s).map_err(|e| {
+                                Error::InvalidOptions(format!("cannot read settings file {s}: {e}"))
+                            })?
+                        };
+                        match serde_json::from_str::<Value>(&text) {
+                            Ok(Value::Object(m)) => m,
+                            _ => {
+                                return Err(Error::InvalidOptions(
+                                    "settings must be a JSON object to merge sandbox settings into"
+                                        .into(),
+                                ));
+                            }
+                        }
+                    }
+                };
+                base.insert("sandbox".to_owned(), sandbox.clone());
+                push("settings", &Value::Object(base).to_string());
+            }
+            (None, None) => {}
         }
         for d in &self.add_dirs {
             push("add-dir", &path_str(d)?);
         }
+        if !self.mcp_servers.is_empty() {
+            push(
+                "mcp-config",
+                &crate::mcp::mcp_config_json(&self.mcp_servers).to_string(),
+            );
+        }
         if let Some(c) = &self.mcp_config {
             push("mcp-config", c);
         }
-        if let Some(src) = &self.setting_sources {
+        let default_sources = [SettingSource::User, SettingSource::Project];
+        let sources = match (&self.setting_sources, &self.skills) {
+            (Some(src), _) => Some(src.as_slice()),
+            // Skills live in settings directories: load user and project settings for them.
+            (None, Some(_)) => Some(&default_sources[..]),
+            (None, None) => None,
+        };
+        if let Some(src) = sources {
             let joined = src.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(",");
             push("setting-sources", &joined);
         }
@@ -523,6 +671,37 @@ impl Options {
         // The caller's own variables come last and win.
         e.extend(self.env.iter().cloned());
         e
+    }
+
+    /// The `initialize` control request these options send, given the hooks' registration
+    /// config (`Value::Null` for none).
+    pub fn initialize_request(&self, hooks_config: Value) -> Value {
+        let mut req = serde_json::Map::new();
+        req.insert("hooks".to_owned(), hooks_config);
+        if !self.agents.is_empty() {
+            req.insert(
+                "agents".to_owned(),
+                serde_json::to_value(&self.agents).unwrap_or(Value::Null),
+            );
+        }
+        if let Some(Skills::Only(names)) = &self.skills {
+            req.insert("skills".to_owned(), serde_json::json!(names));
+        }
+        if self.forward_subagent_text {
+            req.insert("forwardSubagentText".to_owned(), Value::Bool(true));
+        }
+        if self.exclude_dynamic_sections {
+            req.insert("excludeDynamicSections".to_owned(), Value::Bool(true));
+        }
+        Value::Object(req)
+    }
+
+    /// True when the CLI may call back into this process (permission callback, hooks, SDK MCP
+    /// servers): the CLI's input must then stay open while a turn runs.
+    pub fn has_callbacks(&self) -> bool {
+        self.permission.is_some()
+            || !self.hooks.is_empty()
+            || self.mcp_servers.values().any(|c| c.as_sdk().is_some())
     }
 
     /// Find the CLI and build the transport that runs it with these options.
@@ -807,6 +986,58 @@ impl OptionsBuilder {
     /// the CLI down; it never drops a message.
     pub fn message_buffer(mut self, n: usize) -> Self {
         self.o.message_buffer = n.max(1);
+        self
+    }
+    /// Answer the CLI's permission prompts with this handler (adds
+    /// `--permission-prompt-tool=stdio`). A closure `|req| async { PermissionDecision::allow() }`
+    /// or a [`crate::permission::policy::PolicyHandler`].
+    pub fn can_use_tool(mut self, handler: impl PermissionHandler) -> Self {
+        self.o.permission = Some(Arc::new(handler));
+        self
+    }
+    /// All hooks at once (replaces earlier ones).
+    pub fn hooks(mut self, hooks: Hooks) -> Self {
+        self.o.hooks = hooks;
+        self
+    }
+    /// Add one hook matcher for `event`.
+    pub fn hook(mut self, event: impl Into<HookEvent>, matcher: HookMatcher) -> Self {
+        self.o.hooks = std::mem::take(&mut self.o.hooks).on(event, matcher);
+        self
+    }
+    /// An in-process MCP server; its tools are `mcp__<name>__<tool>` to the CLI.
+    pub fn sdk_mcp_server(mut self, server: SdkMcpServer) -> Self {
+        self.o
+            .mcp_servers
+            .insert(server.name().to_owned(), McpServerConfig::Sdk(server));
+        self
+    }
+    /// An MCP server by name (stdio, SSE, HTTP, or in-process), passed to the CLI.
+    pub fn mcp_server(mut self, name: impl Into<String>, config: McpServerConfig) -> Self {
+        self.o.mcp_servers.insert(name.into(), config);
+        self
+    }
+    /// A programmatic subagent.
+    pub fn agent(mut self, name: impl Into<String>, agent: AgentDefinition) -> Self {
+        self.o.agents.insert(name.into(), agent);
+        self
+    }
+    /// Which skills may be used.
+    pub fn skills(mut self, skills: Skills) -> Self {
+        self.o.skills = Some(skills);
+        self
+    }
+    setter!(
+        /// Forward subagents' text and thinking frames.
+        forward_subagent_text: bool
+    );
+    setter!(
+        /// With the Claude Code preset prompt, leave out its dynamic sections.
+        exclude_dynamic_sections: bool
+    );
+    /// Bash sandbox settings (merged into `--settings` under `sandbox`).
+    pub fn sandbox(mut self, sandbox: Value) -> Self {
+        self.o.sandbox = Some(sandbox);
         self
     }
     /// At most this many callbacks (permission, hook, MCP) run at once (default 64).

@@ -53,3 +53,38 @@ impl InboundHandler for DefaultHandler {
         Box::pin(async move { answer })
     }
 }
+
+/// Routes the CLI's control requests to the session's callbacks: `can_use_tool` to the
+/// permission handler, `hook_callback` to hooks by callback id, `mcp_message` to in-process MCP
+/// servers by name; anything else (or a family with nothing configured) gets the
+/// [`DefaultHandler`]'s answer.
+#[derive(Clone, Default)]
+pub(crate) struct Router {
+    pub permission: Option<std::sync::Arc<dyn crate::permission::PermissionHandler>>,
+    pub hooks: std::sync::Arc<
+        std::collections::HashMap<String, std::sync::Arc<dyn crate::hooks::HookCallback>>,
+    >,
+    pub mcp: std::sync::Arc<std::collections::HashMap<String, crate::mcp::SdkMcpServer>>,
+}
+
+impl InboundHandler for Router {
+    fn handle(&self, request: ControlRequest) -> BoxFuture<'static, Result<Option<Value>, String>> {
+        match request.subtype.as_str() {
+            "can_use_tool" => match &self.permission {
+                Some(handler) => {
+                    let handler = handler.clone();
+                    Box::pin(
+                        async move { crate::permission::answer(&*handler, &request.body).await },
+                    )
+                }
+                None => DefaultHandler.handle(request),
+            },
+            "hook_callback" => crate::hooks::dispatch_owned(&self.hooks, request.body),
+            "mcp_message" => {
+                let servers = self.mcp.clone();
+                Box::pin(async move { crate::mcp::answer(&servers, &request.body).await })
+            }
+            _ => DefaultHandler.handle(request),
+        }
+    }
+}

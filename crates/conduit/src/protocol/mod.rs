@@ -35,6 +35,7 @@ use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 use tokio::task::AbortHandle;
 
 pub use dispatch::{DefaultHandler, InboundHandler, NO_PERMISSION_HANDLER};
+pub(crate) use dispatch::Router;
 
 use crate::error::{Error, Result};
 use crate::message::{

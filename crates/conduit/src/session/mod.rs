@@ -23,7 +23,7 @@ pub use control::{
 use crate::error::{Error, Result};
 use crate::message::{Message, MessageKind, UserContent, UserInput};
 use crate::options::{Options, PermissionMode};
-use crate::protocol::{DefaultHandler, Engine, EngineConfig, InboundHandler, MessageRx};
+use crate::protocol::{Engine, EngineConfig, InboundHandler, MessageRx, Router};
 use crate::transport::{ConnectionInfo, Termination, Transport, TransportMetrics};
 
 /// A live session with the CLI: send prompts, receive messages, control the turn.
@@ -94,13 +94,23 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn connect_with<T: Transport>(transport: T, options: Options) -> Result<Client> {
-        Self::connect_with_handler(transport, options, Arc::new(DefaultHandler)).await
+        // Validate before spawning anything.
+        options.argv()?;
+        let registration = options.hooks.registration();
+        let router = Router {
+            permission: options.permission.clone(),
+            hooks: Arc::new(registration.callbacks),
+            mcp: Arc::new(crate::mcp::sdk_servers(&options.mcp_servers)),
+        };
+        let init = options.initialize_request(registration.config);
+        Self::connect_with_handler(transport, options, Arc::new(router), init).await
     }
 
     pub(crate) async fn connect_with_handler<T: Transport>(
         transport: T,
         options: Options,
         handler: Arc<dyn InboundHandler>,
+        initialize: Value,
     ) -> Result<Client> {
         let conn = transport.connect().await?;
         let (engine, rx) = Engine::start(
@@ -115,11 +125,7 @@ impl Client {
         );
         let messages = Arc::new(Mutex::new(rx));
         let init = engine
-            .request(
-                "initialize",
-                json!({"hooks": null}),
-                options.initialize_timeout,
-            )
+            .request("initialize", initialize, options.initialize_timeout)
             .await;
         let server_info = match init {
             Ok(v) => v,
