@@ -1201,4 +1201,100 @@ mod tests {
         let o = Options::builder().extra_arg("a=b", None).build();
         assert!(o.argv().is_err());
     }
+
+    #[test]
+    fn a_permission_callback_adds_the_stdio_prompt_tool_and_conflicts_with_another() {
+        use crate::permission::{PermissionDecision, PermissionRequest};
+        let o = Options::builder()
+            .can_use_tool(|_req: PermissionRequest| async { PermissionDecision::allow() })
+            .build();
+        assert!(argv_of(&o).contains(&"--permission-prompt-tool=stdio".to_owned()));
+        let o = Options::builder()
+            .permission_prompt_tool("mcp__auth__prompt")
+            .can_use_tool(|_req: PermissionRequest| async { PermissionDecision::allow() })
+            .build();
+        assert!(
+            matches!(o.argv(), Err(Error::InvalidOptions(m)) if m.contains("mcp__auth__prompt"))
+        );
+    }
+
+    fn argv_of(o: &Options) -> Vec<String> {
+        o.argv().unwrap_or_default()
+    }
+
+    #[test]
+    fn skills_extend_allowed_tools_and_default_the_setting_sources() {
+        let o = Options::builder()
+            .allowed_tools(["Read"])
+            .skills(Skills::Only(vec!["pdf".into(), "xlsx".into()]))
+            .build();
+        let a = argv_of(&o);
+        assert!(
+            a.contains(&"--allowedTools=Read,Skill(pdf),Skill(xlsx)".to_owned()),
+            "{a:?}"
+        );
+        assert!(a.contains(&"--setting-sources=user,project".to_owned()));
+        assert_eq!(
+            o.initialize_request(Value::Null)["skills"],
+            serde_json::json!(["pdf", "xlsx"])
+        );
+        let bad = Options::builder()
+            .skills(Skills::Only(vec!["x),Bash(".into()]))
+            .build();
+        assert!(
+            bad.argv().is_err(),
+            "rule injection through a skill name is refused"
+        );
+        let all = Options::builder().skills(Skills::All).build();
+        assert!(argv_of(&all).contains(&"--allowedTools=Skill".to_owned()));
+    }
+
+    #[test]
+    fn sandbox_is_merged_into_the_settings_json() {
+        let o = Options::builder()
+            .settings(r#"{"model":"x"}"#)
+            .sandbox(serde_json::json!({"enabled": true}))
+            .build();
+        let a = argv_of(&o);
+        let s = a
+            .iter()
+            .find_map(|x| x.strip_prefix("--settings="))
+            .unwrap_or_default();
+        let v: Value = serde_json::from_str(s).unwrap_or_default();
+        assert_eq!(v["model"], "x");
+        assert_eq!(v["sandbox"]["enabled"], true);
+    }
+
+    #[test]
+    fn sdk_mcp_servers_go_into_mcp_config_and_agents_into_initialize() {
+        let server = crate::mcp::SdkMcpServer::builder("calc").build();
+        let o = Options::builder()
+            .sdk_mcp_server(server)
+            .agent(
+                "reviewer",
+                AgentDefinition::new("Reviews code", "You review.").tools(["Read"]),
+            )
+            .forward_subagent_text(true)
+            .build();
+        let a = argv_of(&o);
+        let cfg = a
+            .iter()
+            .find_map(|x| x.strip_prefix("--mcp-config="))
+            .unwrap_or_default();
+        let v: Value = serde_json::from_str(cfg).unwrap_or_default();
+        assert_eq!(
+            v,
+            serde_json::json!({"mcpServers":{"calc":{"type":"sdk","name":"calc"}}})
+        );
+        let init = o.initialize_request(serde_json::json!({"Stop": []}));
+        assert_eq!(init["hooks"], serde_json::json!({"Stop": []}));
+        assert_eq!(init["agents"]["reviewer"]["description"], "Reviews code");
+        assert_eq!(
+            init["agents"]["reviewer"]["tools"],
+            serde_json::json!(["Read"])
+        );
+        assert_eq!(init["forwardSubagentText"], true);
+        assert!(o.has_callbacks());
+        assert!(!Options::default().has_callbacks());
+    }
 }
