@@ -260,6 +260,7 @@ pub struct Options {
     pub(crate) forward_subagent_text: bool,
     pub(crate) exclude_dynamic_sections: bool,
     pub(crate) sandbox: Option<Value>,
+    pub(crate) user: Option<String>,
 }
 
 /// A programmatic subagent (sent in `initialize.agents`, not on the command line).
@@ -397,6 +398,7 @@ impl Default for Options {
             forward_subagent_text: false,
             exclude_dynamic_sections: false,
             sandbox: None,
+            user: None,
         }
     }
 }
@@ -722,6 +724,12 @@ impl Options {
         if let Some(cb) = &self.stderr {
             t = t.on_stderr(cb.clone());
         }
+        if let Some(name) = &self.user {
+            let user = nix::unistd::User::from_name(name)
+                .map_err(|e| Error::InvalidOptions(format!("cannot look up user `{name}`: {e}")))?
+                .ok_or_else(|| Error::InvalidOptions(format!("no such user `{name}`")))?;
+            t = t.run_as(user.uid.as_raw(), user.gid.as_raw());
+        }
         Ok(t)
     }
 
@@ -1035,6 +1043,11 @@ impl OptionsBuilder {
         /// With the Claude Code preset prompt, leave out its dynamic sections.
         exclude_dynamic_sections: bool
     );
+    /// Run the CLI as this OS user (a user name; needs the privilege to switch users).
+    pub fn user(mut self, name: impl Into<String>) -> Self {
+        self.o.user = Some(name.into());
+        self
+    }
     /// Bash sandbox settings (merged into `--settings` under `sandbox`).
     pub fn sandbox(mut self, sandbox: Value) -> Self {
         self.o.sandbox = Some(sandbox);
@@ -1296,5 +1309,16 @@ mod tests {
         assert_eq!(init["forwardSubagentText"], true);
         assert!(o.has_callbacks());
         assert!(!Options::default().has_callbacks());
+    }
+
+    #[test]
+    fn an_unknown_os_user_is_a_typed_error() {
+        let o = Options::builder()
+            .cli_path("/bin/cat")
+            .user("no-such-user-conduit")
+            .build();
+        assert!(
+            matches!(o.subprocess_transport(), Err(Error::InvalidOptions(m)) if m.contains("no-such-user-conduit"))
+        );
     }
 }

@@ -84,6 +84,7 @@ pub struct SubprocessTransport {
     cwd: Option<PathBuf>,
     stderr: Option<StderrCallback>,
     max_frame: usize,
+    user: Option<(u32, u32)>,
 }
 
 impl std::fmt::Debug for SubprocessTransport {
@@ -110,7 +111,14 @@ impl SubprocessTransport {
             cwd: None,
             stderr: None,
             max_frame: DEFAULT_MAX_FRAME_BYTES,
+            user: None,
         }
+    }
+
+    /// Run the child as this OS user and group (needs the privilege to switch users).
+    pub fn run_as(mut self, uid: u32, gid: u32) -> Self {
+        self.user = Some((uid, gid));
+        self
     }
 
     /// Append arguments.
@@ -208,6 +216,9 @@ impl SubprocessTransport {
         }
         if let Some(dir) = &self.cwd {
             cmd.current_dir(dir);
+        }
+        if let Some((uid, gid)) = self.user {
+            cmd.uid(uid).gid(gid);
         }
         cmd
     }
@@ -774,6 +785,23 @@ mod tests {
         let t = rx.termination().unwrap_or_default();
         assert_eq!(t.code, Some(7));
         assert!(t.stderr_tail.contains("oops"), "{t:?}");
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn run_as_switches_the_user_when_privileged() -> Result<()> {
+        if !nix::unistd::geteuid().is_root() {
+            // Switching users needs root; the mapping from the option is tested in `options`.
+            return Ok(());
+        }
+        let conn = SubprocessTransport::new("/bin/sh")
+            .args(["-c", "echo \"{\\\"uid\\\":$(id -u)}\""])
+            .run_as(65534, 65534)
+            .connect()
+            .await?;
+        let mut rx = conn.receiver;
+        let line = rx.recv().await?.and_then(|r| r.ok());
+        assert_eq!(line, Some(Bytes::from_static(b"{\"uid\":65534}")));
         Ok(())
     }
 }
