@@ -28,3 +28,8 @@ pub mod hooks;
 pub mod mcp;
 pub mod permission;
 pub mod sessions;
+
+/// The README's code, compiled as doctests so it cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
