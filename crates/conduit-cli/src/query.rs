@@ -5,10 +5,18 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
+use claude_conduit::hooks::{HookEvent, Hooks};
 use claude_conduit::message::{ContentBlock, MessageKind};
 use claude_conduit::options::PermissionMode;
+use claude_conduit::permission::policy::Rule;
 use claude_conduit::{Client, Error, Message, Options};
 use futures::StreamExt;
+
+mod ask;
+mod permissions;
+mod show_hooks;
+
+use permissions::{PermissionFlags, parse_rule};
 
 /// Exit code: the turn ended with a success result.
 pub const EXIT_OK: u8 = 0;
@@ -33,6 +41,7 @@ pub enum OutputFormat {
 
 /// Arguments of `conduit query`.
 #[derive(Debug, Clone, clap::Args)]
+#[command(after_long_help = PERMISSIONS_HELP)]
 pub struct QueryArgs {
     /// The prompt.
     pub prompt: String,
@@ -66,7 +75,62 @@ pub struct QueryArgs {
     /// Stream partial messages (text appears token by token; JSON output includes stream_event).
     #[arg(long)]
     pub include_partial: bool,
+    /// Allow tool calls matching this permission rule (repeatable), e.g. `Bash(git *)`, `Read`,
+    /// `Write(src/**)`, `mcp__server__*`.
+    ///
+    /// Checked by conduit when the CLI asks whether a call may run, after --deny and
+    /// --read-only, so a --deny rule wins over it (unlike --allowed-tools, which the CLI
+    /// applies before anything else).
+    #[arg(long = "allow", value_name = "PATTERN", value_parser = parse_rule)]
+    pub allow: Vec<Rule>,
+    /// Deny tool calls matching this permission rule (repeatable), e.g. `Bash(rm *)`.
+    ///
+    /// Checked first, before every tool call, including the ones --allowed-tools, the
+    /// permission mode or the CLI's auto-approval of read-only commands would let run. For
+    /// Bash, a rule denies a command when any part of it matches (`a && rm -rf b`,
+    /// `sudo rm x`). The model is told the call was denied and the turn goes on.
+    #[arg(long = "deny", value_name = "PATTERN", value_parser = parse_rule)]
+    pub deny: Vec<Rule>,
+    /// Read-only session: allow read-only tools (Read, Glob, Grep, …) and clearly read-only
+    /// Bash commands (ls, cat, grep, git status/log/diff/show, …), deny everything else.
+    ///
+    /// Decides every request the CLI asks about, so it cannot be combined with --allow or
+    /// --ask, nor with a permission mode that lets writes through without asking
+    /// (acceptEdits, bypassPermissions, auto).
+    #[arg(long)]
+    pub read_only: bool,
+    /// Ask on the terminal about each tool call no rule decides: y = yes, n = no (the
+    /// default), a = always (for the rest of this command).
+    ///
+    /// The request (tool, reason, input) is shown on stderr and the answer is read from stdin.
+    /// When stdin is not a terminal, answers are read from it one per line
+    /// (`printf 'y\nn\n' | conduit query --ask …`) and, once it runs out, from the terminal
+    /// (/dev/tty); with no answer to be had the call is denied.
+    #[arg(long)]
+    pub ask: bool,
+    /// Print one line to stderr for each hook event, e.g.
+    /// `[hook] PreToolUse Bash {"command":"ls"}`.
+    ///
+    /// Registers a match-all hook for PreToolUse, PostToolUse, PostToolUseFailure,
+    /// UserPromptSubmit, Stop, SubagentStart, SubagentStop, PreCompact, Notification,
+    /// SessionStart and SessionEnd; the hooks change nothing.
+    #[arg(long)]
+    pub show_hooks: bool,
 }
+
+/// The end of `conduit query --help`.
+const PERMISSIONS_HELP: &str = "\
+Permissions: the CLI asks conduit about each tool call it does not allow by itself. With any of
+--allow, --deny, --read-only or --ask, conduit answers, in this order:
+  1. a --deny rule matches       -> denied
+  2. --read-only                 -> allowed if read-only, else denied
+  3. an --allow rule matches     -> allowed
+  4. --ask                       -> you answer y/n/a on the terminal
+  5. otherwise                   -> denied, with a message naming the --allow rule to add
+A denied call is reported to the model as a denial and the turn goes on. Without any of these
+flags conduit installs no permission callback and the CLI applies its own rules.
+
+Exit codes: 0 success, 1 error result, 2 bad command line, 3 no claude CLI, 4 failure.";
 
 impl QueryArgs {
     /// Options for the SDK.
@@ -93,7 +157,46 @@ impl QueryArgs {
         if let Some(d) = &self.cwd {
             b = b.cwd(d);
         }
+        let permissions = self.permission_flags();
+        permissions.check()?;
+        if permissions.read_only
+            && let Some(mode) = &self.permission_mode
+        {
+            let mode = mode.parse::<PermissionMode>()?;
+            if !matches!(
+                mode,
+                PermissionMode::Default | PermissionMode::Plan | PermissionMode::DontAsk
+            ) {
+                return Err(Error::InvalidOptions(format!(
+                    "--read-only cannot be enforced with --permission-mode {mode}: the CLI \
+                     would run those tool calls without asking"
+                )));
+            }
+        }
+        if let Some(handler) = permissions.handler() {
+            b = b.can_use_tool(handler);
+        }
+        let mut hooks = Hooks::new();
+        if let Some(matcher) = permissions.deny_hook() {
+            hooks.add(HookEvent::PreToolUse, matcher);
+        }
+        if self.show_hooks {
+            hooks = show_hooks::add(hooks);
+        }
+        if !hooks.is_empty() {
+            b = b.hooks(hooks);
+        }
         Ok(b.build())
+    }
+
+    /// The permission flags.
+    pub fn permission_flags(&self) -> PermissionFlags {
+        PermissionFlags {
+            allow: self.allow.clone(),
+            deny: self.deny.clone(),
+            read_only: self.read_only,
+            ask: self.ask,
+        }
     }
 }
 

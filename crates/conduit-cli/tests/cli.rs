@@ -151,3 +151,222 @@ fn help_explains_the_flags() {
         assert!(help.contains(flag), "missing {flag} in help");
     }
 }
+
+/// `query` with `stdin` piped in (the `--ask` answers).
+fn query_with_stdin(env: &CliEnv, args: &[&str], stdin: &str) -> Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut cmd = conduit();
+    cmd.arg("query")
+        .arg("--cli")
+        .arg(env.cli_path())
+        .arg("--cwd")
+        .arg(env.cwd());
+    cmd.args(args);
+    for k in env.vars_to_remove() {
+        cmd.env_remove(k);
+    }
+    cmd.envs(env.envs())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("run conduit");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("wait for conduit")
+}
+
+/// A model that asks Bash to run `command`, then says "Done.".
+fn bash_then_done(command: &str) -> FakeModel {
+    start(vec![
+        Turn::tool_use(
+            "Bash",
+            serde_json::json!({"command": command, "description": "scripted"}),
+        ),
+        Turn::text("Done."),
+    ])
+}
+
+/// The text of the tool result the CLI sent back to the model for the scripted call.
+fn tool_result_text(model: &FakeModel) -> String {
+    model
+        .message_requests()
+        .iter()
+        .flat_map(|r| {
+            r.tool_results()
+                .into_iter()
+                .map(|b| b["content"].to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn assert_exit_0(out: &Output) -> (String, String) {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    (stdout, stderr)
+}
+
+#[test]
+fn query_deny_rule_denies_the_call_and_the_turn_goes_on() {
+    let model = bash_then_done("touch marker");
+    let env = real_cli_env(&model);
+    let out = query(&env, &["--deny", "Bash(touch *)", "make a marker"]);
+    let (stdout, stderr) = assert_exit_0(&out);
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("[tool] Bash ") && l.contains("touch marker")),
+        "{stdout}"
+    );
+    assert!(stdout.lines().any(|l| l == "Done."), "{stdout}");
+    assert!(!env.cwd().join("marker").exists(), "the call was denied");
+    assert!(stderr.contains("Bash(touch *)"), "{stderr}");
+    let result = tool_result_text(&model);
+    assert!(
+        result.contains("Bash(touch *)"),
+        "the model is told: {result}"
+    );
+}
+
+#[test]
+fn query_deny_rule_also_stops_calls_the_cli_would_allow_by_itself() {
+    // `--allowed-tools Bash` lets the CLI run any command without asking; the deny rule still
+    // applies (through a PreToolUse hook).
+    let model = bash_then_done("touch marker");
+    let env = real_cli_env(&model);
+    let out = query(
+        &env,
+        &["--allowed-tools", "Bash", "--deny", "Bash(touch *)", "go"],
+    );
+    assert_exit_0(&out);
+    assert!(!env.cwd().join("marker").exists());
+    assert!(tool_result_text(&model).contains("Bash(touch *)"));
+}
+
+#[test]
+fn query_allow_rule_allows_the_call() {
+    let model = bash_then_done("touch marker");
+    let env = real_cli_env(&model);
+    let out = query(&env, &["--allow", "Bash(touch *)", "make a marker"]);
+    let (stdout, _) = assert_exit_0(&out);
+    assert!(env.cwd().join("marker").exists(), "{stdout}");
+}
+
+#[test]
+fn query_with_rules_denies_what_no_rule_allows() {
+    let model = bash_then_done("touch marker");
+    let env = real_cli_env(&model);
+    let out = query(&env, &["--allow", "Bash(git *)", "make a marker"]);
+    let (_, stderr) = assert_exit_0(&out);
+    assert!(!env.cwd().join("marker").exists());
+    assert!(stderr.contains("--allow 'Bash(touch *)'"), "{stderr}");
+}
+
+#[test]
+fn query_read_only_denies_a_writing_command() {
+    let model = bash_then_done("touch marker");
+    let env = real_cli_env(&model);
+    let out = query(&env, &["--read-only", "make a marker"]);
+    let (_, stderr) = assert_exit_0(&out);
+    assert!(!env.cwd().join("marker").exists(), "{stderr}");
+    assert!(stderr.contains("read-only"), "{stderr}");
+    assert!(tool_result_text(&model).contains("read-only"));
+}
+
+#[test]
+fn query_show_hooks_prints_the_events_on_stderr() {
+    let model = bash_then_done("echo hi");
+    let env = real_cli_env(&model);
+    let out = query(&env, &["--allowed-tools", "Bash", "--show-hooks", "say hi"]);
+    let (stdout, stderr) = assert_exit_0(&out);
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.starts_with("[hook] PreToolUse Bash {") && l.contains("echo hi")),
+        "{stderr}"
+    );
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.starts_with("[hook] PostToolUse Bash")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.lines().any(|l| l.starts_with("[hook] Stop")),
+        "{stderr}"
+    );
+    assert!(
+        !stdout.contains("[hook]"),
+        "hook lines go to stderr: {stdout}"
+    );
+}
+
+#[test]
+fn query_ask_reads_the_answer_from_piped_stdin() {
+    let model = bash_then_done("touch marker");
+    let env = real_cli_env(&model);
+    let out = query_with_stdin(&env, &["--ask", "make a marker"], "y\n");
+    let (_, stderr) = assert_exit_0(&out);
+    assert!(
+        stderr.contains("Allow? [y]es / [N]o / [a]lways"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("touch marker"),
+        "the input is shown: {stderr}"
+    );
+    assert!(env.cwd().join("marker").exists(), "{stderr}");
+
+    let model = bash_then_done("touch marker2");
+    let env = real_cli_env(&model);
+    let out = query_with_stdin(&env, &["--ask", "make a marker"], "n\n");
+    assert_exit_0(&out);
+    assert!(!env.cwd().join("marker2").exists());
+    assert!(tool_result_text(&model).contains("denied"));
+}
+
+#[test]
+fn query_permission_flags_usage_errors_exit_2() {
+    let out = conduit()
+        .args(["query", "--deny", "Bash(rm *", "hi"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("unbalanced parenthesis"), "{stderr}");
+
+    let out = conduit()
+        .args(["query", "--read-only", "--allow", "Write", "hi"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+
+    let out = conduit()
+        .args([
+            "query",
+            "--read-only",
+            "--permission-mode",
+            "bypassPermissions",
+            "hi",
+        ])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn help_explains_the_permission_and_hook_flags() {
+    let out = conduit().args(["query", "--help"]).output().expect("run");
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in ["--allow", "--deny", "--read-only", "--ask", "--show-hooks"] {
+        assert!(help.contains(flag), "missing {flag} in help");
+    }
+    assert!(help.contains("/dev/tty"), "{help}");
+}

@@ -553,6 +553,12 @@ impl<R: FrameReceiver> Reader<R> {
         let handler = self.handler.clone();
         let semaphore = self.semaphore.clone();
         let task_id = id.clone();
+        // Register the task under the lock it takes to deregister itself, so it can never
+        // look itself up before it is registered (and then drop its answer).
+        let mut inbound = match self.shared.inbound.lock() {
+            Ok(m) => m,
+            Err(poisoned) => poisoned.into_inner(),
+        };
         let task = tokio::spawn(async move {
             let _permit = semaphore.acquire_owned().await;
             let subtype = req.subtype.clone();
@@ -584,11 +590,7 @@ impl<R: FrameReceiver> Reader<R> {
                 tracing::debug!(error = %e, "could not answer a control request");
             }
         });
-        if let Ok(mut m) = self.shared.inbound.lock()
-            && !task.is_finished()
-        {
-            m.insert(id, task.abort_handle());
-        }
+        inbound.insert(id, task.abort_handle());
     }
 }
 
