@@ -358,6 +358,33 @@ async fn every_typed_control_method_is_answered_by_the_real_cli() {
     assert!(client.reload_plugins().await.expect("plugins").is_object());
     assert!(client.reload_skills().await.expect("skills").is_object());
     client.rename_session("conduit test").await.expect("rename");
+    assert!(
+        !client
+            .cancel_async_message("no-such-message")
+            .await
+            .expect("cancel")
+    );
+    assert!(
+        client
+            .file_suggestions("x")
+            .await
+            .expect("suggestions")
+            .is_object()
+    );
+    let styles = client.reload_output_styles().await.expect("styles");
+    assert!(styles.iter().any(|s| s == "default"), "{styles:?}");
+    client.background_tasks().await.expect("background");
+    assert!(matches!(
+        client.get_task_output("no-such-task").await,
+        Err(Error::ControlError { .. })
+    ));
+    // A subtype the pinned CLI does not support is a typed refusal.
+    match client.control("set_color", json!({"color": "red"})).await {
+        Err(Error::ControlError { message, .. }) => {
+            assert!(message.contains("Unsupported"), "{message}")
+        }
+        other => panic!("{other:?}"),
+    }
     // An unknown subtype is a typed error carrying the CLI's text.
     match client.control("bogus_subtype", json!({})).await {
         Err(Error::ControlError { message, .. }) => {
@@ -401,7 +428,10 @@ async fn resume_continues_a_previous_session() {
         .iter()
         .find(|s| s.session_id == session_id)
         .expect("the session is listed");
-    assert_eq!(info.first_prompt.as_deref(), Some("remember the word pelican"));
+    assert_eq!(
+        info.first_prompt.as_deref(),
+        Some("remember the word pelican")
+    );
     let stored = store.messages(h.env.cwd(), &session_id).expect("messages");
     assert!(stored.len() >= 4, "both turns stored: {}", stored.len());
     // The second process sent the first conversation to the model.

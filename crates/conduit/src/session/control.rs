@@ -396,6 +396,78 @@ impl Client {
             .unwrap_or(Value::Null))
     }
 
+    /// Cancel a queued (not yet started) user message by its uuid; true if it was cancelled.
+    pub async fn cancel_async_message(&self, message_uuid: &str) -> Result<bool> {
+        let reply = self
+            .control(
+                "cancel_async_message",
+                json!({"message_uuid": message_uuid}),
+            )
+            .await?;
+        Ok(reply
+            .as_ref()
+            .and_then(|r| r.get("cancelled"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false))
+    }
+
+    /// The output so far of a background shell or monitor task (raw JSON).
+    pub async fn get_task_output(&self, task_id: &str) -> Result<Value> {
+        Ok(self
+            .control("get_task_output", json!({"task_id": task_id}))
+            .await?
+            .unwrap_or(Value::Null))
+    }
+
+    /// Background the running foreground tasks (the CLI's Ctrl+B).
+    pub async fn background_tasks(&self) -> Result<()> {
+        self.control("background_tasks", json!({})).await.map(drop)
+    }
+
+    /// File path completions for `query`, as the CLI's `@` mentions offer them (raw JSON:
+    /// `{cwd, suggestions}`).
+    pub async fn file_suggestions(&self, query: &str) -> Result<Value> {
+        Ok(self
+            .control("file_suggestions", json!({"query": query}))
+            .await?
+            .unwrap_or(Value::Null))
+    }
+
+    /// Read a file through the CLI (subject to its read permissions; raw JSON).
+    pub async fn read_file(&self, path: &str) -> Result<Value> {
+        Ok(self
+            .control("read_file", json!({"path": path}))
+            .await?
+            .unwrap_or(Value::Null))
+    }
+
+    /// Call a tool of an MCP server the CLI is connected to (raw JSON result).
+    pub async fn mcp_call(&self, server: &str, tool: &str, arguments: Value) -> Result<Value> {
+        Ok(self
+            .control(
+                "mcp_call",
+                json!({"serverName": server, "tool": tool, "arguments": arguments}),
+            )
+            .await?
+            .unwrap_or(Value::Null))
+    }
+
+    /// Reload output styles; returns the names available.
+    pub async fn reload_output_styles(&self) -> Result<Vec<String>> {
+        let reply = self.control("reload_output_styles", json!({})).await?;
+        Ok(reply
+            .as_ref()
+            .and_then(|r| r.get("available_output_styles"))
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
     /// Give the session a title.
     pub async fn rename_session(&self, title: &str) -> Result<()> {
         self.control("rename_session", json!({"title": title}))
