@@ -7,6 +7,7 @@
 mod bench;
 mod demo;
 mod query;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -29,6 +30,8 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Measure the SDK against the raw-pipe floor (firehose, ping-pong, startup).
     Bench(bench::BenchArgs),
+    /// Run the gateway: claude CLI sessions over HTTP and WebSocket, with bearer-token auth.
+    Serve(serve::ServeArgs),
     /// The test kit's stand-in CLI (used by `conduit bench`).
     #[command(hide = true, disable_help_flag = true)]
     MockClaude {
@@ -86,6 +89,7 @@ fn main() -> ExitCode {
                     ExitCode::from(query::EXIT_FAILURE)
                 }
             },
+            Command::Serve(args) => serve::run(args).await,
             Command::MockClaude { .. } => claude_conduit_testkit::mock_claude::run(),
         }
     })

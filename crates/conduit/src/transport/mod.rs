@@ -15,6 +15,8 @@
 pub mod memory;
 mod metrics;
 pub mod subprocess;
+#[cfg(feature = "websocket")]
+pub mod websocket;
 
 use std::future::Future;
 

@@ -1,0 +1,396 @@
+//! The HTTP and WebSocket front of the gateway (axum).
+//!
+//! | route | auth | what |
+//! |---|---|---|
+//! | `GET /health` | no | `{"status":"ok"}` |
+//! | `POST /v1/sessions` | bearer | body: [`SessionRequest`] (`{}` for defaults) → 201 [`SessionInfo`](crate::SessionInfo) |
+//! | `GET /v1/sessions` | bearer | the caller's sessions |
+//! | `GET /v1/sessions/{id}` | bearer | one session, 404 if unknown or another token's |
+//! | `DELETE /v1/sessions/{id}` | bearer | close the CLI (waits until it is gone), 204 |
+//! | `GET /v1/sessions/{id}/stream[?after=N]` | bearer | WebSocket, see the crate docs |
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, Json};
+use bytes::{BufMut, Bytes, BytesMut};
+use futures::{SinkExt, StreamExt};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::auth::{TokenId, Tokens};
+use crate::config::GatewayConfig;
+use crate::session::{
+    AttachError, EndInfo, Input, Outbound, Session, SessionManager, SessionRequest,
+};
+use crate::{CLOSE_BAD_RESUME, CLOSE_REPLACED, CLOSE_REPLAY_TOO_OLD, GatewayError};
+
+/// Frames sent per look at the ring.
+const BATCH: usize = 64;
+
+#[derive(Clone)]
+struct AppState {
+    manager: SessionManager,
+    tokens: Arc<Tokens>,
+}
+
+/// A bound, not yet serving gateway.
+#[derive(Debug)]
+pub struct Gateway {
+    listener: TcpListener,
+    addr: SocketAddr,
+    manager: SessionManager,
+}
+
+impl Gateway {
+    /// Bind the listener and start the session manager.
+    pub async fn bind(config: GatewayConfig) -> Result<Self, GatewayError> {
+        let listen = config.listen;
+        let listener = TcpListener::bind(listen)
+            .await
+            .map_err(|source| GatewayError::Bind {
+                addr: listen,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| GatewayError::Bind {
+            addr: listen,
+            source,
+        })?;
+        if config.tokens.is_empty() {
+            tracing::warn!("no tokens configured: every authenticated route will answer 401");
+        }
+        Ok(Self {
+            listener,
+            addr,
+            manager: SessionManager::new(config),
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The session manager (for embedding and tests).
+    pub fn manager(&self) -> SessionManager {
+        self.manager.clone()
+    }
+
+    /// Serve until `shutdown` completes; then close every CLI and stop.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), GatewayError> {
+        let manager = self.manager.clone();
+        let app = router(self.manager.clone());
+        tracing::info!(addr = %self.addr, "gateway listening");
+        axum::serve(self.listener, app)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                tracing::info!("gateway shutting down: closing every CLI");
+                manager.shutdown().await;
+            })
+            .await
+            .map_err(GatewayError::Serve)
+    }
+}
+
+/// Bind and serve in a background task; returns the bound address and the task.
+pub async fn serve(
+    config: GatewayConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(SocketAddr, JoinHandle<Result<(), GatewayError>>), GatewayError> {
+    let gateway = Gateway::bind(config).await?;
+    let addr = gateway.local_addr();
+    Ok((addr, tokio::spawn(gateway.run(shutdown))))
+}
+
+/// The gateway's routes over `manager`.
+pub fn router(manager: SessionManager) -> Router {
+    let state = AppState {
+        tokens: Arc::new(manager.config().tokens.clone()),
+        manager,
+    };
+    let api = Router::new()
+        .route("/v1/sessions", get(list_sessions).post(create_session))
+        .route("/v1/sessions/{id}", get(get_session).delete(delete_session))
+        .route("/v1/sessions/{id}/stream", get(stream))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
+        .merge(api)
+        .with_state(state)
+}
+
+async fn require_token(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let header = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.as_bytes());
+    match state.tokens.check(header) {
+        Some(id) => {
+            req.extensions_mut().insert(id);
+            next.run(req).await
+        }
+        None => (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            Json(json!({"error": "missing or invalid bearer token"})),
+        )
+            .into_response(),
+    }
+}
+
+fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
+    (status, Json(json!({"error": message.to_string()}))).into_response()
+}
+
+async fn create_session(
+    State(state): State<AppState>,
+    Extension(owner): Extension<TokenId>,
+    body: Option<Json<SessionRequest>>,
+) -> Response {
+    let request = body.map(|Json(r)| r).unwrap_or_default();
+    match state.manager.create(owner, &request).await {
+        Ok(info) => (StatusCode::CREATED, Json(info)).into_response(),
+        Err(e) => {
+            let status = match &e {
+                GatewayError::TooManySessions { .. } => StatusCode::TOO_MANY_REQUESTS,
+                GatewayError::InvalidOptions(_) => StatusCode::BAD_REQUEST,
+                GatewayError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            error(status, e)
+        }
+    }
+}
+
+async fn list_sessions(
+    State(state): State<AppState>,
+    Extension(owner): Extension<TokenId>,
+) -> Response {
+    Json(json!({"sessions": state.manager.list(owner)})).into_response()
+}
+
+async fn get_session(
+    State(state): State<AppState>,
+    Extension(owner): Extension<TokenId>,
+    Path(id): Path<String>,
+) -> Response {
+    match state.manager.get(owner, &id) {
+        Some(s) => Json(s.info()).into_response(),
+        None => error(StatusCode::NOT_FOUND, "no such session"),
+    }
+}
+
+async fn delete_session(
+    State(state): State<AppState>,
+    Extension(owner): Extension<TokenId>,
+    Path(id): Path<String>,
+) -> Response {
+    if state.manager.delete(owner, &id).await {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        error(StatusCode::NOT_FOUND, "no such session")
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct StreamQuery {
+    after: Option<u64>,
+}
+
+async fn stream(
+    State(state): State<AppState>,
+    Extension(owner): Extension<TokenId>,
+    Path(id): Path<String>,
+    Query(q): Query<StreamQuery>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let Some(session) = state.manager.get(owner, &id) else {
+        return error(StatusCode::NOT_FOUND, "no such session");
+    };
+    let config = state.manager.config();
+    let limit = config.max_frame_bytes().saturating_add(64);
+    let (interval, timeout) = (config.ping_interval, config.ping_timeout);
+    ws.max_message_size(limit)
+        .max_frame_size(limit)
+        .on_upgrade(move |socket| {
+            client_connection(session, socket, q.after.unwrap_or(0), interval, timeout)
+        })
+}
+
+fn close_message(code: u16, reason: String) -> Message {
+    Message::Close(Some(CloseFrame {
+        code,
+        reason: reason.into(),
+    }))
+}
+
+/// One attached client: replay after `after`, then live; client frames and acks the other way.
+async fn client_connection(
+    session: Arc<Session>,
+    socket: WebSocket,
+    after: u64,
+    ping_interval: Duration,
+    ping_timeout: Duration,
+) {
+    let (mut tx, mut rx) = socket.split();
+    let generation = match session.attach(after) {
+        Ok(g) => g,
+        Err(e) => {
+            let (code, reason) = match e {
+                AttachError::TooOld { after, oldest } => (
+                    CLOSE_REPLAY_TOO_OLD,
+                    format!("replay too old: after={after}, oldest kept seq={oldest}"),
+                ),
+                AttachError::Ahead { after, last } => (
+                    CLOSE_BAD_RESUME,
+                    format!("bad resume: after={after} but last seq={last}"),
+                ),
+            };
+            let _ = tx.send(close_message(code, reason)).await;
+            return;
+        }
+    };
+    tracing::debug!(session = %session.id(), after, "client attached");
+    let started = Instant::now();
+    let heard = Arc::new(AtomicU64::new(0));
+
+    // Reader: client frames to the CLI, acks to the ring.
+    let reader = {
+        let session = session.clone();
+        let heard = heard.clone();
+        async move {
+            while let Some(Ok(msg)) = rx.next().await {
+                heard.store(elapsed_ms(started), Ordering::Relaxed);
+                let ok = match msg {
+                    Message::Binary(frame) => session.to_cli(Input::Frame(frame)).await,
+                    Message::Text(text) => handle_text(&session, text.as_str()).await,
+                    Message::Close(_) => false,
+                    Message::Ping(_) | Message::Pong(_) => true,
+                };
+                if !ok {
+                    break;
+                }
+            }
+        }
+    };
+    let mut reader = std::pin::pin!(reader);
+
+    let mut events = session.subscribe();
+    let mut cursor = after;
+    let mut ping = tokio::time::interval(ping_interval);
+    ping.reset();
+    let mut reader_done = false;
+    loop {
+        events.borrow_and_update();
+        match session.poll_outbound(generation, cursor, BATCH) {
+            Outbound::Frames(frames) => {
+                let mut failed = false;
+                for (seq, frame) in frames {
+                    let mut buf = BytesMut::with_capacity(8 + frame.len());
+                    buf.put_u64(seq);
+                    buf.put_slice(&frame);
+                    if tx.send(Message::Binary(buf.freeze())).await.is_err() {
+                        failed = true;
+                        break;
+                    }
+                    cursor = seq;
+                }
+                if failed {
+                    break;
+                }
+                // Let the reader run between batches (acks free ring space).
+                if !reader_done {
+                    tokio::select! {
+                        biased;
+                        () = &mut reader => reader_done = true,
+                        () = std::future::ready(()) => {}
+                    }
+                }
+                if reader_done {
+                    break;
+                }
+                continue;
+            }
+            Outbound::End(end) => {
+                let _ = tx.send(Message::Text(end_message(&end).into())).await;
+                let _ = tx.send(close_message(1000, "session ended".into())).await;
+                break;
+            }
+            Outbound::Replaced => {
+                let _ = tx
+                    .send(close_message(
+                        CLOSE_REPLACED,
+                        "replaced by a newer connection".into(),
+                    ))
+                    .await;
+                break;
+            }
+            Outbound::Dropped => break,
+            Outbound::Wait => {}
+        }
+        if reader_done {
+            break;
+        }
+        tokio::select! {
+            () = &mut reader => reader_done = true,
+            r = events.changed() => if r.is_err() { break },
+            _ = ping.tick() => {
+                let silent = elapsed_ms(started).saturating_sub(heard.load(Ordering::Relaxed));
+                if silent > u64::try_from((ping_interval + ping_timeout).as_millis()).unwrap_or(u64::MAX) {
+                    tracing::debug!(session = %session.id(), "client missed its pong: dropping");
+                    break;
+                }
+                if tx.send(Message::Ping(Bytes::from_static(b"conduit"))).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    session.detach(generation);
+    tracing::debug!(session = %session.id(), cursor, "client detached");
+}
+
+fn elapsed_ms(since: Instant) -> u64 {
+    u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+fn end_message(end: &EndInfo) -> String {
+    json!({"end": end}).to_string()
+}
+
+/// A text message: `{"ack":N}`, `{"end_input":true}`, `{"close":true}`, or a frame.
+async fn handle_text(session: &Session, text: &str) -> bool {
+    if let Ok(Value::Object(map)) = serde_json::from_str::<Value>(text)
+        && map.len() == 1
+    {
+        if let Some(n) = map.get("ack").and_then(Value::as_u64) {
+            session.ack(n);
+            return true;
+        }
+        if map.get("end_input") == Some(&Value::Bool(true)) {
+            return session.to_cli(Input::EndInput).await;
+        }
+        if map.get("close") == Some(&Value::Bool(true)) {
+            session.request_close();
+            return true;
+        }
+    }
+    session
+        .to_cli(Input::Frame(Bytes::copy_from_slice(text.as_bytes())))
+        .await
+}

@@ -1,0 +1,681 @@
+//! [`SessionManager`]: one `claude` CLI per session, sequenced output, a bounded replay ring.
+//!
+//! Each session owns the two halves of an SDK
+//! [`SubprocessTransport`](claude_conduit::transport::SubprocessTransport) connection:
+//!
+//! * the **pump** task reads CLI frames, numbers them 1, 2, 3, … and appends them to the
+//!   session's replay ring. When the ring is full of frames the client has not acked yet, the
+//!   pump waits (so the CLI's stdout fills and the CLI waits too): frames are never dropped to
+//!   make room, only frames the client acked are;
+//! * the **writer** task owns the [`FrameSender`]: it writes the client's frames to the CLI's
+//!   stdin and, when the session is deleted, reaped or the gateway shuts down, closes the CLI
+//!   gracefully ([`FrameSender::close`]: end input, wait, SIGTERM, SIGKILL).
+//!
+//! At most one client is attached at a time; a newer connection takes the session over (the
+//! older one is closed with [`CLOSE_REPLACED`](crate::CLOSE_REPLACED)). A session without a client
+//! survives for the grace period; a session without traffic for the idle timeout is closed.
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, Hasher, RandomState};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use claude_conduit::Options;
+use claude_conduit::options::PermissionMode;
+use claude_conduit::transport::{FrameReceiver, FrameSender, Termination, Transport};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::GatewayError;
+use crate::auth::TokenId;
+use crate::config::GatewayConfig;
+
+/// Clients ack at least every this many frames (the replay ring is never smaller than
+/// [`MIN_REPLAY_FRAMES`](crate::config::MIN_REPLAY_FRAMES)).
+pub const ACK_EVERY: u64 = 16;
+
+/// The session options a remote client may choose; the rest comes from the gateway's template.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionRequest {
+    /// The model.
+    pub model: Option<String>,
+    /// A custom system prompt.
+    pub system_prompt: Option<String>,
+    /// Maximum agentic turns per query.
+    pub max_turns: Option<u32>,
+    /// The permission mode (`default`, `acceptEdits`, `plan`, …).
+    pub permission_mode: Option<String>,
+    /// Permission rules that auto-approve tools.
+    #[serde(default)]
+    pub allowed_tools: Vec<String>,
+    /// Emit partial-message stream events.
+    #[serde(default)]
+    pub include_partial_messages: bool,
+}
+
+impl SessionRequest {
+    fn apply(&self, template: &Options) -> Result<Options, GatewayError> {
+        let mut b = template.to_builder();
+        if let Some(m) = &self.model {
+            b = b.model(m.clone());
+        }
+        if let Some(p) = &self.system_prompt {
+            b = b.system_prompt(p.clone());
+        }
+        if let Some(n) = self.max_turns {
+            b = b.max_turns(n);
+        }
+        if let Some(mode) = &self.permission_mode {
+            let mode: PermissionMode = mode
+                .parse()
+                .map_err(|_| GatewayError::InvalidOptions(format!("permission_mode `{mode}`")))?;
+            b = b.permission_mode(mode);
+        }
+        if !self.allowed_tools.is_empty() {
+            b = b.allowed_tools(self.allowed_tools.clone());
+        }
+        if self.include_partial_messages {
+            b = b.include_partial_messages(true);
+        }
+        let options = b.build();
+        options
+            .argv()
+            .map_err(|e| GatewayError::InvalidOptions(e.to_string()))?;
+        Ok(options)
+    }
+}
+
+/// What `GET /v1/sessions/{id}` shows.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SessionInfo {
+    /// The session id.
+    pub id: String,
+    /// The CLI's process id.
+    pub pid: Option<u32>,
+    /// Creation time, milliseconds since the Unix epoch.
+    pub created_unix_ms: u64,
+    /// Whether a client is connected.
+    pub attached: bool,
+    /// The newest frame's sequence number (0: none yet).
+    pub last_seq: u64,
+    /// The highest sequence number the client acked.
+    pub acked: u64,
+    /// The oldest sequence number still in the replay ring (`last_seq + 1` when empty).
+    pub oldest_seq: u64,
+    /// Whether the CLI has exited.
+    pub ended: bool,
+    /// The CLI's exit code, once it exited normally.
+    pub exit_code: Option<i32>,
+}
+
+/// The client-visible end of a session: how the CLI ended.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EndInfo {
+    /// Exit code.
+    pub code: Option<i32>,
+    /// Signal.
+    pub signal: Option<i32>,
+    /// The tail of the CLI's stderr.
+    pub stderr_tail: String,
+}
+
+impl From<&Termination> for EndInfo {
+    fn from(t: &Termination) -> Self {
+        Self {
+            code: t.code,
+            signal: t.signal,
+            stderr_tail: t.stderr_tail.clone(),
+        }
+    }
+}
+
+/// What the writer task is asked to do.
+#[derive(Debug)]
+pub(crate) enum Input {
+    Frame(Bytes),
+    EndInput,
+}
+
+/// One session: a CLI process, its replay ring and at most one attached client.
+#[derive(Debug)]
+pub struct Session {
+    id: String,
+    owner: TokenId,
+    pid: Option<u32>,
+    created: SystemTime,
+    capacity: usize,
+    state: Mutex<State>,
+    /// Bumped on every change a waiter may care about (new frame, ack, end, attach).
+    events: watch::Sender<u64>,
+    input: mpsc::Sender<Input>,
+    closing: watch::Sender<bool>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    pump: Mutex<Option<JoinHandle<()>>>,
+}
+
+#[derive(Debug)]
+struct State {
+    ring: VecDeque<(u64, Bytes)>,
+    last_seq: u64,
+    acked: u64,
+    end: Option<Termination>,
+    attached: u64,
+    /// The generation [`SessionManager::kick`] dropped (its socket goes without a close frame).
+    kicked: u64,
+    next_generation: u64,
+    detached_since: Option<Instant>,
+    last_activity: Instant,
+}
+
+impl State {
+    fn oldest_seq(&self) -> u64 {
+        self.ring.front().map_or(self.last_seq + 1, |(s, _)| *s)
+    }
+}
+
+/// What a client connection should do next (see [`Session::poll_outbound`]).
+#[derive(Debug)]
+pub(crate) enum Outbound {
+    Frames(Vec<(u64, Bytes)>),
+    End(EndInfo),
+    Replaced,
+    Dropped,
+    Wait,
+}
+
+/// Why a resume was refused.
+#[derive(Debug)]
+pub(crate) enum AttachError {
+    TooOld { after: u64, oldest: u64 },
+    Ahead { after: u64, last: u64 },
+}
+
+impl Session {
+    /// The session id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The CLI's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.pid
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn bump(&self) {
+        self.events.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
+        self.events.subscribe()
+    }
+
+    /// A snapshot for the HTTP API.
+    pub fn info(&self) -> SessionInfo {
+        let st = self.lock();
+        SessionInfo {
+            id: self.id.clone(),
+            pid: self.pid,
+            created_unix_ms: self
+                .created
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            attached: st.attached != 0,
+            last_seq: st.last_seq,
+            acked: st.acked,
+            oldest_seq: st.oldest_seq(),
+            ended: st.end.is_some(),
+            exit_code: st.end.as_ref().and_then(|t| t.code),
+        }
+    }
+
+    /// Attach a client that has seen every frame up to `after`. Returns its generation.
+    pub(crate) fn attach(&self, after: u64) -> Result<u64, AttachError> {
+        let generation = {
+            let mut st = self.lock();
+            if after > st.last_seq {
+                return Err(AttachError::Ahead {
+                    after,
+                    last: st.last_seq,
+                });
+            }
+            let oldest = st.oldest_seq();
+            if after + 1 < oldest {
+                return Err(AttachError::TooOld { after, oldest });
+            }
+            st.acked = st.acked.max(after);
+            st.next_generation += 1;
+            st.attached = st.next_generation;
+            st.detached_since = None;
+            st.last_activity = Instant::now();
+            st.attached
+        };
+        self.bump();
+        Ok(generation)
+    }
+
+    /// The client of `generation` went away.
+    pub(crate) fn detach(&self, generation: u64) {
+        let mut st = self.lock();
+        if st.attached == generation {
+            st.attached = 0;
+            st.detached_since = Some(Instant::now());
+        }
+    }
+
+    /// The client acked every frame up to `seq`.
+    pub(crate) fn ack(&self, seq: u64) {
+        {
+            let mut st = self.lock();
+            st.acked = st.acked.max(seq.min(st.last_seq));
+            st.last_activity = Instant::now();
+        }
+        self.bump();
+    }
+
+    /// Up to `max` frames after `cursor`, or the end, or whether this client was replaced.
+    pub(crate) fn poll_outbound(&self, generation: u64, cursor: u64, max: usize) -> Outbound {
+        let st = self.lock();
+        if st.attached != generation {
+            return if st.kicked == generation {
+                Outbound::Dropped
+            } else {
+                Outbound::Replaced
+            };
+        }
+        let oldest = st.oldest_seq();
+        if cursor < st.last_seq {
+            // `cursor + 1 >= oldest` holds: frames after the cursor are unacked, never evicted.
+            let start = usize::try_from((cursor + 1).saturating_sub(oldest)).unwrap_or(usize::MAX);
+            let frames: Vec<_> = st.ring.iter().skip(start).take(max).cloned().collect();
+            return Outbound::Frames(frames);
+        }
+        match &st.end {
+            Some(t) => Outbound::End(t.into()),
+            None => Outbound::Wait,
+        }
+    }
+
+    /// Pass a client frame (or end of input) to the CLI. Waits while the CLI is not reading.
+    pub(crate) async fn to_cli(&self, input: Input) -> bool {
+        self.lock().last_activity = Instant::now();
+        self.input.send(input).await.is_ok()
+    }
+
+    /// Ask the writer to close the CLI gracefully.
+    pub(crate) fn request_close(&self) {
+        self.closing.send_replace(true);
+        self.bump();
+    }
+
+    /// Close the CLI and wait (bounded) until its process is gone and the pump has ended.
+    async fn close(&self, grace: Duration) {
+        self.request_close();
+        let writer = self.writer.lock().ok().and_then(|mut w| w.take());
+        let pump = self.pump.lock().ok().and_then(|mut p| p.take());
+        let wait = async {
+            if let Some(w) = writer {
+                let _ = w.await;
+            }
+            if let Some(p) = pump {
+                let _ = p.await;
+            }
+        };
+        if tokio::time::timeout(grace + Duration::from_secs(5), wait)
+            .await
+            .is_err()
+        {
+            tracing::warn!(session = %self.id, "the CLI did not end in time after close");
+        }
+    }
+}
+
+/// The sessions of one gateway. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct SessionManager {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: GatewayConfig,
+    sessions: Mutex<HashMap<String, Arc<Session>>>,
+    shutting_down: AtomicBool,
+    counter: AtomicU64,
+}
+
+impl SessionManager {
+    /// A manager for `config`; starts the reaper task (needs a tokio runtime).
+    pub fn new(config: GatewayConfig) -> Self {
+        let manager = Self {
+            inner: Arc::new(Inner {
+                config,
+                sessions: Mutex::new(HashMap::new()),
+                shutting_down: AtomicBool::new(false),
+                counter: AtomicU64::new(0),
+            }),
+        };
+        let weak = Arc::downgrade(&manager.inner);
+        let tick = manager
+            .inner
+            .config
+            .grace
+            .min(manager.inner.config.idle_timeout)
+            .div_f64(4.0)
+            .clamp(Duration::from_millis(50), Duration::from_secs(1));
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(tick);
+            loop {
+                interval.tick().await;
+                let Some(inner) = weak.upgrade() else { break };
+                let manager = SessionManager { inner };
+                if manager.inner.shutting_down.load(Ordering::Relaxed) {
+                    break;
+                }
+                manager.reap().await;
+            }
+        });
+        manager
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &GatewayConfig {
+        &self.inner.config
+    }
+
+    fn sessions(&self) -> MutexGuard<'_, HashMap<String, Arc<Session>>> {
+        self.inner
+            .sessions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn new_id(&self) -> String {
+        let n = self.inner.counter.fetch_add(1, Ordering::Relaxed);
+        let mut id = String::with_capacity(32);
+        for salt in 0..2u64 {
+            let mut h = RandomState::new().build_hasher();
+            h.write_u64(n);
+            h.write_u64(salt);
+            h.write_u128(
+                SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos()),
+            );
+            id.push_str(&format!("{:016x}", h.finish()));
+        }
+        id
+    }
+
+    /// Start a CLI for `owner` with `request` over the gateway's options template.
+    pub async fn create(
+        &self,
+        owner: TokenId,
+        request: &SessionRequest,
+    ) -> Result<SessionInfo, GatewayError> {
+        if self.inner.shutting_down.load(Ordering::Relaxed) {
+            return Err(GatewayError::ShuttingDown);
+        }
+        let config = &self.inner.config;
+        let limit = config.max_sessions_per_token;
+        let owned = self
+            .sessions()
+            .values()
+            .filter(|s| s.owner == owner && s.lock().end.is_none())
+            .count();
+        if owned >= limit {
+            return Err(GatewayError::TooManySessions { limit });
+        }
+        let options = request.apply(&config.options)?;
+        let transport = options
+            .subprocess_transport()
+            .map_err(GatewayError::Spawn)?;
+        let conn = transport.connect().await.map_err(GatewayError::Spawn)?;
+        let (input_tx, input_rx) = mpsc::channel(64);
+        let (closing, closing_rx) = watch::channel(false);
+        let session = Arc::new(Session {
+            id: self.new_id(),
+            owner,
+            pid: conn.info.pid,
+            created: SystemTime::now(),
+            capacity: config.replay_frames,
+            state: Mutex::new(State {
+                ring: VecDeque::new(),
+                last_seq: 0,
+                acked: 0,
+                end: None,
+                attached: 0,
+                kicked: 0,
+                next_generation: 0,
+                detached_since: Some(Instant::now()),
+                last_activity: Instant::now(),
+            }),
+            events: watch::channel(0).0,
+            input: input_tx,
+            closing,
+            writer: Mutex::new(None),
+            pump: Mutex::new(None),
+        });
+        let writer = tokio::spawn(writer_task(
+            conn.sender,
+            input_rx,
+            closing_rx.clone(),
+            config.close_grace,
+        ));
+        let pump = tokio::spawn(pump_task(session.clone(), conn.receiver, closing_rx));
+        *session
+            .writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(writer);
+        *session
+            .pump
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(pump);
+        tracing::info!(session = %session.id, pid = ?session.pid, "session created");
+        let info = session.info();
+        self.sessions().insert(session.id.clone(), session);
+        if self.inner.shutting_down.load(Ordering::Relaxed) {
+            // Raced with shutdown: do not leave a CLI behind.
+            self.delete(owner, &info.id).await;
+            return Err(GatewayError::ShuttingDown);
+        }
+        Ok(info)
+    }
+
+    /// The sessions `owner` holds.
+    pub fn list(&self, owner: TokenId) -> Vec<SessionInfo> {
+        let sessions: Vec<_> = self
+            .sessions()
+            .values()
+            .filter(|s| s.owner == owner)
+            .cloned()
+            .collect();
+        let mut infos: Vec<_> = sessions.iter().map(|s| s.info()).collect();
+        infos.sort_by_key(|i| i.created_unix_ms);
+        infos
+    }
+
+    /// `owner`'s session `id`.
+    pub fn get(&self, owner: TokenId, id: &str) -> Option<Arc<Session>> {
+        self.sessions()
+            .get(id)
+            .filter(|s| s.owner == owner)
+            .cloned()
+    }
+
+    /// Close `owner`'s session `id` and wait until its CLI is gone. False if there is none.
+    pub async fn delete(&self, owner: TokenId, id: &str) -> bool {
+        let session = {
+            let mut sessions = self.sessions();
+            match sessions.get(id) {
+                Some(s) if s.owner == owner => sessions.remove(id),
+                _ => None,
+            }
+        };
+        match session {
+            Some(s) => {
+                tracing::info!(session = %s.id, "session deleted");
+                s.close(self.inner.config.close_grace).await;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Disconnect the client attached to session `id` abruptly (the session lives on for the
+    /// grace period). For operators and fault drills.
+    pub fn kick(&self, id: &str) -> bool {
+        let Some(s) = self.sessions().get(id).cloned() else {
+            return false;
+        };
+        {
+            let mut st = s.lock();
+            st.kicked = st.attached;
+            st.attached = 0;
+            st.detached_since = Some(Instant::now());
+        }
+        s.bump();
+        true
+    }
+
+    /// Close sessions whose client has been gone longer than the grace period, or that have
+    /// been idle longer than the idle timeout.
+    async fn reap(&self) {
+        let config = &self.inner.config;
+        let expired: Vec<_> = self
+            .sessions()
+            .values()
+            .filter(|s| {
+                let st = s.lock();
+                let detached_too_long = st.attached == 0
+                    && st
+                        .detached_since
+                        .is_some_and(|t| t.elapsed() > config.grace);
+                detached_too_long || st.last_activity.elapsed() > config.idle_timeout
+            })
+            .map(|s| (s.owner, s.id.clone()))
+            .collect();
+        for (owner, id) in expired {
+            tracing::info!(session = %id, "reaping session");
+            self.delete(owner, &id).await;
+        }
+    }
+
+    /// Close every session's CLI and refuse new ones.
+    pub async fn shutdown(&self) {
+        self.inner.shutting_down.store(true, Ordering::Relaxed);
+        let all: Vec<_> = self.sessions().drain().map(|(_, s)| s).collect();
+        let grace = self.inner.config.close_grace;
+        futures::future::join_all(all.iter().map(|s| s.close(grace))).await;
+    }
+
+    /// How many sessions exist.
+    pub fn len(&self) -> usize {
+        self.sessions().len()
+    }
+
+    /// True when there are no sessions.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Process ids of every live session's CLI.
+    pub fn pids(&self) -> Vec<u32> {
+        self.sessions().values().filter_map(|s| s.pid).collect()
+    }
+}
+
+/// Client → CLI: write frames; on `closing`, close the CLI gracefully.
+async fn writer_task<S: FrameSender>(
+    mut sender: S,
+    mut input: mpsc::Receiver<Input>,
+    mut closing: watch::Receiver<bool>,
+    grace: Duration,
+) {
+    loop {
+        if *closing.borrow_and_update() {
+            break;
+        }
+        tokio::select! {
+            _ = closing.changed() => {}
+            msg = input.recv() => match msg {
+                Some(Input::Frame(frame)) => {
+                    tokio::select! {
+                        r = sender.send(frame) => if let Err(e) = r {
+                            tracing::debug!(error = %e, "writing to the CLI failed");
+                        },
+                        _ = closing.changed() => {}
+                    }
+                }
+                Some(Input::EndInput) => {
+                    let _ = sender.end_input().await;
+                }
+                None => break,
+            },
+        }
+    }
+    let _ = sender.close(grace).await;
+}
+
+/// CLI → ring: number frames, wait for room (acks), record the end.
+async fn pump_task<R: FrameReceiver>(
+    session: Arc<Session>,
+    mut receiver: R,
+    closing: watch::Receiver<bool>,
+) {
+    let mut events = session.subscribe();
+    let end = loop {
+        match receiver.recv().await {
+            Ok(Some(Ok(frame))) => {
+                let mut frame = Some(frame);
+                while let Some(f) = frame.take() {
+                    events.borrow_and_update();
+                    {
+                        let mut st = session.lock();
+                        while st.ring.len() >= session.capacity
+                            && st.ring.front().is_some_and(|(s, _)| *s <= st.acked)
+                        {
+                            st.ring.pop_front();
+                        }
+                        // A closing session has no reader left: stop keeping frames.
+                        if st.ring.len() < session.capacity || *closing.borrow() {
+                            if st.ring.len() >= session.capacity {
+                                st.ring.pop_front();
+                            }
+                            st.last_seq += 1;
+                            let seq = st.last_seq;
+                            st.ring.push_back((seq, f));
+                            st.last_activity = Instant::now();
+                            continue;
+                        }
+                    }
+                    frame = Some(f);
+                    // Full of unacked frames: wait for an ack (or for the session to close).
+                    if events.changed().await.is_err() {
+                        break;
+                    }
+                }
+                session.bump();
+            }
+            Ok(Some(Err(e))) => tracing::warn!(session = %session.id, error = %e, "frame skipped"),
+            Ok(None) => break receiver.termination().unwrap_or_default(),
+            Err(e) => {
+                let mut t = Termination::default();
+                t.stderr_tail = e.to_string();
+                break t;
+            }
+        }
+    };
+    tracing::info!(session = %session.id, code = ?end.code, signal = ?end.signal, "CLI ended");
+    session.lock().end = Some(end);
+    session.bump();
+}

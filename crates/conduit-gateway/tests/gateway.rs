@@ -1,0 +1,468 @@
+//! The real gateway on 127.0.0.1 (port 0) with `mock-claude` as the CLI.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use claude_conduit::transport::websocket::WebSocketTransport;
+use claude_conduit::{Client, Message, Options};
+use claude_conduit_gateway::{GatewayConfig, SessionInfo};
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::oneshot;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+const TOKEN: &str = "test-token-1";
+const OTHER: &str = "test-token-2";
+const T: Duration = Duration::from_secs(60);
+
+/// The mock CLI binary, next to this test's target directory (built if missing: cargo exposes
+/// `CARGO_BIN_EXE_*` only to the package that owns the binary).
+fn mock_claude() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let target_dir = exe
+        .parent()
+        .and_then(|p| p.parent())
+        .expect("target dir")
+        .to_path_buf();
+    let bin = target_dir.join("mock-claude");
+    if !bin.exists() {
+        let status = std::process::Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "-p",
+                "claude-conduit-testkit",
+                "--bin",
+                "mock-claude",
+            ])
+            .status()
+            .expect("cargo build mock-claude");
+        assert!(status.success());
+    }
+    bin
+}
+
+fn config(knobs: &[(&str, &str)]) -> GatewayConfig {
+    let mut o = Options::builder().cli_path(mock_claude());
+    for (k, v) in knobs {
+        o = o.env(*k, *v);
+    }
+    GatewayConfig::new()
+        .listen(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .token(TOKEN)
+        .token(OTHER)
+        .options(o.build())
+        .close_grace(Duration::from_secs(2))
+}
+
+struct Running {
+    addr: SocketAddr,
+    manager: claude_conduit_gateway::SessionManager,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), claude_conduit_gateway::GatewayError>>,
+}
+
+impl Running {
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    async fn shutdown(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        tokio::time::timeout(T, self.task)
+            .await
+            .expect("shutdown in time")
+            .expect("join")
+            .expect("serve ok");
+    }
+}
+
+async fn start(config: GatewayConfig) -> Running {
+    let gateway = claude_conduit_gateway::Gateway::bind(config)
+        .await
+        .expect("bind");
+    let addr = gateway.local_addr();
+    let manager = gateway.manager();
+    let (stop, stopped) = oneshot::channel();
+    let task = tokio::spawn(gateway.run(async move {
+        let _ = stopped.await;
+    }));
+    Running {
+        addr,
+        manager,
+        stop: Some(stop),
+        task,
+    }
+}
+
+/// One HTTP/1.1 request; returns the status and the body parsed as JSON (Null when empty).
+async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+) -> (u16, Value) {
+    let body = body.map(Value::to_string).unwrap_or_default();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if let Some(t) = token {
+        req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    }
+    if !body.is_empty() {
+        req.push_str("Content-Type: application/json\r\n");
+    }
+    req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.expect("read");
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").expect("http reply");
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+async fn create(addr: SocketAddr, token: &str) -> (u16, Value) {
+    http(addr, "POST", "/v1/sessions", Some(token), Some(&json!({}))).await
+}
+
+fn process_gone(pid: u32) -> bool {
+    // Gone means reaped too: a zombie still has its /proc entry.
+    !std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+async fn wait_gone(pid: u32) {
+    for _ in 0..100 {
+        if process_gone(pid) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("CLI process {pid} still exists");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_is_open_and_every_other_route_needs_a_valid_token() {
+    let gw = start(config(&[])).await;
+    let (status, body) = http(gw.addr, "GET", "/health", None, None).await;
+    assert_eq!((status, body), (200, json!({"status": "ok"})));
+    let routes = [
+        ("GET", "/v1/sessions"),
+        ("POST", "/v1/sessions"),
+        ("GET", "/v1/sessions/x"),
+        ("DELETE", "/v1/sessions/x"),
+        ("GET", "/v1/sessions/x/stream"),
+    ];
+    for (method, path) in routes {
+        for token in [None, Some("wrong"), Some("test-token-")] {
+            let (status, _) = http(gw.addr, method, path, token, Some(&json!({}))).await;
+            assert_eq!(status, 401, "{method} {path} with {token:?}");
+        }
+    }
+    assert!(gw.manager.is_empty());
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_list_get_delete_and_the_cli_is_gone() {
+    let gw = start(config(&[])).await;
+    let (status, created) = create(gw.addr, TOKEN).await;
+    assert_eq!(status, 201, "{created}");
+    let info: SessionInfo = serde_json::from_value(created).unwrap();
+    let pid = info.pid.expect("pid");
+    assert!(!process_gone(pid));
+
+    let (status, list) = http(gw.addr, "GET", "/v1/sessions", Some(TOKEN), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(list["sessions"].as_array().unwrap().len(), 1);
+    assert_eq!(list["sessions"][0]["id"], info.id);
+    // Another token sees nothing of it.
+    let (_, other) = http(gw.addr, "GET", "/v1/sessions", Some(OTHER), None).await;
+    assert_eq!(other["sessions"], json!([]));
+    let path = format!("/v1/sessions/{}", info.id);
+    assert_eq!(http(gw.addr, "GET", &path, Some(OTHER), None).await.0, 404);
+
+    let (status, got) = http(gw.addr, "GET", &path, Some(TOKEN), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(got["pid"], json!(pid));
+    assert_eq!(got["attached"], json!(false));
+
+    assert_eq!(
+        http(gw.addr, "DELETE", &path, Some(OTHER), None).await.0,
+        404
+    );
+    assert_eq!(
+        http(gw.addr, "DELETE", &path, Some(TOKEN), None).await.0,
+        204
+    );
+    wait_gone(pid).await;
+    assert_eq!(http(gw.addr, "GET", &path, Some(TOKEN), None).await.0, 404);
+    assert_eq!(
+        http(gw.addr, "DELETE", &path, Some(TOKEN), None).await.0,
+        404
+    );
+    gw.shutdown().await;
+}
+
+fn assistant_seqs(items: &[Message]) -> Vec<u64> {
+    items
+        .iter()
+        .filter(|m| m.as_assistant().is_some())
+        .map(|m| {
+            let uuid = m.uuid().unwrap_or_default();
+            u64::from_str_radix(&uuid[uuid.len().saturating_sub(12)..], 16).unwrap_or(0)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_sdk_session_runs_through_the_gateway() {
+    let gw = start(config(&[("MOCK_CLAUDE_MESSAGES", "100")])).await;
+    let id = WebSocketTransport::create_session(&gw.url(), TOKEN, &json!({}))
+        .await
+        .expect("create");
+    let transport = WebSocketTransport::new(gw.url(), id.clone(), TOKEN);
+    let client = tokio::time::timeout(T, Client::connect_with(transport, Options::default()))
+        .await
+        .expect("in time")
+        .expect("connect + initialize through the gateway");
+    assert_eq!(client.cli_version(), Some("2.1.330"));
+    for turn in 0..2 {
+        client.send("hello").await.expect("send");
+        let items: Vec<Message> =
+            tokio::time::timeout(T, client.receive_response().collect::<Vec<_>>())
+                .await
+                .expect("turn in time")
+                .into_iter()
+                .map(|m| m.expect("no errors"))
+                .collect();
+        let seqs = assistant_seqs(&items);
+        assert_eq!(seqs.len(), 100, "turn {turn}");
+        assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "order");
+        let result = items
+            .last()
+            .and_then(Message::as_result)
+            .expect("result last");
+        assert!(!result.is_error);
+    }
+    let m = client.metrics().snapshot();
+    assert!(m.frames_received >= 204, "{m:?}");
+    assert_eq!(m.reconnects, 0);
+    let info = gw
+        .manager
+        .get(claude_conduit_gateway::auth::TokenId(0), &id)
+        .unwrap()
+        .info();
+    let pid = info.pid.unwrap();
+    let t = tokio::time::timeout(T, client.disconnect())
+        .await
+        .expect("disconnect in time")
+        .expect("disconnect");
+    assert_eq!(t.and_then(|t| t.code), Some(0));
+    wait_gone(pid).await;
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_socket_resumes_with_every_frame_exactly_once_in_order() {
+    let gw = start(
+        config(&[
+            ("MOCK_CLAUDE_MESSAGES", "300"),
+            ("MOCK_CLAUDE_DELAY_MS", "2"),
+        ])
+        .replay_frames(64),
+    )
+    .await;
+    let id = WebSocketTransport::create_session(&gw.url(), TOKEN, &json!({}))
+        .await
+        .expect("create");
+    let transport = WebSocketTransport::new(gw.url(), id.clone(), TOKEN);
+    let client = Client::connect_with(transport, Options::default())
+        .await
+        .expect("connect");
+    client.send("go").await.expect("send");
+    let mut stream = client.receive_response();
+    let mut items = Vec::new();
+    let mut kicks = 0;
+    let consume = async {
+        while let Some(m) = stream.next().await {
+            let m = m.expect("no errors");
+            if m.as_assistant().is_some() && [30, 150].contains(&assistant_seqs(&items).len()) {
+                assert!(gw.manager.kick(&id));
+                kicks += 1;
+            }
+            items.push(m);
+        }
+    };
+    tokio::time::timeout(T, consume).await.expect("in time");
+    assert_eq!(kicks, 2);
+    let seqs = assistant_seqs(&items);
+    assert_eq!(seqs.len(), 300);
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0] + 1),
+        "order or duplicates"
+    );
+    assert!(items.last().and_then(Message::as_result).is_some());
+    let m = client.metrics().snapshot();
+    assert!(m.reconnects >= 1, "{m:?}");
+    client.disconnect().await.expect("disconnect");
+    gw.shutdown().await;
+}
+
+async fn raw_socket(
+    addr: SocketAddr,
+    id: &str,
+    after: u64,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    let mut req = format!("ws://{addr}/v1/sessions/{id}/stream?after={after}")
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
+    tokio_tungstenite::connect_async(req).await.expect("ws").0
+}
+
+async fn close_code(
+    mut ws: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+) -> (u16, String) {
+    while let Some(msg) = ws.next().await {
+        if let Ok(WsMessage::Close(Some(f))) = msg {
+            return (u16::from(f.code), f.reason.to_string());
+        }
+    }
+    panic!("no close frame");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resuming_before_the_replay_ring_is_a_clear_close_code() {
+    let gw = start(config(&[("MOCK_CLAUDE_MESSAGES", "200")]).replay_frames(64)).await;
+    let (_, created) = create(gw.addr, TOKEN).await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    let mut ws = raw_socket(gw.addr, &id, 0).await;
+    let user = json!({"type":"user","message":{"role":"user","content":"go"},
+                      "parent_tool_use_id":null,"session_id":""});
+    ws.send(WsMessage::Text(user.to_string().into()))
+        .await
+        .unwrap();
+    let mut last = 0u64;
+    while last < 202 {
+        let msg = tokio::time::timeout(T, ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        if let WsMessage::Binary(b) = msg {
+            let seq = u64::from_be_bytes(b[..8].try_into().unwrap());
+            assert_eq!(seq, last + 1);
+            last = seq;
+            serde_json::from_slice::<Value>(&b[8..]).expect("a frame, verbatim");
+            if seq % 16 == 0 {
+                ws.send(WsMessage::Text(json!({"ack": seq}).to_string().into()))
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+    ws.send(WsMessage::Text(json!({"ack": last}).to_string().into()))
+        .await
+        .unwrap();
+    drop(ws);
+    // 202 frames (init, 200 assistant, result) through a ring of 64: seq 1 is long gone.
+    let (code, reason) = close_code(raw_socket(gw.addr, &id, 0).await).await;
+    assert_eq!(
+        code,
+        claude_conduit_gateway::CLOSE_REPLAY_TOO_OLD,
+        "{reason}"
+    );
+    assert!(reason.contains("replay too old"), "{reason}");
+    let (code, _) = close_code(raw_socket(gw.addr, &id, 10_000).await).await;
+    assert_eq!(code, claude_conduit_gateway::CLOSE_BAD_RESUME);
+    // Resuming within the ring works: the last frames come again, then live.
+    let mut ws = raw_socket(gw.addr, &id, last - 2).await;
+    let msg = tokio::time::timeout(T, ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let WsMessage::Binary(b) = msg else {
+        panic!("{msg:?}")
+    };
+    assert_eq!(u64::from_be_bytes(b[..8].try_into().unwrap()), last - 1);
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_per_token_are_limited() {
+    let gw = start(config(&[]).max_sessions_per_token(2)).await;
+    assert_eq!(create(gw.addr, TOKEN).await.0, 201);
+    assert_eq!(create(gw.addr, TOKEN).await.0, 201);
+    let (status, body) = create(gw.addr, TOKEN).await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(create(gw.addr, OTHER).await.0, 201);
+    assert_eq!(gw.manager.len(), 3);
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_closes_every_cli() {
+    let gw = start(config(&[])).await;
+    let mut pids = Vec::new();
+    for token in [TOKEN, TOKEN, OTHER] {
+        let (status, info) = create(gw.addr, token).await;
+        assert_eq!(status, 201);
+        pids.push(u32::try_from(info["pid"].as_u64().unwrap()).unwrap());
+    }
+    // A connected client sees the end.
+    let (_, list) = http(gw.addr, "GET", "/v1/sessions", Some(TOKEN), None).await;
+    let id = list["sessions"][0]["id"].as_str().unwrap().to_owned();
+    let mut ws = raw_socket(gw.addr, &id, 0).await;
+    let addr = gw.addr;
+    gw.shutdown().await;
+    for pid in pids {
+        wait_gone(pid).await;
+    }
+    let mut saw_end = false;
+    while let Ok(Some(Ok(msg))) = tokio::time::timeout(T, ws.next()).await {
+        if let WsMessage::Text(t) = msg {
+            saw_end |= t.as_str().contains("\"end\"");
+        }
+    }
+    assert!(saw_end);
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_detached_session_is_reaped_after_the_grace_period() {
+    let gw = start(config(&[]).grace_period(Duration::from_millis(300))).await;
+    let (_, info) = create(gw.addr, TOKEN).await;
+    let pid = u32::try_from(info["pid"].as_u64().unwrap()).unwrap();
+    wait_gone(pid).await;
+    assert!(gw.manager.is_empty());
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_session_is_reaped_even_with_a_client_attached() {
+    let gw = start(config(&[]).idle_timeout(Duration::from_millis(300))).await;
+    let (_, info) = create(gw.addr, TOKEN).await;
+    let pid = u32::try_from(info["pid"].as_u64().unwrap()).unwrap();
+    let mut ws = raw_socket(gw.addr, info["id"].as_str().unwrap(), 0).await;
+    wait_gone(pid).await;
+    let mut end = None;
+    while let Ok(Some(Ok(msg))) = tokio::time::timeout(T, ws.next()).await {
+        if let WsMessage::Text(t) = msg {
+            end = Some(serde_json::from_str::<Value>(t.as_str()).unwrap());
+        }
+    }
+    let end = end.expect("an end message");
+    assert!(end["end"].get("signal").is_some(), "{end}");
+    assert!(gw.manager.is_empty());
+    gw.shutdown().await;
+}

@@ -1,0 +1,551 @@
+//! A client of the conduit gateway (`conduit serve`): frames over one WebSocket per session, with
+//! resume after a dropped connection.
+//!
+//! ```text
+//! Client ─► WebSocketTransport ══ws══► gateway ══► SubprocessTransport ══► claude
+//! ```
+//!
+//! Wire format (see the `claude-conduit-gateway` crate docs): the gateway sends each CLI frame as
+//! a binary message `seq (u64, big-endian) ++ frame`, and `{"end":{code,signal,stderr_tail}}` as
+//! text when the CLI exits. This transport sends frames as binary messages and acks with
+//! `{"ack":N}` every [`ACK_EVERY`] frames.
+//!
+//! One driver task owns the socket (handle/driver split); the two halves talk to it through
+//! bounded channels, so backpressure reaches the socket. When the socket drops without an `end`,
+//! the driver reconnects up to [`MAX_RECONNECTS`] times (backoff 100 ms·2^k, ±50 % jitter) with
+//! `?after=<last seq>`; the gateway replays exactly the frames after it, and frames already seen
+//! are skipped by sequence number, so the stream arrives in order, each frame once. Every
+//! reconnect counts in [`TransportMetrics`].
+//!
+//! Limits of this version: plain `ws://`/`http://` only (no TLS); frames *to* the CLI that were
+//! written into a socket just before it died are not numbered, so they may be lost (the gateway
+//! numbers only its own output). [`WebSocketTransport::create_session`] speaks a minimal
+//! HTTP/1.1 by hand (one request, `Connection: close`) to avoid an HTTP client dependency.
+
+use std::hash::{BuildHasher, Hasher, RandomState};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use super::{
+    Connection, ConnectionInfo, FrameReceiver, FrameSender, Termination, Transport,
+    TransportMetrics,
+};
+use crate::codec::DEFAULT_MAX_FRAME_BYTES;
+use crate::error::{Error, Result};
+
+/// Reconnect attempts after a dropped socket, before the stream fails.
+pub const MAX_RECONNECTS: u32 = 5;
+/// The client acks at least every this many frames.
+pub const ACK_EVERY: u64 = 16;
+/// The first reconnect delay; doubles with each attempt.
+const BACKOFF_BASE: Duration = Duration::from_millis(100);
+/// Close codes after which reconnecting cannot help.
+const FATAL_CLOSE_CODES: [u16; 4] = [4400, 4404, 4409, 4410];
+
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A session on a conduit gateway, as an SDK [`Transport`].
+///
+/// ```no_run
+/// # async fn demo() -> claude_conduit::Result<()> {
+/// use claude_conduit::transport::websocket::WebSocketTransport;
+/// use claude_conduit::{Client, Options};
+/// let url = "http://127.0.0.1:8992";
+/// let id = WebSocketTransport::create_session(url, "secret", &serde_json::json!({})).await?;
+/// let client = Client::connect_with(WebSocketTransport::new(url, id, "secret"), Options::default()).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct WebSocketTransport {
+    base_url: String,
+    session_id: String,
+    token: String,
+    max_frame: usize,
+}
+
+impl std::fmt::Debug for WebSocketTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The token is a secret.
+        f.debug_struct("WebSocketTransport")
+            .field("base_url", &self.base_url)
+            .field("session_id", &self.session_id)
+            .field("max_frame", &self.max_frame)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `host:port` and path prefix of a `http://` or `ws://` base URL.
+fn split_base(base_url: &str) -> Result<(String, String)> {
+    let rest = base_url
+        .strip_prefix("http://")
+        .or_else(|| base_url.strip_prefix("ws://"))
+        .ok_or_else(|| {
+            Error::InvalidOptions(format!(
+                "gateway URL must start with http:// or ws:// (no TLS yet): {base_url}"
+            ))
+        })?;
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    if host.is_empty() {
+        return Err(Error::InvalidOptions(format!(
+            "gateway URL has no host: {base_url}"
+        )));
+    }
+    let path = path.trim_end_matches('/');
+    let prefix = if path.is_empty() {
+        String::new()
+    } else {
+        format!("/{path}")
+    };
+    Ok((host.to_owned(), prefix))
+}
+
+fn transport_error(context: &'static str, message: impl std::fmt::Display) -> Error {
+    Error::transport(context, std::io::Error::other(message.to_string()))
+}
+
+impl WebSocketTransport {
+    /// The session `session_id` on the gateway at `base_url` (`http://host:port`), with `token`.
+    pub fn new(
+        base_url: impl Into<String>,
+        session_id: impl Into<String>,
+        token: impl Into<String>,
+    ) -> Self {
+        Self {
+            base_url: base_url.into(),
+            session_id: session_id.into(),
+            token: token.into(),
+            max_frame: DEFAULT_MAX_FRAME_BYTES,
+        }
+    }
+
+    /// The per-frame size limit (default 256 MiB, like the SDK's).
+    pub fn max_frame_bytes(mut self, limit: usize) -> Self {
+        self.max_frame = limit;
+        self
+    }
+
+    /// Create a session (`POST /v1/sessions` with `options` as the body); returns its id.
+    pub async fn create_session(base_url: &str, token: &str, options: &Value) -> Result<String> {
+        let (host, prefix) = split_base(base_url)?;
+        let body = options.to_string();
+        let request = format!(
+            "POST {prefix}/v1/sessions HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let mut stream = TcpStream::connect(&host)
+            .await
+            .map_err(|e| Error::transport("connecting to the gateway", e))?;
+        stream
+            .write_all(request.as_bytes())
+            .await
+            .map_err(|e| Error::transport("sending POST /v1/sessions", e))?;
+        let mut response = Vec::new();
+        stream
+            .read_to_end(&mut response)
+            .await
+            .map_err(|e| Error::transport("reading the POST /v1/sessions reply", e))?;
+        let text = String::from_utf8_lossy(&response);
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse::<u16>().ok())
+            .unwrap_or(0);
+        if head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
+            return Err(transport_error(
+                "POST /v1/sessions",
+                "chunked replies are not supported",
+            ));
+        }
+        if status != 201 && status != 200 {
+            return Err(transport_error(
+                "POST /v1/sessions",
+                format!("status {status}: {}", body.trim()),
+            ));
+        }
+        let v: Value = serde_json::from_str(body).map_err(|e| Error::decode(body.as_bytes(), e))?;
+        v["id"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| Error::decode(body.as_bytes(), "no `id` in the reply"))
+    }
+
+    async fn open(&self, after: u64) -> Result<Socket> {
+        let (host, prefix) = split_base(&self.base_url)?;
+        let url = format!(
+            "ws://{host}{prefix}/v1/sessions/{}/stream?after={after}",
+            self.session_id
+        );
+        let mut request = url
+            .into_client_request()
+            .map_err(|e| transport_error("building the WebSocket request", e))?;
+        let auth = format!("Bearer {}", self.token)
+            .parse()
+            .map_err(|_| Error::InvalidOptions("the token is not a valid header value".into()))?;
+        request.headers_mut().insert("authorization", auth);
+        let limit = self.max_frame.saturating_add(64);
+        let config = WebSocketConfig::default()
+            .max_message_size(Some(limit))
+            .max_frame_size(Some(limit));
+        let (socket, _response) =
+            tokio_tungstenite::connect_async_with_config(request, Some(config), true)
+                .await
+                .map_err(|e| transport_error("connecting the WebSocket", e))?;
+        Ok(socket)
+    }
+}
+
+/// What the sending half asks the driver to do.
+#[derive(Debug)]
+enum Out {
+    Frame(Bytes),
+    Text(&'static str),
+}
+
+/// What the driver hands the receiving half.
+#[derive(Debug)]
+enum Event {
+    Frame(Bytes),
+    End(Termination),
+    Failed(Error),
+}
+
+impl Transport for WebSocketTransport {
+    type Sender = WebSocketSender;
+    type Receiver = WebSocketReceiver;
+
+    async fn connect(self) -> Result<Connection<WebSocketSender, WebSocketReceiver>> {
+        let started = Instant::now();
+        let socket = self.open(0).await?;
+        let metrics = Arc::new(TransportMetrics::default());
+        metrics.set_connect_time(started.elapsed());
+        let (out_tx, out_rx) = mpsc::channel(64);
+        let (ev_tx, ev_rx) = mpsc::channel(64);
+        let info = ConnectionInfo {
+            description: format!("websocket {} session {}", self.base_url, self.session_id),
+            ..ConnectionInfo::default()
+        };
+        tokio::spawn(
+            Driver {
+                transport: self,
+                metrics: metrics.clone(),
+                out: out_rx,
+                events: ev_tx,
+                last_seq: 0,
+                acked: 0,
+            }
+            .run(socket),
+        );
+        Ok(Connection {
+            sender: WebSocketSender {
+                tx: Some(out_tx),
+                metrics: metrics.clone(),
+            },
+            receiver: WebSocketReceiver {
+                rx: ev_rx,
+                ended: None,
+            },
+            metrics,
+            info,
+        })
+    }
+}
+
+/// Why one socket's life ended.
+enum SocketEnd {
+    /// The session ended or the transport is no longer used: stop.
+    Done,
+    /// The socket dropped: reconnect.
+    Dropped(String),
+    /// Reconnecting cannot help.
+    Fatal(Error),
+}
+
+struct Driver {
+    transport: WebSocketTransport,
+    metrics: Arc<TransportMetrics>,
+    out: mpsc::Receiver<Out>,
+    events: mpsc::Sender<Event>,
+    last_seq: u64,
+    acked: u64,
+}
+
+impl Driver {
+    async fn run(mut self, mut socket: Socket) {
+        let mut pending: Option<Message> = None;
+        loop {
+            let why = self.pump(&mut socket, &mut pending).await;
+            let reason = match why {
+                SocketEnd::Done => return,
+                SocketEnd::Fatal(e) => {
+                    self.metrics.error();
+                    let _ = self.events.send(Event::Failed(e)).await;
+                    return;
+                }
+                SocketEnd::Dropped(reason) => reason,
+            };
+            tracing::debug!(reason = %reason, last_seq = self.last_seq, "gateway socket dropped");
+            match self.reconnect().await {
+                Ok(s) => socket = s,
+                Err(e) => {
+                    self.metrics.error();
+                    let _ = self.events.send(Event::Failed(e)).await;
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn reconnect(&mut self) -> Result<Socket> {
+        let mut last = String::new();
+        for attempt in 0..MAX_RECONNECTS {
+            tokio::time::sleep(backoff(attempt)).await;
+            match self.transport.open(self.last_seq).await {
+                Ok(socket) => {
+                    self.metrics.reconnect();
+                    self.acked = self.last_seq;
+                    return Ok(socket);
+                }
+                Err(e) => last = e.to_string(),
+            }
+        }
+        Err(transport_error(
+            "reconnecting to the gateway",
+            format!("gave up after {MAX_RECONNECTS} attempts: {last}"),
+        ))
+    }
+
+    /// Move messages on one socket until it ends.
+    async fn pump(&mut self, socket: &mut Socket, pending: &mut Option<Message>) -> SocketEnd {
+        if let Some(msg) = pending.take()
+            && let Err(e) = socket.send(msg.clone()).await
+        {
+            *pending = Some(msg);
+            return SocketEnd::Dropped(e.to_string());
+        }
+        let mut out_open = true;
+        loop {
+            tokio::select! {
+                msg = socket.next() => match msg {
+                    Some(Ok(Message::Binary(b))) => {
+                        if let Some(end) = self.on_frame(socket, b).await {
+                            return end;
+                        }
+                    }
+                    Some(Ok(Message::Text(t))) => return self.on_text(socket, t.as_str()).await,
+                    Some(Ok(Message::Close(frame))) => {
+                        let (code, reason) = frame
+                            .map(|f| (u16::from(f.code), f.reason.to_string()))
+                            .unwrap_or((1005, String::new()));
+                        if FATAL_CLOSE_CODES.contains(&code) {
+                            return SocketEnd::Fatal(transport_error(
+                                "gateway closed the session stream",
+                                format!("close code {code}: {reason}"),
+                            ));
+                        }
+                        return SocketEnd::Dropped(format!("closed without an end ({code} {reason})"));
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => return SocketEnd::Dropped(e.to_string()),
+                    None => return SocketEnd::Dropped("end of stream".into()),
+                },
+                out = self.out.recv(), if out_open => {
+                    let msg = match out {
+                        Some(Out::Frame(f)) => Message::Binary(f),
+                        Some(Out::Text(t)) => Message::Text(t.into()),
+                        None => {
+                            out_open = false;
+                            continue;
+                        }
+                    };
+                    if let Err(e) = socket.send(msg.clone()).await {
+                        *pending = Some(msg);
+                        return SocketEnd::Dropped(e.to_string());
+                    }
+                }
+                () = self.events.closed() => {
+                    // Nobody reads any more: leave; the gateway keeps the session for its grace.
+                    let _ = socket.close(None).await;
+                    return SocketEnd::Done;
+                }
+            }
+        }
+    }
+
+    async fn on_frame(&mut self, socket: &mut Socket, b: Bytes) -> Option<SocketEnd> {
+        if b.len() < 8 {
+            return Some(SocketEnd::Fatal(transport_error(
+                "reading the gateway stream",
+                "binary message shorter than its sequence number",
+            )));
+        }
+        let mut seq_bytes = [0u8; 8];
+        seq_bytes.copy_from_slice(&b[..8]);
+        let seq = u64::from_be_bytes(seq_bytes);
+        if seq <= self.last_seq {
+            return None; // Seen before a reconnect.
+        }
+        if seq != self.last_seq + 1 {
+            return Some(SocketEnd::Fatal(transport_error(
+                "reading the gateway stream",
+                format!("gap in sequence numbers: {} after {}", seq, self.last_seq),
+            )));
+        }
+        let frame = b.slice(8..);
+        self.metrics.frame_received(frame.len());
+        if self.events.send(Event::Frame(frame)).await.is_err() {
+            return Some(SocketEnd::Done);
+        }
+        self.last_seq = seq;
+        if self.last_seq - self.acked >= ACK_EVERY {
+            let ack = json!({"ack": self.last_seq}).to_string();
+            if let Err(e) = socket.send(Message::Text(ack.into())).await {
+                return Some(SocketEnd::Dropped(e.to_string()));
+            }
+            self.acked = self.last_seq;
+        }
+        None
+    }
+
+    async fn on_text(&mut self, socket: &mut Socket, text: &str) -> SocketEnd {
+        let v: Value = match serde_json::from_str(text) {
+            Ok(v) => v,
+            Err(e) => return SocketEnd::Fatal(Error::decode(text.as_bytes(), e)),
+        };
+        let Some(end) = v.get("end") else {
+            return SocketEnd::Fatal(Error::decode(text.as_bytes(), "unknown gateway message"));
+        };
+        let t = Termination {
+            code: end["code"].as_i64().and_then(|c| i32::try_from(c).ok()),
+            signal: end["signal"].as_i64().and_then(|c| i32::try_from(c).ok()),
+            stderr_tail: end["stderr_tail"].as_str().unwrap_or_default().to_owned(),
+        };
+        let _ = socket.close(None).await;
+        let _ = self.events.send(Event::End(t)).await;
+        SocketEnd::Done
+    }
+}
+
+/// 100 ms·2^attempt, times a jitter factor in [0.5, 1.5).
+fn backoff(attempt: u32) -> Duration {
+    let base = BACKOFF_BASE * 2u32.saturating_pow(attempt);
+    let mut h = RandomState::new().build_hasher();
+    h.write_u32(attempt);
+    let jitter = 0.5 + (h.finish() % 1000) as f64 / 1000.0;
+    base.mul_f64(jitter)
+}
+
+/// Sending half of a [`WebSocketTransport`].
+#[derive(Debug)]
+pub struct WebSocketSender {
+    tx: Option<mpsc::Sender<Out>>,
+    metrics: Arc<TransportMetrics>,
+}
+
+impl FrameSender for WebSocketSender {
+    async fn send(&mut self, frame: Bytes) -> Result<()> {
+        let tx = self.tx.as_ref().ok_or(Error::Closed)?;
+        let len = frame.len();
+        tx.send(Out::Frame(frame))
+            .await
+            .map_err(|_| Error::Closed)?;
+        self.metrics.frame_sent(len);
+        Ok(())
+    }
+
+    async fn end_input(&mut self) -> Result<()> {
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.send(Out::Text(r#"{"end_input":true}"#)).await;
+        }
+        Ok(())
+    }
+
+    /// Ask the gateway to close the CLI gracefully (end input, wait, signal); the receiving half
+    /// then ends with the CLI's termination.
+    async fn close(mut self, _grace: Duration) -> Result<()> {
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.send(Out::Text(r#"{"close":true}"#)).await;
+        }
+        Ok(())
+    }
+}
+
+/// Receiving half of a [`WebSocketTransport`].
+#[derive(Debug)]
+pub struct WebSocketReceiver {
+    rx: mpsc::Receiver<Event>,
+    ended: Option<Termination>,
+}
+
+impl FrameReceiver for WebSocketReceiver {
+    async fn recv(&mut self) -> Result<Option<Result<Bytes>>> {
+        if self.ended.is_some() {
+            return Ok(None);
+        }
+        match self.rx.recv().await {
+            Some(Event::Frame(f)) => Ok(Some(Ok(f))),
+            Some(Event::End(t)) => {
+                self.ended = Some(t);
+                Ok(None)
+            }
+            Some(Event::Failed(e)) => {
+                self.ended = Some(Termination {
+                    stderr_tail: e.to_string(),
+                    ..Termination::default()
+                });
+                Err(e)
+            }
+            None => {
+                self.ended = Some(Termination::default());
+                Ok(None)
+            }
+        }
+    }
+
+    fn termination(&self) -> Option<Termination> {
+        self.ended.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_urls() {
+        assert_eq!(
+            split_base("http://127.0.0.1:1/").ok(),
+            Some(("127.0.0.1:1".to_owned(), String::new()))
+        );
+        assert_eq!(
+            split_base("ws://h:2/gw/").ok(),
+            Some(("h:2".to_owned(), "/gw".to_owned()))
+        );
+        assert!(split_base("https://h").is_err());
+        assert!(split_base("http://").is_err());
+    }
+
+    #[test]
+    fn backoff_grows_with_jitter() {
+        for k in 0..MAX_RECONNECTS {
+            let d = backoff(k);
+            let base = BACKOFF_BASE * 2u32.pow(k);
+            assert!(d >= base / 2 && d < base * 3 / 2, "{k}: {d:?}");
+        }
+    }
+}
