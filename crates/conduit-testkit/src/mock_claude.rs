@@ -308,10 +308,7 @@ impl Ids {
             8 | ((b >> 62) & 3),
             (b >> 48) & 0xfff
         );
-        Self {
-            prefix,
-            counter: 0,
-        }
+        Self { prefix, counter: 0 }
     }
 
     fn next_tail(&mut self) -> u64 {
