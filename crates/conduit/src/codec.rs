@@ -148,6 +148,76 @@ impl Encoder<Bytes> for FrameCodec {
     }
 }
 
+/// Reads frames from a byte stream: a [`FrameCodec`] over its own read buffer.
+///
+/// What `tokio_util`'s `FramedRead` does, plus [`buffered`](Self::buffered): the frames a read
+/// already brought in are taken synchronously, one cheap call each, instead of through a stream
+/// poll per frame. Reads have room for at least [`MIN_READ`](Self::MIN_READ) bytes (a nearly
+/// full buffer is replaced rather than topped up a few bytes per syscall).
+#[derive(Debug)]
+pub(crate) struct FrameReader<R> {
+    io: R,
+    buf: BytesMut,
+    codec: FrameCodec,
+    capacity: usize,
+    eof: bool,
+}
+
+impl<R: tokio::io::AsyncRead + Unpin> FrameReader<R> {
+    /// The smallest read worth a syscall.
+    pub(crate) const MIN_READ: usize = 4096;
+
+    /// A reader with a read buffer of `capacity` bytes.
+    pub(crate) fn new(io: R, codec: FrameCodec, capacity: usize) -> Self {
+        let capacity = capacity.max(Self::MIN_READ);
+        Self {
+            io,
+            buf: BytesMut::with_capacity(capacity),
+            codec,
+            capacity,
+            eof: false,
+        }
+    }
+
+    /// A frame (or a per-frame error) that is already in the buffer; never reads.
+    #[inline]
+    pub(crate) fn buffered(&mut self) -> Option<Result<Bytes, Error>> {
+        // `decode` reports nothing but frames and per-frame errors (its error type is never used).
+        self.codec.decode(&mut self.buf).ok().flatten()
+    }
+
+    /// The next frame, reading as needed; `None` at the end of the stream (after a last frame
+    /// without its newline, if any). Cancel-safe: a read that is dropped loses no data.
+    pub(crate) async fn next(&mut self) -> Option<std::io::Result<Result<Bytes, Error>>> {
+        use tokio::io::AsyncReadExt;
+        loop {
+            if let Some(item) = self.buffered() {
+                return Some(Ok(item));
+            }
+            if self.eof {
+                return self.codec.decode_eof(&mut self.buf).transpose();
+            }
+            self.make_room();
+            match self.io.read_buf(&mut self.buf).await {
+                Ok(0) => self.eof = true,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
+
+    /// Make sure the next read has room for at least `MIN_READ` bytes. The buffer usually shares
+    /// its memory with frames still alive downstream; `reserve` then moves the partial frame to a
+    /// new buffer with room for it and a full read (a frame larger than that doubles it).
+    fn make_room(&mut self) {
+        if self.buf.capacity() - self.buf.len() < Self::MIN_READ {
+            let pending = self.buf.len();
+            self.buf.reserve(self.capacity.max(pending));
+        }
+    }
+}
+
 /// Empty or whitespace only. Looks past the first byte only when it is whitespace, so a JSON
 /// frame (`{…`) costs one comparison.
 #[inline]

@@ -38,6 +38,7 @@ pub(crate) mod de;
 mod events;
 pub mod outbound;
 mod result;
+mod skim;
 mod system;
 
 use bytes::Bytes;
@@ -79,7 +80,9 @@ use de::tagged_object;
 pub struct Message {
     raw: Bytes,
     tag: Tag,
-    kind: std::sync::OnceLock<MessageKind>,
+    /// Boxed: a `Message` moves through the stream by value, and an unboxed `MessageKind` would
+    /// make every move a copy of several hundred bytes.
+    kind: std::sync::OnceLock<Box<MessageKind>>,
 }
 
 /// The frame's `type`, known without typing the whole frame.
@@ -281,7 +284,7 @@ impl Message {
         Ok(Message {
             raw,
             tag: Tag::of_kind(&kind),
-            kind: std::sync::OnceLock::from(kind),
+            kind: std::sync::OnceLock::from(Box::new(kind)),
         })
     }
 
@@ -302,9 +305,17 @@ impl Message {
     /// # Ok::<(), claude_conduit::Error>(())
     /// ```
     pub fn validate(raw: Bytes) -> Result<Self> {
-        let header: Header<'_> =
-            serde_json::from_slice(&raw).map_err(|e| Error::decode(&raw, e))?;
-        let tag = Tag::of(header.type_.as_deref().unwrap_or(""));
+        // The skim accepts only what the serde pass below accepts, with the same `type`, at a
+        // fraction of its cost; anything it is unsure of (errors included) goes to serde, which
+        // decides and words the error.
+        let tag = match skim::object_type(&raw) {
+            Some(type_) => Tag::of(type_.unwrap_or("")),
+            None => {
+                let header: Header<'_> =
+                    serde_json::from_slice(&raw).map_err(|e| Error::decode(&raw, e))?;
+                Tag::of(header.type_.as_deref().unwrap_or(""))
+            }
+        };
         Ok(Message {
             raw,
             tag,
@@ -313,12 +324,14 @@ impl Message {
     }
 
     fn typed(&self) -> &MessageKind {
-        self.kind.get_or_init(|| match parse_kind(&self.raw) {
-            Ok(kind) => kind,
-            Err(_) => system_fallback(&self.raw).unwrap_or_else(|| MessageKind::Unknown {
-                type_: self.tag.name().unwrap_or_default().to_owned(),
-                value: serde_json::from_slice(&self.raw).unwrap_or(Value::Null),
-            }),
+        self.kind.get_or_init(|| {
+            Box::new(match parse_kind(&self.raw) {
+                Ok(kind) => kind,
+                Err(_) => system_fallback(&self.raw).unwrap_or_else(|| MessageKind::Unknown {
+                    type_: self.tag.name().unwrap_or_default().to_owned(),
+                    value: serde_json::from_slice(&self.raw).unwrap_or(Value::Null),
+                }),
+            })
         })
     }
 
@@ -347,14 +360,19 @@ impl Message {
     pub fn into_kind(self) -> MessageKind {
         self.typed();
         let Message { kind, .. } = self;
-        kind.into_inner().unwrap_or(MessageKind::KeepAlive)
+        kind.into_inner()
+            .map_or(MessageKind::KeepAlive, |kind| *kind)
     }
 
     /// Consume the message, keeping both parts.
     pub fn into_parts(self) -> (Bytes, MessageKind) {
         self.typed();
         let Message { raw, kind, .. } = self;
-        (raw, kind.into_inner().unwrap_or(MessageKind::KeepAlive))
+        (
+            raw,
+            kind.into_inner()
+                .map_or(MessageKind::KeepAlive, |kind| *kind),
+        )
     }
 
     /// The frame as a JSON value (parsed from the raw bytes).

@@ -1,7 +1,7 @@
 //! The control engine: one reader task per connection, the pending-request map, inbound
 //! dispatch.
 //!
-//! The engine follows a handle/driver split. [`Engine`] (the handle, cheap to share) sends frames
+//! The engine follows a handle/driver split. `Engine` (the handle, cheap to share) sends frames
 //! and control requests; the **reader task** (the driver) owns the receive half and is the only
 //! code that reads frames. Invariants:
 //!
@@ -12,7 +12,7 @@
 //! * the reader frames and routes; it does not parse messages. It recognises a frame's `type`
 //!   (a prefix check on the CLI's compact JSON, a small parse otherwise), handles control frames
 //!   itself and counts `result`s, and hands every other frame as raw bytes, in batches of what one
-//!   read produced, to the consumer, which parses them ([`MessageRx`]). So allocation and free of
+//!   read produced, to the consumer, which parses them (`MessageRx`). So allocation and free of
 //!   a message's fields happen on one thread, and there is one hand-off per read, not per frame;
 //! * batches go to a bounded channel; when it is full the reader stops reading (backpressure)
 //!   — except while one of our control requests awaits its reply, when the reader reads ahead and
@@ -34,8 +34,8 @@ use serde_json::Value;
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 use tokio::task::AbortHandle;
 
-pub use dispatch::{DefaultHandler, InboundHandler, NO_PERMISSION_HANDLER};
 pub(crate) use dispatch::Router;
+pub use dispatch::{DefaultHandler, InboundHandler, NO_PERMISSION_HANDLER};
 
 use crate::error::{Error, Result};
 use crate::message::{
@@ -145,7 +145,7 @@ impl Engine {
         tokio::spawn(reader.run());
         let rx = MessageRx {
             rx,
-            ready: VecDeque::new(),
+            ready: Vec::new().into_iter(),
             shared: shared.clone(),
             costs: CostTracker::default(),
         };
@@ -597,7 +597,8 @@ impl<R: FrameReceiver> Reader<R> {
 /// The consumer's end of the message channel: parses the frames the reader forwarded.
 pub(crate) struct MessageRx {
     rx: mpsc::Receiver<Batch>,
-    ready: VecDeque<Item>,
+    /// The rest of the batch being delivered.
+    ready: std::vec::IntoIter<Item>,
     shared: Arc<Shared>,
     costs: CostTracker,
 }
@@ -606,25 +607,58 @@ impl MessageRx {
     /// The next message, parsed here (on the consumer's task); `None` once the CLI's output has
     /// ended and everything was delivered.
     pub(crate) async fn recv(&mut self) -> Option<Result<Message>> {
-        let item = match self.ready.pop_front() {
-            Some(item) => item,
-            None => {
-                let batch = self.rx.recv().await?;
-                self.ready.extend(batch);
-                self.ready.pop_front()?
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// [`recv`](Self::recv) as a poll function, for streams that call it directly (no future
+    /// to build and move per message).
+    pub(crate) fn poll_recv(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Message>>> {
+        let item = loop {
+            if let Some(item) = self.ready.next() {
+                break item;
+            }
+            match std::task::ready!(self.rx.poll_recv(cx)) {
+                Some(batch) => self.ready = batch.into_iter(),
+                None => return std::task::Poll::Ready(None),
             }
         };
-        Some(match item {
+        std::task::Poll::Ready(Some(match item {
             Item::Ready(r) => *r,
             // Validated here, typed on first access (results and system frames now, for the
             // facts the session keeps; everything else only if the user looks).
-            Item::Frame(frame) => Message::validate(frame).map(|mut msg| {
-                if msg.is_result() || msg.is_system() {
+            Item::Frame(frame) => validate_or_type(frame).map(|mut msg| {
+                if msg.is_result() || (msg.is_system() && self.system_matters(msg.raw())) {
                     self.observe(&mut msg);
                 }
                 msg
             }),
-        })
+        }))
+    }
+
+    /// Whether a `system` frame may carry a fact [`observe`](Self::observe) keeps, judged from
+    /// its subtype without typing it: `init` until the CLI version and session id are known, and
+    /// the `task_*` frames. Typing a `system/init` costs more than everything else the SDK does
+    /// with a small frame, and the CLI sends one every turn. The subtype is read off the compact
+    /// JSON the CLI writes (`{"type":"system","subtype":"…"`); anything else is typed.
+    fn system_matters(&self, raw: &[u8]) -> bool {
+        const PREFIX: &[u8] = b"{\"type\":\"system\",\"subtype\":\"";
+        let Some(rest) = raw.strip_prefix(PREFIX) else {
+            return true;
+        };
+        let Some(end) = memchr::memchr(b'"', rest) else {
+            return true;
+        };
+        match &rest[..end] {
+            b"init" => {
+                self.shared.cli_version.get().is_none() || self.shared.session_id.get().is_none()
+            }
+            b"task_started" | b"task_notification" | b"task_updated" => true,
+            // An escaped subtype is left to the typed view.
+            sub => sub.contains(&b'\\'),
+        }
     }
 
     /// Facts the session keeps: per-turn cost on results, the CLI version and session id from
@@ -667,6 +701,27 @@ impl MessageRx {
     }
 }
 
+/// [`Message::validate`], except that a `result` frame, which the receiver types at once for
+/// its cost anyway, is typed straight away with [`Message::parse`] instead of being checked by
+/// a separate pass first (one pass over the frame instead of two).
+///
+/// Both give the same message whenever `parse` succeeds, with one exception, which is ruled out
+/// first: a frame that repeats its top-level `type` key (`validate` rejects it, the typed parse
+/// ignores the repeat). Without `\u` escapes, any such key is spelled `"type"` in the bytes,
+/// so one occurrence of `"type"` (the leading one) is enough. Whatever does not qualify, or
+/// does not parse, takes the `validate` path as before (same errors, same fallbacks).
+fn validate_or_type(frame: Bytes) -> Result<Message> {
+    const RESULT: &[u8] = b"{\"type\":\"result\",";
+    if frame.starts_with(RESULT)
+        && memchr::memmem::find(&frame[RESULT.len()..], b"\"type\"").is_none()
+        && memchr::memmem::find(&frame, b"\\u").is_none()
+        && let Ok(msg) = Message::parse(frame.clone())
+    {
+        return Ok(msg);
+    }
+    Message::validate(frame)
+}
+
 /// How the reader treats a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum FrameType {
@@ -679,24 +734,34 @@ enum FrameType {
 }
 
 /// The frame's `type`, cheaply: a prefix check on the compact JSON the CLI writes
-/// (`{"type":"…`), a parse of the `type` field alone otherwise.
+/// (`{"type":"…"`, compared as bytes), a parse of the `type` field alone otherwise.
 fn frame_type(frame: &[u8]) -> FrameType {
     const PREFIX: &[u8] = b"{\"type\":\"";
-    let ty: Option<std::borrow::Cow<'_, str>> = if let Some(rest) = frame.strip_prefix(PREFIX) {
-        let end = memchr::memchr(b'"', rest).unwrap_or(0);
-        std::str::from_utf8(&rest[..end])
-            .ok()
-            .map(std::borrow::Cow::Borrowed)
-    } else {
-        #[derive(serde::Deserialize)]
-        struct TypeOnly<'a> {
-            #[serde(rename = "type", borrow)]
-            type_: Option<std::borrow::Cow<'a, str>>,
-        }
-        serde_json::from_slice::<TypeOnly<'_>>(frame)
-            .ok()
-            .and_then(|t| t.type_)
-    };
+    if let Some(rest) = frame.strip_prefix(PREFIX) {
+        // The value up to its closing quote, as the parse below would read it (an escaped
+        // value never matches the names, as before).
+        let is = |name: &[u8]| {
+            rest.strip_prefix(name)
+                .is_some_and(|after| after.first() == Some(&b'"'))
+        };
+        return if rest.starts_with(b"control_")
+            && (is(b"control_request") || is(b"control_response") || is(b"control_cancel_request"))
+        {
+            FrameType::Control
+        } else if is(b"result") {
+            FrameType::Result
+        } else {
+            FrameType::Message
+        };
+    }
+    #[derive(serde::Deserialize)]
+    struct TypeOnly<'a> {
+        #[serde(rename = "type", borrow)]
+        type_: Option<std::borrow::Cow<'a, str>>,
+    }
+    let ty = serde_json::from_slice::<TypeOnly<'_>>(frame)
+        .ok()
+        .and_then(|t| t.type_);
     match ty.as_deref() {
         Some("control_request" | "control_response" | "control_cancel_request") => {
             FrameType::Control

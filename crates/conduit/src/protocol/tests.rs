@@ -363,3 +363,144 @@ async fn a_cli_that_dies_mid_turn_is_process_exited_and_one_that_finished_is_not
         "an is_error result then exit 1 is a normal end"
     );
 }
+
+#[test]
+fn frame_type_reads_the_compact_prefix_and_falls_back_to_a_parse() {
+    for (frame, want) in [
+        (
+            &br#"{"type":"control_request","request_id":"a"}"#[..],
+            FrameType::Control,
+        ),
+        (
+            br#"{"type":"control_response","response":{}}"#,
+            FrameType::Control,
+        ),
+        (
+            br#"{"type":"control_cancel_request","request_id":"a"}"#,
+            FrameType::Control,
+        ),
+        (br#"{"type":"control_requests","x":1}"#, FrameType::Message),
+        (br#"{"type":"control_"}"#, FrameType::Message),
+        (
+            br#"{"type":"result","subtype":"success"}"#,
+            FrameType::Result,
+        ),
+        (br#"{"type":"results"}"#, FrameType::Message),
+        (br#"{"type":"assistant","message":{}}"#, FrameType::Message),
+        (br#"{"type":"res\u0075lt"}"#, FrameType::Message),
+        (br#"{"type":"result"#, FrameType::Message),
+        (br#"{ "type": "result" }"#, FrameType::Result),
+        (
+            br#"{"uuid":"u","type":"control_response"}"#,
+            FrameType::Control,
+        ),
+        (b"not json", FrameType::Message),
+    ] {
+        assert_eq!(
+            frame_type(frame),
+            want,
+            "{}",
+            String::from_utf8_lossy(frame)
+        );
+    }
+}
+
+#[tokio::test]
+async fn system_frames_are_typed_only_when_they_carry_a_fact_the_session_keeps() {
+    let (e, mut rx, peer) = engine_with(Arc::new(DefaultHandler), 8, None).await;
+    let init = |sid: &str| json!({"type":"system","subtype":"init","session_id":sid,"claude_code_version":"9.9.9"});
+    peer.send_json(&init("s-1")).await.ok();
+    let m = rx
+        .recv()
+        .await
+        .and_then(Result::ok)
+        .unwrap_or_else(|| unreachable!());
+    assert!(m.is_system());
+    assert_eq!(
+        (e.session_id(), e.cli_version()),
+        (Some("s-1"), Some("9.9.9"))
+    );
+    // Known already: the next init needs no typing, and the first values stay.
+    peer.send_json(&init("s-2")).await.ok();
+    let m = rx
+        .recv()
+        .await
+        .and_then(Result::ok)
+        .unwrap_or_else(|| unreachable!());
+    assert_eq!(m.session_id(), Some("s-2"));
+    assert_eq!(e.session_id(), Some("s-1"));
+    // Background agent tasks are still tracked.
+    peer.send_json(
+        &json!({"type":"system","subtype":"task_started","task_id":"t1","task_type":"local_agent"}),
+    )
+    .await
+    .ok();
+    rx.recv().await;
+    assert!(
+        e.shared
+            .background_tasks
+            .lock()
+            .is_ok_and(|s| s.contains("t1"))
+    );
+    peer.send_json(
+        &json!({"type":"system","subtype":"task_notification","task_id":"t1","status":"completed"}),
+    )
+    .await
+    .ok();
+    rx.recv().await;
+    assert!(e.shared.background_tasks.lock().is_ok_and(|s| s.is_empty()));
+    let m = rx.recv().now_or_never();
+    assert!(m.is_none(), "nothing else arrived");
+    for (raw, matters) in [
+        (
+            &br#"{"type":"system","subtype":"status","status":null}"#[..],
+            false,
+        ),
+        (br#"{"type":"system","subtype":"init"}"#, false),
+        (
+            br#"{"type":"system","subtype":"task_updated","task_id":"t"}"#,
+            true,
+        ),
+        (br#"{"type":"system","subtype":"in\u0069t"}"#, true),
+        (br#"{"subtype":"init","type":"system"}"#, true),
+    ] {
+        assert_eq!(
+            rx.system_matters(raw),
+            matters,
+            "{}",
+            String::from_utf8_lossy(raw)
+        );
+    }
+}
+
+#[test]
+fn result_frames_typed_at_once_match_the_validate_path() {
+    let frames: [&[u8]; 6] = [
+        br#"{"type":"result","subtype":"success","is_error":false,"result":"4","total_cost_usd":0.01,"session_id":"s"}"#,
+        // Repeated `type`: `validate` rejects it, so must this.
+        br#"{"type":"result","subtype":"success","type":"result"}"#,
+        br#"{"type":"result","subtype":"success","typ\u0065":"result"}"#,
+        // A field of the wrong shape: typed as Unknown by the validate path, not an error.
+        br#"{"type":"result","subtype":7,"is_error":"no"}"#,
+        br#"{"type":"result","subtype":"success","x":{"type":"nested"}}"#,
+        br#"{"type":"result", oops"#,
+    ];
+    for raw in frames {
+        let fast = validate_or_type(Bytes::from_static(raw));
+        let slow = Message::validate(Bytes::from_static(raw));
+        match (&fast, &slow) {
+            (Ok(a), Ok(b)) => {
+                assert_eq!(a.raw(), b.raw());
+                assert_eq!(a.is_result(), b.is_result());
+                assert_eq!(a.kind(), b.kind(), "{}", String::from_utf8_lossy(raw));
+            }
+            (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
+            _ => panic!(
+                "{}: {:?} vs {:?}",
+                String::from_utf8_lossy(raw),
+                fast.is_ok(),
+                slow.is_ok()
+            ),
+        }
+    }
+}

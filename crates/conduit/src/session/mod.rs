@@ -167,16 +167,12 @@ impl Client {
     ///
     /// Only one receive stream reads at a time; a second one waits until the first is dropped.
     pub fn receive_messages(&self) -> Messages {
-        Messages {
-            inner: receive(self.messages.clone(), false).boxed(),
-        }
+        receive(self.messages.clone(), false)
     }
 
     /// Messages up to and including the next `result`.
     pub fn receive_response(&self) -> Messages {
-        Messages {
-            inner: receive(self.messages.clone(), true).boxed(),
-        }
+        receive(self.messages.clone(), true)
     }
 
     /// Change the permission mode for the rest of the session.
@@ -253,8 +249,20 @@ impl Client {
 }
 
 /// A stream of messages from a [`Client`] (`Send + 'static + Unpin`).
+///
+/// A plain state machine over the client's receiver rather than a boxed `async` stream: each
+/// message is polled straight out of the receiver, with no future built and moved per item.
 pub struct Messages {
-    inner: BoxStream<'static, Result<Message>>,
+    state: ReceiveState,
+    /// End after the first `result`.
+    until_result: bool,
+}
+
+enum ReceiveState {
+    /// Waiting for the receiver (only one stream reads at a time).
+    Locking(futures::future::BoxFuture<'static, OwnedMutexGuard<MessageRx>>),
+    Reading(OwnedMutexGuard<MessageRx>),
+    Done,
 }
 
 impl std::fmt::Debug for Messages {
@@ -266,37 +274,49 @@ impl std::fmt::Debug for Messages {
 impl Stream for Messages {
     type Item = Result<Message>;
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.inner.poll_next_unpin(cx)
+        loop {
+            match &mut self.state {
+                ReceiveState::Locking(lock) => {
+                    let guard = std::task::ready!(lock.as_mut().poll(cx));
+                    self.state = ReceiveState::Reading(guard);
+                }
+                ReceiveState::Reading(rx) => {
+                    let item = std::task::ready!(rx.poll_recv(cx));
+                    // `is_result` reads the tag and costs nothing; only a frame tagged `result`
+                    // (already typed by the receiver, which reads its cost) is looked at
+                    // further. Asking every message for its `kind()` would type each one here.
+                    let last = match &item {
+                        None => true,
+                        Some(Ok(m)) => {
+                            self.until_result
+                                && m.is_result()
+                                && matches!(m.kind(), MessageKind::Result(_))
+                        }
+                        Some(Err(_)) => false,
+                    };
+                    if last {
+                        // Releases the receiver for the next stream.
+                        self.state = ReceiveState::Done;
+                    }
+                    return Poll::Ready(item);
+                }
+                ReceiveState::Done => return Poll::Ready(None),
+            }
+        }
     }
 }
 
-fn receive(
-    messages: Arc<Mutex<MessageRx>>,
-    until_result: bool,
-) -> impl Stream<Item = Result<Message>> + Send + 'static {
-    enum State {
-        Locking(Arc<Mutex<MessageRx>>),
-        Reading(OwnedMutexGuard<MessageRx>),
-        Done,
+// The documented guarantees.
+const _: fn() = || {
+    fn send_static_unpin<T: Send + Unpin + 'static>() {}
+    send_static_unpin::<Messages>();
+};
+
+fn receive(messages: Arc<Mutex<MessageRx>>, until_result: bool) -> Messages {
+    Messages {
+        state: ReceiveState::Locking(Box::pin(messages.lock_owned())),
+        until_result,
     }
-    futures::stream::unfold(State::Locking(messages), move |state| async move {
-        let mut guard = match state {
-            State::Locking(m) => m.lock_owned().await,
-            State::Reading(g) => g,
-            State::Done => return None,
-        };
-        let item = guard.recv().await?;
-        let last =
-            until_result && matches!(&item, Ok(m) if matches!(m.kind(), MessageKind::Result(_)));
-        Some((
-            item,
-            if last {
-                State::Done
-            } else {
-                State::Reading(guard)
-            },
-        ))
-    })
 }
 
 /// What [`query`] sends: one prompt, or a stream of user messages.

@@ -38,7 +38,7 @@ use super::{
     Connection, ConnectionInfo, FrameReceiver, FrameSender, Termination, Transport,
     TransportMetrics,
 };
-use crate::codec::{DEFAULT_MAX_FRAME_BYTES, FrameCodec};
+use crate::codec::{DEFAULT_MAX_FRAME_BYTES, FrameCodec, FrameReader};
 use crate::error::{Error, Result};
 
 /// The CLI version this SDK release is tested against (installed by `scripts/install-cli.sh`).
@@ -288,11 +288,7 @@ impl Transport for SubprocessTransport {
                 exit: exit_rx.clone(),
             },
             receiver: SubprocessReceiver {
-                frames: FramedRead::with_capacity(
-                    stdout,
-                    FrameCodec::new(self.max_frame),
-                    READ_CAPACITY,
-                ),
+                frames: FrameReader::new(stdout, FrameCodec::new(self.max_frame), READ_CAPACITY),
                 exit: exit_rx,
                 drain_until: None,
                 stdout_eof: false,
@@ -539,7 +535,7 @@ impl FrameSender for SubprocessSender {
 /// Receiving half of a [`SubprocessTransport`] connection: the CLI's stdout.
 #[derive(Debug)]
 pub struct SubprocessReceiver {
-    frames: FramedRead<ChildStdout, FrameCodec>,
+    frames: FrameReader<ChildStdout>,
     exit: watch::Receiver<Option<Option<ExitStatus>>>,
     drain_until: Option<tokio::time::Instant>,
     stdout_eof: bool,
@@ -595,8 +591,10 @@ impl SubprocessReceiver {
     }
 }
 
-impl FrameReceiver for SubprocessReceiver {
-    async fn recv(&mut self) -> Result<Option<Result<Bytes>>> {
+impl SubprocessReceiver {
+    /// Everything but the hot path of [`FrameReceiver::recv`]: reading, the exit signal, the
+    /// drain after the exit and the end.
+    async fn recv_slow(&mut self) -> Result<Option<Result<Bytes>>> {
         loop {
             if self.termination.is_some() {
                 return Ok(None);
@@ -633,6 +631,54 @@ impl FrameReceiver for SubprocessReceiver {
                     self.drain_until = Some(tokio::time::Instant::now() + DRAIN_AFTER_EXIT);
                 }
             }
+        }
+    }
+}
+
+type RecvOutput = Result<Option<Result<Bytes>>>;
+
+/// The future of [`SubprocessReceiver::recv`]: two words until it has to wait.
+///
+/// Its first poll takes a frame that an earlier read already brought in, if there is one (the
+/// common case: one read brings in many frames), without building the future that reads and
+/// watches the exit; that one is built, boxed, only when there is nothing buffered. Frames always
+/// come before the exit signal (the slow path's select is biased the same way). Nothing happens
+/// before the first poll, so dropping an unpolled `Recv` loses nothing.
+struct Recv<'a> {
+    rx: Option<&'a mut SubprocessReceiver>,
+    slow: Option<futures::future::BoxFuture<'a, RecvOutput>>,
+}
+
+impl std::future::Future for Recv<'_> {
+    type Output = RecvOutput;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<RecvOutput> {
+        if let Some(rx) = self.rx.take() {
+            if rx.termination.is_none()
+                && !rx.stdout_eof
+                && rx.drain_until.is_none()
+                && let Some(item) = rx.frames.buffered()
+            {
+                return std::task::Poll::Ready(rx.deliver(Ok(item)));
+            }
+            self.slow = Some(Box::pin(rx.recv_slow()));
+        }
+        match self.slow.as_mut() {
+            Some(slow) => slow.as_mut().poll(cx),
+            // Only reachable by polling a completed future, which no caller does.
+            None => std::task::Poll::Ready(Ok(None)),
+        }
+    }
+}
+
+impl FrameReceiver for SubprocessReceiver {
+    fn recv(&mut self) -> impl std::future::Future<Output = RecvOutput> + Send {
+        Recv {
+            rx: Some(self),
+            slow: None,
         }
     }
 
