@@ -520,7 +520,7 @@ fn run_query(
             match run.rx.recv().await {
                 None => None,
                 Some(item) => {
-                    let is_result = matches!(&item, Ok(m) if m.as_result().is_some());
+                    let is_result = matches!(&item, Ok(m) if m.is_result());
                     let fatal = matches!(&item, Err(Error::Idle { .. }));
                     if is_result
                         && run.input_done.load(Ordering::Acquire)
