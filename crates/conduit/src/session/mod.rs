@@ -400,7 +400,7 @@ impl Stream for Query {
 pub fn query(prompt: impl Into<Prompt>, options: Options) -> Query {
     let prompt = prompt.into();
     Query {
-        inner: query_with(prompt, options, None).boxed(),
+        inner: run_query(prompt, async move { Client::connect(options).await }).boxed(),
     }
 }
 
@@ -438,14 +438,6 @@ pub fn query_with_transport<T: Transport>(
     Query {
         inner: run_query(prompt, fut).boxed(),
     }
-}
-
-fn query_with(
-    prompt: Prompt,
-    options: Options,
-    _reserved: Option<()>,
-) -> impl Stream<Item = Result<Message>> + Send + 'static {
-    run_query(prompt, async move { Client::connect(options).await })
 }
 
 fn run_query(

@@ -1,7 +1,6 @@
 //! Shared helpers for integration tests.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use claude_conduit::{Error, Message, Options, options::OptionsBuilder};
@@ -42,42 +41,6 @@ impl RealCli {
         }
         b
     }
-}
-
-/// The mock CLI binary (built by cargo for the testkit crate's bin target).
-pub fn mock_claude() -> PathBuf {
-    // Integration tests of this crate cannot use CARGO_BIN_EXE of another package: find the
-    // binary next to the test executable's target directory, building it if needed.
-    let exe = std::env::current_exe().expect("current exe");
-    let target_dir = exe
-        .parent()
-        .and_then(|p| p.parent())
-        .expect("target dir")
-        .to_path_buf();
-    let bin = target_dir.join("mock-claude");
-    if !bin.exists() {
-        let status = std::process::Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "-p",
-                "claude-conduit-testkit",
-                "--bin",
-                "mock-claude",
-            ])
-            .status()
-            .expect("cargo build mock-claude");
-        assert!(status.success());
-    }
-    bin
-}
-
-/// Options running mock-claude with the given env knobs.
-pub fn mock_options(knobs: &[(&str, &str)]) -> OptionsBuilder {
-    let mut b = Options::builder().cli_path(mock_claude());
-    for (k, v) in knobs {
-        b = b.env(*k, *v);
-    }
-    b
 }
 
 /// Collect a stream with a deadline.
