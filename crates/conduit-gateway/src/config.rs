@@ -24,6 +24,8 @@ pub struct GatewayConfig {
     pub(crate) ping_interval: Duration,
     pub(crate) ping_timeout: Duration,
     pub(crate) close_grace: Duration,
+    /// Client frames per second per session and the burst allowed (`None`: unlimited).
+    pub(crate) frame_rate: Option<(u32, u32)>,
 }
 
 impl Default for GatewayConfig {
@@ -53,6 +55,7 @@ impl GatewayConfig {
             ping_interval: Duration::from_secs(20),
             ping_timeout: Duration::from_secs(10),
             close_grace: Duration::from_secs(5),
+            frame_rate: None,
         }
     }
 
@@ -122,6 +125,22 @@ impl GatewayConfig {
     /// How long closing a CLI waits before signalling it.
     pub fn close_grace(mut self, d: Duration) -> Self {
         self.close_grace = d;
+        self
+    }
+
+    /// Limit each session to `per_second` client frames per second, with bursts of up to `burst`.
+    /// Over the limit the gateway slows the client down (it stops reading its frames for a
+    /// moment); nothing is dropped.
+    pub fn frame_rate_limit(mut self, per_second: u32, burst: u32) -> Self {
+        self.frame_rate = Some((per_second.max(1), burst.max(1)));
+        self
+    }
+
+    /// Lower (or raise) the per-frame size limit for every session, in bytes: client frames over
+    /// it are refused with a `frame_too_large` error and the session goes on; CLI frames over it
+    /// reach the client as the SDK's `FrameTooLarge`.
+    pub fn max_frame_bytes_limit(mut self, bytes: usize) -> Self {
+        self.options = self.options.to_builder().max_frame_bytes(bytes).build();
         self
     }
 

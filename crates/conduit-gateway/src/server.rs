@@ -33,8 +33,9 @@ use tokio::task::JoinHandle;
 use crate::auth::{TokenId, Tokens};
 use crate::config::GatewayConfig;
 use crate::session::{
-    AttachError, EndInfo, Input, Outbound, Session, SessionManager, SessionRequest,
+    AttachError, EndInfo, Input, InputError, Outbound, Session, SessionManager, SessionRequest,
 };
+use crate::session::ACK_EVERY;
 use crate::{CLOSE_BAD_RESUME, CLOSE_REPLACED, CLOSE_REPLAY_TOO_OLD, GatewayError};
 
 /// Frames sent per look at the ring.
@@ -223,7 +224,9 @@ async fn stream(
         return error(StatusCode::NOT_FOUND, "no such session");
     };
     let config = state.manager.config();
-    let limit = config.max_frame_bytes().saturating_add(64);
+    // Room above the frame limit so that a slightly larger frame gets a typed error (and the
+    // connection lives on) instead of a protocol close.
+    let limit = config.max_frame_bytes().saturating_add(1 << 20);
     let (interval, timeout) = (config.ping_interval, config.ping_timeout);
     ws.max_message_size(limit)
         .max_frame_size(limit)
@@ -248,8 +251,8 @@ async fn client_connection(
     ping_timeout: Duration,
 ) {
     let (mut tx, mut rx) = socket.split();
-    let generation = match session.attach(after) {
-        Ok(g) => g,
+    let attached = match session.attach(after) {
+        Ok(a) => a,
         Err(e) => {
             let (code, reason) = match e {
                 AttachError::TooOld { after, oldest } => (
@@ -265,25 +268,60 @@ async fn client_connection(
             return;
         }
     };
-    tracing::debug!(session = %session.id(), after, "client attached");
+    let generation = attached.generation;
+    tracing::debug!(session = %session.id(), after, in_seq = attached.in_seq, "client attached");
+    let hello = json!({"hello": {
+        "session": session.id(),
+        "in_seq": attached.in_seq,
+        "max_frame_bytes": session.max_frame_bytes(),
+    }});
+    if tx.send(Message::Text(hello.to_string().into())).await.is_err() {
+        session.detach(generation);
+        return;
+    }
+    let mut in_acked = attached.in_seq;
     let started = Instant::now();
     let heard = Arc::new(AtomicU64::new(0));
 
-    // Reader: client frames to the CLI, acks to the ring.
+    // Reader: client frames to the CLI, acks to the ring; refusals go to the writer loop below.
+    let (notice_tx, mut notices) = tokio::sync::mpsc::channel::<InputError>(8);
     let reader = {
         let session = session.clone();
         let heard = heard.clone();
         async move {
             while let Some(Ok(msg)) = rx.next().await {
                 heard.store(elapsed_ms(started), Ordering::Relaxed);
-                let ok = match msg {
-                    Message::Binary(frame) => session.to_cli(Input::Frame(frame)).await,
+                let result = match msg {
+                    Message::Binary(b) => match numbered(b) {
+                        Some((seq, frame)) => {
+                            session
+                                .to_cli(Input::Frame {
+                                    seq: Some(seq),
+                                    frame,
+                                })
+                                .await
+                        }
+                        None => Err(InputError::Gap {
+                            expected: session.in_seq() + 1,
+                            got: 0,
+                        }),
+                    },
                     Message::Text(text) => handle_text(&session, text.as_str()).await,
-                    Message::Close(_) => false,
-                    Message::Ping(_) | Message::Pong(_) => true,
+                    Message::Close(_) => break,
+                    Message::Ping(_) | Message::Pong(_) => Ok(()),
                 };
-                if !ok {
-                    break;
+                match result {
+                    Ok(()) => {}
+                    Err(InputError::Closed) => break,
+                    Err(e @ InputError::TooLarge { .. }) => {
+                        if notice_tx.send(e).await.is_err() {
+                            break;
+                        }
+                    }
+                    Err(e @ InputError::Gap { .. }) => {
+                        let _ = notice_tx.send(e).await;
+                        break;
+                    }
                 }
             }
         }
@@ -297,6 +335,14 @@ async fn client_connection(
     let mut reader_done = false;
     loop {
         events.borrow_and_update();
+        let in_seq = session.in_seq();
+        if in_seq >= in_acked + ACK_EVERY {
+            let ack = json!({"in_ack": in_seq}).to_string();
+            if tx.send(Message::Text(ack.into())).await.is_err() {
+                break;
+            }
+            in_acked = in_seq;
+        }
         match session.poll_outbound(generation, cursor, BATCH) {
             Outbound::Frames(frames) => {
                 let mut failed = false;
@@ -349,6 +395,16 @@ async fn client_connection(
         tokio::select! {
             () = &mut reader => reader_done = true,
             r = events.changed() => if r.is_err() { break },
+            Some(refused) = notices.recv() => {
+                if let InputError::Gap { expected, got } = refused {
+                    let reason = format!("frame {got} arrived but {expected} was expected");
+                    let _ = tx.send(close_message(CLOSE_BAD_RESUME, reason)).await;
+                    break;
+                }
+                if tx.send(Message::Text(refusal(&refused).into())).await.is_err() {
+                    break;
+                }
+            }
             _ = ping.tick() => {
                 let silent = elapsed_ms(started).saturating_sub(heard.load(Ordering::Relaxed));
                 if silent > u64::try_from((ping_interval + ping_timeout).as_millis()).unwrap_or(u64::MAX) {
@@ -373,24 +429,41 @@ fn end_message(end: &EndInfo) -> String {
     json!({"end": end}).to_string()
 }
 
-/// A text message: `{"ack":N}`, `{"end_input":true}`, `{"close":true}`, or a frame.
-async fn handle_text(session: &Session, text: &str) -> bool {
+/// A binary client message: 8-byte big-endian sequence number, then the frame.
+fn numbered(b: Bytes) -> Option<(u64, Bytes)> {
+    let head: [u8; 8] = b.get(..8)?.try_into().ok()?;
+    Some((u64::from_be_bytes(head), b.slice(8..)))
+}
+
+/// The text message that tells a client its frame was refused.
+pub(crate) fn refusal(e: &InputError) -> String {
+    match e {
+        InputError::TooLarge { limit, size, seq } => json!({"error": {
+            "kind": "frame_too_large", "limit": limit, "size": size, "seq": seq,
+            "message": e.to_string(),
+        }}),
+        other => json!({"error": {"kind": "refused", "message": other.to_string()}}),
+    }
+    .to_string()
+}
+
+/// A text message: `{"ack":N}`, `{"end_input":true}`, `{"close":true}`, or an unnumbered frame.
+async fn handle_text(session: &Session, text: &str) -> Result<(), InputError> {
     if let Ok(Value::Object(map)) = serde_json::from_str::<Value>(text)
         && map.len() == 1
     {
         if let Some(n) = map.get("ack").and_then(Value::as_u64) {
             session.ack(n);
-            return true;
+            return Ok(());
         }
         if map.get("end_input") == Some(&Value::Bool(true)) {
             return session.to_cli(Input::EndInput).await;
         }
         if map.get("close") == Some(&Value::Bool(true)) {
             session.request_close();
-            return true;
+            return Ok(());
         }
     }
-    session
-        .to_cli(Input::Frame(Bytes::copy_from_slice(text.as_bytes())))
-        .await
+    let frame = Bytes::copy_from_slice(text.as_bytes());
+    session.to_cli(Input::Frame { seq: None, frame }).await
 }

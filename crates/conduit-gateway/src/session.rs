@@ -23,7 +23,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use claude_conduit::Options;
-use claude_conduit::options::PermissionMode;
 use claude_conduit::transport::{FrameReceiver, FrameSender, Termination, Transport};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
@@ -37,56 +36,26 @@ use crate::config::GatewayConfig;
 /// [`MIN_REPLAY_FRAMES`](crate::config::MIN_REPLAY_FRAMES)).
 pub const ACK_EVERY: u64 = 16;
 
-/// The session options a remote client may choose; the rest comes from the gateway's template.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SessionRequest {
-    /// The model.
-    pub model: Option<String>,
-    /// A custom system prompt.
-    pub system_prompt: Option<String>,
-    /// Maximum agentic turns per query.
-    pub max_turns: Option<u32>,
-    /// The permission mode (`default`, `acceptEdits`, `plan`, …).
-    pub permission_mode: Option<String>,
-    /// Permission rules that auto-approve tools.
-    #[serde(default)]
-    pub allowed_tools: Vec<String>,
-    /// Emit partial-message stream events.
-    #[serde(default)]
-    pub include_partial_messages: bool,
-}
+pub use claude_conduit::remote::SessionRequest;
 
-impl SessionRequest {
-    fn apply(&self, template: &Options) -> Result<Options, GatewayError> {
-        let mut b = template.to_builder();
-        if let Some(m) = &self.model {
-            b = b.model(m.clone());
-        }
-        if let Some(p) = &self.system_prompt {
-            b = b.system_prompt(p.clone());
-        }
-        if let Some(n) = self.max_turns {
-            b = b.max_turns(n);
-        }
-        if let Some(mode) = &self.permission_mode {
-            let mode: PermissionMode = mode
-                .parse()
-                .map_err(|_| GatewayError::InvalidOptions(format!("permission_mode `{mode}`")))?;
-            b = b.permission_mode(mode);
-        }
-        if !self.allowed_tools.is_empty() {
-            b = b.allowed_tools(self.allowed_tools.clone());
-        }
-        if self.include_partial_messages {
-            b = b.include_partial_messages(true);
-        }
-        let options = b.build();
-        options
-            .argv()
-            .map_err(|e| GatewayError::InvalidOptions(e.to_string()))?;
-        Ok(options)
+/// Apply a client's [`SessionRequest`] over the gateway's options template.
+// TODO(policy): replaced by crate::policy (allowed flags, cwd roots, permission modes).
+fn apply_request(template: &Options, request: &SessionRequest) -> Result<Options, GatewayError> {
+    let mut b = template.to_builder();
+    for (k, v) in request
+        .flags()
+        .map_err(|e| GatewayError::InvalidOptions(e.to_string()))?
+    {
+        b = b.extra_arg(k, v.map(str::to_owned));
     }
+    if let Some(cwd) = &request.cwd {
+        b = b.cwd(cwd);
+    }
+    let options = b.build();
+    options
+        .argv()
+        .map_err(|e| GatewayError::InvalidOptions(e.to_string()))?;
+    Ok(options)
 }
 
 /// What `GET /v1/sessions/{id}` shows.
@@ -133,11 +102,92 @@ impl From<&Termination> for EndInfo {
     }
 }
 
-/// What the writer task is asked to do.
+/// What a client hands [`Session::to_cli`].
 #[derive(Debug)]
 pub(crate) enum Input {
+    /// A frame for the CLI's stdin. `seq` numbers the client's frames 1, 2, 3, … across
+    /// connections; a frame with `seq <= in_seq` was already accepted and is skipped. `None`: an
+    /// unnumbered frame (simple clients), passed on as is.
+    Frame { seq: Option<u64>, frame: Bytes },
+    /// End the CLI's stdin.
+    EndInput,
+}
+
+/// What the writer task is asked to do.
+#[derive(Debug)]
+enum WriterInput {
     Frame(Bytes),
     EndInput,
+}
+
+/// Why [`Session::to_cli`] refused a frame. The session lives on in every case.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum InputError {
+    /// The CLI no longer reads (it ended, or the session is closing).
+    #[error("the session's CLI is gone")]
+    Closed,
+    /// The frame is larger than the gateway's frame-size limit. It was numbered (its `seq` counts
+    /// as accepted) and dropped; the client is told.
+    #[error("frame of {size} bytes is over the gateway's limit of {limit} bytes")]
+    TooLarge {
+        /// The limit.
+        limit: usize,
+        /// The frame's size.
+        size: usize,
+        /// The frame's sequence number, if it had one.
+        seq: Option<u64>,
+    },
+    /// A numbered frame skipped ahead: frames in between are missing.
+    #[error("frame {got} arrived but {expected} was expected")]
+    Gap {
+        /// The next sequence number the session expects.
+        expected: u64,
+        /// What arrived.
+        got: u64,
+    },
+}
+
+/// What [`Session::attach`] tells a client.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Attached {
+    /// This connection's generation (for detach and polls).
+    pub generation: u64,
+    /// The highest client frame sequence number the session accepted: resend everything after it.
+    pub in_seq: u64,
+}
+
+/// A token bucket: `rate` frames per second, bursts up to `burst`.
+#[derive(Debug, Clone)]
+pub(crate) struct RateLimiter {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    at: Instant,
+}
+
+impl RateLimiter {
+    pub(crate) fn new(per_second: u32, burst: u32, now: Instant) -> Self {
+        let burst = f64::from(burst.max(1));
+        Self {
+            rate: f64::from(per_second.max(1)),
+            burst,
+            tokens: burst,
+            at: now,
+        }
+    }
+
+    /// Take a token at `now`, or say how long to wait for one (and take nothing).
+    pub(crate) fn take(&mut self, now: Instant) -> Option<Duration> {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            None
+        } else {
+            Some(Duration::from_secs_f64((1.0 - self.tokens) / self.rate))
+        }
+    }
 }
 
 /// One session: a CLI process, its replay ring and at most one attached client.
@@ -151,7 +201,11 @@ pub struct Session {
     state: Mutex<State>,
     /// Bumped on every change a waiter may care about (new frame, ack, end, attach).
     events: watch::Sender<u64>,
-    input: mpsc::Sender<Input>,
+    input: mpsc::Sender<WriterInput>,
+    /// Serialises numbered input so that check, write and `in_seq` update are one step even when
+    /// a replaced connection and its successor both deliver.
+    input_order: tokio::sync::Mutex<()>,
+    max_frame: usize,
     closing: watch::Sender<bool>,
     writer: Mutex<Option<JoinHandle<()>>>,
     pump: Mutex<Option<JoinHandle<()>>>,
@@ -169,6 +223,9 @@ struct State {
     next_generation: u64,
     detached_since: Option<Instant>,
     last_activity: Instant,
+    /// The highest client frame sequence number accepted.
+    in_seq: u64,
+    rate: Option<RateLimiter>,
 }
 
 impl State {
@@ -239,7 +296,7 @@ impl Session {
     }
 
     /// Attach a client that has seen every frame up to `after`. Returns its generation.
-    pub(crate) fn attach(&self, after: u64) -> Result<u64, AttachError> {
+    pub(crate) fn attach(&self, after: u64) -> Result<Attached, AttachError> {
         let generation = {
             let mut st = self.lock();
             if after > st.last_seq {
@@ -257,7 +314,10 @@ impl Session {
             st.attached = st.next_generation;
             st.detached_since = None;
             st.last_activity = Instant::now();
-            st.attached
+            Attached {
+                generation: st.attached,
+                in_seq: st.in_seq,
+            }
         };
         self.bump();
         Ok(generation)
@@ -305,10 +365,71 @@ impl Session {
         }
     }
 
-    /// Pass a client frame (or end of input) to the CLI. Waits while the CLI is not reading.
-    pub(crate) async fn to_cli(&self, input: Input) -> bool {
-        self.lock().last_activity = Instant::now();
-        self.input.send(input).await.is_ok()
+    /// The gateway's frame-size limit for this session.
+    pub(crate) fn max_frame_bytes(&self) -> usize {
+        self.max_frame
+    }
+
+    /// The highest client frame sequence number accepted so far.
+    pub(crate) fn in_seq(&self) -> u64 {
+        self.lock().in_seq
+    }
+
+    /// Pass a client frame (or end of input) to the CLI. Waits while the CLI is not reading, and
+    /// while the session is over its frame-rate limit (throttling: nothing is dropped).
+    pub(crate) async fn to_cli(&self, input: Input) -> Result<(), InputError> {
+        let (seq, frame) = match input {
+            Input::EndInput => {
+                let _order = self.input_order.lock().await;
+                self.lock().last_activity = Instant::now();
+                return self
+                    .input
+                    .send(WriterInput::EndInput)
+                    .await
+                    .map_err(|_| InputError::Closed);
+            }
+            Input::Frame { seq, frame } => (seq, frame),
+        };
+        let _order = self.input_order.lock().await;
+        if let Some(seq) = seq {
+            let expected = self.lock().in_seq + 1;
+            if seq < expected {
+                return Ok(()); // Accepted before a reconnect: skip.
+            }
+            if seq > expected {
+                return Err(InputError::Gap { expected, got: seq });
+            }
+        }
+        if frame.len() > self.max_frame {
+            if let Some(seq) = seq {
+                self.lock().in_seq = seq;
+            }
+            return Err(InputError::TooLarge {
+                limit: self.max_frame,
+                size: frame.len(),
+                seq,
+            });
+        }
+        loop {
+            let wait = {
+                let mut st = self.lock();
+                st.last_activity = Instant::now();
+                st.rate.as_mut().and_then(|r| r.take(Instant::now()))
+            };
+            match wait {
+                Some(d) => tokio::time::sleep(d).await,
+                None => break,
+            }
+        }
+        self.input
+            .send(WriterInput::Frame(frame))
+            .await
+            .map_err(|_| InputError::Closed)?;
+        if let Some(seq) = seq {
+            self.lock().in_seq = seq;
+            self.bump(); // Connections ack client frames from here.
+        }
+        Ok(())
     }
 
     /// Ask the writer to close the CLI gracefully.
@@ -435,7 +556,7 @@ impl SessionManager {
         if owned >= limit {
             return Err(GatewayError::TooManySessions { limit });
         }
-        let options = request.apply(&config.options)?;
+        let options = apply_request(&config.options, request)?;
         let transport = options
             .subprocess_transport()
             .map_err(GatewayError::Spawn)?;
@@ -458,9 +579,15 @@ impl SessionManager {
                 next_generation: 0,
                 detached_since: Some(Instant::now()),
                 last_activity: Instant::now(),
+                in_seq: 0,
+                rate: config
+                    .frame_rate
+                    .map(|(rate, burst)| RateLimiter::new(rate, burst, Instant::now())),
             }),
             events: watch::channel(0).0,
             input: input_tx,
+            input_order: tokio::sync::Mutex::new(()),
+            max_frame: options.max_frame_bytes(),
             closing,
             writer: Mutex::new(None),
             pump: Mutex::new(None),
@@ -597,7 +724,7 @@ impl SessionManager {
 /// Client → CLI: write frames; on `closing`, close the CLI gracefully.
 async fn writer_task<S: FrameSender>(
     mut sender: S,
-    mut input: mpsc::Receiver<Input>,
+    mut input: mpsc::Receiver<WriterInput>,
     mut closing: watch::Receiver<bool>,
     grace: Duration,
 ) {
@@ -608,7 +735,7 @@ async fn writer_task<S: FrameSender>(
         tokio::select! {
             _ = closing.changed() => {}
             msg = input.recv() => match msg {
-                Some(Input::Frame(frame)) => {
+                Some(WriterInput::Frame(frame)) => {
                     tokio::select! {
                         r = sender.send(frame) => if let Err(e) = r {
                             tracing::debug!(error = %e, "writing to the CLI failed");
@@ -616,7 +743,7 @@ async fn writer_task<S: FrameSender>(
                         _ = closing.changed() => {}
                     }
                 }
-                Some(Input::EndInput) => {
+                Some(WriterInput::EndInput) => {
                     let _ = sender.end_input().await;
                 }
                 None => break,
@@ -678,4 +805,30 @@ async fn pump_task<R: FrameReceiver>(
     tracing::info!(session = %session.id, code = ?end.code, signal = ?end.signal, "CLI ended");
     session.lock().end = Some(end);
     session.bump();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_limiter_allows_a_burst_then_paces() {
+        let t0 = Instant::now();
+        let mut r = RateLimiter::new(10, 3, t0);
+        for _ in 0..3 {
+            assert_eq!(r.take(t0), None);
+        }
+        let wait = r.take(t0).expect("the burst is spent");
+        assert!((wait.as_secs_f64() - 0.1).abs() < 1e-6, "{wait:?}");
+        // A tenth of a second later one token is back, and only one.
+        let t1 = t0 + Duration::from_millis(100);
+        assert_eq!(r.take(t1), None);
+        assert!(r.take(t1).is_some());
+        // A long pause refills only up to the burst.
+        let t2 = t1 + Duration::from_secs(60);
+        for _ in 0..3 {
+            assert_eq!(r.take(t2), None);
+        }
+        assert!(r.take(t2).is_some());
+    }
 }

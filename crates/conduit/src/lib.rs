@@ -22,6 +22,7 @@ pub mod options;
 pub mod transport;
 pub use options::Options;
 pub mod protocol;
+pub mod remote;
 pub mod session;
 pub use session::{Client, Messages, Prompt, Query, query, query_with_transport};
 pub mod hooks;

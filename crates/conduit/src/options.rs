@@ -261,6 +261,8 @@ pub struct Options {
     pub(crate) exclude_dynamic_sections: bool,
     pub(crate) sandbox: Option<Value>,
     pub(crate) user: Option<String>,
+    /// `(url, token)` from [`OptionsBuilder::transport`]; `None` for the local subprocess.
+    pub(crate) remote: Option<(String, String)>,
 }
 
 /// A programmatic subagent (sent in `initialize.agents`, not on the command line).
@@ -338,6 +340,7 @@ impl std::fmt::Debug for Options {
             .field("initialize_timeout", &self.initialize_timeout)
             .field("control_timeout", &self.control_timeout)
             .field("idle_timeout", &self.idle_timeout)
+            .field("transport", &self.remote.as_ref().map(|(url, _)| url))
             .finish_non_exhaustive()
     }
 }
@@ -399,6 +402,7 @@ impl Default for Options {
             exclude_dynamic_sections: false,
             sandbox: None,
             user: None,
+            remote: None,
         }
     }
 }
@@ -753,6 +757,14 @@ impl Options {
     pub fn close_grace(&self) -> Duration {
         self.close_grace
     }
+    /// The gateway [`OptionsBuilder::transport`] named, parsed; `None` for the local subprocess.
+    pub fn remote(&self) -> Result<Option<crate::remote::Remote>> {
+        self.remote
+            .as_ref()
+            .map(|(url, token)| crate::remote::Remote::parse(url, token.clone()))
+            .transpose()
+    }
+
     /// The working directory, if set.
     pub fn cwd(&self) -> Option<&std::path::Path> {
         self.cwd.as_deref()
@@ -922,6 +934,19 @@ impl OptionsBuilder {
     /// Structured output: the final result must match this JSON Schema.
     pub fn json_schema(mut self, schema: Value) -> Self {
         self.o.json_schema = Some(schema);
+        self
+    }
+    /// Where the session runs: `"subprocess"` (the default: a local `claude` child process), or
+    /// a conduit gateway (`conduit serve`) by URL — `ws://` / `wss://` (WebSocket), `http://` /
+    /// `https://` (POST + server-sent events), `grpc://` / `grpcs://` — with its bearer token.
+    /// The URL is checked when connecting; see [`crate::remote`] for what travels to the gateway.
+    pub fn transport(mut self, url: impl Into<String>, token: impl Into<String>) -> Self {
+        let url = url.into();
+        self.o.remote = if url.trim() == "subprocess" {
+            None
+        } else {
+            Some((url, token.into()))
+        };
         self
     }
     /// Any other CLI flag (`--name=value`, or `--name` when `value` is `None`). Appends.

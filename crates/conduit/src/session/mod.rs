@@ -67,7 +67,13 @@ impl std::fmt::Debug for Client {
 
 impl Client {
     /// Start the `claude` CLI described by `options` and initialize the session.
+    ///
+    /// With [`OptionsBuilder::transport`](crate::options::OptionsBuilder::transport) set to a
+    /// gateway URL, creates a session there and connects over the transport the URL names.
     pub async fn connect(options: Options) -> Result<Client> {
+        if let Some(remote) = options.remote()? {
+            return crate::remote::connect(remote, options).await;
+        }
         let transport = options.subprocess_transport()?;
         Self::connect_with(transport, options).await
     }

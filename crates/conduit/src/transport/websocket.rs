@@ -135,6 +135,23 @@ impl WebSocketTransport {
         self
     }
 
+    /// Create a session on `remote` for `request` and return the transport for it.
+    pub async fn open_session(
+        remote: &crate::remote::Remote,
+        request: &crate::remote::SessionRequest,
+    ) -> Result<Self> {
+        if remote.scheme().is_tls() {
+            return Err(Error::InvalidOptions(
+                "wss:// is not supported by this build of the WebSocket transport".into(),
+            ));
+        }
+        let base = remote.http_base();
+        let body = serde_json::to_value(request)
+            .map_err(|e| Error::InvalidOptions(format!("session request: {e}")))?;
+        let id = Self::create_session(&base, remote.token(), &body).await?;
+        Ok(Self::new(base, id, remote.token()))
+    }
+
     /// Create a session (`POST /v1/sessions` with `options` as the body); returns its id.
     pub async fn create_session(base_url: &str, token: &str, options: &Value) -> Result<String> {
         let (host, prefix) = split_base(base_url)?;
