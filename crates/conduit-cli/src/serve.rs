@@ -1,81 +1,208 @@
-//! `conduit serve`: run the gateway (HTTP + WebSocket sessions of the `claude` CLI).
+//! `conduit serve`: run the gateway (HTTP + WebSocket, optionally gRPC and TLS, sessions of the
+//! `claude` CLI).
+//!
+//! Every setting comes from its flag, else its `CONDUIT_*` environment variable, else the TOML
+//! file given with `--config` ([`GatewayFile`]), else the default. Tokens: `--token-file` /
+//! `CONDUIT_TOKEN_FILE`, else `CONDUIT_TOKENS` (comma-separated), else the file's `token_file`.
+//! See `docs/GATEWAY.md`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use claude_conduit_gateway::GatewayConfig;
 use claude_conduit_gateway::auth::Tokens;
+use claude_conduit_gateway::config::GatewayFile;
 
 use crate::query::EXIT_FAILURE;
 
 /// Arguments of `conduit serve`.
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
-    /// Address to listen on (loopback by default).
-    #[arg(long, default_value = claude_conduit_gateway::config::DEFAULT_LISTEN)]
-    listen: SocketAddr,
+    /// TOML configuration file (flags and CONDUIT_* variables override its keys).
+    #[arg(long, env = "CONDUIT_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Address for HTTP and WebSocket [default: 127.0.0.1:8992, loopback only].
+    #[arg(long, env = "CONDUIT_LISTEN", value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// Also serve gRPC on this address.
+    #[arg(long, env = "CONDUIT_GRPC_LISTEN", value_name = "ADDR")]
+    grpc_listen: Option<SocketAddr>,
     /// File with the accepted bearer tokens, one per line (`#` comments allowed). Without it,
-    /// tokens come from `CONDUIT_TOKENS` (comma-separated).
-    #[arg(long)]
+    /// tokens come from `CONDUIT_TOKENS` (comma-separated), else the config file's `token_file`.
+    #[arg(long, env = "CONDUIT_TOKEN_FILE", value_name = "FILE")]
     token_file: Option<PathBuf>,
-    /// The `claude` executable (default: the usual search).
-    #[arg(long)]
+    /// PEM certificate chain: serve HTTPS / wss:// (needs --tls-key).
+    #[arg(long, env = "CONDUIT_TLS_CERT", value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "CONDUIT_TLS_KEY", value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+    /// The `claude` executable [default: the usual search].
+    #[arg(long, env = "CONDUIT_CLAUDE_CLI", value_name = "PATH")]
     cli: Option<PathBuf>,
-    /// Seconds a session survives without a connected client.
-    #[arg(long, default_value_t = 60)]
-    grace_secs: u64,
-    /// Live sessions allowed per token.
-    #[arg(long, default_value_t = 8)]
-    max_sessions_per_token: usize,
+    /// Seconds a session survives without a connected client [default: 60].
+    #[arg(long, env = "CONDUIT_GRACE_SECS", value_name = "SECS")]
+    grace_secs: Option<u64>,
+    /// Seconds without traffic after which a session is closed [default: 1800].
+    #[arg(long, env = "CONDUIT_IDLE_SECS", value_name = "SECS")]
+    idle_secs: Option<u64>,
+    /// Live sessions allowed per token [default: 8].
+    #[arg(long, env = "CONDUIT_MAX_SESSIONS_PER_TOKEN", value_name = "N")]
+    max_sessions_per_token: Option<usize>,
+    /// Frames kept per session for resume [default: 4096].
+    #[arg(long, env = "CONDUIT_REPLAY_FRAMES", value_name = "N")]
+    replay_frames: Option<usize>,
+    /// Per-frame size limit in MiB [default: 256].
+    #[arg(long, env = "CONDUIT_MAX_FRAME_MIB", value_name = "MIB")]
+    max_frame_mib: Option<usize>,
+    /// Client frames per second per session [default: unlimited].
+    #[arg(long, env = "CONDUIT_FRAME_RATE", value_name = "N")]
+    frame_rate: Option<u32>,
+    /// Burst of client frames allowed over --frame-rate [default: the rate].
+    #[arg(long, env = "CONDUIT_FRAME_BURST", value_name = "N")]
+    frame_burst: Option<u32>,
+    /// Policy: clients may set their cwd (and --add-dir) under this directory (repeatable).
+    #[arg(
+        long = "cwd-root",
+        env = "CONDUIT_CWD_ROOTS",
+        value_delimiter = ',',
+        value_name = "DIR"
+    )]
+    cwd_roots: Vec<PathBuf>,
+    /// Policy: permission modes clients may pick (repeatable) [default: default, acceptEdits,
+    /// plan, dontAsk].
+    #[arg(
+        long = "permission-mode",
+        env = "CONDUIT_PERMISSION_MODES",
+        value_delimiter = ',',
+        value_name = "MODE"
+    )]
+    permission_modes: Vec<String>,
+    /// Policy: also allow this CLI flag, any value (repeatable; e.g. `settings`).
+    #[arg(
+        long = "allow-flag",
+        env = "CONDUIT_ALLOW_FLAGS",
+        value_delimiter = ',',
+        value_name = "FLAG"
+    )]
+    allowed_flags: Vec<String>,
+    /// Policy: always refuse this CLI flag (repeatable).
+    #[arg(
+        long = "deny-flag",
+        env = "CONDUIT_DENY_FLAGS",
+        value_delimiter = ',',
+        value_name = "FLAG"
+    )]
+    denied_flags: Vec<String>,
+    /// Policy: allow bypassPermissions and --dangerously-skip-permissions (dangerous).
+    #[arg(long, env = "CONDUIT_ALLOW_DANGEROUSLY_SKIP_PERMISSIONS")]
+    allow_dangerously_skip_permissions: bool,
+    /// Policy: allow MCP servers other than in-process SDK ones.
+    #[arg(long, env = "CONDUIT_ALLOW_EXTERNAL_MCP")]
+    allow_external_mcp: bool,
+}
+
+fn fail(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("conduit serve: {message}");
+    ExitCode::from(EXIT_FAILURE)
+}
+
+impl ServeArgs {
+    /// Flags and environment over the file's keys.
+    fn merge(self, mut f: GatewayFile) -> GatewayFile {
+        macro_rules! over {
+            ($($k:ident),*) => { $( if self.$k.is_some() { f.$k = self.$k; } )* };
+        }
+        over!(
+            listen,
+            grpc_listen,
+            token_file,
+            tls_cert,
+            tls_key,
+            cli,
+            grace_secs,
+            idle_secs,
+            max_sessions_per_token,
+            replay_frames,
+            max_frame_mib,
+            frame_rate,
+            frame_burst
+        );
+        let p = &mut f.policy;
+        if !self.cwd_roots.is_empty() {
+            p.cwd_roots = Some(self.cwd_roots);
+        }
+        if !self.permission_modes.is_empty() {
+            p.permission_modes = Some(self.permission_modes);
+        }
+        if !self.allowed_flags.is_empty() {
+            p.allowed_flags = Some(self.allowed_flags);
+        }
+        if !self.denied_flags.is_empty() {
+            p.denied_flags = Some(self.denied_flags);
+        }
+        if self.allow_dangerously_skip_permissions {
+            p.allow_dangerously_skip_permissions = Some(true);
+        }
+        if self.allow_external_mcp {
+            p.allow_external_mcp = Some(true);
+        }
+        f
+    }
 }
 
 /// Run the gateway until Ctrl-C or SIGTERM.
 pub async fn run(args: ServeArgs) -> ExitCode {
-    let tokens = match &args.token_file {
-        Some(path) => match Tokens::from_file(path) {
-            Ok(t) => t,
-            Err(e) => {
-                eprintln!(
-                    "conduit serve: cannot read the token file {}: {e}",
-                    path.display()
-                );
-                return ExitCode::from(EXIT_FAILURE);
-            }
+    let file = match &args.config {
+        Some(path) => match GatewayFile::load(path) {
+            Ok(f) => f,
+            Err(e) => return fail(e),
         },
-        None => Tokens::from_comma_list(&std::env::var("CONDUIT_TOKENS").unwrap_or_default()),
+        None => GatewayFile::default(),
     };
-    if tokens.is_empty() {
-        eprintln!("conduit serve: no tokens (give --token-file F or set CONDUIT_TOKENS)");
-        return ExitCode::from(EXIT_FAILURE);
+    // Tokens: a token file named by flag or environment, else CONDUIT_TOKENS, else the file's.
+    let env_tokens = std::env::var("CONDUIT_TOKENS").unwrap_or_default();
+    let use_env_tokens = args.token_file.is_none() && !env_tokens.trim().is_empty();
+    let mut merged = args.merge(file);
+    if use_env_tokens {
+        merged.token_file = None;
+    }
+    let mut config = match merged.to_config() {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    if use_env_tokens {
+        config = config.tokens(Tokens::from_comma_list(&env_tokens));
     }
     // Only the count is ever shown, never a token.
-    let count = tokens.len();
-    let mut config = GatewayConfig::new()
-        .listen(args.listen)
-        .tokens(tokens)
-        .grace_period(std::time::Duration::from_secs(args.grace_secs))
-        .max_sessions_per_token(args.max_sessions_per_token);
-    if let Some(cli) = args.cli {
-        config = config.cli_path(cli);
+    let count = config.token_count();
+    if count == 0 {
+        return fail(
+            "no tokens (give --token-file F, set CONDUIT_TOKENS, or set token_file in --config)",
+        );
     }
+    let scheme = if config.tls_files().is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let policy = config.current_policy().summary();
+    let frame_mib = config.max_frame_bytes() as f64 / (1024.0 * 1024.0);
     let gateway = match claude_conduit_gateway::Gateway::bind(config).await {
         Ok(g) => g,
-        Err(e) => {
-            eprintln!("conduit serve: {e}");
-            return ExitCode::from(EXIT_FAILURE);
-        }
+        Err(e) => return fail(e),
     };
+    let grpc = gateway
+        .grpc_addr()
+        .map_or(String::new(), |a| format!(", grpc on {a}"));
     eprintln!(
-        "conduit serve: listening on http://{} ({count} token(s))",
+        "conduit serve: listening on {scheme}://{}{grpc} ({count} token(s); frames up to \
+         {frame_mib} MiB; policy: {policy})",
         gateway.local_addr()
     );
     match gateway.run(shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("conduit serve: {e}");
-            ExitCode::from(EXIT_FAILURE)
-        }
+        Err(e) => fail(e),
     }
 }
 

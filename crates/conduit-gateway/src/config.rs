@@ -1,12 +1,46 @@
-//! [`GatewayConfig`]: everything the gateway needs, built with setters over sane defaults.
+//! [`GatewayConfig`]: everything the gateway needs, built with setters over sane defaults; and
+//! [`GatewayFile`], the TOML file `conduit serve --config` reads.
+//!
+//! # The configuration file
+//!
+//! Every key is optional; unknown keys are an error. Relative paths are relative to the file's
+//! directory. `conduit serve` takes each setting from its flag, else its `CONDUIT_*` environment
+//! variable, else this file, else the default (see `docs/GATEWAY.md`).
+//!
+//! ```toml
+//! listen = "127.0.0.1:8992"        # HTTP + WebSocket
+//! grpc_listen = "127.0.0.1:8993"   # gRPC (off when absent)
+//! token_file = "tokens.txt"        # bearer tokens, one per line
+//! tls_cert = "cert.pem"            # PEM chain; with tls_key: HTTPS / wss://
+//! tls_key = "key.pem"
+//! cli = "/usr/local/bin/claude"
+//! grace_secs = 60                  # a session without a client survives this long
+//! idle_secs = 1800                 # a session without traffic is closed after this long
+//! max_sessions_per_token = 8
+//! replay_frames = 4096             # frames kept per session for resume
+//! max_frame_mib = 256              # per-frame size limit
+//! frame_rate = 200                 # client frames per second per session
+//! frame_burst = 400
+//!
+//! [policy]                         # what remote clients may set (see crate::policy)
+//! cwd_roots = ["/srv/projects"]
+//! permission_modes = ["default", "acceptEdits", "plan", "dontAsk"]
+//! allowed_flags = ["settings"]
+//! denied_flags = []
+//! allow_dangerously_skip_permissions = false
+//! allow_external_mcp = false
+//! ```
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use claude_conduit::Options;
+use claude_conduit::options::PermissionMode;
+use serde::Deserialize;
 
 use crate::auth::Tokens;
+use crate::policy::Policy;
 
 /// The default listen address: loopback only.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8992";
@@ -26,6 +60,12 @@ pub struct GatewayConfig {
     pub(crate) close_grace: Duration,
     /// Client frames per second per session and the burst allowed (`None`: unlimited).
     pub(crate) frame_rate: Option<(u32, u32)>,
+    /// What remote clients may set.
+    pub(crate) policy: Policy,
+    /// PEM certificate chain and private key: serve HTTPS / `wss://`.
+    pub(crate) tls: Option<(PathBuf, PathBuf)>,
+    /// Where to serve gRPC as well (`None`: no gRPC listener).
+    pub(crate) grpc_listen: Option<SocketAddr>,
 }
 
 impl Default for GatewayConfig {
@@ -56,6 +96,9 @@ impl GatewayConfig {
             ping_timeout: Duration::from_secs(10),
             close_grace: Duration::from_secs(5),
             frame_rate: None,
+            policy: Policy::default(),
+            tls: None,
+            grpc_listen: None,
         }
     }
 
@@ -144,6 +187,42 @@ impl GatewayConfig {
         self
     }
 
+    /// Also serve the gRPC service (`proto/conduit.proto`, see [`crate::grpc`]) on this address
+    /// (port 0 picks a free port; [`Gateway::grpc_addr`](crate::Gateway::grpc_addr) tells which).
+    pub fn grpc_listen(mut self, addr: SocketAddr) -> Self {
+        self.grpc_listen = Some(addr);
+        self
+    }
+
+    /// What remote clients may set on their sessions (default: [`Policy::default`], the safe
+    /// policy described in [`crate::policy`]).
+    pub fn policy(mut self, policy: Policy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Serve HTTPS and `wss://` with this PEM certificate chain and PEM private key (loaded by
+    /// [`Gateway::bind`](crate::Gateway::bind); see [`crate::tls`]).
+    pub fn tls(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        self.tls = Some((cert.into(), key.into()));
+        self
+    }
+
+    /// How many bearer tokens are accepted (never the tokens themselves).
+    pub fn token_count(&self) -> usize {
+        self.tokens.len()
+    }
+
+    /// The policy in force.
+    pub fn current_policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// The TLS certificate and key files, when TLS is configured.
+    pub fn tls_files(&self) -> Option<(&Path, &Path)> {
+        self.tls.as_ref().map(|(c, k)| (c.as_path(), k.as_path()))
+    }
+
     /// The configured listen address.
     pub fn listen_addr(&self) -> SocketAddr {
         self.listen
@@ -152,5 +231,314 @@ impl GatewayConfig {
     /// The per-frame size limit (the SDK's one setting, from the options template).
     pub fn max_frame_bytes(&self) -> usize {
         self.options.max_frame_bytes()
+    }
+}
+
+/// Why a configuration file was not accepted.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read the config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for [`GatewayFile`] (unknown keys included).
+    #[error("config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with the line.
+        message: String,
+    },
+    /// A setting has a value that cannot work.
+    #[error("`{key}`: {message}")]
+    Invalid {
+        /// The key (`tls_cert`, `policy.permission_modes`, …).
+        key: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// The TOML configuration file of `conduit serve --config` (see the [module docs](self) for an
+/// example). Every key is optional; unknown keys are refused.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct GatewayFile {
+    /// HTTP/WebSocket listen address.
+    pub listen: Option<SocketAddr>,
+    /// gRPC listen address.
+    pub grpc_listen: Option<SocketAddr>,
+    /// Bearer tokens, one per line.
+    pub token_file: Option<PathBuf>,
+    /// PEM certificate chain (with `tls_key`: TLS on).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key.
+    pub tls_key: Option<PathBuf>,
+    /// The `claude` executable.
+    pub cli: Option<PathBuf>,
+    /// Seconds a session survives without a client.
+    pub grace_secs: Option<u64>,
+    /// Seconds without traffic after which a session is closed.
+    pub idle_secs: Option<u64>,
+    /// Live sessions per token.
+    pub max_sessions_per_token: Option<usize>,
+    /// Frames kept per session for resume.
+    pub replay_frames: Option<usize>,
+    /// The per-frame size limit, in MiB.
+    pub max_frame_mib: Option<usize>,
+    /// Client frames per second per session.
+    pub frame_rate: Option<u32>,
+    /// Burst of client frames allowed over the rate (default: the rate).
+    pub frame_burst: Option<u32>,
+    /// What remote clients may set.
+    #[serde(default)]
+    pub policy: PolicyFile,
+}
+
+/// The `[policy]` table of a [`GatewayFile`] (see [`Policy`]).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct PolicyFile {
+    /// Directories under which clients may set their working directory and `--add-dir`.
+    pub cwd_roots: Option<Vec<PathBuf>>,
+    /// Permission modes clients may pick (wire names: `default`, `acceptEdits`, `plan`,
+    /// `dontAsk`, `auto`).
+    pub permission_modes: Option<Vec<String>>,
+    /// Extra flags allowed with any value.
+    pub allowed_flags: Option<Vec<String>>,
+    /// Flags always refused.
+    pub denied_flags: Option<Vec<String>>,
+    /// Allow `bypassPermissions` and `--dangerously-skip-permissions`.
+    pub allow_dangerously_skip_permissions: Option<bool>,
+    /// Allow MCP servers other than in-process SDK ones.
+    pub allow_external_mcp: Option<bool>,
+}
+
+impl GatewayFile {
+    /// Read and parse `path`; relative paths in it become relative to its directory.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut file = Self::parse(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_owned(),
+            message,
+        })?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        for p in [
+            &mut file.token_file,
+            &mut file.tls_cert,
+            &mut file.tls_key,
+            &mut file.cli,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if p.is_relative() {
+                *p = dir.join(&*p);
+            }
+        }
+        for root in file.policy.cwd_roots.iter_mut().flatten() {
+            if root.is_relative() {
+                *root = dir.join(&*root);
+            }
+        }
+        Ok(file)
+    }
+
+    /// A [`GatewayConfig`] with these keys over the defaults. Reads the token file; checks that
+    /// `tls_cert` and `tls_key` come together and that the policy's permission modes exist.
+    pub fn to_config(&self) -> Result<GatewayConfig, ConfigError> {
+        let mut c = GatewayConfig::new();
+        if let Some(a) = self.listen {
+            c = c.listen(a);
+        }
+        if let Some(a) = self.grpc_listen {
+            c = c.grpc_listen(a);
+        }
+        if let Some(path) = &self.token_file {
+            let tokens = Tokens::from_file(path).map_err(|source| ConfigError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            c = c.tokens(tokens);
+        }
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => c = c.tls(cert, key),
+            (None, None) => {}
+            (Some(_), None) => {
+                return Err(ConfigError::Invalid {
+                    key: "tls_key",
+                    message: "tls_cert is set but tls_key is not".into(),
+                });
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::Invalid {
+                    key: "tls_cert",
+                    message: "tls_key is set but tls_cert is not".into(),
+                });
+            }
+        }
+        if let Some(cli) = &self.cli {
+            c = c.cli_path(cli);
+        }
+        if let Some(s) = self.grace_secs {
+            c = c.grace_period(Duration::from_secs(s));
+        }
+        if let Some(s) = self.idle_secs {
+            c = c.idle_timeout(Duration::from_secs(s));
+        }
+        if let Some(n) = self.max_sessions_per_token {
+            c = c.max_sessions_per_token(n);
+        }
+        if let Some(n) = self.replay_frames {
+            c = c.replay_frames(n);
+        }
+        if let Some(mib) = self.max_frame_mib {
+            let bytes = mib
+                .checked_mul(1024 * 1024)
+                .filter(|b| *b > 0)
+                .ok_or_else(|| ConfigError::Invalid {
+                    key: "max_frame_mib",
+                    message: format!("{mib} MiB is not a usable frame-size limit"),
+                })?;
+            c = c.max_frame_bytes_limit(bytes);
+        }
+        match (self.frame_rate, self.frame_burst) {
+            (Some(rate), burst) => c = c.frame_rate_limit(rate, burst.unwrap_or(rate)),
+            (None, None) => {}
+            (None, Some(_)) => {
+                return Err(ConfigError::Invalid {
+                    key: "frame_burst",
+                    message: "frame_burst needs frame_rate".into(),
+                });
+            }
+        }
+        let policy =
+            self.policy
+                .apply(Policy::default())
+                .map_err(|message| ConfigError::Invalid {
+                    key: "policy.permission_modes",
+                    message,
+                })?;
+        Ok(c.policy(policy))
+    }
+
+    /// Parse TOML text (paths are left as written).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())
+    }
+}
+
+impl PolicyFile {
+    /// Apply the keys that are set over `policy`.
+    pub fn apply(&self, mut policy: Policy) -> Result<Policy, String> {
+        if let Some(roots) = &self.cwd_roots {
+            policy = policy.cwd_roots(roots.iter().cloned());
+        }
+        if let Some(modes) = &self.permission_modes {
+            let modes = modes
+                .iter()
+                .map(|m| m.parse::<PermissionMode>().map_err(|e| e.to_string()))
+                .collect::<Result<Vec<_>, _>>()?;
+            policy = policy.permission_modes(modes);
+        }
+        for f in self.allowed_flags.iter().flatten() {
+            policy = policy.allow_flag(f.as_str());
+        }
+        for f in self.denied_flags.iter().flatten() {
+            policy = policy.deny_flag(f.as_str());
+        }
+        if let Some(on) = self.allow_dangerously_skip_permissions {
+            policy = policy.allow_dangerously_skip_permissions(on);
+        }
+        if let Some(on) = self.allow_external_mcp {
+            policy = policy.allow_external_mcp(on);
+        }
+        Ok(policy)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_key_and_resolves_relative_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gateway.toml");
+        std::fs::write(
+            &path,
+            r#"
+listen = "127.0.0.1:9000"
+grpc_listen = "127.0.0.1:9001"
+token_file = "tokens.txt"
+tls_cert = "/etc/cert.pem"
+tls_key = "key.pem"
+cli = "bin/claude"
+grace_secs = 5
+idle_secs = 50
+max_sessions_per_token = 2
+replay_frames = 128
+max_frame_mib = 4
+frame_rate = 10
+frame_burst = 20
+
+[policy]
+cwd_roots = ["projects", "/srv"]
+permission_modes = ["plan"]
+allowed_flags = ["settings"]
+denied_flags = ["model"]
+allow_dangerously_skip_permissions = false
+allow_external_mcp = true
+"#,
+        )
+        .unwrap();
+        let f = GatewayFile::load(&path).unwrap();
+        assert_eq!(f.listen, Some(SocketAddr::from(([127, 0, 0, 1], 9000))));
+        assert_eq!(f.token_file, Some(dir.path().join("tokens.txt")));
+        assert_eq!(f.tls_cert, Some(PathBuf::from("/etc/cert.pem")));
+        assert_eq!(f.cli, Some(dir.path().join("bin/claude")));
+        assert_eq!(f.max_frame_mib, Some(4));
+        assert_eq!(f.frame_burst, Some(20));
+        assert_eq!(
+            f.policy.cwd_roots,
+            Some(vec![dir.path().join("projects"), PathBuf::from("/srv")])
+        );
+        let p = f.policy.apply(Policy::default()).unwrap();
+        assert!(p.check_flag("settings", Some("{}")).is_ok());
+        assert!(p.check_flag("model", Some("m")).is_err());
+        assert!(p.check_flag("permission-mode", Some("default")).is_err());
+        assert!(p.check_flag("permission-mode", Some("plan")).is_ok());
+        assert!(p.check_flag("mcp-config", Some("/x.json")).is_ok());
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_clear_errors() {
+        let e = GatewayFile::parse("listen = \"127.0.0.1:1\"\nbogus_key = 1\n").unwrap_err();
+        assert!(e.contains("bogus_key"), "{e}");
+        let e = GatewayFile::parse("[policy]\nroots = []\n").unwrap_err();
+        assert!(e.contains("roots"), "{e}");
+        let e = GatewayFile::parse("listen = \"nowhere\"\n").unwrap_err();
+        assert!(e.contains("listen"), "{e}");
+        let f = GatewayFile::parse("[policy]\npermission_modes = [\"sometimes\"]\n").unwrap();
+        assert!(
+            f.policy
+                .apply(Policy::default())
+                .unwrap_err()
+                .contains("sometimes")
+        );
+        let e = GatewayFile::load(Path::new("/nonexistent/gw.toml")).unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/gw.toml"));
+        assert_eq!(GatewayFile::parse("").unwrap(), GatewayFile::default());
     }
 }

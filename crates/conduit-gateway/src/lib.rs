@@ -37,8 +37,11 @@
 
 pub mod auth;
 pub mod config;
+pub mod grpc;
+pub mod policy;
 pub mod server;
 pub mod session;
+pub mod tls;
 
 pub use config::GatewayConfig;
 pub use server::{Gateway, serve};
@@ -84,4 +87,7 @@ pub enum GatewayError {
     /// The gateway is shutting down.
     #[error("the gateway is shutting down")]
     ShuttingDown,
+    /// The TLS certificate or key could not be loaded.
+    #[error("TLS: {0}")]
+    Tls(String),
 }

@@ -50,15 +50,22 @@ struct AppState {
 /// A bound, not yet serving gateway.
 #[derive(Debug)]
 pub struct Gateway {
-    listener: TcpListener,
+    /// Plain TCP, or TLS when configured (see [`crate::tls`]).
+    listener: crate::tls::GatewayListener,
     addr: SocketAddr,
     manager: SessionManager,
+    /// The gRPC listener and its address, when configured.
+    grpc: Option<(TcpListener, SocketAddr)>,
 }
 
 impl Gateway {
     /// Bind the listener and start the session manager.
     pub async fn bind(config: GatewayConfig) -> Result<Self, GatewayError> {
         let listen = config.listen;
+        let tls = match &config.tls {
+            Some((cert, key)) => Some(crate::tls::acceptor(cert, key)?),
+            None => None,
+        };
         let listener = TcpListener::bind(listen)
             .await
             .map_err(|source| GatewayError::Bind {
@@ -72,16 +79,26 @@ impl Gateway {
         if config.tokens.is_empty() {
             tracing::warn!("no tokens configured: every authenticated route will answer 401");
         }
+        let grpc = match config.grpc_listen {
+            Some(a) => Some(crate::grpc::bind(a).await?),
+            None => None,
+        };
         Ok(Self {
-            listener,
+            listener: crate::tls::GatewayListener::new(listener, tls),
             addr,
             manager: SessionManager::new(config),
+            grpc,
         })
     }
 
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The address the gRPC service is bound to, when configured.
+    pub fn grpc_addr(&self) -> Option<SocketAddr> {
+        self.grpc.as_ref().map(|(_, a)| *a)
     }
 
     /// The session manager (for embedding and tests).
@@ -96,15 +113,19 @@ impl Gateway {
     ) -> Result<(), GatewayError> {
         let manager = self.manager.clone();
         let app = router(self.manager.clone());
+        let mut grpc = crate::grpc::spawn(self.grpc.map(|(l, _)| l), self.manager.clone());
+        let stop_grpc = grpc.stop.take();
         tracing::info!(addr = %self.addr, "gateway listening");
-        axum::serve(self.listener, app)
+        let served = axum::serve(self.listener, app)
             .with_graceful_shutdown(async move {
                 shutdown.await;
+                drop(stop_grpc);
                 tracing::info!("gateway shutting down: closing every CLI");
                 manager.shutdown().await;
             })
             .await
-            .map_err(GatewayError::Serve)
+            .map_err(GatewayError::Serve);
+        grpc.finish().await.and(served)
     }
 }
 

@@ -22,7 +22,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use claude_conduit::Options;
 use claude_conduit::transport::{FrameReceiver, FrameSender, Termination, Transport};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
@@ -37,26 +36,6 @@ use crate::config::GatewayConfig;
 pub const ACK_EVERY: u64 = 16;
 
 pub use claude_conduit::remote::SessionRequest;
-
-/// Apply a client's [`SessionRequest`] over the gateway's options template.
-// TODO(policy): replaced by crate::policy (allowed flags, cwd roots, permission modes).
-fn apply_request(template: &Options, request: &SessionRequest) -> Result<Options, GatewayError> {
-    let mut b = template.to_builder();
-    for (k, v) in request
-        .flags()
-        .map_err(|e| GatewayError::InvalidOptions(e.to_string()))?
-    {
-        b = b.extra_arg(k, v.map(str::to_owned));
-    }
-    if let Some(cwd) = &request.cwd {
-        b = b.cwd(cwd);
-    }
-    let options = b.build();
-    options
-        .argv()
-        .map_err(|e| GatewayError::InvalidOptions(e.to_string()))?;
-    Ok(options)
-}
 
 /// What `GET /v1/sessions/{id}` shows.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -556,7 +535,7 @@ impl SessionManager {
         if owned >= limit {
             return Err(GatewayError::TooManySessions { limit });
         }
-        let options = apply_request(&config.options, request)?;
+        let options = config.policy.apply(&config.options, request)?;
         let transport = options
             .subprocess_transport()
             .map_err(GatewayError::Spawn)?;

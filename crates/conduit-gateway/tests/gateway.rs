@@ -384,8 +384,21 @@ async fn resuming_before_the_replay_ring_is_a_clear_close_code() {
     assert!(reason.contains("replay too old"), "{reason}");
     let (code, _) = close_code(raw_socket(gw.addr, &id, 10_000).await).await;
     assert_eq!(code, claude_conduit_gateway::CLOSE_BAD_RESUME);
-    // Resuming within the ring works: the last frames come again, then live.
+    // Resuming within the ring works: a hello (one unnumbered frame was accepted: in_seq 0),
+    // then the last frames again, then live.
     let mut ws = raw_socket(gw.addr, &id, last - 2).await;
+    let hello = tokio::time::timeout(T, ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let WsMessage::Text(hello) = hello else {
+        panic!("{hello:?}")
+    };
+    let hello: Value = serde_json::from_str(hello.as_str()).unwrap();
+    assert_eq!(hello["hello"]["session"], id.as_str());
+    assert_eq!(hello["hello"]["in_seq"], 0);
+    assert!(hello["hello"]["max_frame_bytes"].as_u64().unwrap() > 0);
     let msg = tokio::time::timeout(T, ws.next())
         .await
         .unwrap()

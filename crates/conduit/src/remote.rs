@@ -242,6 +242,13 @@ pub(crate) async fn connect(remote: Remote, options: Options) -> Result<crate::C
         #[cfg(not(feature = "websocket"))]
         Scheme::Ws | Scheme::Wss => Err(missing_feature("websocket")),
         Scheme::Http | Scheme::Https => Err(missing_feature("http")),
+        #[cfg(feature = "grpc")]
+        Scheme::Grpc | Scheme::Grpcs => {
+            let request = SessionRequest::from_options(&options)?;
+            let t = crate::transport::grpc::GrpcTransport::open_session(&remote, &request).await?;
+            crate::Client::connect_with(t, options).await
+        }
+        #[cfg(not(feature = "grpc"))]
         Scheme::Grpc | Scheme::Grpcs => Err(missing_feature("grpc")),
     }
 }

@@ -17,6 +17,10 @@ mod metrics;
 pub mod subprocess;
 #[cfg(feature = "websocket")]
 pub mod websocket;
+#[cfg(feature = "grpc")]
+pub mod grpc;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 use std::future::Future;
 

@@ -5,25 +5,34 @@
 //! Client ─► WebSocketTransport ══ws══► gateway ══► SubprocessTransport ══► claude
 //! ```
 //!
-//! Wire format (see the `claude-conduit-gateway` crate docs): the gateway sends each CLI frame as
-//! a binary message `seq (u64, big-endian) ++ frame`, and `{"end":{code,signal,stderr_tail}}` as
-//! text when the CLI exits. This transport sends frames as binary messages and acks with
-//! `{"ack":N}` every [`ACK_EVERY`] frames.
+//! Wire format (see the `claude-conduit-gateway` crate docs): the gateway first sends
+//! `{"hello":{"session","in_seq","max_frame_bytes"}}`, then each CLI frame as a binary message
+//! `seq (u64, big-endian) ++ frame`, and `{"end":{code,signal,stderr_tail}}` as text when the CLI
+//! exits. This transport numbers its own frames the same way (`seq ++ frame`, 1, 2, 3, … across
+//! reconnects), acks with `{"ack":N}` every [`ACK_EVERY`] frames, and keeps the frames it sent
+//! until the gateway acks them (`{"in_ack":N}`, and `in_seq` in every hello).
 //!
 //! One driver task owns the socket (handle/driver split); the two halves talk to it through
 //! bounded channels, so backpressure reaches the socket. When the socket drops without an `end`,
 //! the driver reconnects up to [`MAX_RECONNECTS`] times (backoff 100 ms·2^k, ±50 % jitter) with
 //! `?after=<last seq>`; the gateway replays exactly the frames after it, and frames already seen
-//! are skipped by sequence number, so the stream arrives in order, each frame once. Every
-//! reconnect counts in [`TransportMetrics`].
+//! are skipped by sequence number, so the stream arrives in order, each frame once. The other way,
+//! after each hello the driver resends the frames the gateway had not accepted yet (`seq >
+//! in_seq`); the gateway skips any it already has. Every reconnect counts in
+//! [`TransportMetrics`].
 //!
-//! Limits of this version: plain `ws://`/`http://` only (no TLS); frames *to* the CLI that were
-//! written into a socket just before it died are not numbered, so they may be lost (the gateway
-//! numbers only its own output). [`WebSocketTransport::create_session`] speaks a minimal
-//! HTTP/1.1 by hand (one request, `Connection: close`) to avoid an HTTP client dependency.
+//! A frame larger than the gateway's limit (`max_frame_bytes` in the hello; until then this
+//! transport's own) is refused by [`FrameSender::send`] with [`Error::FrameTooLarge`]; one the
+//! gateway refuses anyway arrives as a per-frame `Err` on the receiving half. The session goes on
+//! in both cases.
+//!
+//! [`WebSocketTransport::create_session`] speaks a minimal HTTP/1.1 by hand (one request,
+//! `Connection: close`) to avoid an HTTP client dependency.
 
+use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hasher, RandomState};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -50,6 +59,8 @@ pub const MAX_RECONNECTS: u32 = 5;
 pub const ACK_EVERY: u64 = 16;
 /// The first reconnect delay; doubles with each attempt.
 const BACKOFF_BASE: Duration = Duration::from_millis(100);
+/// How long a fresh socket may take to say hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(30);
 /// Close codes after which reconnecting cannot help.
 const FATAL_CLOSE_CODES: [u16; 4] = [4400, 4404, 4409, 4410];
 
@@ -140,11 +151,12 @@ impl WebSocketTransport {
         remote: &crate::remote::Remote,
         request: &crate::remote::SessionRequest,
     ) -> Result<Self> {
-        if remote.scheme().is_tls() {
+        if remote.scheme().is_tls() && !cfg!(feature = "tls") {
             return Err(Error::InvalidOptions(
-                "wss:// is not supported by this build of the WebSocket transport".into(),
+                "wss:// needs the `tls` cargo feature of claude-conduit".into(),
             ));
         }
+        // `https://host:port[/prefix]` for wss://: `open` then speaks wss.
         let base = remote.http_base();
         let body = serde_json::to_value(request)
             .map_err(|e| Error::InvalidOptions(format!("session request: {e}")))?;
@@ -153,26 +165,55 @@ impl WebSocketTransport {
     }
 
     /// Create a session (`POST /v1/sessions` with `options` as the body); returns its id.
+    /// `base_url` is `http://` or `ws://`, or with the `tls` feature `https://` or `wss://`
+    /// (trusting [`super::tls::default_client_config`]'s roots).
     pub async fn create_session(base_url: &str, token: &str, options: &Value) -> Result<String> {
-        let (host, prefix) = split_base(base_url)?;
+        /// The connection, plain or TLS.
+        trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+        impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+        let (tls, plain) = match base_url.split_once("://") {
+            Some((s, rest)) if s.eq_ignore_ascii_case("https") || s.eq_ignore_ascii_case("wss") => {
+                (true, format!("http://{rest}"))
+            }
+            _ => (false, base_url.to_owned()),
+        };
+        let (host, prefix) = split_base(&plain)?;
         let body = options.to_string();
         let request = format!(
             "POST {prefix}/v1/sessions HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n\
              Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         );
-        let mut stream = TcpStream::connect(&host)
+        let tcp = TcpStream::connect(&host)
             .await
             .map_err(|e| Error::transport("connecting to the gateway", e))?;
+        let mut stream: Box<dyn Io> = if tls {
+            #[cfg(feature = "tls")]
+            {
+                Box::new(super::tls::connect(&host, tcp).await?)
+            }
+            #[cfg(not(feature = "tls"))]
+            {
+                drop(tcp);
+                return Err(Error::InvalidOptions(
+                    "https:// needs the `tls` cargo feature of claude-conduit".into(),
+                ));
+            }
+        } else {
+            Box::new(tcp)
+        };
         stream
             .write_all(request.as_bytes())
             .await
             .map_err(|e| Error::transport("sending POST /v1/sessions", e))?;
         let mut response = Vec::new();
-        stream
-            .read_to_end(&mut response)
-            .await
-            .map_err(|e| Error::transport("reading the POST /v1/sessions reply", e))?;
+        match stream.read_to_end(&mut response).await {
+            Ok(_) => {}
+            // A TLS peer that closes without close_notify: the reply is complete all the same
+            // (`Connection: close`, and the body is checked below).
+            Err(e) if tls && e.kind() == std::io::ErrorKind::UnexpectedEof && !response.is_empty() => {}
+            Err(e) => return Err(Error::transport("reading the POST /v1/sessions reply", e)),
+        }
         let text = String::from_utf8_lossy(&response);
         let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
         let status = head
@@ -203,9 +244,16 @@ impl WebSocketTransport {
     }
 
     async fn open(&self, after: u64) -> Result<Socket> {
-        let (host, prefix) = split_base(&self.base_url)?;
+        let (tls, plain) = match self.base_url.split_once("://") {
+            Some((s, rest)) if s.eq_ignore_ascii_case("https") || s.eq_ignore_ascii_case("wss") => {
+                (true, format!("http://{rest}"))
+            }
+            _ => (false, self.base_url.clone()),
+        };
+        let (host, prefix) = split_base(&plain)?;
+        let scheme = if tls { "wss" } else { "ws" };
         let url = format!(
-            "ws://{host}{prefix}/v1/sessions/{}/stream?after={after}",
+            "{scheme}://{host}{prefix}/v1/sessions/{}/stream?after={after}",
             self.session_id
         );
         let mut request = url
@@ -219,10 +267,30 @@ impl WebSocketTransport {
         let config = WebSocketConfig::default()
             .max_message_size(Some(limit))
             .max_frame_size(Some(limit));
-        let (socket, _response) =
-            tokio_tungstenite::connect_async_with_config(request, Some(config), true)
+        let connected = if tls {
+            #[cfg(feature = "tls")]
+            {
+                let connector =
+                    tokio_tungstenite::Connector::Rustls(super::tls::default_client_config()?);
+                tokio_tungstenite::connect_async_tls_with_config(
+                    request,
+                    Some(config),
+                    true,
+                    Some(connector),
+                )
                 .await
-                .map_err(|e| transport_error("connecting the WebSocket", e))?;
+            }
+            #[cfg(not(feature = "tls"))]
+            {
+                return Err(Error::InvalidOptions(
+                    "wss:// needs the `tls` cargo feature of claude-conduit".into(),
+                ));
+            }
+        } else {
+            tokio_tungstenite::connect_async_with_config(request, Some(config), true).await
+        };
+        let (socket, _response) =
+            connected.map_err(|e| transport_error("connecting the WebSocket", e))?;
         Ok(socket)
     }
 }
@@ -238,6 +306,8 @@ enum Out {
 #[derive(Debug)]
 enum Event {
     Frame(Bytes),
+    /// The gateway refused one of our frames; the stream goes on.
+    Refused(Error),
     End(Termination),
     Failed(Error),
 }
@@ -253,6 +323,7 @@ impl Transport for WebSocketTransport {
         metrics.set_connect_time(started.elapsed());
         let (out_tx, out_rx) = mpsc::channel(64);
         let (ev_tx, ev_rx) = mpsc::channel(64);
+        let limit = Arc::new(AtomicUsize::new(self.max_frame));
         let info = ConnectionInfo {
             description: format!("websocket {} session {}", self.base_url, self.session_id),
             ..ConnectionInfo::default()
@@ -265,6 +336,9 @@ impl Transport for WebSocketTransport {
                 events: ev_tx,
                 last_seq: 0,
                 acked: 0,
+                out_seq: 0,
+                unacked: VecDeque::new(),
+                limit: limit.clone(),
             }
             .run(socket),
         );
@@ -272,6 +346,7 @@ impl Transport for WebSocketTransport {
             sender: WebSocketSender {
                 tx: Some(out_tx),
                 metrics: metrics.clone(),
+                limit,
             },
             receiver: WebSocketReceiver {
                 rx: ev_rx,
@@ -298,8 +373,24 @@ struct Driver {
     metrics: Arc<TransportMetrics>,
     out: mpsc::Receiver<Out>,
     events: mpsc::Sender<Event>,
+    /// The newest gateway frame seen.
     last_seq: u64,
+    /// The newest gateway frame acked.
     acked: u64,
+    /// The newest sequence number given to one of our frames.
+    out_seq: u64,
+    /// Our frames the gateway has not acknowledged yet, oldest first.
+    unacked: VecDeque<(u64, Bytes)>,
+    /// The frame-size limit the sending half enforces (the gateway's, once it said).
+    limit: Arc<AtomicUsize>,
+}
+
+/// `seq ++ frame`, as the gateway expects numbered client frames.
+fn numbered(seq: u64, frame: &[u8]) -> Message {
+    let mut buf = Vec::with_capacity(8 + frame.len());
+    buf.extend_from_slice(&seq.to_be_bytes());
+    buf.extend_from_slice(frame);
+    Message::Binary(buf.into())
 }
 
 impl Driver {
@@ -349,6 +440,24 @@ impl Driver {
 
     /// Move messages on one socket until it ends.
     async fn pump(&mut self, socket: &mut Socket, pending: &mut Option<Message>) -> SocketEnd {
+        // The gateway speaks first: its hello says which of our frames it has.
+        match tokio::time::timeout(HELLO_TIMEOUT, socket.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => {
+                if let Some(end) = self.on_text(socket, t.as_str()).await {
+                    return end;
+                }
+            }
+            Ok(Some(Ok(Message::Close(frame)))) => return close_end(frame),
+            Ok(Some(Ok(other))) => {
+                return SocketEnd::Fatal(transport_error(
+                    "reading the gateway stream",
+                    format!("expected a hello, got {other:?}"),
+                ));
+            }
+            Ok(Some(Err(e))) => return SocketEnd::Dropped(e.to_string()),
+            Ok(None) => return SocketEnd::Dropped("end of stream before the hello".into()),
+            Err(_) => return SocketEnd::Dropped("no hello from the gateway in time".into()),
+        }
         if let Some(msg) = pending.take()
             && let Err(e) = socket.send(msg.clone()).await
         {
@@ -364,26 +473,28 @@ impl Driver {
                             return end;
                         }
                     }
-                    Some(Ok(Message::Text(t))) => return self.on_text(socket, t.as_str()).await,
-                    Some(Ok(Message::Close(frame))) => {
-                        let (code, reason) = frame
-                            .map(|f| (u16::from(f.code), f.reason.to_string()))
-                            .unwrap_or((1005, String::new()));
-                        if FATAL_CLOSE_CODES.contains(&code) {
-                            return SocketEnd::Fatal(transport_error(
-                                "gateway closed the session stream",
-                                format!("close code {code}: {reason}"),
-                            ));
+                    Some(Ok(Message::Text(t))) => {
+                        if let Some(end) = self.on_text(socket, t.as_str()).await {
+                            return end;
                         }
-                        return SocketEnd::Dropped(format!("closed without an end ({code} {reason})"));
                     }
+                    Some(Ok(Message::Close(frame))) => return close_end(frame),
                     Some(Ok(_)) => {}
                     Some(Err(e)) => return SocketEnd::Dropped(e.to_string()),
                     None => return SocketEnd::Dropped("end of stream".into()),
                 },
                 out = self.out.recv(), if out_open => {
                     let msg = match out {
-                        Some(Out::Frame(f)) => Message::Binary(f),
+                        Some(Out::Frame(f)) => {
+                            // Kept until acked: resent after a reconnect if need be.
+                            self.out_seq += 1;
+                            let msg = numbered(self.out_seq, &f);
+                            self.unacked.push_back((self.out_seq, f));
+                            if let Err(e) = socket.send(msg).await {
+                                return SocketEnd::Dropped(e.to_string());
+                            }
+                            continue;
+                        }
                         Some(Out::Text(t)) => Message::Text(t.into()),
                         None => {
                             out_open = false;
@@ -439,13 +550,62 @@ impl Driver {
         None
     }
 
-    async fn on_text(&mut self, socket: &mut Socket, text: &str) -> SocketEnd {
+    /// Drop our frames up to `seq`: the gateway has them.
+    fn forget_through(&mut self, seq: u64) {
+        while self.unacked.front().is_some_and(|(s, _)| *s <= seq) {
+            self.unacked.pop_front();
+        }
+    }
+
+    /// A text message from the gateway: hello, in_ack, error or end. `Some` ends this socket.
+    async fn on_text(&mut self, socket: &mut Socket, text: &str) -> Option<SocketEnd> {
         let v: Value = match serde_json::from_str(text) {
             Ok(v) => v,
-            Err(e) => return SocketEnd::Fatal(Error::decode(text.as_bytes(), e)),
+            Err(e) => return Some(SocketEnd::Fatal(Error::decode(text.as_bytes(), e))),
         };
+        if let Some(hello) = v.get("hello") {
+            if let Some(limit) = hello["max_frame_bytes"]
+                .as_u64()
+                .and_then(|l| usize::try_from(l).ok())
+            {
+                self.limit.store(limit, Ordering::Relaxed);
+            }
+            let in_seq = hello["in_seq"].as_u64().unwrap_or(0);
+            self.forget_through(in_seq);
+            for (seq, frame) in &self.unacked {
+                if let Err(e) = socket.send(numbered(*seq, frame)).await {
+                    return Some(SocketEnd::Dropped(e.to_string()));
+                }
+            }
+            return None;
+        }
+        if let Some(n) = v.get("in_ack").and_then(Value::as_u64) {
+            self.forget_through(n);
+            return None;
+        }
+        if let Some(err) = v.get("error") {
+            let refused = if err["kind"] == "frame_too_large" {
+                Error::FrameTooLarge {
+                    limit: json_usize(&err["limit"]),
+                    size: json_usize(&err["size"]),
+                }
+            } else {
+                transport_error(
+                    "the gateway refused a frame",
+                    err["message"].as_str().unwrap_or("no reason given"),
+                )
+            };
+            self.metrics.error();
+            if self.events.send(Event::Refused(refused)).await.is_err() {
+                return Some(SocketEnd::Done);
+            }
+            return None;
+        }
         let Some(end) = v.get("end") else {
-            return SocketEnd::Fatal(Error::decode(text.as_bytes(), "unknown gateway message"));
+            return Some(SocketEnd::Fatal(Error::decode(
+                text.as_bytes(),
+                "unknown gateway message",
+            )));
         };
         let t = Termination {
             code: end["code"].as_i64().and_then(|c| i32::try_from(c).ok()),
@@ -454,8 +614,28 @@ impl Driver {
         };
         let _ = socket.close(None).await;
         let _ = self.events.send(Event::End(t)).await;
-        SocketEnd::Done
+        Some(SocketEnd::Done)
     }
+}
+
+fn json_usize(v: &Value) -> usize {
+    v.as_u64()
+        .and_then(|n| usize::try_from(n).ok())
+        .unwrap_or(0)
+}
+
+/// How a close frame from the gateway ends the socket.
+fn close_end(frame: Option<tokio_tungstenite::tungstenite::protocol::CloseFrame>) -> SocketEnd {
+    let (code, reason) = frame
+        .map(|f| (u16::from(f.code), f.reason.to_string()))
+        .unwrap_or((1005, String::new()));
+    if FATAL_CLOSE_CODES.contains(&code) {
+        return SocketEnd::Fatal(transport_error(
+            "gateway closed the session stream",
+            format!("close code {code}: {reason}"),
+        ));
+    }
+    SocketEnd::Dropped(format!("closed without an end ({code} {reason})"))
 }
 
 /// 100 ms·2^attempt, times a jitter factor in [0.5, 1.5).
@@ -472,12 +652,17 @@ fn backoff(attempt: u32) -> Duration {
 pub struct WebSocketSender {
     tx: Option<mpsc::Sender<Out>>,
     metrics: Arc<TransportMetrics>,
+    limit: Arc<AtomicUsize>,
 }
 
 impl FrameSender for WebSocketSender {
     async fn send(&mut self, frame: Bytes) -> Result<()> {
         let tx = self.tx.as_ref().ok_or(Error::Closed)?;
         let len = frame.len();
+        let limit = self.limit.load(Ordering::Relaxed);
+        if len > limit {
+            return Err(Error::FrameTooLarge { limit, size: len });
+        }
         tx.send(Out::Frame(frame))
             .await
             .map_err(|_| Error::Closed)?;
@@ -516,6 +701,7 @@ impl FrameReceiver for WebSocketReceiver {
         }
         match self.rx.recv().await {
             Some(Event::Frame(f)) => Ok(Some(Ok(f))),
+            Some(Event::Refused(e)) => Ok(Some(Err(e))),
             Some(Event::End(t)) => {
                 self.ended = Some(t);
                 Ok(None)

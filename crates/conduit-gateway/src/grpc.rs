@@ -1,0 +1,502 @@
+//! The gRPC front of the gateway (tonic): the `conduit.v1.Conduit` service of
+//! `proto/conduit.proto`, over the same [`SessionManager`] as the HTTP/WebSocket front.
+//!
+//! Enabled with [`GatewayConfig::grpc_listen`](crate::GatewayConfig::grpc_listen): the gateway
+//! then serves gRPC (HTTP/2, no TLS) on that second address next to axum, and shuts it down with
+//! it.
+//!
+//! | call | what |
+//! |---|---|
+//! | `CreateSession(CreateSessionRequest{args, cwd})` | start a CLI → `SessionInfo` |
+//! | `ListSessions` | the caller's sessions |
+//! | `GetSession(SessionId)` | one session; `NOT_FOUND` if unknown or another token's |
+//! | `CloseSession(SessionId)` | close the CLI and wait until it is gone |
+//! | `Stream(stream ClientMessage) → stream ServerMessage` | the session's frames, both ways |
+//!
+//! Every call needs the metadata `authorization: Bearer <token>` (checked with
+//! [`Tokens::check`], constant time), else `UNAUTHENTICATED`. Gateway errors map to status codes:
+//! too many sessions → `RESOURCE_EXHAUSTED`, refused options → `INVALID_ARGUMENT`, shutting down →
+//! `UNAVAILABLE`.
+//!
+//! # `Stream`
+//!
+//! The session id and the resume point travel in the **first client message**, `Attach
+//! {session_id, after}` (not in metadata). The semantics are those of the WebSocket front:
+//!
+//! * the gateway answers `Hello{session, in_seq, max_frame_bytes}`, replays the CLI frames with
+//!   `seq > after` as `Frame{seq, data}`, then streams live;
+//! * client frames are `Frame{seq, data}`, numbered 1, 2, 3, … by the client across reconnects
+//!   (`seq` 0: unnumbered); frames already accepted are skipped, and the gateway acks with
+//!   `InAck{seq}` every [`ACK_EVERY`] frames (and `in_seq` in every hello);
+//! * the client acks CLI frames with `Ack{seq}`; `EndInput` ends the CLI's stdin, `Close` closes
+//!   the CLI gracefully;
+//! * a client frame over the limit gets `Refused{kind: "frame_too_large", limit, size, seq,
+//!   message}` and the session lives on;
+//! * when the CLI exits the gateway sends `End{code, signal, stderr_tail}` and ends the stream
+//!   with status OK.
+//!
+//! Other ends are statuses: `NOT_FOUND` (unknown session), `OUT_OF_RANGE` (`after` older than
+//! the replay ring holds), `INVALID_ARGUMENT` (`after` ahead of the stream, or no `Attach`
+//! first), `FAILED_PRECONDITION` (a client frame number skipped ahead), `ABORTED` (a newer
+//! stream took the session over), `UNAVAILABLE` (dropped by the gateway, e.g.
+//! [`SessionManager::kick`]: resume with `after`). Dead peers are found by HTTP/2 keepalive
+//! pings (the configured ping interval and timeout).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use claude_conduit_proto::v1::{self, client_message, server_message};
+use claude_conduit_proto::{Conduit, ConduitServer};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::metadata::MetadataMap;
+use tonic::transport::server::TcpIncoming;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::GatewayError;
+use crate::auth::{TokenId, Tokens};
+use crate::session::{
+    ACK_EVERY, AttachError, Attached, EndInfo, Input, InputError, Outbound, Session,
+    SessionManager, SessionRequest,
+};
+
+/// Frames sent per look at the ring.
+const BATCH: usize = 64;
+/// Messages buffered toward one client (beyond them, HTTP/2 flow control holds the writer).
+const OUT_BUFFER: usize = 64;
+/// How long a new stream may take to send its `Attach`.
+const ATTACH_TIMEOUT: Duration = Duration::from_secs(30);
+/// Room above the frame limit for the protobuf envelope, so that a slightly larger frame gets a
+/// typed refusal instead of a transport error.
+const MESSAGE_MARGIN: usize = 1 << 20;
+/// How long shutdown waits for gRPC connections to close after every CLI is gone.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
+
+/// The `conduit.v1.Conduit` service over a [`SessionManager`].
+#[derive(Debug, Clone)]
+pub struct ConduitService {
+    manager: SessionManager,
+    tokens: Arc<Tokens>,
+}
+
+impl ConduitService {
+    /// The service for `manager` (its configured tokens authenticate the calls).
+    pub fn new(manager: SessionManager) -> Self {
+        Self {
+            tokens: Arc::new(manager.config().tokens.clone()),
+            manager,
+        }
+    }
+
+    /// The tonic server for this service, with message size limits from the gateway's frame
+    /// limit (plus room for the envelope).
+    pub fn into_server(self) -> ConduitServer<Self> {
+        let limit = self
+            .manager
+            .config()
+            .max_frame_bytes()
+            .saturating_add(MESSAGE_MARGIN);
+        ConduitServer::new(self)
+            .max_decoding_message_size(limit)
+            .max_encoding_message_size(limit)
+    }
+
+    /// The caller's token, from `authorization: Bearer <token>`.
+    fn owner(&self, metadata: &MetadataMap) -> Result<TokenId, Status> {
+        let header = metadata.get("authorization").map(|v| v.as_bytes());
+        self.tokens
+            .check(header)
+            .ok_or_else(|| Status::unauthenticated("missing or invalid bearer token"))
+    }
+}
+
+/// A [`GatewayError`] as a gRPC status.
+fn status(e: &GatewayError) -> Status {
+    let message = e.to_string();
+    match e {
+        GatewayError::TooManySessions { .. } => Status::resource_exhausted(message),
+        GatewayError::InvalidOptions(_) => Status::invalid_argument(message),
+        GatewayError::ShuttingDown => Status::unavailable(message),
+        _ => Status::internal(message),
+    }
+}
+
+fn session_info(i: crate::SessionInfo) -> v1::SessionInfo {
+    v1::SessionInfo {
+        id: i.id,
+        pid: i.pid,
+        created_unix_ms: i.created_unix_ms,
+        attached: i.attached,
+        last_seq: i.last_seq,
+        acked: i.acked,
+        oldest_seq: i.oldest_seq,
+        ended: i.ended,
+        exit_code: i.exit_code,
+    }
+}
+
+fn message(msg: server_message::Msg) -> Result<v1::ServerMessage, Status> {
+    Ok(v1::ServerMessage { msg: Some(msg) })
+}
+
+fn u64_of(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
+}
+
+#[tonic::async_trait]
+impl Conduit for ConduitService {
+    async fn create_session(
+        &self,
+        request: Request<v1::CreateSessionRequest>,
+    ) -> Result<Response<v1::SessionInfo>, Status> {
+        let owner = self.owner(request.metadata())?;
+        let v1::CreateSessionRequest { args, cwd } = request.into_inner();
+        let mut session_request = SessionRequest::with_args(args);
+        if let Some(cwd) = cwd {
+            session_request = session_request.cwd(cwd);
+        }
+        match self.manager.create(owner, &session_request).await {
+            Ok(info) => Ok(Response::new(session_info(info))),
+            Err(e) => Err(status(&e)),
+        }
+    }
+
+    async fn list_sessions(
+        &self,
+        request: Request<v1::ListSessionsRequest>,
+    ) -> Result<Response<v1::ListSessionsResponse>, Status> {
+        let owner = self.owner(request.metadata())?;
+        let sessions = self
+            .manager
+            .list(owner)
+            .into_iter()
+            .map(session_info)
+            .collect();
+        Ok(Response::new(v1::ListSessionsResponse { sessions }))
+    }
+
+    async fn get_session(
+        &self,
+        request: Request<v1::SessionId>,
+    ) -> Result<Response<v1::SessionInfo>, Status> {
+        let owner = self.owner(request.metadata())?;
+        match self.manager.get(owner, &request.get_ref().id) {
+            Some(s) => Ok(Response::new(session_info(s.info()))),
+            None => Err(Status::not_found("no such session")),
+        }
+    }
+
+    async fn close_session(
+        &self,
+        request: Request<v1::SessionId>,
+    ) -> Result<Response<v1::CloseSessionResponse>, Status> {
+        let owner = self.owner(request.metadata())?;
+        if self.manager.delete(owner, &request.get_ref().id).await {
+            Ok(Response::new(v1::CloseSessionResponse {}))
+        } else {
+            Err(Status::not_found("no such session"))
+        }
+    }
+
+    type StreamStream = ReceiverStream<Result<v1::ServerMessage, Status>>;
+
+    async fn stream(
+        &self,
+        request: Request<Streaming<v1::ClientMessage>>,
+    ) -> Result<Response<Self::StreamStream>, Status> {
+        let owner = self.owner(request.metadata())?;
+        let mut inbound = request.into_inner();
+        let first = tokio::time::timeout(ATTACH_TIMEOUT, inbound.message())
+            .await
+            .map_err(|_| Status::deadline_exceeded("no `attach` message in time"))??;
+        let Some(v1::ClientMessage {
+            msg: Some(client_message::Msg::Attach(attach)),
+        }) = first
+        else {
+            return Err(Status::invalid_argument(
+                "the first message of a stream must be `attach`",
+            ));
+        };
+        let session = self
+            .manager
+            .get(owner, &attach.session_id)
+            .ok_or_else(|| Status::not_found("no such session"))?;
+        let attached = session.attach(attach.after).map_err(|e| match e {
+            AttachError::TooOld { after, oldest } => Status::out_of_range(format!(
+                "replay too old: after={after}, oldest kept seq={oldest}"
+            )),
+            AttachError::Ahead { after, last } => Status::invalid_argument(format!(
+                "bad resume: after={after} but last seq={last}"
+            )),
+        })?;
+        tracing::debug!(session = %session.id(), after = attach.after, in_seq = attached.in_seq,
+            "gRPC client attached");
+        let (tx, rx) = mpsc::channel(OUT_BUFFER);
+        tokio::spawn(connection(session, inbound, tx, attached, attach.after));
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+/// How the client's half of a stream ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReaderEnd {
+    /// The client finished sending (half-close); it may still be reading.
+    HalfClosed,
+    /// The stream broke, the CLI is gone, or the client broke the protocol.
+    Broken,
+}
+
+/// Client messages to the session; refusals go to the writer through `notices`.
+async fn read_client(
+    session: Arc<Session>,
+    mut inbound: Streaming<v1::ClientMessage>,
+    notices: mpsc::Sender<InputError>,
+) -> ReaderEnd {
+    loop {
+        let msg = match inbound.message().await {
+            Ok(Some(m)) => m,
+            Ok(None) => return ReaderEnd::HalfClosed,
+            Err(_) => return ReaderEnd::Broken,
+        };
+        let result = match msg.msg {
+            Some(client_message::Msg::Frame(f)) => {
+                let seq = (f.seq != 0).then_some(f.seq);
+                session
+                    .to_cli(Input::Frame { seq, frame: f.data })
+                    .await
+            }
+            Some(client_message::Msg::Ack(a)) => {
+                session.ack(a.seq);
+                Ok(())
+            }
+            Some(client_message::Msg::EndInput(_)) => session.to_cli(Input::EndInput).await,
+            Some(client_message::Msg::Close(_)) => {
+                session.request_close();
+                Ok(())
+            }
+            // A second attach, or a message this gateway does not know: nothing to do.
+            Some(client_message::Msg::Attach(_)) | None => Ok(()),
+        };
+        match result {
+            Ok(()) => {}
+            Err(InputError::Closed) => return ReaderEnd::Broken,
+            Err(e @ InputError::TooLarge { .. }) => {
+                if notices.send(e).await.is_err() {
+                    return ReaderEnd::Broken;
+                }
+            }
+            Err(e @ InputError::Gap { .. }) => {
+                let _ = notices.send(e).await;
+                return ReaderEnd::Broken;
+            }
+        }
+    }
+}
+
+/// One attached stream: hello, replay after `after`, then live; client messages the other way.
+async fn connection(
+    session: Arc<Session>,
+    inbound: Streaming<v1::ClientMessage>,
+    tx: mpsc::Sender<Result<v1::ServerMessage, Status>>,
+    attached: Attached,
+    after: u64,
+) {
+    let generation = attached.generation;
+    let hello = server_message::Msg::Hello(v1::Hello {
+        session: session.id().to_owned(),
+        in_seq: attached.in_seq,
+        max_frame_bytes: u64_of(session.max_frame_bytes()),
+    });
+    if tx.send(message(hello)).await.is_err() {
+        session.detach(generation);
+        return;
+    }
+    let (notice_tx, mut notices) = mpsc::channel::<InputError>(8);
+    // The reader runs on its own task, so a writer held by a slow client never stops the
+    // client's frames and acks from reaching the session.
+    let mut reader = tokio::spawn(read_client(session.clone(), inbound, notice_tx));
+    let mut reader_done = false;
+    let mut events = session.subscribe();
+    let mut cursor = after;
+    let mut in_acked = attached.in_seq;
+    loop {
+        events.borrow_and_update();
+        let in_seq = session.in_seq();
+        if in_seq >= in_acked + ACK_EVERY {
+            let ack = server_message::Msg::InAck(v1::InAck { seq: in_seq });
+            if tx.send(message(ack)).await.is_err() {
+                break;
+            }
+            in_acked = in_seq;
+        }
+        match session.poll_outbound(generation, cursor, BATCH) {
+            Outbound::Frames(frames) => {
+                let mut failed = false;
+                for (seq, data) in frames {
+                    let frame = server_message::Msg::Frame(v1::Frame { seq, data });
+                    if tx.send(message(frame)).await.is_err() {
+                        failed = true;
+                        break;
+                    }
+                    cursor = seq;
+                }
+                if failed {
+                    break;
+                }
+                continue;
+            }
+            Outbound::End(end) => {
+                let _ = tx.send(message(end_message(end))).await;
+                break;
+            }
+            Outbound::Replaced => {
+                let _ = tx
+                    .send(Err(Status::aborted("replaced by a newer connection")))
+                    .await;
+                break;
+            }
+            Outbound::Dropped => {
+                let _ = tx
+                    .send(Err(Status::unavailable(
+                        "disconnected by the gateway: resume with `after`",
+                    )))
+                    .await;
+                break;
+            }
+            Outbound::Wait => {}
+        }
+        tokio::select! {
+            r = &mut reader, if !reader_done => {
+                reader_done = true;
+                if !matches!(r, Ok(ReaderEnd::HalfClosed)) {
+                    break;
+                }
+            }
+            r = events.changed() => if r.is_err() { break },
+            Some(refused) = notices.recv() => {
+                if let InputError::Gap { expected, got } = refused {
+                    let reason = format!("frame {got} arrived but {expected} was expected");
+                    let _ = tx.send(Err(Status::failed_precondition(reason))).await;
+                    break;
+                }
+                if tx.send(message(refusal(&refused))).await.is_err() {
+                    break;
+                }
+            }
+            () = tx.closed() => break,
+        }
+    }
+    reader.abort();
+    session.detach(generation);
+    tracing::debug!(session = %session.id(), cursor, "gRPC client detached");
+}
+
+fn end_message(end: EndInfo) -> server_message::Msg {
+    server_message::Msg::End(v1::End {
+        code: end.code,
+        signal: end.signal,
+        stderr_tail: end.stderr_tail,
+    })
+}
+
+/// The message that tells a client its frame was refused.
+fn refusal(e: &InputError) -> server_message::Msg {
+    let message = e.to_string();
+    server_message::Msg::Refused(match e {
+        InputError::TooLarge { limit, size, seq } => v1::Refused {
+            kind: "frame_too_large".into(),
+            limit: u64_of(*limit),
+            size: u64_of(*size),
+            seq: seq.unwrap_or(0),
+            message,
+        },
+        _ => v1::Refused {
+            kind: "refused".into(),
+            message,
+            ..v1::Refused::default()
+        },
+    })
+}
+
+/// Bind the gRPC listener; returns it with the address actually bound.
+pub(crate) async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), GatewayError> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| GatewayError::Bind { addr, source })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| GatewayError::Bind { addr, source })?;
+    Ok((listener, local))
+}
+
+/// Serve the gRPC service over `manager` on `listener` until `shutdown` completes; then stop
+/// accepting, and wait for the open streams to end (they end when their sessions do).
+pub async fn serve(
+    listener: TcpListener,
+    manager: SessionManager,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), GatewayError> {
+    let config = manager.config();
+    let (interval, timeout) = (config.ping_interval, config.ping_timeout);
+    let addr = listener.local_addr().ok();
+    tracing::info!(addr = ?addr, "gateway gRPC listening");
+    tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(interval))
+        .http2_keepalive_timeout(Some(timeout))
+        .http2_adaptive_window(Some(true))
+        .add_service(ConduitService::new(manager.clone()).into_server())
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown,
+        )
+        .await
+        .map_err(|e| GatewayError::Serve(std::io::Error::other(e)))
+}
+
+/// The gRPC server running next to axum (see [`Gateway::run`](crate::Gateway::run)).
+pub(crate) struct Running {
+    /// Dropping (or sending on) this stops accepting.
+    pub(crate) stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<(), GatewayError>>>,
+}
+
+/// Start serving on `listener`, if there is one.
+pub(crate) fn spawn(listener: Option<TcpListener>, manager: SessionManager) -> Running {
+    let Some(listener) = listener else {
+        return Running {
+            stop: None,
+            task: None,
+        };
+    };
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(serve(listener, manager, async move {
+        let _ = stopped.await;
+    }));
+    Running {
+        stop: Some(stop),
+        task: Some(task),
+    }
+}
+
+impl Running {
+    /// Wait (bounded) for the gRPC server to finish after its stop signal.
+    pub(crate) async fn finish(mut self) -> Result<(), GatewayError> {
+        drop(self.stop.take());
+        let Some(mut task) = self.task.take() else {
+            return Ok(());
+        };
+        match tokio::time::timeout(SHUTDOWN_WAIT, &mut task).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(e)) => Err(GatewayError::Serve(std::io::Error::other(e))),
+            Err(_) => {
+                tracing::warn!("gRPC connections did not close in time: dropping them");
+                task.abort();
+                Ok(())
+            }
+        }
+    }
+}

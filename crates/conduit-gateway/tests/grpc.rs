@@ -1,0 +1,625 @@
+//! The gateway's gRPC front on 127.0.0.1 (port 0), with `mock-claude` as the CLI: the raw
+//! service (auth, session calls, stream statuses, refusals) and the SDK's `GrpcTransport`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::Bytes;
+use claude_conduit::transport::grpc::GrpcTransport;
+use claude_conduit::transport::{FrameReceiver, FrameSender, Transport};
+use claude_conduit::{Client, Error, Message, Options};
+use claude_conduit_gateway::GatewayConfig;
+use claude_conduit_gateway::auth::TokenId;
+use claude_conduit_proto::ConduitClient;
+use claude_conduit_proto::v1::{self, client_message, server_message};
+use futures::StreamExt;
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Request, Status, Streaming};
+
+const TOKEN: &str = "test-token-1";
+const OTHER: &str = "test-token-2";
+const T: Duration = Duration::from_secs(60);
+
+/// The mock CLI binary, next to this test's target directory (built if missing: cargo exposes
+/// `CARGO_BIN_EXE_*` only to the package that owns the binary).
+fn mock_claude() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let target_dir = exe
+        .parent()
+        .and_then(|p| p.parent())
+        .expect("target dir")
+        .to_path_buf();
+    let bin = target_dir.join("mock-claude");
+    if !bin.exists() {
+        let status = std::process::Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "-p",
+                "claude-conduit-testkit",
+                "--bin",
+                "mock-claude",
+            ])
+            .status()
+            .expect("cargo build mock-claude");
+        assert!(status.success());
+    }
+    bin
+}
+
+fn config(knobs: &[(&str, &str)]) -> GatewayConfig {
+    let mut o = Options::builder().cli_path(mock_claude());
+    for (k, v) in knobs {
+        o = o.env(*k, *v);
+    }
+    GatewayConfig::new()
+        .listen(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .grpc_listen(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .token(TOKEN)
+        .token(OTHER)
+        .options(o.build())
+        .close_grace(Duration::from_secs(2))
+}
+
+struct Running {
+    grpc: SocketAddr,
+    manager: claude_conduit_gateway::SessionManager,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), claude_conduit_gateway::GatewayError>>,
+}
+
+impl Running {
+    fn url(&self) -> String {
+        format!("grpc://{}", self.grpc)
+    }
+
+    async fn shutdown(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        tokio::time::timeout(T, self.task)
+            .await
+            .expect("shutdown in time")
+            .expect("join")
+            .expect("serve ok");
+    }
+
+    /// The only session of `TOKEN`.
+    fn only_session(&self) -> claude_conduit_gateway::SessionInfo {
+        let list = self.manager.list(TokenId(0));
+        assert_eq!(list.len(), 1, "{list:?}");
+        list.into_iter().next().unwrap()
+    }
+}
+
+async fn start(config: GatewayConfig) -> Running {
+    let gateway = claude_conduit_gateway::Gateway::bind(config)
+        .await
+        .expect("bind");
+    let grpc = gateway.grpc_addr().expect("a gRPC listener");
+    let manager = gateway.manager();
+    let (stop, stopped) = oneshot::channel();
+    let task = tokio::spawn(gateway.run(async move {
+        let _ = stopped.await;
+    }));
+    Running {
+        grpc,
+        manager,
+        stop: Some(stop),
+        task,
+    }
+}
+
+async fn raw_client(addr: SocketAddr) -> ConduitClient<Channel> {
+    let channel = Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .expect("connect");
+    ConduitClient::new(channel)
+}
+
+/// A request with `authorization: <header>` (`None`: no header).
+fn req<M>(message: M, header: Option<&str>) -> Request<M> {
+    let mut r = Request::new(message);
+    if let Some(h) = header {
+        r.metadata_mut()
+            .insert("authorization", h.parse().unwrap());
+    }
+    r
+}
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+fn msg(m: client_message::Msg) -> v1::ClientMessage {
+    v1::ClientMessage { msg: Some(m) }
+}
+
+fn attach(id: &str, after: u64) -> v1::ClientMessage {
+    msg(client_message::Msg::Attach(v1::Attach {
+        session_id: id.to_owned(),
+        after,
+    }))
+}
+
+fn frame(seq: u64, data: impl Into<Bytes>) -> v1::ClientMessage {
+    msg(client_message::Msg::Frame(v1::Frame {
+        seq,
+        data: data.into(),
+    }))
+}
+
+fn user_frame(text: &str) -> Bytes {
+    serde_json::json!({"type":"user","message":{"role":"user","content":text},
+                       "parent_tool_use_id":null,"session_id":""})
+    .to_string()
+    .into()
+}
+
+/// Open a raw `Stream` call whose first message is `first`.
+async fn raw_stream(
+    client: &mut ConduitClient<Channel>,
+    header: Option<&str>,
+    first: v1::ClientMessage,
+) -> (
+    mpsc::Sender<v1::ClientMessage>,
+    Result<Streaming<v1::ServerMessage>, Status>,
+) {
+    let (tx, rx) = mpsc::channel(16);
+    tx.send(first).await.unwrap();
+    let result = tokio::time::timeout(T, client.stream(req(ReceiverStream::new(rx), header)))
+        .await
+        .expect("in time")
+        .map(tonic::Response::into_inner);
+    (tx, result)
+}
+
+async fn next(rx: &mut Streaming<v1::ServerMessage>) -> server_message::Msg {
+    tokio::time::timeout(T, rx.message())
+        .await
+        .expect("in time")
+        .expect("no error")
+        .expect("a message")
+        .msg
+        .expect("a known message")
+}
+
+fn process_gone(pid: u32) -> bool {
+    // Gone means reaped too: a zombie still has its /proc entry.
+    !std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+async fn wait_gone(pid: u32) {
+    for _ in 0..100 {
+        if process_gone(pid) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("CLI process {pid} still exists");
+}
+
+fn assistant_seqs(items: &[Message]) -> Vec<u64> {
+    items
+        .iter()
+        .filter(|m| m.as_assistant().is_some())
+        .map(|m| {
+            let uuid = m.uuid().unwrap_or_default();
+            u64::from_str_radix(&uuid[uuid.len().saturating_sub(12)..], 16).unwrap_or(0)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_call_needs_a_valid_bearer_token() {
+    let gw = start(config(&[])).await;
+    let mut c = raw_client(gw.grpc).await;
+    let wrong = [
+        None,
+        Some("Bearer wrong".to_owned()),
+        Some("Bearer test-token-".to_owned()),
+        Some(TOKEN.to_owned()),
+    ];
+    for header in &wrong {
+        let h = header.as_deref();
+        let create = c
+            .create_session(req(v1::CreateSessionRequest::default(), h))
+            .await;
+        assert_eq!(create.unwrap_err().code(), Code::Unauthenticated, "{h:?}");
+        let list = c.list_sessions(req(v1::ListSessionsRequest {}, h)).await;
+        assert_eq!(list.unwrap_err().code(), Code::Unauthenticated);
+        let id = v1::SessionId { id: "x".into() };
+        let get = c.get_session(req(id.clone(), h)).await;
+        assert_eq!(get.unwrap_err().code(), Code::Unauthenticated);
+        let close = c.close_session(req(id, h)).await;
+        assert_eq!(close.unwrap_err().code(), Code::Unauthenticated);
+        let (_tx, stream) = raw_stream(&mut c, h, attach("x", 0)).await;
+        assert_eq!(stream.unwrap_err().code(), Code::Unauthenticated);
+    }
+    assert!(gw.manager.is_empty());
+    // The right token: an empty list.
+    let list = c
+        .list_sessions(req(v1::ListSessionsRequest {}, Some(&bearer(TOKEN))))
+        .await
+        .expect("list")
+        .into_inner();
+    assert!(list.sessions.is_empty());
+    // The SDK with a wrong token: a clear error, no session.
+    let wrong = Options::builder()
+        .transport(gw.url(), "wrong-token")
+        .build();
+    let err = tokio::time::timeout(T, Client::connect(wrong))
+        .await
+        .expect("in time")
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("Unauthenticated"), "{err}");
+    assert!(gw.manager.is_empty());
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_list_get_close_and_the_cli_is_gone() {
+    let gw = start(config(&[]).max_sessions_per_token(2)).await;
+    let mut c = raw_client(gw.grpc).await;
+    let (me, other) = (bearer(TOKEN), bearer(OTHER));
+    let info = c
+        .create_session(req(v1::CreateSessionRequest::default(), Some(&me)))
+        .await
+        .expect("create")
+        .into_inner();
+    let pid = info.pid.expect("pid");
+    assert!(!process_gone(pid));
+    assert!(!info.ended);
+
+    let list = c
+        .list_sessions(req(v1::ListSessionsRequest {}, Some(&me)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(list.sessions.len(), 1);
+    assert_eq!(list.sessions[0].id, info.id);
+    // Another token sees nothing of it.
+    let theirs = c
+        .list_sessions(req(v1::ListSessionsRequest {}, Some(&other)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(theirs.sessions.is_empty());
+    let id = v1::SessionId {
+        id: info.id.clone(),
+    };
+    let status = c.get_session(req(id.clone(), Some(&other))).await;
+    assert_eq!(status.unwrap_err().code(), Code::NotFound);
+    let got = c
+        .get_session(req(id.clone(), Some(&me)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got.pid, Some(pid));
+    assert!(!got.attached);
+
+    let status = c.close_session(req(id.clone(), Some(&other))).await;
+    assert_eq!(status.unwrap_err().code(), Code::NotFound);
+    c.close_session(req(id.clone(), Some(&me)))
+        .await
+        .expect("close");
+    wait_gone(pid).await;
+    let status = c.get_session(req(id.clone(), Some(&me))).await;
+    assert_eq!(status.unwrap_err().code(), Code::NotFound);
+    let status = c.close_session(req(id, Some(&me))).await;
+    assert_eq!(status.unwrap_err().code(), Code::NotFound);
+
+    // Refused options and the per-token limit map to their status codes.
+    let bad = v1::CreateSessionRequest {
+        args: vec!["model=x".into()],
+        cwd: None,
+    };
+    let status = c.create_session(req(bad, Some(&me))).await;
+    assert_eq!(status.unwrap_err().code(), Code::InvalidArgument);
+    for _ in 0..2 {
+        c.create_session(req(v1::CreateSessionRequest::default(), Some(&me)))
+            .await
+            .expect("create");
+    }
+    let status = c
+        .create_session(req(v1::CreateSessionRequest::default(), Some(&me)))
+        .await;
+    assert_eq!(status.unwrap_err().code(), Code::ResourceExhausted);
+    assert_eq!(gw.manager.len(), 2);
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_sdk_session_runs_over_grpc() {
+    let gw = start(config(&[("MOCK_CLAUDE_MESSAGES", "100")])).await;
+    let options = Options::builder().transport(gw.url(), TOKEN).build();
+    let client = tokio::time::timeout(T, Client::connect(options))
+        .await
+        .expect("in time")
+        .expect("create + connect + initialize over gRPC");
+    assert_eq!(client.cli_version(), Some("2.1.330"));
+    for turn in 0..2 {
+        client.send("hello").await.expect("send");
+        let items: Vec<Message> =
+            tokio::time::timeout(T, client.receive_response().collect::<Vec<_>>())
+                .await
+                .expect("turn in time")
+                .into_iter()
+                .map(|m| m.expect("no errors"))
+                .collect();
+        let seqs = assistant_seqs(&items);
+        assert_eq!(seqs.len(), 100, "turn {turn}");
+        assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "order");
+        let result = items
+            .last()
+            .and_then(Message::as_result)
+            .expect("result last");
+        assert!(!result.is_error);
+    }
+    let m = client.metrics().snapshot();
+    assert!(m.frames_received >= 204, "{m:?}");
+    assert_eq!(m.reconnects, 0);
+    let info = gw.only_session();
+    assert!(info.attached);
+    let pid = info.pid.unwrap();
+    let t = tokio::time::timeout(T, client.disconnect())
+        .await
+        .expect("disconnect in time")
+        .expect("disconnect");
+    assert_eq!(t.and_then(|t| t.code), Some(0));
+    wait_gone(pid).await;
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_killed_mid_turn_resumes_with_every_frame_exactly_once_in_order() {
+    let gw = start(
+        config(&[
+            ("MOCK_CLAUDE_MESSAGES", "300"),
+            ("MOCK_CLAUDE_DELAY_MS", "2"),
+        ])
+        .replay_frames(64),
+    )
+    .await;
+    let options = Options::builder().transport(gw.url(), TOKEN).build();
+    let client = tokio::time::timeout(T, Client::connect(options))
+        .await
+        .expect("in time")
+        .expect("connect");
+    let id = gw.only_session().id;
+    client.send("go").await.expect("send");
+    let mut stream = client.receive_response();
+    let mut items = Vec::new();
+    let mut kicks = 0;
+    let consume = async {
+        while let Some(m) = stream.next().await {
+            let m = m.expect("no errors");
+            if m.as_assistant().is_some() && [30, 150].contains(&assistant_seqs(&items).len()) {
+                assert!(gw.manager.kick(&id));
+                kicks += 1;
+            }
+            items.push(m);
+        }
+    };
+    tokio::time::timeout(T, consume).await.expect("in time");
+    drop(stream);
+    assert_eq!(kicks, 2);
+    let seqs = assistant_seqs(&items);
+    assert_eq!(seqs.len(), 300);
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0] + 1),
+        "order or duplicates"
+    );
+    assert!(items.last().and_then(Message::as_result).is_some());
+    let m = client.metrics().snapshot();
+    assert!(m.reconnects >= 1, "{m:?}");
+    // The session still answers after the reconnects.
+    client.send("again").await.expect("send");
+    let items: Vec<Message> =
+        tokio::time::timeout(T, client.receive_response().collect::<Vec<_>>())
+            .await
+            .expect("in time")
+            .into_iter()
+            .map(|m| m.expect("no errors"))
+            .collect();
+    assert_eq!(assistant_seqs(&items).len(), 300);
+    assert!(items.last().and_then(Message::as_result).is_some());
+    client.disconnect().await.expect("disconnect");
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversize_client_frame_is_refused_and_the_session_goes_on() {
+    const LIMIT: usize = 64 * 1024;
+    let gw = start(config(&[]).max_frame_bytes_limit(LIMIT)).await;
+    let options = Options::builder().transport(gw.url(), TOKEN).build();
+    let client = tokio::time::timeout(T, Client::connect(options))
+        .await
+        .expect("in time")
+        .expect("connect");
+    let big = "x".repeat(LIMIT + 10);
+    match client.send(big.as_str()).await {
+        Err(Error::FrameTooLarge { limit, size }) => {
+            assert_eq!(limit, LIMIT);
+            assert!(size > LIMIT);
+        }
+        other => panic!("expected FrameTooLarge, got {other:?}"),
+    }
+    client.send("hello").await.expect("send");
+    let items: Vec<Message> =
+        tokio::time::timeout(T, client.receive_response().collect::<Vec<_>>())
+            .await
+            .expect("in time")
+            .into_iter()
+            .map(|m| m.expect("no errors"))
+            .collect();
+    let result = items.last().and_then(Message::as_result).expect("result");
+    assert!(!result.is_error);
+    client.disconnect().await.expect("disconnect");
+
+    // The gateway's own refusal (a client that does not check): `Refused`, numbered, and the
+    // next frame is answered.
+    let mut c = raw_client(gw.grpc).await;
+    let me = bearer(TOKEN);
+    let info = c
+        .create_session(req(v1::CreateSessionRequest::default(), Some(&me)))
+        .await
+        .unwrap()
+        .into_inner();
+    let (tx, rx) = raw_stream(&mut c, Some(&me), attach(&info.id, 0)).await;
+    let mut rx = rx.expect("stream");
+    let server_message::Msg::Hello(hello) = next(&mut rx).await else {
+        panic!("hello first")
+    };
+    assert_eq!(hello.max_frame_bytes, LIMIT as u64);
+    assert_eq!(hello.in_seq, 0);
+    tx.send(frame(1, vec![b'x'; LIMIT + 1])).await.unwrap();
+    let server_message::Msg::Refused(refused) = next(&mut rx).await else {
+        panic!("a refusal")
+    };
+    assert_eq!(refused.kind, "frame_too_large");
+    assert_eq!(
+        (refused.limit, refused.size, refused.seq),
+        (LIMIT as u64, LIMIT as u64 + 1, 1)
+    );
+    tx.send(frame(2, user_frame("hi"))).await.unwrap();
+    let mut seq = 0;
+    loop {
+        match next(&mut rx).await {
+            server_message::Msg::Frame(f) => {
+                assert_eq!(f.seq, seq + 1);
+                seq = f.seq;
+                let v: serde_json::Value = serde_json::from_slice(&f.data).expect("verbatim JSON");
+                if v["type"] == "result" {
+                    break;
+                }
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    // The transport alone: refused locally (limit known from the hello) or by the gateway (a
+    // per-frame error on the receiver); either way the stream goes on.
+    let transport = GrpcTransport::new(gw.url(), info.id.clone(), TOKEN);
+    drop((tx, rx));
+    let mut conn = tokio::time::timeout(T, transport.connect())
+        .await
+        .expect("in time")
+        .expect("connect");
+    match conn.sender.send(Bytes::from(vec![b'x'; LIMIT + 1])).await {
+        Err(Error::FrameTooLarge { limit, .. }) => assert_eq!(limit, LIMIT),
+        Ok(()) => {
+            let item = tokio::time::timeout(T, conn.receiver.recv())
+                .await
+                .expect("in time")
+                .expect("no transport error");
+            assert!(
+                matches!(item, Some(Err(Error::FrameTooLarge { limit: LIMIT, .. }))),
+                "{item:?}"
+            );
+        }
+        Err(e) => panic!("{e}"),
+    }
+    conn.sender.send(user_frame("again")).await.expect("send");
+    let mut saw_result = false;
+    while !saw_result {
+        let f = tokio::time::timeout(T, conn.receiver.recv())
+            .await
+            .expect("in time")
+            .expect("no transport error")
+            .expect("not the end")
+            .expect("a frame");
+        let v: serde_json::Value = serde_json::from_slice(&f).unwrap();
+        saw_result = v["type"] == "result";
+    }
+    drop(conn);
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_statuses_say_what_went_wrong() {
+    let gw = start(config(&[]).replay_frames(64)).await;
+    let mut c = raw_client(gw.grpc).await;
+    let me = bearer(TOKEN);
+    let (_tx, r) = raw_stream(&mut c, Some(&me), attach("no-such-session", 0)).await;
+    assert_eq!(r.unwrap_err().code(), Code::NotFound);
+    let info = c
+        .create_session(req(v1::CreateSessionRequest::default(), Some(&me)))
+        .await
+        .unwrap()
+        .into_inner();
+    // Another token's session does not exist for us.
+    let (_tx, r) = raw_stream(&mut c, Some(&bearer(OTHER)), attach(&info.id, 0)).await;
+    assert_eq!(r.unwrap_err().code(), Code::NotFound);
+    // The first message must be an attach.
+    let (_tx, r) = raw_stream(&mut c, Some(&me), frame(1, user_frame("hi"))).await;
+    assert_eq!(r.unwrap_err().code(), Code::InvalidArgument);
+    // `after` ahead of the stream.
+    let (_tx, r) = raw_stream(&mut c, Some(&me), attach(&info.id, 10_000)).await;
+    assert_eq!(r.unwrap_err().code(), Code::InvalidArgument);
+    // A newer stream takes the session over: the older one ends with ABORTED.
+    let (_tx1, r1) = raw_stream(&mut c, Some(&me), attach(&info.id, 0)).await;
+    let mut first = r1.expect("first stream");
+    assert!(matches!(next(&mut first).await, server_message::Msg::Hello(_)));
+    let (_tx2, r2) = raw_stream(&mut c, Some(&me), attach(&info.id, 0)).await;
+    let mut second = r2.expect("second stream");
+    assert!(matches!(next(&mut second).await, server_message::Msg::Hello(_)));
+    let status = tokio::time::timeout(T, first.message())
+        .await
+        .expect("in time")
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Aborted);
+    // A client frame number that skips ahead.
+    _tx2.send(frame(5, user_frame("hi"))).await.unwrap();
+    let status = loop {
+        match tokio::time::timeout(T, second.message()).await.expect("in time") {
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("ended without a status"),
+            Err(s) => break s,
+        }
+    };
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_shutdown_ends_streams_and_leaves_no_cli_behind() {
+    let gw = start(config(&[])).await;
+    let mut c = raw_client(gw.grpc).await;
+    let mut pids = Vec::new();
+    let mut ids = Vec::new();
+    for token in [TOKEN, TOKEN, OTHER] {
+        let info = c
+            .create_session(req(v1::CreateSessionRequest::default(), Some(&bearer(token))))
+            .await
+            .expect("create")
+            .into_inner();
+        pids.push(info.pid.unwrap());
+        ids.push(info.id);
+    }
+    // A connected SDK transport sees the end.
+    let transport = GrpcTransport::new(gw.url(), ids[0].clone(), TOKEN);
+    let mut conn = tokio::time::timeout(T, transport.connect())
+        .await
+        .expect("in time")
+        .expect("connect");
+    let grpc = gw.grpc;
+    gw.shutdown().await;
+    for pid in pids {
+        wait_gone(pid).await;
+    }
+    let end = tokio::time::timeout(T, conn.receiver.recv())
+        .await
+        .expect("in time")
+        .expect("an orderly end");
+    assert!(end.is_none(), "{end:?}");
+    let t = conn.receiver.termination().expect("termination");
+    assert!(t.code.is_some() || t.signal.is_some(), "{t:?}");
+    assert!(tokio::net::TcpStream::connect(grpc).await.is_err());
+}

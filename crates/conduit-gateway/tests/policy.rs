@@ -1,0 +1,212 @@
+//! The session-options policy through the real gateway (127.0.0.1, port 0, `mock-claude`):
+//! refusals are HTTP 400 naming the flag, SDK clients see them as errors, and an allowed cwd
+//! reaches the CLI.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use claude_conduit::{Client, Options};
+use claude_conduit_gateway::policy::Policy;
+use claude_conduit_gateway::{GatewayConfig, GatewayError};
+use futures::StreamExt;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::oneshot;
+
+const TOKEN: &str = "policy-test-token";
+const T: Duration = Duration::from_secs(60);
+
+/// The mock CLI binary (built if missing; see tests/gateway.rs).
+fn mock_claude() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let target_dir = exe
+        .parent()
+        .and_then(|p| p.parent())
+        .expect("target dir")
+        .to_path_buf();
+    let bin = target_dir.join("mock-claude");
+    if !bin.exists() {
+        let status = std::process::Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "-p",
+                "claude-conduit-testkit",
+                "--bin",
+                "mock-claude",
+            ])
+            .status()
+            .expect("cargo build mock-claude");
+        assert!(status.success());
+    }
+    bin
+}
+
+fn config(policy: Policy) -> GatewayConfig {
+    GatewayConfig::new()
+        .listen(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .token(TOKEN)
+        .options(Options::builder().cli_path(mock_claude()).build())
+        .close_grace(Duration::from_secs(2))
+        .policy(policy)
+}
+
+struct Running {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), GatewayError>>,
+}
+
+impl Running {
+    async fn shutdown(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        tokio::time::timeout(T, self.task)
+            .await
+            .expect("shutdown in time")
+            .expect("join")
+            .expect("serve ok");
+    }
+}
+
+async fn start(config: GatewayConfig) -> Running {
+    let gateway = claude_conduit_gateway::Gateway::bind(config)
+        .await
+        .expect("bind");
+    let addr = gateway.local_addr();
+    let (stop, stopped) = oneshot::channel();
+    let task = tokio::spawn(gateway.run(async move {
+        let _ = stopped.await;
+    }));
+    Running {
+        addr,
+        stop: Some(stop),
+        task,
+    }
+}
+
+/// `POST /v1/sessions` with `body`: status and JSON reply.
+async fn create(addr: SocketAddr, body: &Value) -> (u16, Value) {
+    let body = body.to_string();
+    let req = format!(
+        "POST /v1/sessions HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+         Authorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut out = Vec::new();
+    tokio::time::timeout(T, s.read_to_end(&mut out))
+        .await
+        .expect("in time")
+        .expect("read");
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").expect("http reply");
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_are_400_naming_the_flag() {
+    let root = tempfile::tempdir().unwrap();
+    let gw = start(config(Policy::default())).await;
+    for (body, needle) in [
+        (json!({"args": ["--settings={}"]}), "--settings"),
+        (
+            json!({"args": ["--permission-mode=bypassPermissions"]}),
+            "bypassPermissions",
+        ),
+        (
+            json!({"args": ["--dangerously-skip-permissions"]}),
+            "--dangerously-skip-permissions",
+        ),
+        (
+            json!({"args": [r#"--mcp-config={"mcpServers":{"x":{"type":"stdio","command":"sh"}}}"#]}),
+            "--mcp-config",
+        ),
+        (
+            json!({"args": ["--permission-prompt-tool=mcp__evil"]}),
+            "--permission-prompt-tool",
+        ),
+        (json!({"cwd": root.path().to_str().unwrap()}), "cwd"),
+    ] {
+        let (status, reply) = create(gw.addr, &body).await;
+        assert_eq!(status, 400, "{body}: {reply}");
+        let msg = reply["error"].as_str().unwrap_or_default();
+        assert!(msg.contains(needle), "{body}: {msg}");
+    }
+    // Allowed flags start a session.
+    let (status, reply) = create(
+        gw.addr,
+        &json!({"args": ["--model=m", "--permission-mode=plan", "--include-partial-messages"]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{reply}");
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sdk_client_sees_the_refusal_and_an_allowed_cwd_reaches_the_cli() {
+    let root = tempfile::tempdir().unwrap();
+    let project = root.path().join("project");
+    std::fs::create_dir(&project).unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let gw = start(config(Policy::default().cwd_root(root.path()))).await;
+    let url = format!("ws://{}", gw.addr);
+
+    let refused = Options::builder()
+        .transport(&url, TOKEN)
+        .extra_arg("plugin-dir", Some("/tmp".into()))
+        .build();
+    let e = tokio::time::timeout(T, Client::connect(refused))
+        .await
+        .expect("in time")
+        .err()
+        .expect("refused");
+    assert!(e.to_string().contains("--plugin-dir"), "{e}");
+
+    let outside_cwd = Options::builder()
+        .transport(&url, TOKEN)
+        .cwd(outside.path())
+        .build();
+    let e = tokio::time::timeout(T, Client::connect(outside_cwd))
+        .await
+        .expect("in time")
+        .err()
+        .expect("refused");
+    assert!(e.to_string().contains("outside"), "{e}");
+
+    let options = Options::builder()
+        .transport(&url, TOKEN)
+        .cwd(&project)
+        .build();
+    let client = tokio::time::timeout(T, Client::connect(options))
+        .await
+        .expect("in time")
+        .expect("connect");
+    client.send("where are you").await.expect("send");
+    let items: Vec<_> = tokio::time::timeout(T, client.receive_response().collect::<Vec<_>>())
+        .await
+        .expect("turn in time");
+    let init_cwd = items
+        .iter()
+        .filter_map(|m| m.as_ref().ok())
+        .find_map(|m| {
+            m.as_system()
+                .and_then(|s| s.as_init())
+                .map(|i| i.cwd.clone())
+        })
+        .expect("system/init");
+    assert_eq!(
+        PathBuf::from(init_cwd),
+        std::fs::canonicalize(&project).unwrap()
+    );
+    tokio::time::timeout(T, client.disconnect())
+        .await
+        .expect("in time")
+        .expect("disconnect");
+    gw.shutdown().await;
+}

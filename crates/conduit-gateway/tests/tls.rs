@@ -1,0 +1,264 @@
+//! The real gateway over TLS (a self-signed certificate made by rcgen) on 127.0.0.1, port 0, with
+//! `mock-claude` as the CLI: HTTPS, plain HTTP refused, a full SDK session over `wss://`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use claude_conduit::transport::tls;
+use claude_conduit::transport::websocket::WebSocketTransport;
+use claude_conduit::{Client, Message, Options};
+use claude_conduit_gateway::{GatewayConfig, GatewayError};
+use futures::StreamExt;
+use rustls_pki_types::ServerName;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::oneshot;
+
+const TOKEN: &str = "tls-test-token";
+const T: Duration = Duration::from_secs(60);
+
+/// The mock CLI binary, next to this test's target directory (built if missing: cargo exposes
+/// `CARGO_BIN_EXE_*` only to the package that owns the binary).
+fn mock_claude() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let target_dir = exe
+        .parent()
+        .and_then(|p| p.parent())
+        .expect("target dir")
+        .to_path_buf();
+    let bin = target_dir.join("mock-claude");
+    if !bin.exists() {
+        let status = std::process::Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "-p",
+                "claude-conduit-testkit",
+                "--bin",
+                "mock-claude",
+            ])
+            .status()
+            .expect("cargo build mock-claude");
+        assert!(status.success());
+    }
+    bin
+}
+
+/// A self-signed certificate for 127.0.0.1 and localhost: (dir, cert.pem, key.pem).
+fn self_signed() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()])
+        .expect("rcgen");
+    let cert = dir.path().join("cert.pem");
+    let key = dir.path().join("key.pem");
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+    (dir, cert, key)
+}
+
+fn config(cert: &Path, key: &Path) -> GatewayConfig {
+    GatewayConfig::new()
+        .listen(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .token(TOKEN)
+        .options(Options::builder().cli_path(mock_claude()).build())
+        .close_grace(Duration::from_secs(2))
+        .tls(cert, key)
+}
+
+struct Running {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), GatewayError>>,
+}
+
+impl Running {
+    async fn shutdown(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        tokio::time::timeout(T, self.task)
+            .await
+            .expect("shutdown in time")
+            .expect("join")
+            .expect("serve ok");
+    }
+}
+
+async fn start(config: GatewayConfig) -> Running {
+    let gateway = claude_conduit_gateway::Gateway::bind(config)
+        .await
+        .expect("bind");
+    let addr = gateway.local_addr();
+    let (stop, stopped) = oneshot::channel();
+    let task = tokio::spawn(gateway.run(async move {
+        let _ = stopped.await;
+    }));
+    Running {
+        addr,
+        stop: Some(stop),
+        task,
+    }
+}
+
+/// `GET path` over TLS with `config`; the status line's code.
+async fn https_get(
+    addr: SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+    path: &str,
+    token: Option<&str>,
+) -> std::io::Result<u16> {
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let name = ServerName::try_from("127.0.0.1").unwrap();
+    let mut s = tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await?;
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n")
+            .as_bytes(),
+    )
+    .await?;
+    let mut out = Vec::new();
+    match s.read_to_end(&mut out).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !out.is_empty() => {}
+        Err(e) => return Err(e),
+    }
+    let text = String::from_utf8_lossy(&out);
+    Ok(text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_health_with_a_trusted_cert_and_plain_http_fails() {
+    let (_dir, cert, key) = self_signed();
+    let gw = start(config(&cert, &key)).await;
+    let trusting = tls::client_config(Some(&cert)).expect("client config");
+
+    let status = tokio::time::timeout(T, https_get(gw.addr, trusting.clone(), "/health", None))
+        .await
+        .expect("in time")
+        .expect("https");
+    assert_eq!(status, 200);
+    let status = tokio::time::timeout(
+        T,
+        https_get(gw.addr, trusting.clone(), "/v1/sessions", Some(TOKEN)),
+    )
+    .await
+    .expect("in time")
+    .expect("https");
+    assert_eq!(status, 200);
+
+    // A client that does not trust the self-signed certificate fails the handshake.
+    let webpki_only = tls::client_config(None).unwrap();
+    let r = tokio::time::timeout(T, https_get(gw.addr, webpki_only, "/health", None))
+        .await
+        .expect("in time");
+    assert!(r.is_err(), "an untrusted certificate was accepted: {r:?}");
+
+    // Plain HTTP to the TLS port gets no HTTP answer.
+    let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(T, s.read_to_end(&mut out))
+        .await
+        .expect("the gateway hangs up on plain HTTP");
+    assert!(
+        !String::from_utf8_lossy(&out).starts_with("HTTP/"),
+        "plain HTTP was served on the TLS port: {:?}",
+        String::from_utf8_lossy(&out)
+    );
+
+    // The TLS port still works after the failed handshakes.
+    let status = tokio::time::timeout(T, https_get(gw.addr, trusting, "/health", None))
+        .await
+        .expect("in time")
+        .expect("https");
+    assert_eq!(status, 200);
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sdk_session_over_wss() {
+    let (_dir, cert, key) = self_signed();
+    let gw = start(config(&cert, &key)).await;
+    // This process trusts the gateway's certificate from now on (every test here uses the same
+    // kind of gateway, so the process-wide default is fine).
+    tls::set_default_client_config(tls::client_config(Some(&cert)).unwrap());
+
+    let options = Options::builder()
+        .transport(format!("wss://{}", gw.addr), TOKEN)
+        .build();
+    let client = tokio::time::timeout(T, Client::connect(options))
+        .await
+        .expect("in time")
+        .expect("connect over wss:// + initialize");
+    assert_eq!(client.cli_version(), Some("2.1.330"));
+    for turn in 0..2 {
+        client.send("hello").await.expect("send");
+        let items: Vec<Message> =
+            tokio::time::timeout(T, client.receive_response().collect::<Vec<_>>())
+                .await
+                .expect("turn in time")
+                .into_iter()
+                .map(|m| m.expect("no errors"))
+                .collect();
+        assert!(
+            items.iter().any(|m| m.as_assistant().is_some()),
+            "turn {turn}"
+        );
+        let result = items
+            .last()
+            .and_then(Message::as_result)
+            .expect("result last");
+        assert!(!result.is_error);
+    }
+    tokio::time::timeout(T, client.disconnect())
+        .await
+        .expect("disconnect in time")
+        .expect("disconnect");
+
+    // The hand-written HTTP/1.1 of create_session speaks https:// too.
+    let id = tokio::time::timeout(
+        T,
+        WebSocketTransport::create_session(
+            &format!("https://{}", gw.addr),
+            TOKEN,
+            &serde_json::json!({}),
+        ),
+    )
+    .await
+    .expect("in time")
+    .expect("create over https");
+    assert!(!id.is_empty());
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn bad_certificate_files_fail_bind_clearly() {
+    let (dir, cert, key) = self_signed();
+    let missing = dir.path().join("missing.pem");
+    let e = claude_conduit_gateway::Gateway::bind(config(&missing, &key))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, GatewayError::Tls(_)) && e.to_string().contains("missing.pem"),
+        "{e}"
+    );
+    // The key file given as the certificate: no certificate in it.
+    let e = claude_conduit_gateway::Gateway::bind(config(&key, &key))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("key.pem"), "{e}");
+    // The certificate given as the key.
+    let e = claude_conduit_gateway::Gateway::bind(config(&cert, &cert))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("cert.pem"), "{e}");
+}
