@@ -378,13 +378,17 @@ impl GatewayFile {
             (Some(_), None) => {
                 return Err(ConfigError::Invalid {
                     key: "tls_key",
-                    message: "tls_cert is set but tls_key is not".into(),
+                    message:
+                        "a certificate (tls_cert, --tls-cert) needs its key (tls_key, --tls-key)"
+                            .into(),
                 });
             }
             (None, Some(_)) => {
                 return Err(ConfigError::Invalid {
                     key: "tls_cert",
-                    message: "tls_key is set but tls_cert is not".into(),
+                    message:
+                        "a key (tls_key, --tls-key) needs its certificate (tls_cert, --tls-cert)"
+                            .into(),
                 });
             }
         }

@@ -370,13 +370,8 @@ async fn connection(
             Outbound::Wait => {}
         }
         tokio::select! {
-            r = &mut reader, if !reader_done => {
-                reader_done = true;
-                if !matches!(r, Ok(ReaderEnd::HalfClosed)) {
-                    break;
-                }
-            }
-            r = events.changed() => if r.is_err() { break },
+            // Refusals first: the reader sends one before it ends on a gap.
+            biased;
             Some(refused) = notices.recv() => {
                 if let InputError::Gap { expected, got } = refused {
                     let reason = format!("frame {got} arrived but {expected} was expected");
@@ -387,6 +382,13 @@ async fn connection(
                     break;
                 }
             }
+            r = &mut reader, if !reader_done => {
+                reader_done = true;
+                if !matches!(r, Ok(ReaderEnd::HalfClosed)) {
+                    break;
+                }
+            }
+            r = events.changed() => if r.is_err() { break },
             () = tx.closed() => break,
         }
     }

@@ -13,6 +13,9 @@
 //! * [`session`]: [`SessionManager`] — one CLI per session, sequence numbers, the replay ring,
 //!   one attached client at a time, the reaper.
 //! * [`server`]: the axum router and [`Gateway`] (bind, serve, graceful shutdown).
+//! * [`http`]: the plain-HTTP front for clients that cannot hold a WebSocket: `POST` frames
+//!   (JSON lines, numbered with `Conduit-Seq`), server-sent events out (`GET …/events`, the
+//!   event id is the frame's sequence number, `Last-Event-ID` resumes), `POST …/ack`.
 //!
 //! # Wire format of `/v1/sessions/{id}/stream`
 //!
@@ -38,6 +41,7 @@
 pub mod auth;
 pub mod config;
 pub mod grpc;
+pub mod http;
 pub mod policy;
 pub mod server;
 pub mod session;

@@ -42,8 +42,8 @@ use crate::{CLOSE_BAD_RESUME, CLOSE_REPLACED, CLOSE_REPLAY_TOO_OLD, GatewayError
 const BATCH: usize = 64;
 
 #[derive(Clone)]
-struct AppState {
-    manager: SessionManager,
+pub(crate) struct AppState {
+    pub(crate) manager: SessionManager,
     tokens: Arc<Tokens>,
 }
 
@@ -149,6 +149,7 @@ pub fn router(manager: SessionManager) -> Router {
         .route("/v1/sessions", get(list_sessions).post(create_session))
         .route("/v1/sessions/{id}", get(get_session).delete(delete_session))
         .route("/v1/sessions/{id}/stream", get(stream))
+        .merge(crate::http::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
@@ -437,6 +438,11 @@ async fn client_connection(
                 }
             }
         }
+    }
+    // The reader may have stopped on a refusal the loop did not get to: say why before going.
+    if let Ok(InputError::Gap { expected, got }) = notices.try_recv() {
+        let reason = format!("frame {got} arrived but {expected} was expected");
+        let _ = tx.send(close_message(CLOSE_BAD_RESUME, reason)).await;
     }
     session.detach(generation);
     tracing::debug!(session = %session.id(), cursor, "client detached");

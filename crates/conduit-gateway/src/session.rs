@@ -411,6 +411,32 @@ impl Session {
         Ok(())
     }
 
+    /// A frame of `size` bytes over the limit that a front already discarded as it streamed (the
+    /// HTTP front never holds it): numbered like [`Session::to_cli`] numbers one (a duplicate is
+    /// skipped, a gap refused) and refused with [`InputError::TooLarge`].
+    pub(crate) async fn refuse_oversize(
+        &self,
+        seq: Option<u64>,
+        size: usize,
+    ) -> Result<(), InputError> {
+        let _order = self.input_order.lock().await;
+        if let Some(seq) = seq {
+            let expected = self.lock().in_seq + 1;
+            if seq < expected {
+                return Ok(());
+            }
+            if seq > expected {
+                return Err(InputError::Gap { expected, got: seq });
+            }
+            self.lock().in_seq = seq;
+        }
+        Err(InputError::TooLarge {
+            limit: self.max_frame,
+            size,
+            seq,
+        })
+    }
+
     /// Ask the writer to close the CLI gracefully.
     pub(crate) fn request_close(&self) {
         self.closing.send_replace(true);

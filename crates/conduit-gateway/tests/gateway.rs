@@ -479,3 +479,257 @@ async fn an_idle_session_is_reaped_even_with_a_client_attached() {
     assert!(gw.manager.is_empty());
     gw.shutdown().await;
 }
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// `seq ++ frame`: a numbered client frame.
+fn numbered(seq: u64, frame: &Value) -> WsMessage {
+    let mut b = seq.to_be_bytes().to_vec();
+    b.extend_from_slice(frame.to_string().as_bytes());
+    WsMessage::Binary(b.into())
+}
+
+fn user_frame(text: &str) -> Value {
+    json!({"type":"user","message":{"role":"user","content":text},
+           "parent_tool_use_id":null,"session_id":""})
+}
+
+/// Read until `results` result frames arrived (acking as we go); returns the last CLI seq and
+/// every text message seen.
+async fn read_results(ws: &mut Ws, mut last: u64, results: usize) -> (u64, Vec<Value>) {
+    let mut seen = 0;
+    let mut texts = Vec::new();
+    while seen < results {
+        let msg = tokio::time::timeout(T, ws.next())
+            .await
+            .expect("a message in time")
+            .expect("open")
+            .expect("ok");
+        match msg {
+            WsMessage::Binary(b) => {
+                let seq = u64::from_be_bytes(b[..8].try_into().unwrap());
+                assert_eq!(seq, last + 1, "in order, once");
+                last = seq;
+                let v: Value = serde_json::from_slice(&b[8..]).unwrap();
+                if v["type"] == "result" {
+                    seen += 1;
+                }
+                ws.send(WsMessage::Text(json!({"ack": seq}).to_string().into()))
+                    .await
+                    .unwrap();
+            }
+            WsMessage::Text(t) => texts.push(serde_json::from_str(t.as_str()).unwrap()),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    (last, texts)
+}
+
+async fn hello(ws: &mut Ws) -> Value {
+    let msg = tokio::time::timeout(T, ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let WsMessage::Text(t) = msg else {
+        panic!("expected the hello first, got {msg:?}")
+    };
+    let v: Value = serde_json::from_str(t.as_str()).unwrap();
+    v["hello"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_frames_resent_after_a_drop_reach_the_cli_exactly_once() {
+    let gw = start(config(&[("MOCK_CLAUDE_MESSAGES", "1")])).await;
+    let (_, created) = create(gw.addr, TOKEN).await;
+    let id = created["id"].as_str().unwrap().to_owned();
+
+    let mut ws = raw_socket(gw.addr, &id, 0).await;
+    assert_eq!(hello(&mut ws).await["in_seq"], 0);
+    ws.send(numbered(1, &user_frame("one"))).await.unwrap();
+    ws.send(numbered(2, &user_frame("two"))).await.unwrap();
+    let (last, _) = read_results(&mut ws, 0, 2).await;
+    drop(ws);
+
+    // The new connection learns the gateway has frames up to 2. A client that does not know
+    // (its frame was in flight when the socket died) resends 2: skipped, not run twice.
+    let mut ws = raw_socket(gw.addr, &id, last).await;
+    assert_eq!(hello(&mut ws).await["in_seq"], 2);
+    ws.send(numbered(2, &user_frame("two again"))).await.unwrap();
+    ws.send(numbered(3, &user_frame("three"))).await.unwrap();
+    ws.send(WsMessage::Text(r#"{"end_input":true}"#.into()))
+        .await
+        .unwrap();
+    // Exactly one more turn (for 3), then the CLI ends on end of input.
+    let (last, _) = read_results(&mut ws, last, 1).await;
+    let mut tail = Vec::new();
+    while let Some(Ok(msg)) = tokio::time::timeout(T, ws.next()).await.unwrap() {
+        match msg {
+            WsMessage::Binary(b) => tail.push(serde_json::from_slice::<Value>(&b[8..]).unwrap()),
+            WsMessage::Text(t) => tail.push(serde_json::from_str(t.as_str()).unwrap()),
+            WsMessage::Close(_) => break,
+            _ => {}
+        }
+    }
+    assert!(
+        tail.iter().all(|v| v["type"] != "result"),
+        "a duplicate ran: {tail:?}"
+    );
+    assert!(tail.iter().any(|v| v.get("end").is_some()), "{tail:?}");
+    let info = gw
+        .manager
+        .get(claude_conduit_gateway::auth::TokenId(0), &id)
+        .unwrap()
+        .info();
+    assert!(info.last_seq >= last);
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gap_in_client_frame_numbers_is_refused_with_a_close_code() {
+    let gw = start(config(&[])).await;
+    let (_, created) = create(gw.addr, TOKEN).await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    let mut ws = raw_socket(gw.addr, &id, 0).await;
+    hello(&mut ws).await;
+    ws.send(numbered(5, &user_frame("skipped ahead")))
+        .await
+        .unwrap();
+    let (code, reason) = close_code(ws).await;
+    assert_eq!(code, claude_conduit_gateway::CLOSE_BAD_RESUME, "{reason}");
+    assert!(reason.contains("expected"), "{reason}");
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversize_client_frame_is_refused_and_the_session_goes_on() {
+    let gw = start(config(&[("MOCK_CLAUDE_MESSAGES", "1")]).max_frame_bytes_limit(4096)).await;
+    // Raw client: the gateway refuses the frame with a typed error and keeps the session.
+    let (_, created) = create(gw.addr, TOKEN).await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    let mut ws = raw_socket(gw.addr, &id, 0).await;
+    assert_eq!(hello(&mut ws).await["max_frame_bytes"], 4096);
+    let big = user_frame(&"x".repeat(10_000));
+    ws.send(numbered(1, &big)).await.unwrap();
+    ws.send(numbered(2, &user_frame("small"))).await.unwrap();
+    let (_, texts) = read_results(&mut ws, 0, 1).await;
+    let refusal = texts
+        .iter()
+        .find_map(|t| t.get("error"))
+        .expect("a refusal");
+    assert_eq!(refusal["kind"], "frame_too_large");
+    assert_eq!(refusal["limit"], 4096);
+    assert_eq!(refusal["seq"], 1);
+    assert!(refusal["size"].as_u64().unwrap() > 10_000);
+    drop(ws);
+
+    // SDK client: refused locally with FrameTooLarge (the hello told it the gateway's limit).
+    let id = WebSocketTransport::create_session(&gw.url(), TOKEN, &json!({}))
+        .await
+        .expect("create");
+    let client = Client::connect_with(
+        WebSocketTransport::new(gw.url(), id, TOKEN),
+        Options::default(),
+    )
+    .await
+    .expect("connect");
+    let err = client.send("y".repeat(10_000)).await.unwrap_err();
+    assert!(
+        matches!(err, claude_conduit::Error::FrameTooLarge { limit: 4096, .. }),
+        "{err:?}"
+    );
+    client.send("small").await.expect("the session goes on");
+    let items: Vec<_> = tokio::time::timeout(T, client.receive_response().collect::<Vec<_>>())
+        .await
+        .unwrap();
+    assert!(items.last().unwrap().as_ref().unwrap().as_result().is_some());
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prompts_sent_while_the_connection_is_being_dropped_each_run_once() {
+    let gw = start(config(&[("MOCK_CLAUDE_MESSAGES", "3")])).await;
+    let id = WebSocketTransport::create_session(&gw.url(), TOKEN, &json!({}))
+        .await
+        .expect("create");
+    let client = Client::connect_with(
+        WebSocketTransport::new(gw.url(), id.clone(), TOKEN),
+        Options::default(),
+    )
+    .await
+    .expect("connect");
+    for turn in 0..8 {
+        // Drop the socket from the server side, then send at once: the prompt may go into the
+        // dying socket; the transport resends what the gateway did not accept.
+        assert!(gw.manager.kick(&id));
+        client.send(format!("turn {turn}")).await.expect("send");
+        let items: Vec<Message> =
+            tokio::time::timeout(T, client.receive_response().collect::<Vec<_>>())
+                .await
+                .expect("turn in time")
+                .into_iter()
+                .map(|m| m.expect("no errors"))
+                .collect();
+        assert_eq!(assistant_seqs(&items).len(), 3, "turn {turn}");
+        assert_eq!(items.iter().filter(|m| m.is_result()).count(), 1);
+    }
+    let m = client.metrics().snapshot();
+    assert!(m.reconnects >= 1, "{m:?}");
+    // Exactly 8 turns ran in the CLI: no prompt was lost or doubled.
+    client.end_input().await.expect("end input");
+    let rest: Vec<_> = tokio::time::timeout(T, client.receive_messages().collect::<Vec<_>>())
+        .await
+        .unwrap();
+    assert!(
+        rest.iter().all(|m| !m.as_ref().is_ok_and(|m| m.is_result())),
+        "an extra turn ran: {rest:?}"
+    );
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_concurrent_sessions_each_run_a_turn() {
+    const N: usize = 100;
+    let gw = start(config(&[("MOCK_CLAUDE_MESSAGES", "5")]).max_sessions_per_token(N)).await;
+    let url = gw.url();
+    let runs = (0..N).map(|i| {
+        let url = url.clone();
+        async move {
+            let id = WebSocketTransport::create_session(&url, TOKEN, &json!({}))
+                .await
+                .expect("create");
+            let client = Client::connect_with(
+                WebSocketTransport::new(url, id, TOKEN),
+                Options::default(),
+            )
+            .await
+            .expect("connect");
+            client.send(format!("session {i}")).await.expect("send");
+            let items: Vec<Message> = client
+                .receive_response()
+                .collect::<Vec<_>>()
+                .await
+                .into_iter()
+                .map(|m| m.expect("no errors"))
+                .collect();
+            assert_eq!(assistant_seqs(&items).len(), 5);
+            assert!(items.last().and_then(Message::as_result).is_some());
+            client
+        }
+    });
+    let clients = tokio::time::timeout(
+        Duration::from_secs(180),
+        futures::future::join_all(runs),
+    )
+    .await
+    .expect("100 sessions in time");
+    assert_eq!(gw.manager.len(), N);
+    let pids = gw.manager.pids();
+    assert_eq!(pids.len(), N);
+    drop(clients);
+    gw.shutdown().await;
+    for pid in pids {
+        wait_gone(pid).await;
+    }
+}

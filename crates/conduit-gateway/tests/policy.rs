@@ -161,22 +161,24 @@ async fn sdk_client_sees_the_refusal_and_an_allowed_cwd_reaches_the_cli() {
         .transport(&url, TOKEN)
         .extra_arg("plugin-dir", Some("/tmp".into()))
         .build();
-    let e = tokio::time::timeout(T, Client::connect(refused))
+    let Err(e) = tokio::time::timeout(T, Client::connect(refused))
         .await
         .expect("in time")
-        .err()
-        .expect("refused");
+    else {
+        panic!("refused");
+    };
     assert!(e.to_string().contains("--plugin-dir"), "{e}");
 
     let outside_cwd = Options::builder()
         .transport(&url, TOKEN)
         .cwd(outside.path())
         .build();
-    let e = tokio::time::timeout(T, Client::connect(outside_cwd))
+    let Err(e) = tokio::time::timeout(T, Client::connect(outside_cwd))
         .await
         .expect("in time")
-        .err()
-        .expect("refused");
+    else {
+        panic!("refused");
+    };
     assert!(e.to_string().contains("outside"), "{e}");
 
     let options = Options::builder()

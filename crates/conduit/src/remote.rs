@@ -241,6 +241,13 @@ pub(crate) async fn connect(remote: Remote, options: Options) -> Result<crate::C
         }
         #[cfg(not(feature = "websocket"))]
         Scheme::Ws | Scheme::Wss => Err(missing_feature("websocket")),
+        #[cfg(feature = "http")]
+        Scheme::Http | Scheme::Https => {
+            let request = SessionRequest::from_options(&options)?;
+            let t = crate::transport::http::HttpTransport::open_session(&remote, &request).await?;
+            crate::Client::connect_with(t, options).await
+        }
+        #[cfg(not(feature = "http"))]
         Scheme::Http | Scheme::Https => Err(missing_feature("http")),
         #[cfg(feature = "grpc")]
         Scheme::Grpc | Scheme::Grpcs => {

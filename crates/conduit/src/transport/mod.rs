@@ -19,6 +19,8 @@ pub mod subprocess;
 pub mod websocket;
 #[cfg(feature = "grpc")]
 pub mod grpc;
+#[cfg(feature = "http")]
+pub mod http;
 #[cfg(feature = "tls")]
 pub mod tls;
 
