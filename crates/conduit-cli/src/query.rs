@@ -116,6 +116,38 @@ pub struct QueryArgs {
     /// SessionStart and SessionEnd; the hooks change nothing.
     #[arg(long)]
     pub show_hooks: bool,
+    /// Run the session on a conduit gateway (`conduit serve`) instead of a local CLI:
+    /// `ws://HOST:PORT`, `wss://…`, `http://…` / `https://…` (server-sent events) or
+    /// `grpc://HOST:PORT`. Callbacks (--allow, --ask, hooks) still run here.
+    #[arg(long, value_name = "URL")]
+    pub via: Option<String>,
+    /// File holding the gateway's bearer token (first non-comment line); default: the
+    /// `CONDUIT_TOKEN` environment variable.
+    #[arg(long, value_name = "F", requires = "via")]
+    pub token_file: Option<PathBuf>,
+}
+
+/// The bearer token for `--via`: the first non-blank, non-`#` line of `file`, else
+/// `CONDUIT_TOKEN`.
+pub fn gateway_token(file: Option<&std::path::Path>) -> Result<String, Error> {
+    let token = match file {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| {
+                Error::InvalidOptions(format!("cannot read the token file {}: {e}", path.display()))
+            })?
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(str::to_owned)
+            .unwrap_or_default(),
+        None => std::env::var("CONDUIT_TOKEN").unwrap_or_default(),
+    };
+    if token.is_empty() {
+        return Err(Error::InvalidOptions(
+            "--via needs a token: --token-file F or CONDUIT_TOKEN".into(),
+        ));
+    }
+    Ok(token)
 }
 
 /// The end of `conduit query --help`.
@@ -156,6 +188,9 @@ impl QueryArgs {
         }
         if let Some(d) = &self.cwd {
             b = b.cwd(d);
+        }
+        if let Some(url) = &self.via {
+            b = b.transport(url, gateway_token(self.token_file.as_deref())?);
         }
         let permissions = self.permission_flags();
         permissions.check()?;

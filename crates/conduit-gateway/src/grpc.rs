@@ -229,9 +229,9 @@ impl Conduit for ConduitService {
             AttachError::TooOld { after, oldest } => Status::out_of_range(format!(
                 "replay too old: after={after}, oldest kept seq={oldest}"
             )),
-            AttachError::Ahead { after, last } => Status::invalid_argument(format!(
-                "bad resume: after={after} but last seq={last}"
-            )),
+            AttachError::Ahead { after, last } => {
+                Status::invalid_argument(format!("bad resume: after={after} but last seq={last}"))
+            }
         })?;
         tracing::debug!(session = %session.id(), after = attach.after, in_seq = attached.in_seq,
             "gRPC client attached");
@@ -265,9 +265,7 @@ async fn read_client(
         let result = match msg.msg {
             Some(client_message::Msg::Frame(f)) => {
                 let seq = (f.seq != 0).then_some(f.seq);
-                session
-                    .to_cli(Input::Frame { seq, frame: f.data })
-                    .await
+                session.to_cli(Input::Frame { seq, frame: f.data }).await
             }
             Some(client_message::Msg::Ack(a)) => {
                 session.ack(a.seq);

@@ -126,8 +126,7 @@ async fn raw_client(addr: SocketAddr) -> ConduitClient<Channel> {
 fn req<M>(message: M, header: Option<&str>) -> Request<M> {
     let mut r = Request::new(message);
     if let Some(h) = header {
-        r.metadata_mut()
-            .insert("authorization", h.parse().unwrap());
+        r.metadata_mut().insert("authorization", h.parse().unwrap());
     }
     r
 }
@@ -575,10 +574,16 @@ async fn stream_statuses_say_what_went_wrong() {
     // A newer stream takes the session over: the older one ends with ABORTED.
     let (_tx1, r1) = raw_stream(&mut c, Some(&me), attach(&info.id, 0)).await;
     let mut first = r1.expect("first stream");
-    assert!(matches!(next(&mut first).await, server_message::Msg::Hello(_)));
+    assert!(matches!(
+        next(&mut first).await,
+        server_message::Msg::Hello(_)
+    ));
     let (_tx2, r2) = raw_stream(&mut c, Some(&me), attach(&info.id, 0)).await;
     let mut second = r2.expect("second stream");
-    assert!(matches!(next(&mut second).await, server_message::Msg::Hello(_)));
+    assert!(matches!(
+        next(&mut second).await,
+        server_message::Msg::Hello(_)
+    ));
     let status = tokio::time::timeout(T, first.message())
         .await
         .expect("in time")
@@ -587,7 +592,10 @@ async fn stream_statuses_say_what_went_wrong() {
     // A client frame number that skips ahead.
     _tx2.send(frame(5, user_frame("hi"))).await.unwrap();
     let status = loop {
-        match tokio::time::timeout(T, second.message()).await.expect("in time") {
+        match tokio::time::timeout(T, second.message())
+            .await
+            .expect("in time")
+        {
             Ok(Some(_)) => {}
             Ok(None) => panic!("ended without a status"),
             Err(s) => break s,
@@ -605,7 +613,10 @@ async fn gateway_shutdown_ends_streams_and_leaves_no_cli_behind() {
     let mut ids = Vec::new();
     for token in [TOKEN, TOKEN, OTHER] {
         let info = c
-            .create_session(req(v1::CreateSessionRequest::default(), Some(&bearer(token))))
+            .create_session(req(
+                v1::CreateSessionRequest::default(),
+                Some(&bearer(token)),
+            ))
             .await
             .expect("create")
             .into_inner();

@@ -773,7 +773,13 @@ mod tests {
             Some("http://h:2")
         );
         assert_eq!(http_endpoint("h:3").ok().as_deref(), Some("http://h:3"));
-        for bad in ["grpcs://h:1", "https://h:1", "grpc://", "grpc://h:1/x", "ws://h:1"] {
+        for bad in [
+            "grpcs://h:1",
+            "https://h:1",
+            "grpc://",
+            "grpc://h:1/x",
+            "ws://h:1",
+        ] {
             assert!(http_endpoint(bad).is_err(), "{bad}");
         }
     }
