@@ -44,9 +44,12 @@ enum Command {
 fn main() -> ExitCode {
     // `conduit mock-claude` must not pay for a tokio runtime or argument parsing: it is the
     // stand-in CLI the benchmarks measure against.
+    // Run as a link named `mock-claude`: the same, for callers that cannot put an argument first
+    // (a gateway's CLI in `conduit bench --via` and `conduit bench sessions`).
     if std::env::args_os()
         .nth(1)
         .is_some_and(|a| a == "mock-claude")
+        || bench::invoked_as_mock()
     {
         return claude_conduit_testkit::mock_claude::run();
     }

@@ -367,18 +367,19 @@ async fn client_connection(
         }
         match session.poll_outbound(generation, cursor, BATCH) {
             Outbound::Frames(frames) => {
+                // Queue the batch, then flush once: one write for many small frames.
                 let mut failed = false;
                 for (seq, frame) in frames {
                     let mut buf = BytesMut::with_capacity(8 + frame.len());
                     buf.put_u64(seq);
                     buf.put_slice(&frame);
-                    if tx.send(Message::Binary(buf.freeze())).await.is_err() {
+                    if tx.feed(Message::Binary(buf.freeze())).await.is_err() {
                         failed = true;
                         break;
                     }
                     cursor = seq;
                 }
-                if failed {
+                if failed || tx.flush().await.is_err() {
                     break;
                 }
                 // Let the reader run between batches (acks free ring space).

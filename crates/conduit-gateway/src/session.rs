@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use futures::FutureExt;
 use claude_conduit::transport::{FrameReceiver, FrameSender, Termination, Transport};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
@@ -30,6 +31,9 @@ use tokio::task::JoinHandle;
 use crate::GatewayError;
 use crate::auth::TokenId;
 use crate::config::GatewayConfig;
+
+/// Frames the pump takes from the CLI before it wakes the connection, when more are ready.
+const PUMP_BATCH: usize = 64;
 
 /// Clients ack at least every this many frames (the replay ring is never smaller than
 /// [`MIN_REPLAY_FRAMES`](crate::config::MIN_REPLAY_FRAMES)).
@@ -765,8 +769,22 @@ async fn pump_task<R: FrameReceiver>(
     closing: watch::Receiver<bool>,
 ) {
     let mut events = session.subscribe();
+    // Frames pushed since the last wake-up of the connection: one wake-up per batch of frames
+    // that were already there to read, not one per frame.
+    let mut unannounced = 0usize;
     let end = loop {
-        match receiver.recv().await {
+        let item = if unannounced == 0 {
+            receiver.recv().await
+        } else if unannounced < PUMP_BATCH
+            && let Some(item) = receiver.recv().now_or_never()
+        {
+            item
+        } else {
+            session.bump();
+            unannounced = 0;
+            receiver.recv().await
+        };
+        match item {
             Ok(Some(Ok(frame))) => {
                 let mut frame = Some(frame);
                 while let Some(f) = frame.take() {
@@ -787,16 +805,22 @@ async fn pump_task<R: FrameReceiver>(
                             let seq = st.last_seq;
                             st.ring.push_back((seq, f));
                             st.last_activity = Instant::now();
+                            unannounced += 1;
                             continue;
                         }
                     }
                     frame = Some(f);
-                    // Full of unacked frames: wait for an ack (or for the session to close).
+                    // Full of unacked frames: let the connection send them, then wait for an
+                    // ack (or for the session to close).
+                    if unannounced > 0 {
+                        session.bump();
+                        unannounced = 0;
+                        events.borrow_and_update();
+                    }
                     if events.changed().await.is_err() {
                         break;
                     }
                 }
-                session.bump();
             }
             Ok(Some(Err(e))) => tracing::warn!(session = %session.id, error = %e, "frame skipped"),
             Ok(None) => break receiver.termination().unwrap_or_default(),

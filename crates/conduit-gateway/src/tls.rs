@@ -123,6 +123,14 @@ impl GatewayListener {
     }
 }
 
+/// Frames are small and latency-bound (a permission answer, a user turn): never let Nagle's
+/// algorithm hold one back waiting for a delayed ACK.
+fn nodelay(tcp: &TcpStream) {
+    if let Err(e) = tcp.set_nodelay(true) {
+        tracing::debug!(error = %e, "TCP_NODELAY not set");
+    }
+}
+
 /// As axum does for its own listeners: per-connection errors are skipped, others (too many open
 /// files, …) are logged and waited out.
 async fn accept_error(e: std::io::Error) {
@@ -145,7 +153,10 @@ impl axum::serve::Listener for GatewayListener {
         loop {
             let Some(acceptor) = self.tls.clone() else {
                 match self.tcp.accept().await {
-                    Ok((tcp, addr)) => return (Either::Left(tcp), addr),
+                    Ok((tcp, addr)) => {
+                        nodelay(&tcp);
+                        return (Either::Left(tcp), addr);
+                    }
                     Err(e) => accept_error(e).await,
                 }
                 continue;
@@ -158,7 +169,10 @@ impl axum::serve::Listener for GatewayListener {
                     }
                 }
                 accepted = self.tcp.accept(), if room => match accepted {
-                    Ok((tcp, addr)) => self.start_handshake(acceptor, tcp, addr),
+                    Ok((tcp, addr)) => {
+                        nodelay(&tcp);
+                        self.start_handshake(acceptor, tcp, addr);
+                    }
                     Err(e) => accept_error(e).await,
                 },
             }

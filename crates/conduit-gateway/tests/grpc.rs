@@ -252,11 +252,12 @@ async fn every_call_needs_a_valid_bearer_token() {
     let wrong = Options::builder()
         .transport(gw.url(), "wrong-token")
         .build();
-    let err = tokio::time::timeout(T, Client::connect(wrong))
+    let Err(err) = tokio::time::timeout(T, Client::connect(wrong))
         .await
         .expect("in time")
-        .err()
-        .expect("refused");
+    else {
+        panic!("a wrong token is refused")
+    };
     assert!(err.to_string().contains("Unauthenticated"), "{err}");
     assert!(gw.manager.is_empty());
     gw.shutdown().await;
@@ -642,4 +643,125 @@ async fn gateway_shutdown_ends_streams_and_leaves_no_cli_behind() {
     let t = conn.receiver.termination().expect("termination");
     assert!(t.code.is_some() || t.signal.is_some(), "{t:?}");
     assert!(tokio::net::TcpStream::connect(grpc).await.is_err());
+}
+
+/// Read frames until `results` results have passed; returns the last seq seen.
+async fn read_results(rx: &mut Streaming<v1::ServerMessage>, mut last: u64, results: usize) -> u64 {
+    let mut seen = 0;
+    while seen < results {
+        match next(rx).await {
+            server_message::Msg::Frame(f) => {
+                assert_eq!(f.seq, last + 1);
+                last = f.seq;
+                let v: serde_json::Value = serde_json::from_slice(&f.data).unwrap();
+                if v["type"] == "result" {
+                    seen += 1;
+                }
+            }
+            server_message::Msg::InAck(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    last
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_frames_resent_after_a_drop_reach_the_cli_exactly_once() {
+    let gw = start(config(&[("MOCK_CLAUDE_MESSAGES", "1")])).await;
+    let mut c = raw_client(gw.grpc).await;
+    let me = bearer(TOKEN);
+    let info = c
+        .create_session(req(v1::CreateSessionRequest::default(), Some(&me)))
+        .await
+        .unwrap()
+        .into_inner();
+    let (tx, rx) = raw_stream(&mut c, Some(&me), attach(&info.id, 0)).await;
+    let mut rx = rx.expect("stream");
+    let server_message::Msg::Hello(hello) = next(&mut rx).await else {
+        panic!("hello first")
+    };
+    assert_eq!(hello.in_seq, 0);
+    tx.send(frame(1, user_frame("one"))).await.unwrap();
+    tx.send(frame(2, user_frame("two"))).await.unwrap();
+    let last = read_results(&mut rx, 0, 2).await;
+    drop((tx, rx));
+
+    // The new stream learns the gateway has frames up to 2. A client that does not know (its
+    // frame was in flight when the stream died) resends 2: skipped, not run twice.
+    let (tx, rx) = raw_stream(&mut c, Some(&me), attach(&info.id, last)).await;
+    let mut rx = rx.expect("stream");
+    let server_message::Msg::Hello(hello) = next(&mut rx).await else {
+        panic!("hello first")
+    };
+    assert_eq!(hello.in_seq, 2);
+    tx.send(frame(2, user_frame("two again"))).await.unwrap();
+    tx.send(frame(3, user_frame("three"))).await.unwrap();
+    tx.send(msg(client_message::Msg::EndInput(v1::EndInput {})))
+        .await
+        .unwrap();
+    // Exactly one more turn (for 3), then the CLI ends on end of input.
+    let last = read_results(&mut rx, last, 1).await;
+    let mut tail = Vec::new();
+    loop {
+        match next(&mut rx).await {
+            server_message::Msg::Frame(f) => {
+                tail.push(serde_json::from_slice::<serde_json::Value>(&f.data).unwrap());
+            }
+            server_message::Msg::End(end) => {
+                assert_eq!(end.code, Some(0), "{end:?}");
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert!(
+        tail.iter().all(|v| v["type"] != "result"),
+        "a duplicate ran: {tail:?}"
+    );
+    // After `End` the stream ends with status OK.
+    let after_end = tokio::time::timeout(T, rx.message())
+        .await
+        .expect("in time");
+    assert!(matches!(after_end, Ok(None)), "{after_end:?}");
+    assert!(gw.only_session().last_seq >= last);
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prompts_sent_while_the_stream_is_being_dropped_each_run_once() {
+    let gw = start(config(&[("MOCK_CLAUDE_MESSAGES", "3")])).await;
+    let options = Options::builder().transport(gw.url(), TOKEN).build();
+    let client = tokio::time::timeout(T, Client::connect(options))
+        .await
+        .expect("in time")
+        .expect("connect");
+    let id = gw.only_session().id;
+    for turn in 0..8 {
+        // Drop the stream from the server side, then send at once: the prompt may go into the
+        // dying stream; the transport resends what the gateway did not accept.
+        assert!(gw.manager.kick(&id));
+        client.send(format!("turn {turn}")).await.expect("send");
+        let items: Vec<Message> =
+            tokio::time::timeout(T, client.receive_response().collect::<Vec<_>>())
+                .await
+                .expect("turn in time")
+                .into_iter()
+                .map(|m| m.expect("no errors"))
+                .collect();
+        assert_eq!(assistant_seqs(&items).len(), 3, "turn {turn}");
+        assert_eq!(items.iter().filter(|m| m.is_result()).count(), 1);
+    }
+    let m = client.metrics().snapshot();
+    assert!(m.reconnects >= 1, "{m:?}");
+    // Exactly 8 turns ran in the CLI: no prompt was lost or doubled.
+    client.end_input().await.expect("end input");
+    let rest: Vec<_> = tokio::time::timeout(T, client.receive_messages().collect::<Vec<_>>())
+        .await
+        .unwrap();
+    assert!(
+        rest.iter()
+            .all(|m| !m.as_ref().is_ok_and(|m| m.is_result())),
+        "an extra turn ran: {rest:?}"
+    );
+    gw.shutdown().await;
 }

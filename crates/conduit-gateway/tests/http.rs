@@ -245,7 +245,7 @@ impl SseConn {
                 };
                 let mut has_data = false;
                 for line in block.lines() {
-                    if line.starts_with(':') {
+                    if line.is_empty() || line.starts_with(':') {
                         continue;
                     }
                     let (field, value) = line.split_once(": ").unwrap_or((line, ""));
@@ -692,5 +692,59 @@ async fn the_transport_refuses_an_oversize_frame_locally_and_goes_on() {
     assert_eq!(types.first().map(String::as_str), Some("system"));
     assert_eq!(types.last().map(String::as_str), Some("result"));
     assert_eq!(rx.termination().and_then(|t| t.code), Some(0));
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newer_attach_replaces_the_older_event_stream() {
+    let gw = start(config(&[])).await;
+    let id = create(gw.addr).await;
+    let events = format!("/v1/sessions/{id}/events");
+    let (_, mut first) = SseConn::open(gw.addr, &events, &[]).await;
+    assert_eq!(first.next().await.unwrap().name.as_deref(), Some("hello"));
+    let (_, mut second) = SseConn::open(gw.addr, &events, &[]).await;
+    assert_eq!(second.next().await.unwrap().name.as_deref(), Some("hello"));
+    let refused = first.next().await.expect("an error event");
+    assert_eq!(refused.name.as_deref(), Some("error"));
+    let v: Value = serde_json::from_str(&refused.data).unwrap();
+    assert_eq!(v["kind"], "replaced");
+    assert!(first.next().await.is_none());
+    assert!(gw.only_session().attached);
+    drop(second);
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_frames_arrive_whole_over_http() {
+    const TEXT: usize = 4_000_000;
+    let gw = start(config(&[
+        ("MOCK_CLAUDE_MESSAGES", "5"),
+        ("MOCK_CLAUDE_TEXT_BYTES", "4000000"),
+    ]))
+    .await;
+    let options = Options::builder().transport(gw.url(), TOKEN).build();
+    let client = tokio::time::timeout(T, Client::connect(options))
+        .await
+        .expect("in time")
+        .expect("connect");
+    // A client frame over axum's default body limit (2 MB) passes too: bodies are streamed.
+    let prompt = "y".repeat(3_000_000);
+    client.send(prompt.as_str()).await.expect("send");
+    let items: Vec<Message> =
+        tokio::time::timeout(T, client.receive_response().collect::<Vec<_>>())
+            .await
+            .expect("in time")
+            .into_iter()
+            .map(|m| m.expect("no errors"))
+            .collect();
+    let sizes: Vec<usize> = items
+        .iter()
+        .filter(|m| m.as_assistant().is_some())
+        .map(|m| m.raw().len())
+        .collect();
+    assert_eq!(sizes.len(), 5);
+    assert!(sizes.iter().all(|&n| n > TEXT), "{sizes:?}");
+    assert!(items.last().and_then(Message::as_result).is_some());
+    client.disconnect().await.expect("disconnect");
     gw.shutdown().await;
 }

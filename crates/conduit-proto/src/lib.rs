@@ -1,7 +1,7 @@
 //! The claude-conduit gateway's gRPC service, generated from `proto/conduit.proto` (package
 //! `conduit.v1`) with tonic: messages ([`v1::ClientMessage`], [`v1::ServerMessage`], …), the
 //! client ([`v1::conduit_client::ConduitClient`]) and the server trait
-//! ([`v1::conduit::Conduit`] via [`v1::conduit_server`]).
+//! ([`v1::conduit_server::Conduit`], served by [`v1::conduit_server::ConduitServer`]).
 //!
 //! `bytes` fields are [`bytes::Bytes`]. The code is generated at build time from the `.proto`
 //! file by `protox` (a pure-Rust protobuf compiler) and `tonic-prost-build`: no `protoc` needed.

@@ -38,7 +38,34 @@
 mod floor;
 mod report;
 mod sdk;
+mod sessions;
 mod sys;
+mod via;
+
+/// The file name under which `conduit` runs as `conduit mock-claude`.
+const MOCK_LINK_NAME: &str = "mock-claude";
+
+/// Whether this process was started through a link named [`MOCK_LINK_NAME`].
+pub fn invoked_as_mock() -> bool {
+    std::env::args_os().next().is_some_and(|a| {
+        std::path::Path::new(&a)
+            .file_name()
+            .is_some_and(|n| n == MOCK_LINK_NAME)
+    })
+}
+
+/// A symbolic link named `mock-claude` to this executable, in a per-process temporary directory:
+/// a CLI path that runs the mock without an argument in front (what a gateway needs).
+fn mock_link() -> Result<PathBuf> {
+    let exe = std::env::current_exe().context("finding this executable")?;
+    let dir = std::env::temp_dir().join(format!("conduit-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let link = dir.join(MOCK_LINK_NAME);
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(&exe, &link)
+        .with_context(|| format!("linking {} to {}", link.display(), exe.display()))?;
+    Ok(link)
+}
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -70,6 +97,9 @@ enum Workload {
     Pingpong(PingpongArgs),
     /// What the SDK adds to a CLI start: Client::connect_with vs spawn + initialize round trip.
     Startup(StartupArgs),
+    /// Many idle sessions on one gateway (`conduit serve` as a child process): the gateway's
+    /// RSS per session and the connect time (create + connect + initialize) p50/p99.
+    Sessions(sessions::SessionsArgs),
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -125,6 +155,15 @@ struct Common {
     /// Print every round's figures on stderr.
     #[arg(long, short)]
     verbose: bool,
+    /// Run the SDK side through a conduit gateway: `ws`, `http` or `grpc` start one in this
+    /// process on 127.0.0.1 (with the same mock CLI behind it); a URL (`ws://…`, `grpc://…`)
+    /// uses a running `conduit serve` (its CLI must be the mock with the same knobs). The floor
+    /// stays a local raw pipe.
+    #[arg(long, value_name = "TRANSPORT|URL")]
+    via: Option<String>,
+    /// The bearer token file for `--via URL` (default: `CONDUIT_TOKEN`).
+    #[arg(long, value_name = "F", requires = "via")]
+    token_file: Option<PathBuf>,
 }
 
 /// The SDK side's runtime.
@@ -177,6 +216,7 @@ fn run_blocking(args: BenchArgs) -> Result<ExitCode> {
         Workload::Firehose(a) => firehose(&a),
         Workload::Pingpong(a) => pingpong(&a),
         Workload::Startup(a) => startup(&a),
+        Workload::Sessions(a) => sessions::run(&a),
     }
 }
 
@@ -187,6 +227,8 @@ struct Target {
     /// Arguments before the SDK's argv (`mock-claude` for the default CLI).
     prefix: Vec<OsString>,
     options: Options,
+    /// The gateway the SDK side goes through (`--via`), once started.
+    via: Option<via::Via>,
 }
 
 impl Target {
@@ -208,6 +250,7 @@ impl Target {
             program,
             prefix,
             options: b.build(),
+            via: None,
         })
     }
 
@@ -249,6 +292,9 @@ impl Target {
         for a in &self.prefix {
             s.push(' ');
             s.push_str(&a.to_string_lossy());
+        }
+        if let Some(v) = &self.via {
+            s.push_str(&format!("; SDK side via {}", v.describe()));
         }
         s
     }
@@ -327,7 +373,8 @@ fn alternate(
         }
         // Byte counts may differ by a few bytes (a CLI's timing and cost fields vary in width);
         // message counts may not.
-        let bytes_differ = f.bytes.abs_diff(s.bytes) > f.bytes / 1000;
+        // Through a gateway the SDK side counts frame bytes without newlines: compare messages.
+        let bytes_differ = common.via.is_none() && f.bytes.abs_diff(s.bytes) > f.bytes / 1000;
         if check_counts && (f.items != s.items || bytes_differ) {
             bail!(
                 "round {}: the SDK received {} messages ({} bytes) but the floor read {} lines ({} \
@@ -362,6 +409,7 @@ fn firehose(a: &FirehoseArgs) -> Result<ExitCode> {
     )?;
     let frames = Frames::new();
     let rt = a.common.runtime.build()?;
+    let target = via::attach(target, &a.common, &rt)?;
     let (floor, sdk) = alternate(
         &a.common,
         5,
@@ -380,6 +428,7 @@ fn pingpong(a: &PingpongArgs) -> Result<ExitCode> {
     )?;
     let frames = Frames::new();
     let rt = a.common.runtime.build()?;
+    let target = via::attach(target, &a.common, &rt)?;
     let (floor, sdk) = alternate(
         &a.common,
         5,
@@ -395,6 +444,7 @@ fn startup(a: &StartupArgs) -> Result<ExitCode> {
     let target = Target::new(a.common.cli.clone(), &[(ENV_MESSAGES, 1)])?;
     let frames = Frames::new();
     let rt = a.common.runtime.build()?;
+    let target = via::attach(target, &a.common, &rt)?;
     let (floor, sdk) = alternate(
         &a.common,
         21,

@@ -12,6 +12,11 @@ use super::Target;
 
 /// Start the CLI and initialize the session (what the startup workload times).
 pub async fn connect(target: &Target) -> Result<Client> {
+    if let Some(via) = &target.via {
+        return Client::connect(via.options(&target.options))
+            .await
+            .context("sdk: connecting through the gateway");
+    }
     let transport = target.transport()?;
     Client::connect_with(transport, target.options.clone())
         .await
@@ -45,12 +50,8 @@ pub async fn close(client: Client) -> Result<()> {
 /// One timed startup: `Client::connect_with` (spawn + initialize round trip), then the spawn
 /// part as the transport measured it.
 pub async fn startup(target: &Target) -> Result<(Duration, Duration)> {
-    let transport = target.transport()?;
-    let options = target.options.clone();
     let t0 = Instant::now();
-    let client = Client::connect_with(transport, options)
-        .await
-        .context("sdk: connecting")?;
+    let client = connect(target).await?;
     let total = t0.elapsed();
     let spawn = client.metrics().snapshot().connect_time;
     close(client).await?;

@@ -5,11 +5,11 @@
 //! Client ─► GrpcTransport ══HTTP/2══► gateway ══► SubprocessTransport ══► claude
 //! ```
 //!
-//! Same guarantees as [`websocket`](super::websocket), same protocol in protobuf clothes (see the
-//! `claude-conduit-proto` crate): every call carries `authorization: Bearer <token>`; a `Stream`
-//! starts with `Attach{session_id, after}`; the gateway answers `Hello{session, in_seq,
-//! max_frame_bytes}`, then sends CLI frames as `Frame{seq, data}` and `End{code, signal,
-//! stderr_tail}` when the CLI exits. This transport numbers its own frames (1, 2, 3, … across
+//! Same guarantees as the WebSocket transport (`transport::websocket`), same protocol in
+//! protobuf clothes (see the `claude-conduit-proto` crate): every call carries `authorization:
+//! Bearer <token>`; a `Stream` starts with `Attach{session_id, after}`; the gateway answers
+//! `Hello{session, in_seq, max_frame_bytes}`, then sends CLI frames as `Frame{seq, data}` and
+//! `End{code, signal, stderr_tail}` when the CLI exits. This transport numbers its own frames (1, 2, 3, … across
 //! reconnects), acks with `Ack{seq}` every [`ACK_EVERY`] frames, and keeps the frames it sent
 //! until the gateway acks them (`InAck{seq}`, and `in_seq` in every hello).
 //!

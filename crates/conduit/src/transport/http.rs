@@ -130,6 +130,10 @@ fn build_client() -> Result<reqwest::Client> {
         .connect_timeout(CONNECT_TIMEOUT)
         .user_agent(USER_AGENT)
         .tcp_nodelay(true)
+        // A peer that vanished without a reset is found by the OS within about a minute.
+        .tcp_keepalive(Duration::from_secs(30))
+        .tcp_keepalive_interval(Duration::from_secs(10))
+        .tcp_keepalive_retries(3)
         .pool_idle_timeout(Duration::from_secs(90))
         .build()
         .map_err(|e| transport_error("building the HTTP client", e))

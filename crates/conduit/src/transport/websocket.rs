@@ -166,7 +166,7 @@ impl WebSocketTransport {
 
     /// Create a session (`POST /v1/sessions` with `options` as the body); returns its id.
     /// `base_url` is `http://` or `ws://`, or with the `tls` feature `https://` or `wss://`
-    /// (trusting [`super::tls::default_client_config`]'s roots).
+    /// (trusting the roots of `transport::tls::default_client_config`).
     pub async fn create_session(base_url: &str, token: &str, options: &Value) -> Result<String> {
         /// The connection, plain or TLS.
         trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
@@ -211,7 +211,9 @@ impl WebSocketTransport {
             Ok(_) => {}
             // A TLS peer that closes without close_notify: the reply is complete all the same
             // (`Connection: close`, and the body is checked below).
-            Err(e) if tls && e.kind() == std::io::ErrorKind::UnexpectedEof && !response.is_empty() => {}
+            Err(e)
+                if tls && e.kind() == std::io::ErrorKind::UnexpectedEof && !response.is_empty() => {
+            }
             Err(e) => return Err(Error::transport("reading the POST /v1/sessions reply", e)),
         }
         let text = String::from_utf8_lossy(&response);
