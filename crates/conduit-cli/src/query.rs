@@ -133,7 +133,10 @@ pub fn gateway_token(file: Option<&std::path::Path>) -> Result<String, Error> {
     let token = match file {
         Some(path) => std::fs::read_to_string(path)
             .map_err(|e| {
-                Error::InvalidOptions(format!("cannot read the token file {}: {e}", path.display()))
+                Error::InvalidOptions(format!(
+                    "cannot read the token file {}: {e}",
+                    path.display()
+                ))
             })?
             .lines()
             .map(str::trim)

@@ -19,7 +19,11 @@ fn scratch(name: &str) -> std::path::PathBuf {
 /// An executable that runs `conduit mock-claude` (the fast mock CLI).
 fn mock_script(dir: &std::path::Path) -> std::path::PathBuf {
     let path = dir.join("mock-claude.sh");
-    std::fs::write(&path, format!("#!/bin/sh\nexec '{CONDUIT}' mock-claude \"$@\"\n")).unwrap();
+    std::fs::write(
+        &path,
+        format!("#!/bin/sh\nexec '{CONDUIT}' mock-claude \"$@\"\n"),
+    )
+    .unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
     path
 }
@@ -41,7 +45,13 @@ impl Drop for Serve {
 fn serve(dir: &std::path::Path) -> Serve {
     std::fs::write(dir.join("tokens"), "via-sekrit\n").unwrap();
     let mut child = Command::new(CONDUIT)
-        .args(["serve", "--listen", "127.0.0.1:0", "--grpc-listen", "127.0.0.1:0"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--grpc-listen",
+            "127.0.0.1:0",
+        ])
         .arg("--token-file")
         .arg(dir.join("tokens"))
         .arg("--cli")
@@ -117,7 +127,10 @@ fn query_via_a_gateway_matches_a_local_run_on_every_transport() {
     std::fs::write(dir.join("wrong"), "nope\n").unwrap();
     let wrong = dir.join("wrong");
     let url = format!("ws://{}", gw.http);
-    let (code, _, err) = query(&dir, &["--via", &url, "--token-file", wrong.to_str().unwrap()]);
+    let (code, _, err) = query(
+        &dir,
+        &["--via", &url, "--token-file", wrong.to_str().unwrap()],
+    );
     assert_ne!(code, 0);
     assert!(err.contains("401"), "{err}");
     assert!(!err.contains("nope"), "the token was printed: {err}");

@@ -32,10 +32,10 @@ use tokio::task::JoinHandle;
 
 use crate::auth::{TokenId, Tokens};
 use crate::config::GatewayConfig;
+use crate::session::ACK_EVERY;
 use crate::session::{
     AttachError, EndInfo, Input, InputError, Outbound, Session, SessionManager, SessionRequest,
 };
-use crate::session::ACK_EVERY;
 use crate::{CLOSE_BAD_RESUME, CLOSE_REPLACED, CLOSE_REPLAY_TOO_OLD, GatewayError};
 
 /// Frames sent per look at the ring.
@@ -297,7 +297,11 @@ async fn client_connection(
         "in_seq": attached.in_seq,
         "max_frame_bytes": session.max_frame_bytes(),
     }});
-    if tx.send(Message::Text(hello.to_string().into())).await.is_err() {
+    if tx
+        .send(Message::Text(hello.to_string().into()))
+        .await
+        .is_err()
+    {
         session.detach(generation);
         return;
     }

@@ -556,7 +556,9 @@ async fn client_frames_resent_after_a_drop_reach_the_cli_exactly_once() {
     // (its frame was in flight when the socket died) resends 2: skipped, not run twice.
     let mut ws = raw_socket(gw.addr, &id, last).await;
     assert_eq!(hello(&mut ws).await["in_seq"], 2);
-    ws.send(numbered(2, &user_frame("two again"))).await.unwrap();
+    ws.send(numbered(2, &user_frame("two again")))
+        .await
+        .unwrap();
     ws.send(numbered(3, &user_frame("three"))).await.unwrap();
     ws.send(WsMessage::Text(r#"{"end_input":true}"#.into()))
         .await
@@ -636,14 +638,25 @@ async fn an_oversize_client_frame_is_refused_and_the_session_goes_on() {
     .expect("connect");
     let err = client.send("y".repeat(10_000)).await.unwrap_err();
     assert!(
-        matches!(err, claude_conduit::Error::FrameTooLarge { limit: 4096, .. }),
+        matches!(
+            err,
+            claude_conduit::Error::FrameTooLarge { limit: 4096, .. }
+        ),
         "{err:?}"
     );
     client.send("small").await.expect("the session goes on");
     let items: Vec<_> = tokio::time::timeout(T, client.receive_response().collect::<Vec<_>>())
         .await
         .unwrap();
-    assert!(items.last().unwrap().as_ref().unwrap().as_result().is_some());
+    assert!(
+        items
+            .last()
+            .unwrap()
+            .as_ref()
+            .unwrap()
+            .as_result()
+            .is_some()
+    );
     gw.shutdown().await;
 }
 
@@ -682,7 +695,8 @@ async fn prompts_sent_while_the_connection_is_being_dropped_each_run_once() {
         .await
         .unwrap();
     assert!(
-        rest.iter().all(|m| !m.as_ref().is_ok_and(|m| m.is_result())),
+        rest.iter()
+            .all(|m| !m.as_ref().is_ok_and(|m| m.is_result())),
         "an extra turn ran: {rest:?}"
     );
     gw.shutdown().await;
@@ -699,12 +713,10 @@ async fn a_hundred_concurrent_sessions_each_run_a_turn() {
             let id = WebSocketTransport::create_session(&url, TOKEN, &json!({}))
                 .await
                 .expect("create");
-            let client = Client::connect_with(
-                WebSocketTransport::new(url, id, TOKEN),
-                Options::default(),
-            )
-            .await
-            .expect("connect");
+            let client =
+                Client::connect_with(WebSocketTransport::new(url, id, TOKEN), Options::default())
+                    .await
+                    .expect("connect");
             client.send(format!("session {i}")).await.expect("send");
             let items: Vec<Message> = client
                 .receive_response()
@@ -718,12 +730,9 @@ async fn a_hundred_concurrent_sessions_each_run_a_turn() {
             client
         }
     });
-    let clients = tokio::time::timeout(
-        Duration::from_secs(180),
-        futures::future::join_all(runs),
-    )
-    .await
-    .expect("100 sessions in time");
+    let clients = tokio::time::timeout(Duration::from_secs(180), futures::future::join_all(runs))
+        .await
+        .expect("100 sessions in time");
     assert_eq!(gw.manager.len(), N);
     let pids = gw.manager.pids();
     assert_eq!(pids.len(), N);

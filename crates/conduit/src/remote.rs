@@ -86,9 +86,12 @@ impl SessionRequest {
         self.args
             .iter()
             .map(|a| {
-                let body = a.strip_prefix("--").filter(|b| !b.is_empty()).ok_or_else(|| {
-                    Error::InvalidOptions(format!("not a `--flag` argument: `{a}`"))
-                })?;
+                let body = a
+                    .strip_prefix("--")
+                    .filter(|b| !b.is_empty())
+                    .ok_or_else(|| {
+                        Error::InvalidOptions(format!("not a `--flag` argument: `{a}`"))
+                    })?;
                 Ok(match body.split_once('=') {
                     Some((k, v)) => (k, Some(v)),
                     None => (body, None),
@@ -235,8 +238,9 @@ pub(crate) async fn connect(remote: Remote, options: Options) -> Result<crate::C
         #[cfg(feature = "websocket")]
         Scheme::Ws | Scheme::Wss => {
             let request = SessionRequest::from_options(&options)?;
-            let t = crate::transport::websocket::WebSocketTransport::open_session(&remote, &request)
-                .await?;
+            let t =
+                crate::transport::websocket::WebSocketTransport::open_session(&remote, &request)
+                    .await?;
             crate::Client::connect_with(t, options).await
         }
         #[cfg(not(feature = "websocket"))]

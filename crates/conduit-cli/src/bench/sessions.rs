@@ -73,13 +73,22 @@ pub fn run(a: &SessionsArgs) -> Result<ExitCode> {
     let nofile = raise_nofile()?;
     let needed = u64::try_from(a.count).unwrap_or(u64::MAX).saturating_mul(8) + 64;
     if nofile < needed {
-        eprintln!("warning: RLIMIT_NOFILE is {nofile}; {} sessions may need ~{needed}", a.count);
+        eprintln!(
+            "warning: RLIMIT_NOFILE is {nofile}; {} sessions may need ~{needed}",
+            a.count
+        );
     }
     let exe = std::env::current_exe().context("finding this executable")?;
     let link = super::mock_link()?;
     let token = format!("bench-sessions-{}", std::process::id());
     let mut child = std::process::Command::new(&exe)
-        .args(["serve", "--listen", "127.0.0.1:0", "--grpc-listen", "127.0.0.1:0"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--grpc-listen",
+            "127.0.0.1:0",
+        ])
         .arg("--cli")
         .arg(&link)
         .arg("--max-sessions-per-token")
@@ -95,7 +104,9 @@ pub fn run(a: &SessionsArgs) -> Result<ExitCode> {
         let stderr = child.stderr.take().context("the gateway's stderr")?;
         let mut stderr = BufReader::new(stderr);
         let mut line = String::new();
-        stderr.read_line(&mut line).context("the gateway's first line")?;
+        stderr
+            .read_line(&mut line)
+            .context("the gateway's first line")?;
         // Keep draining the gateway's stderr so that it never blocks on it.
         std::thread::spawn(move || {
             let mut sink = String::new();
@@ -122,19 +133,20 @@ pub fn run(a: &SessionsArgs) -> Result<ExitCode> {
             .context("runtime")?;
         let started = Instant::now();
         let (clients, mut times) = rt.block_on(async {
-            let opened: Vec<Result<(Client, Duration)>> =
-                futures::stream::iter(0..a.count)
-                    .map(|_| {
-                        let options = Options::builder().transport(url.clone(), token.clone()).build();
-                        async move {
-                            let t0 = Instant::now();
-                            let client = Client::connect(options).await.context("connecting")?;
-                            Ok((client, t0.elapsed()))
-                        }
-                    })
-                    .buffer_unordered(a.concurrency.max(1))
-                    .collect()
-                    .await;
+            let opened: Vec<Result<(Client, Duration)>> = futures::stream::iter(0..a.count)
+                .map(|_| {
+                    let options = Options::builder()
+                        .transport(url.clone(), token.clone())
+                        .build();
+                    async move {
+                        let t0 = Instant::now();
+                        let client = Client::connect(options).await.context("connecting")?;
+                        Ok((client, t0.elapsed()))
+                    }
+                })
+                .buffer_unordered(a.concurrency.max(1))
+                .collect()
+                .await;
             let mut clients = Vec::with_capacity(opened.len());
             let mut times = Vec::with_capacity(opened.len());
             for o in opened {
@@ -172,7 +184,11 @@ pub fn run(a: &SessionsArgs) -> Result<ExitCode> {
             println!(
                 "  gateway RSS {rss0} kB -> {rss1} kB: {per_session:.1} KiB per session (target <= \
                  {RSS_PER_SESSION_TARGET_KB} KiB: {})",
-                if per_session <= RSS_PER_SESSION_TARGET_KB { "met" } else { "MISSED" }
+                if per_session <= RSS_PER_SESSION_TARGET_KB {
+                    "met"
+                } else {
+                    "MISSED"
+                }
             );
             println!(
                 "  connect (create + stream + initialize): p50 {:.2} ms, p99 {:.2} ms; all {} in {:.2} s",

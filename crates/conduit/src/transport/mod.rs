@@ -12,17 +12,17 @@
 //! sending waits when the peer is slow (backpressure, never dropping); the receive half ends with
 //! `Ok(None)` and then [`FrameReceiver::termination`] says how the peer ended.
 
-pub mod memory;
-mod metrics;
-pub mod subprocess;
-#[cfg(feature = "websocket")]
-pub mod websocket;
 #[cfg(feature = "grpc")]
 pub mod grpc;
 #[cfg(feature = "http")]
 pub mod http;
+pub mod memory;
+mod metrics;
+pub mod subprocess;
 #[cfg(feature = "tls")]
 pub mod tls;
+#[cfg(feature = "websocket")]
+pub mod websocket;
 
 use std::future::Future;
 
