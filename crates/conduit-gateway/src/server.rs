@@ -38,6 +38,9 @@ use crate::session::{
 };
 use crate::{CLOSE_BAD_RESUME, CLOSE_REPLACED, CLOSE_REPLAY_TOO_OLD, GatewayError};
 
+/// The WebSocket read chunk per connection.
+const WS_READ_BUFFER: usize = 8 * 1024;
+
 /// Frames sent per look at the ring.
 const BATCH: usize = 64;
 
@@ -250,8 +253,12 @@ async fn stream(
     // connection lives on) instead of a protocol close.
     let limit = config.max_frame_bytes().saturating_add(1 << 20);
     let (interval, timeout) = (config.ping_interval, config.ping_timeout);
+    // A small read chunk (tungstenite's default is 128 KiB, allocated and zero-filled per
+    // connection): an idle session costs little, and large client frames still pass (the buffer
+    // grows while they do). The write side keeps its default: it is not allocated up front.
     ws.max_message_size(limit)
         .max_frame_size(limit)
+        .read_buffer_size(WS_READ_BUFFER)
         .on_upgrade(move |socket| {
             client_connection(session, socket, q.after.unwrap_or(0), interval, timeout)
         })

@@ -124,9 +124,29 @@ impl std::fmt::Debug for HttpTransport {
     }
 }
 
-/// The one HTTP client of a transport.
-fn build_client() -> Result<reqwest::Client> {
-    reqwest::Client::builder()
+/// Whether `base` (`http://host[:port]…`) names this machine.
+fn is_loopback(base: &str) -> bool {
+    let rest = base.split_once("://").map_or(base, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(v6),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The one HTTP client of a transport. Proxies from the environment (`HTTP_PROXY`, …) apply,
+/// except to a gateway on this machine.
+fn build_client(base: &str) -> Result<reqwest::Client> {
+    let builder = if is_loopback(base) {
+        reqwest::Client::builder().no_proxy()
+    } else {
+        reqwest::Client::builder()
+    };
+    builder
         .connect_timeout(CONNECT_TIMEOUT)
         .user_agent(USER_AGENT)
         .tcp_nodelay(true)
@@ -217,7 +237,7 @@ impl HttpTransport {
         request: &crate::remote::SessionRequest,
     ) -> Result<Self> {
         let base = check_base(&remote.http_base())?;
-        let client = build_client()?;
+        let client = build_client(&base)?;
         let health = client
             .get(format!("{base}/health"))
             .send()
@@ -498,7 +518,7 @@ impl Transport for HttpTransport {
         let base = check_base(&self.base_url)?;
         let client = match &self.client {
             Some(c) => c.clone(),
-            None => build_client()?,
+            None => build_client(&base)?,
         };
         let shared = Arc::new(Shared {
             client,
@@ -1245,6 +1265,25 @@ impl FrameReceiver for HttpReceiver {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loopback_gateways_bypass_proxies() {
+        for b in [
+            "http://127.0.0.1:8992",
+            "http://localhost:1/gw",
+            "http://[::1]:8992",
+            "http://127.0.0.2",
+        ] {
+            assert!(is_loopback(b), "{b}");
+        }
+        for b in [
+            "http://example.com:8992",
+            "http://10.0.0.1:1",
+            "http://[2001:db8::1]:1",
+        ] {
+            assert!(!is_loopback(b), "{b}");
+        }
+    }
 
     fn events(parser: &mut SseParser) -> Vec<SseEvent> {
         let mut out = Vec::new();
