@@ -1,39 +1,68 @@
-//! The claude-conduit gateway: `claude` CLI sessions served over HTTP and WebSocket.
+//! The claude-conduit gateway: `claude` CLI sessions served to remote SDK clients over
+//! WebSocket, plain HTTP (POST + server-sent events) and gRPC, with resume.
 //!
 //! ```text
-//! WebSocketTransport ══ws══► gateway ══► SubprocessTransport ══► claude
+//! WebSocketTransport ══ws══┐
+//! HttpTransport ═══http/sse══► gateway ══► SubprocessTransport ══► claude   (one per session)
+//! GrpcTransport ═══grpc════┘
 //! ```
 //!
 //! The gateway spawns one CLI per session (through the SDK's [`SubprocessTransport`]) and relays
 //! frames both ways without interpreting them: the control protocol stays end to end between the
-//! SDK client and the CLI.
+//! SDK client and the CLI, so permission callbacks, hooks and in-process MCP tools of a remote
+//! client work unchanged.
 //!
-//! * [`config`]: [`GatewayConfig`] (listen address, tokens, the CLI [`Options`] template, limits).
+//! * [`config`]: [`GatewayConfig`] (listeners, tokens, TLS, the CLI [`Options`] template, limits,
+//!   policy) and the TOML file form; flags, env and keys are in `docs/GATEWAY.md`.
 //! * [`auth`]: bearer tokens, compared in constant time, never logged.
-//! * [`session`]: [`SessionManager`] — one CLI per session, sequence numbers, the replay ring,
-//!   one attached client at a time, the reaper.
-//! * [`server`]: the axum router and [`Gateway`] (bind, serve, graceful shutdown).
+//! * [`policy`]: what a remote client may set (flags, permission modes, cwd roots, MCP servers).
+//! * [`session`]: [`SessionManager`] — one CLI per session, sequence numbers both ways, the replay
+//!   ring, one attached client at a time, frame-size and frame-rate limits, the reaper.
+//! * [`server`]: the axum router, the WebSocket front and [`Gateway`] (bind, serve, graceful
+//!   shutdown of every listener and every CLI).
 //! * [`http`]: the plain-HTTP front for clients that cannot hold a WebSocket: `POST` frames
 //!   (JSON lines, numbered with `Conduit-Seq`), server-sent events out (`GET …/events`, the
 //!   event id is the frame's sequence number, `Last-Event-ID` resumes), `POST …/ack`.
+//! * [`grpc`]: the tonic service of `proto/conduit.proto` (session create/list/get/close and a
+//!   bidirectional stream of sequenced frames).
+//! * [`tls`]: rustls (ring provider) for the HTTP/WebSocket listener.
 //!
-//! # Wire format of `/v1/sessions/{id}/stream`
+//! # Delivery guarantees (every front)
+//!
+//! CLI → client frames are numbered 1, 2, 3, … and kept in a bounded replay ring until the client
+//! acks them (at least every [`session::ACK_EVERY`] frames); a client that reconnects with the
+//! last number it saw gets every later frame once, in order. When the ring is full of unacked
+//! frames the CLI's output waits (backpressure), nothing is dropped. Client → CLI frames are
+//! numbered by the client the same way; each (re)connection starts with a hello carrying
+//! `in_seq`, the last client frame the gateway accepted, and the client resends what came after
+//! it; the gateway skips numbers it already has and refuses gaps. A client frame over the
+//! frame-size limit is refused with a typed error (its number counts as used) and the session
+//! goes on.
+//!
+//! # Wire format of `/v1/sessions/{id}/stream` (WebSocket)
 //!
 //! | direction | message | meaning |
 //! |---|---|---|
+//! | server → client | text `{"hello":{"session","in_seq","max_frame_bytes"}}` | first message of every connection |
 //! | server → client | binary: 8-byte big-endian `seq` ++ frame bytes | CLI frame number `seq` (1, 2, 3, …), verbatim |
+//! | server → client | text `{"in_ack":N}` | client frames up to `N` were accepted (every 16) |
+//! | server → client | text `{"error":{"kind":"frame_too_large","limit","size","seq"}}` | a client frame was refused; the session goes on |
 //! | server → client | text `{"end":{"code":..,"signal":..,"stderr_tail":".."}}` | the CLI exited; the server then closes (1000) |
-//! | client → server | binary: the frame bytes | one frame for the CLI's stdin |
+//! | client → server | binary: 8-byte big-endian `seq` ++ frame bytes | client frame number `seq` for the CLI's stdin |
 //! | client → server | text `{"ack":N}` | frames up to `N` were received; the ring may drop them |
 //! | client → server | text `{"end_input":true}` | end the CLI's stdin |
 //! | client → server | text `{"close":true}` | gracefully close the CLI (end input, wait, signal) |
-//! | client → server | any other text | one frame for the CLI's stdin |
+//! | client → server | any other text | one unnumbered frame for the CLI's stdin (simple clients) |
 //!
 //! Frames are binary so that a frame that is not valid JSON (or UTF-8) still passes verbatim; the
 //! SDK's codec reports it, not the gateway. Resume with `?after=N`: frames with `seq > N` are
 //! replayed, then the stream goes live; `N` counts as an ack. Close codes: 4404 unknown session,
 //! 4409 replaced by a newer connection, 4410 `after` older than the replay ring holds, 4400 bad
-//! `after`, 1001 gateway shutting down.
+//! `after` or a gap in client frame numbers, 1001 gateway shutting down.
+//!
+//! permessage-deflate is not offered: tungstenite (under axum and the SDK client) does not
+//! implement it, and the one maintained crate that does (yawc) is not built here; frames are
+//! small JSON on loopback/LAN paths where compression costs more CPU than it saves.
 //!
 //! [`SubprocessTransport`]: claude_conduit::transport::SubprocessTransport
 //! [`Options`]: claude_conduit::Options

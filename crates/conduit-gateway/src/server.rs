@@ -8,6 +8,9 @@
 //! | `GET /v1/sessions/{id}` | bearer | one session, 404 if unknown or another token's |
 //! | `DELETE /v1/sessions/{id}` | bearer | close the CLI (waits until it is gone), 204 |
 //! | `GET /v1/sessions/{id}/stream[?after=N]` | bearer | WebSocket, see the crate docs |
+//! | `POST /v1/sessions/{id}/frames`, `GET …/events`, `POST …/ack`, `POST …/end_input` | bearer | plain HTTP + server-sent events, see [`crate::http`] |
+//!
+//! gRPC is served on its own listener ([`crate::grpc`]).
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -103,7 +103,7 @@ fn split_base(base_url: &str) -> Result<(String, String)> {
         .or_else(|| base_url.strip_prefix("ws://"))
         .ok_or_else(|| {
             Error::InvalidOptions(format!(
-                "gateway URL must start with http:// or ws:// (no TLS yet): {base_url}"
+                "gateway URL must start with http:// or ws:// (https:// and wss:// with the `tls` feature): {base_url}"
             ))
         })?;
     let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
