@@ -2,8 +2,10 @@
 //! `proto/conduit.proto`, over the same [`SessionManager`] as the HTTP/WebSocket front.
 //!
 //! Enabled with [`GatewayConfig::grpc_listen`](crate::GatewayConfig::grpc_listen): the gateway
-//! then serves gRPC (HTTP/2, no TLS) on that second address next to axum, and shuts it down with
-//! it.
+//! then serves gRPC (HTTP/2) on that second address next to axum, and shuts it down with it.
+//! With [`GatewayConfig::tls`](crate::GatewayConfig::tls) the gRPC listener is TLS too (clients
+//! use `grpcs://`): the same certificate and key, ALPN `h2`, handshakes as on the HTTP listener
+//! (see [`crate::tls`]); a plain `grpc://` client is disconnected.
 //!
 //! | call | what |
 //! |---|---|
@@ -49,10 +51,12 @@ use std::time::Duration;
 
 use claude_conduit_proto::v1::{self, client_message, server_message};
 use claude_conduit_proto::{Conduit, ConduitServer};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::either::Either;
 use tonic::metadata::MetadataMap;
 use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status, Streaming};
@@ -433,8 +437,20 @@ pub(crate) async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), 
     Ok((listener, local))
 }
 
+/// The TLS acceptor for gRPC when the gateway has TLS configured: the listener's certificate and
+/// key ([`crate::tls::server_config`]) with ALPN `h2`.
+fn tls_acceptor(config: &crate::GatewayConfig) -> Result<Option<TlsAcceptor>, GatewayError> {
+    let Some((cert, key)) = config.tls_files() else {
+        return Ok(None);
+    };
+    let mut server = (*crate::tls::server_config(cert, key)?).clone();
+    server.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Some(TlsAcceptor::from(Arc::new(server))))
+}
+
 /// Serve the gRPC service over `manager` on `listener` until `shutdown` completes; then stop
-/// accepting, and wait for the open streams to end (they end when their sessions do).
+/// accepting, and wait for the open streams to end (they end when their sessions do). Over TLS
+/// when the manager's config has [`GatewayConfig::tls`](crate::GatewayConfig::tls).
 pub async fn serve(
     listener: TcpListener,
     manager: SessionManager,
@@ -442,19 +458,49 @@ pub async fn serve(
 ) -> Result<(), GatewayError> {
     let config = manager.config();
     let (interval, timeout) = (config.ping_interval, config.ping_timeout);
+    let tls = tls_acceptor(config)?;
     let addr = listener.local_addr().ok();
-    tracing::info!(addr = ?addr, "gateway gRPC listening");
-    tonic::transport::Server::builder()
+    tracing::info!(addr = ?addr, tls = tls.is_some(), "gateway gRPC listening");
+    let router = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(interval))
         .http2_keepalive_timeout(Some(timeout))
         .http2_adaptive_window(Some(true))
-        .add_service(ConduitService::new(manager.clone()).into_server())
-        .serve_with_incoming_shutdown(
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown,
-        )
-        .await
-        .map_err(|e| GatewayError::Serve(std::io::Error::other(e)))
+        .add_service(ConduitService::new(manager.clone()).into_server());
+    let served = match tls {
+        None => {
+            router
+                .serve_with_incoming_shutdown(
+                    TcpIncoming::from(listener).with_nodelay(Some(true)),
+                    shutdown,
+                )
+                .await
+        }
+        Some(acceptor) => {
+            router
+                .serve_with_incoming_shutdown(tls_incoming(listener, acceptor), shutdown)
+                .await
+        }
+    };
+    served.map_err(|e| GatewayError::Serve(std::io::Error::other(e)))
+}
+
+/// The TLS connections of `listener`, handshaken by the gateway's listener
+/// ([`GatewayListener`](crate::tls::GatewayListener): in background tasks, bounded in number and
+/// time; failed handshakes are dropped).
+fn tls_incoming(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+) -> impl futures::Stream<Item = std::io::Result<tokio_rustls::server::TlsStream<TcpStream>>> {
+    use axum::serve::Listener as _;
+    let listener = crate::tls::GatewayListener::new(listener, Some(acceptor));
+    futures::stream::unfold(listener, |mut listener| async move {
+        loop {
+            // With an acceptor every connection is a TLS one (`Right`).
+            if let (Either::Right(stream), _) = listener.accept().await {
+                return Some((Ok(stream), listener));
+            }
+        }
+    })
 }
 
 /// The gRPC server running next to axum (see [`Gateway::run`](crate::Gateway::run)).

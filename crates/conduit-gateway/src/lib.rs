@@ -25,7 +25,7 @@
 //!   event id is the frame's sequence number, `Last-Event-ID` resumes), `POST …/ack`.
 //! * [`grpc`]: the tonic service of `proto/conduit.proto` (session create/list/get/close and a
 //!   bidirectional stream of sequenced frames).
-//! * [`tls`]: rustls (ring provider) for the HTTP/WebSocket listener.
+//! * [`tls`]: rustls (ring provider) for the HTTP/WebSocket listener (and the gRPC one).
 //!
 //! # Delivery guarantees (every front)
 //!

@@ -3,115 +3,22 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
 use claude_conduit::transport::grpc::GrpcTransport;
 use claude_conduit::transport::{FrameReceiver, FrameSender, Transport};
 use claude_conduit::{Client, Error, Message, Options};
-use claude_conduit_gateway::GatewayConfig;
-use claude_conduit_gateway::auth::TokenId;
 use claude_conduit_proto::ConduitClient;
 use claude_conduit_proto::v1::{self, client_message, server_message};
 use futures::StreamExt;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Status, Streaming};
 
-const TOKEN: &str = "test-token-1";
-const OTHER: &str = "test-token-2";
-const T: Duration = Duration::from_secs(60);
-
-/// The mock CLI binary, next to this test's target directory (built if missing: cargo exposes
-/// `CARGO_BIN_EXE_*` only to the package that owns the binary).
-fn mock_claude() -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    let target_dir = exe
-        .parent()
-        .and_then(|p| p.parent())
-        .expect("target dir")
-        .to_path_buf();
-    let bin = target_dir.join("mock-claude");
-    if !bin.exists() {
-        let status = std::process::Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "-p",
-                "claude-conduit-testkit",
-                "--bin",
-                "mock-claude",
-            ])
-            .status()
-            .expect("cargo build mock-claude");
-        assert!(status.success());
-    }
-    bin
-}
-
-fn config(knobs: &[(&str, &str)]) -> GatewayConfig {
-    let mut o = Options::builder().cli_path(mock_claude());
-    for (k, v) in knobs {
-        o = o.env(*k, *v);
-    }
-    GatewayConfig::new()
-        .listen(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .grpc_listen(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .token(TOKEN)
-        .token(OTHER)
-        .options(o.build())
-        .close_grace(Duration::from_secs(2))
-}
-
-struct Running {
-    grpc: SocketAddr,
-    manager: claude_conduit_gateway::SessionManager,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<Result<(), claude_conduit_gateway::GatewayError>>,
-}
-
-impl Running {
-    fn url(&self) -> String {
-        format!("grpc://{}", self.grpc)
-    }
-
-    async fn shutdown(mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        tokio::time::timeout(T, self.task)
-            .await
-            .expect("shutdown in time")
-            .expect("join")
-            .expect("serve ok");
-    }
-
-    /// The only session of `TOKEN`.
-    fn only_session(&self) -> claude_conduit_gateway::SessionInfo {
-        let list = self.manager.list(TokenId(0));
-        assert_eq!(list.len(), 1, "{list:?}");
-        list.into_iter().next().unwrap()
-    }
-}
-
-async fn start(config: GatewayConfig) -> Running {
-    let gateway = claude_conduit_gateway::Gateway::bind(config)
-        .await
-        .expect("bind");
-    let grpc = gateway.grpc_addr().expect("a gRPC listener");
-    let manager = gateway.manager();
-    let (stop, stopped) = oneshot::channel();
-    let task = tokio::spawn(gateway.run(async move {
-        let _ = stopped.await;
-    }));
-    Running {
-        grpc,
-        manager,
-        stop: Some(stop),
-        task,
-    }
-}
+mod support;
+use support::*;
 
 async fn raw_client(addr: SocketAddr) -> ConduitClient<Channel> {
     let channel = Endpoint::from_shared(format!("http://{addr}"))
@@ -217,7 +124,7 @@ fn assistant_seqs(items: &[Message]) -> Vec<u64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_call_needs_a_valid_bearer_token() {
     let gw = start(config(&[])).await;
-    let mut c = raw_client(gw.grpc).await;
+    let mut c = raw_client(gw.grpc()).await;
     let wrong = [
         None,
         Some("Bearer wrong".to_owned()),
@@ -250,7 +157,7 @@ async fn every_call_needs_a_valid_bearer_token() {
     assert!(list.sessions.is_empty());
     // The SDK with a wrong token: a clear error, no session.
     let wrong = Options::builder()
-        .transport(gw.url(), "wrong-token")
+        .transport(gw.grpc_url(), "wrong-token")
         .build();
     let Err(err) = tokio::time::timeout(T, Client::connect(wrong))
         .await
@@ -266,7 +173,7 @@ async fn every_call_needs_a_valid_bearer_token() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_list_get_close_and_the_cli_is_gone() {
     let gw = start(config(&[]).max_sessions_per_token(2)).await;
-    let mut c = raw_client(gw.grpc).await;
+    let mut c = raw_client(gw.grpc()).await;
     let (me, other) = (bearer(TOKEN), bearer(OTHER));
     let info = c
         .create_session(req(v1::CreateSessionRequest::default(), Some(&me)))
@@ -338,7 +245,7 @@ async fn create_list_get_close_and_the_cli_is_gone() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_sdk_session_runs_over_grpc() {
     let gw = start(config(&[("MOCK_CLAUDE_MESSAGES", "100")])).await;
-    let options = Options::builder().transport(gw.url(), TOKEN).build();
+    let options = Options::builder().transport(gw.grpc_url(), TOKEN).build();
     let client = tokio::time::timeout(T, Client::connect(options))
         .await
         .expect("in time")
@@ -387,7 +294,7 @@ async fn a_stream_killed_mid_turn_resumes_with_every_frame_exactly_once_in_order
         .replay_frames(64),
     )
     .await;
-    let options = Options::builder().transport(gw.url(), TOKEN).build();
+    let options = Options::builder().transport(gw.grpc_url(), TOKEN).build();
     let client = tokio::time::timeout(T, Client::connect(options))
         .await
         .expect("in time")
@@ -438,7 +345,7 @@ async fn a_stream_killed_mid_turn_resumes_with_every_frame_exactly_once_in_order
 async fn an_oversize_client_frame_is_refused_and_the_session_goes_on() {
     const LIMIT: usize = 64 * 1024;
     let gw = start(config(&[]).max_frame_bytes_limit(LIMIT)).await;
-    let options = Options::builder().transport(gw.url(), TOKEN).build();
+    let options = Options::builder().transport(gw.grpc_url(), TOKEN).build();
     let client = tokio::time::timeout(T, Client::connect(options))
         .await
         .expect("in time")
@@ -465,7 +372,7 @@ async fn an_oversize_client_frame_is_refused_and_the_session_goes_on() {
 
     // The gateway's own refusal (a client that does not check): `Refused`, numbered, and the
     // next frame is answered.
-    let mut c = raw_client(gw.grpc).await;
+    let mut c = raw_client(gw.grpc()).await;
     let me = bearer(TOKEN);
     let info = c
         .create_session(req(v1::CreateSessionRequest::default(), Some(&me)))
@@ -508,10 +415,10 @@ async fn an_oversize_client_frame_is_refused_and_the_session_goes_on() {
     // per-frame error on the receiver); either way the stream goes on.
     drop((tx, rx));
     let request = claude_conduit::remote::SessionRequest::default();
-    let id = GrpcTransport::create_session(&gw.url(), TOKEN, &request)
+    let id = GrpcTransport::create_session(&gw.grpc_url(), TOKEN, &request)
         .await
         .expect("create");
-    let transport = GrpcTransport::new(gw.url(), id, TOKEN);
+    let transport = GrpcTransport::new(gw.grpc_url(), id, TOKEN);
     let mut conn = tokio::time::timeout(T, transport.connect())
         .await
         .expect("in time")
@@ -554,7 +461,7 @@ async fn an_oversize_client_frame_is_refused_and_the_session_goes_on() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_statuses_say_what_went_wrong() {
     let gw = start(config(&[]).replay_frames(64)).await;
-    let mut c = raw_client(gw.grpc).await;
+    let mut c = raw_client(gw.grpc()).await;
     let me = bearer(TOKEN);
     let (_tx, r) = raw_stream(&mut c, Some(&me), attach("no-such-session", 0)).await;
     assert_eq!(r.unwrap_err().code(), Code::NotFound);
@@ -609,7 +516,7 @@ async fn stream_statuses_say_what_went_wrong() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_shutdown_ends_streams_and_leaves_no_cli_behind() {
     let gw = start(config(&[])).await;
-    let mut c = raw_client(gw.grpc).await;
+    let mut c = raw_client(gw.grpc()).await;
     let mut pids = Vec::new();
     let mut ids = Vec::new();
     for token in [TOKEN, TOKEN, OTHER] {
@@ -625,12 +532,12 @@ async fn gateway_shutdown_ends_streams_and_leaves_no_cli_behind() {
         ids.push(info.id);
     }
     // A connected SDK transport sees the end.
-    let transport = GrpcTransport::new(gw.url(), ids[0].clone(), TOKEN);
+    let transport = GrpcTransport::new(gw.grpc_url(), ids[0].clone(), TOKEN);
     let mut conn = tokio::time::timeout(T, transport.connect())
         .await
         .expect("in time")
         .expect("connect");
-    let grpc = gw.grpc;
+    let grpc = gw.grpc();
     gw.shutdown().await;
     for pid in pids {
         wait_gone(pid).await;
@@ -668,7 +575,7 @@ async fn read_results(rx: &mut Streaming<v1::ServerMessage>, mut last: u64, resu
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_frames_resent_after_a_drop_reach_the_cli_exactly_once() {
     let gw = start(config(&[("MOCK_CLAUDE_MESSAGES", "1")])).await;
-    let mut c = raw_client(gw.grpc).await;
+    let mut c = raw_client(gw.grpc()).await;
     let me = bearer(TOKEN);
     let info = c
         .create_session(req(v1::CreateSessionRequest::default(), Some(&me)))
@@ -730,7 +637,7 @@ async fn client_frames_resent_after_a_drop_reach_the_cli_exactly_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prompts_sent_while_the_stream_is_being_dropped_each_run_once() {
     let gw = start(config(&[("MOCK_CLAUDE_MESSAGES", "3")])).await;
-    let options = Options::builder().transport(gw.url(), TOKEN).build();
+    let options = Options::builder().transport(gw.grpc_url(), TOKEN).build();
     let client = tokio::time::timeout(T, Client::connect(options))
         .await
         .expect("in time")

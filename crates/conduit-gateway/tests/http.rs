@@ -3,7 +3,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -11,105 +10,13 @@ use claude_conduit::remote::{Remote, SessionRequest};
 use claude_conduit::transport::http::HttpTransport;
 use claude_conduit::transport::{FrameReceiver, FrameSender, Transport};
 use claude_conduit::{Client, Error, Message, Options};
-use claude_conduit_gateway::GatewayConfig;
-use claude_conduit_gateway::auth::TokenId;
 use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::oneshot;
 
-const TOKEN: &str = "test-token-1";
-const OTHER: &str = "test-token-2";
-const T: Duration = Duration::from_secs(60);
-
-/// The mock CLI binary, next to this test's target directory (built if missing: cargo exposes
-/// `CARGO_BIN_EXE_*` only to the package that owns the binary).
-fn mock_claude() -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    let target_dir = exe
-        .parent()
-        .and_then(|p| p.parent())
-        .expect("target dir")
-        .to_path_buf();
-    let bin = target_dir.join("mock-claude");
-    if !bin.exists() {
-        let status = std::process::Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "-p",
-                "claude-conduit-testkit",
-                "--bin",
-                "mock-claude",
-            ])
-            .status()
-            .expect("cargo build mock-claude");
-        assert!(status.success());
-    }
-    bin
-}
-
-fn config(knobs: &[(&str, &str)]) -> GatewayConfig {
-    let mut o = Options::builder().cli_path(mock_claude());
-    for (k, v) in knobs {
-        o = o.env(*k, *v);
-    }
-    GatewayConfig::new()
-        .listen(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .token(TOKEN)
-        .token(OTHER)
-        .options(o.build())
-        .close_grace(Duration::from_secs(2))
-}
-
-struct Running {
-    addr: SocketAddr,
-    manager: claude_conduit_gateway::SessionManager,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<Result<(), claude_conduit_gateway::GatewayError>>,
-}
-
-impl Running {
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    async fn shutdown(mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        tokio::time::timeout(T, self.task)
-            .await
-            .expect("shutdown in time")
-            .expect("join")
-            .expect("serve ok");
-    }
-
-    /// The only session of `TOKEN`.
-    fn only_session(&self) -> claude_conduit_gateway::SessionInfo {
-        let list = self.manager.list(TokenId(0));
-        assert_eq!(list.len(), 1, "{list:?}");
-        list.into_iter().next().unwrap()
-    }
-}
-
-async fn start(config: GatewayConfig) -> Running {
-    let gateway = claude_conduit_gateway::Gateway::bind(config)
-        .await
-        .expect("bind");
-    let addr = gateway.local_addr();
-    let manager = gateway.manager();
-    let (stop, stopped) = oneshot::channel();
-    let task = tokio::spawn(gateway.run(async move {
-        let _ = stopped.await;
-    }));
-    Running {
-        addr,
-        manager,
-        stop: Some(stop),
-        task,
-    }
-}
+mod support;
+use support::*;
 
 /// One HTTP/1.1 request with a raw body; returns the status and the body as JSON (Null when
 /// empty or not JSON).

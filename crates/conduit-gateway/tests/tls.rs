@@ -1,10 +1,11 @@
 //! The real gateway over TLS (a self-signed certificate made by rcgen) on 127.0.0.1, port 0, with
-//! `mock-claude` as the CLI: HTTPS, plain HTTP refused, a full SDK session over `wss://`.
+//! `mock-claude` as the CLI: HTTPS, plain HTTP refused, full SDK sessions over `wss://`,
+//! `https://` and `grpcs://`, plain gRPC refused by the TLS gRPC listener.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use claude_conduit::transport::tls;
@@ -186,11 +187,8 @@ async fn https_health_with_a_trusted_cert_and_plain_http_fails() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sdk_session_over_wss() {
-    let (_dir, cert, key) = self_signed();
-    let gw = start(config(&cert, &key)).await;
-    // This process trusts the gateway's certificate from now on (every test here uses the same
-    // kind of gateway, so the process-wide default is fine).
-    tls::set_default_client_config(tls::client_config(Some(&cert)).unwrap());
+    let (cert, key) = trust_shared_cert();
+    let gw = start(config(cert, key)).await;
 
     let options = Options::builder()
         .transport(format!("wss://{}", gw.addr), TOKEN)
@@ -261,4 +259,140 @@ async fn bad_certificate_files_fail_bind_clearly() {
         .await
         .unwrap_err();
     assert!(e.to_string().contains("cert.pem"), "{e}");
+}
+
+/// One self-signed certificate for every test that relies on the process-wide client config
+/// (they run concurrently): made once, trusted with
+/// [`tls::set_default_client_config`]. Returns (cert.pem, key.pem).
+fn trust_shared_cert() -> (&'static Path, &'static Path) {
+    static SHARED: OnceLock<(tempfile::TempDir, PathBuf, PathBuf)> = OnceLock::new();
+    let (_, cert, key) = SHARED.get_or_init(|| {
+        let shared = self_signed();
+        tls::set_default_client_config(tls::client_config(Some(&shared.1)).unwrap());
+        shared
+    });
+    (cert, key)
+}
+
+/// A TLS gateway that also serves gRPC (over TLS, with the same certificate); its gRPC address.
+async fn start_with_grpc(cert: &Path, key: &Path) -> (Running, SocketAddr) {
+    let config = config(cert, key).grpc_listen(SocketAddr::from(([127, 0, 0, 1], 0)));
+    let gateway = claude_conduit_gateway::Gateway::bind(config)
+        .await
+        .expect("bind");
+    let addr = gateway.local_addr();
+    let grpc = gateway.grpc_addr().expect("a gRPC listener");
+    let (stop, stopped) = oneshot::channel();
+    let task = tokio::spawn(gateway.run(async move {
+        let _ = stopped.await;
+    }));
+    let running = Running {
+        addr,
+        stop: Some(stop),
+        task,
+    };
+    (running, grpc)
+}
+
+/// A full SDK session through `url`: connect + initialize, two turns, disconnect.
+async fn two_turns(url: String) {
+    let options = Options::builder().transport(url.clone(), TOKEN).build();
+    let client = tokio::time::timeout(T, Client::connect(options))
+        .await
+        .expect("in time")
+        .unwrap_or_else(|e| panic!("connect over {url} + initialize: {e}"));
+    assert_eq!(client.cli_version(), Some("2.1.330"));
+    for turn in 0..2 {
+        client.send("hello").await.expect("send");
+        let items: Vec<Message> =
+            tokio::time::timeout(T, client.receive_response().collect::<Vec<_>>())
+                .await
+                .expect("turn in time")
+                .into_iter()
+                .map(|m| m.expect("no errors"))
+                .collect();
+        assert!(
+            items.iter().any(|m| m.as_assistant().is_some()),
+            "{url} turn {turn}"
+        );
+        let result = items
+            .last()
+            .and_then(Message::as_result)
+            .expect("result last");
+        assert!(!result.is_error, "{url}");
+    }
+    tokio::time::timeout(T, client.disconnect())
+        .await
+        .expect("disconnect in time")
+        .expect("disconnect");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sdk_sessions_over_https_and_grpcs() {
+    let (cert, key) = trust_shared_cert();
+    let (gw, grpc) = start_with_grpc(cert, key).await;
+    two_turns(format!("https://{}", gw.addr)).await;
+    two_turns(format!("grpcs://{grpc}")).await;
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_grpc_to_a_tls_grpc_listener_fails_clearly() {
+    use claude_conduit::remote::SessionRequest;
+    use claude_conduit::transport::grpc::GrpcTransport;
+
+    let (cert, key) = trust_shared_cert();
+    let (gw, grpc) = start_with_grpc(cert, key).await;
+    let request = SessionRequest::default();
+
+    let r = tokio::time::timeout(
+        T,
+        GrpcTransport::create_session(&format!("grpc://{grpc}"), TOKEN, &request),
+    )
+    .await
+    .expect("a plain gRPC client gets an answer in time");
+    let e = r.expect_err("plain gRPC was served on the TLS gRPC port");
+    assert!(
+        matches!(e, claude_conduit::Error::Transport { .. })
+            && e.to_string().contains("connection"),
+        "not a connection error: {e:?}"
+    );
+
+    // A client that does not trust the certificate fails its handshake (the process default
+    // trusts it: use a config without the extra CA through a raw TLS connection).
+    let tcp = tokio::net::TcpStream::connect(grpc).await.unwrap();
+    let mut untrusting = (*tls::client_config(None).unwrap()).clone();
+    untrusting.alpn_protocols = vec![b"h2".to_vec()];
+    let handshake = tokio::time::timeout(
+        T,
+        tokio_rustls::TlsConnector::from(Arc::new(untrusting))
+            .connect(ServerName::try_from("127.0.0.1").unwrap(), tcp),
+    )
+    .await
+    .expect("in time");
+    assert!(handshake.is_err(), "an untrusted certificate was accepted");
+
+    // The TLS gRPC listener still works, and negotiates h2.
+    let tcp = tokio::net::TcpStream::connect(grpc).await.unwrap();
+    let mut trusting = (*tls::client_config(Some(cert)).unwrap()).clone();
+    trusting.alpn_protocols = vec![b"h2".to_vec()];
+    let stream = tokio::time::timeout(
+        T,
+        tokio_rustls::TlsConnector::from(Arc::new(trusting))
+            .connect(ServerName::try_from("127.0.0.1").unwrap(), tcp),
+    )
+    .await
+    .expect("in time")
+    .expect("TLS to the gRPC listener");
+    assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    drop(stream);
+    let id = tokio::time::timeout(
+        T,
+        GrpcTransport::create_session(&format!("grpcs://{grpc}"), TOKEN, &request),
+    )
+    .await
+    .expect("in time")
+    .expect("create over grpcs://");
+    assert!(!id.is_empty());
+    gw.shutdown().await;
 }

@@ -9,8 +9,8 @@
 //! |---|---|---|
 //! | `subprocess` (default) | [`SubprocessTransport`](crate::transport::SubprocessTransport) | — |
 //! | `ws://`, `wss://` | `transport::websocket::WebSocketTransport` | `websocket` (+ `tls` for `wss://`) |
-//! | `http://` | `transport::http::HttpTransport` (POST frames, server-sent events) | `http` (`https://` not yet) |
-//! | `grpc://` | `transport::grpc::GrpcTransport` | `grpc` (`grpcs://` not yet) |
+//! | `http://`, `https://` | `transport::http::HttpTransport` (POST frames, server-sent events) | `http` (+ `tls` for `https://`) |
+//! | `grpc://`, `grpcs://` | `transport::grpc::GrpcTransport` | `grpc` (+ `tls` for `grpcs://`) |
 //!
 //! The session's CLI runs on the gateway's machine. The client's [`Options`] travel as the CLI
 //! flags they produce ([`SessionRequest::args`]) plus the working directory; the gateway checks

@@ -30,10 +30,11 @@
 //! gateway refuses anyway (`Refused`) arrives as a per-frame `Err` on the receiving half. The
 //! session goes on in both cases.
 //!
-//! Plain HTTP/2 only for now: `grpcs://` is refused with [`Error::InvalidOptions`].
+//! `grpcs://` (HTTP/2 over TLS, ALPN `h2`) needs the `tls` cargo feature: tonic's channel runs
+//! over a tokio-rustls connection with the SDK's rustls config (`transport::tls`:
+//! webpki roots plus `CONDUIT_TLS_CA`). Without the feature it is an [`Error::InvalidOptions`].
 
 use std::collections::VecDeque;
-use std::hash::{BuildHasher, Hasher, RandomState};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -47,19 +48,12 @@ use tonic::metadata::{AsciiMetadataValue, MetadataValue};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Status, Streaming};
 
-use super::{
-    Connection, ConnectionInfo, FrameReceiver, FrameSender, Termination, Transport,
-    TransportMetrics,
-};
+use super::relay::{Event, backoff, transport_error};
+use super::{Connection, ConnectionInfo, FrameSender, Termination, Transport, TransportMetrics};
 use crate::codec::DEFAULT_MAX_FRAME_BYTES;
 use crate::error::{Error, Result};
 
-/// Reconnect attempts after a dropped stream, before the stream fails.
-pub const MAX_RECONNECTS: u32 = 5;
-/// The client acks at least every this many frames.
-pub const ACK_EVERY: u64 = 16;
-/// The first reconnect delay; doubles with each attempt.
-const BACKOFF_BASE: Duration = Duration::from_millis(100);
+pub use super::relay::{ACK_EVERY, MAX_RECONNECTS};
 /// How long a fresh stream may take to say hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long connecting to the gateway may take.
@@ -110,30 +104,44 @@ impl std::fmt::Debug for GrpcTransport {
     }
 }
 
-fn transport_error(context: &'static str, message: impl std::fmt::Display) -> Error {
-    Error::transport(context, std::io::Error::other(message.to_string()))
-}
-
 /// A status from the gateway as an SDK error.
 fn status_error(context: &'static str, s: &Status) -> Error {
     match s.code() {
         Code::InvalidArgument => Error::InvalidOptions(s.message().to_owned()),
-        code => transport_error(context, format!("{code:?}: {}", s.message())),
+        // A transport failure's status says only "transport error": add its causes.
+        code => match std::error::Error::source(s) {
+            Some(cause) => transport_error(
+                context,
+                format!("{code:?}: {}: {}", s.message(), error_chain(cause)),
+            ),
+            None => transport_error(context, format!("{code:?}: {}", s.message())),
+        },
     }
 }
 
-/// `http://host:port` for `http://`, `grpc://` or a bare `host:port`.
+/// `http://host:port` for `http://`, `grpc://` or a bare `host:port`; `https://host:port` for
+/// `https://` or `grpcs://` (with the `tls` feature).
 fn http_endpoint(endpoint: &str) -> Result<String> {
-    let rest = match endpoint.split_once("://") {
-        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => rest,
-        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("grpc") => rest,
+    let (rest, tls) = match endpoint.split_once("://") {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => (rest, false),
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("grpc") => (rest, false),
+        Some((scheme, rest))
+            if scheme.eq_ignore_ascii_case("https") || scheme.eq_ignore_ascii_case("grpcs") =>
+        {
+            if !cfg!(feature = "tls") {
+                return Err(Error::InvalidOptions(format!(
+                    "{scheme}:// needs the `tls` cargo feature of claude-conduit (this build has \
+                     none)"
+                )));
+            }
+            (rest, true)
+        }
         Some((scheme, _)) => {
             return Err(Error::InvalidOptions(format!(
-                "gRPC endpoint must be grpc://host:port or http://host:port (no TLS yet), not \
-                 {scheme}://"
+                "gRPC endpoint must be grpc[s]://host:port or http[s]://host:port, not {scheme}://"
             )));
         }
-        None => endpoint,
+        None => (endpoint, false),
     };
     let authority = rest.trim_end_matches('/');
     if authority.is_empty() || authority.contains('/') || authority.contains('@') {
@@ -141,7 +149,8 @@ fn http_endpoint(endpoint: &str) -> Result<String> {
             "gRPC endpoint needs host:port and no path: `{endpoint}`"
         )));
     }
-    Ok(format!("http://{authority}"))
+    let scheme = if tls { "https" } else { "http" };
+    Ok(format!("{scheme}://{authority}"))
 }
 
 fn message_limit(max_frame: usize) -> usize {
@@ -150,7 +159,7 @@ fn message_limit(max_frame: usize) -> usize {
 
 impl GrpcTransport {
     /// The session `session_id` on the gateway at `endpoint` (`grpc://host:port` or
-    /// `http://host:port`), with `token`.
+    /// `http://host:port`; `grpcs://` or `https://` with the `tls` feature), with `token`.
     pub fn new(
         endpoint: impl Into<String>,
         session_id: impl Into<String>,
@@ -182,19 +191,18 @@ impl GrpcTransport {
         remote: &crate::remote::Remote,
         request: &crate::remote::SessionRequest,
     ) -> Result<Self> {
-        if remote.scheme().is_tls() {
-            return Err(Error::InvalidOptions(
-                "grpcs:// is not supported by this build of the gRPC transport (use grpc://)"
-                    .into(),
-            ));
-        }
         if !remote.prefix().is_empty() {
             return Err(Error::InvalidOptions(format!(
                 "a gRPC gateway URL has no path (got `{}`)",
                 remote.prefix()
             )));
         }
-        let endpoint = http_endpoint(remote.authority())?;
+        let scheme = if remote.scheme().is_tls() {
+            "grpcs"
+        } else {
+            "grpc"
+        };
+        let endpoint = http_endpoint(&format!("{scheme}://{}", remote.authority()))?;
         let channel = connect_channel(&endpoint).await?;
         let info = create(channel.clone(), remote.token(), request).await?;
         Ok(Self {
@@ -225,7 +233,8 @@ impl GrpcTransport {
     }
 }
 
-/// An HTTP/2 channel to `endpoint` (`http://host:port`), connected now.
+/// An HTTP/2 channel to `endpoint` (`http://host:port`, or `https://host:port`: over TLS),
+/// connected now.
 async fn connect_channel(endpoint: &str) -> Result<Channel> {
     let ep = Endpoint::from_shared(endpoint.to_owned())
         .map_err(|e| Error::InvalidOptions(format!("gRPC endpoint `{endpoint}`: {e}")))?
@@ -236,9 +245,67 @@ async fn connect_channel(endpoint: &str) -> Result<Channel> {
         .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
         .keep_alive_timeout(KEEPALIVE_TIMEOUT)
         .http2_adaptive_window(true);
+    #[cfg(feature = "tls")]
+    if endpoint.starts_with("https://") {
+        let mut config = (*super::tls::default_client_config()?).clone();
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        let connector = TlsConnector {
+            config: Arc::new(config),
+        };
+        return ep.connect_with_connector(connector).await.map_err(|e| {
+            transport_error("connecting to the gateway (gRPC over TLS)", error_chain(&e))
+        });
+    }
     ep.connect()
         .await
         .map_err(|e| transport_error("connecting to the gateway (gRPC)", error_chain(&e)))
+}
+
+/// tonic's connector for `grpcs://`: TCP to the URI's authority (port 443 if none), then TLS
+/// with the SDK's rustls config (ALPN `h2`), verifying the host name.
+#[cfg(feature = "tls")]
+#[derive(Clone)]
+struct TlsConnector {
+    config: Arc<rustls::ClientConfig>,
+}
+
+#[cfg(feature = "tls")]
+type TlsIo = hyper_util::rt::TokioIo<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
+
+#[cfg(feature = "tls")]
+impl tonic::codegen::Service<tonic::transport::Uri> for TlsConnector {
+    type Response = TlsIo;
+    type Error = Error;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<TlsIo>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: tonic::transport::Uri) -> Self::Future {
+        let config = self.config.clone();
+        Box::pin(async move {
+            let authority = uri.authority().ok_or_else(|| {
+                Error::InvalidOptions(format!("gRPC endpoint `{uri}` has no host"))
+            })?;
+            let addr = match authority.port_u16() {
+                Some(_) => authority.as_str().to_owned(),
+                None => format!("{}:443", authority.as_str()),
+            };
+            let name = super::tls::server_name(authority.as_str())?;
+            let tcp = tokio::net::TcpStream::connect(&addr)
+                .await
+                .map_err(|e| Error::transport("connecting to the gateway (gRPC)", e))?;
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "TCP_NODELAY not set");
+            }
+            let tls = tokio_rustls::TlsConnector::from(config)
+                .connect(name, tcp)
+                .await
+                .map_err(|e| Error::transport("TLS handshake with the gateway (gRPC)", e))?;
+            Ok(hyper_util::rt::TokioIo::new(tls))
+        })
+    }
 }
 
 /// An error with its sources, for messages.
@@ -293,16 +360,6 @@ enum Out {
     Close,
 }
 
-/// What the driver hands the receiving half.
-#[derive(Debug)]
-enum Event {
-    Frame(Bytes),
-    /// The gateway refused one of our frames; the stream goes on.
-    Refused(Error),
-    End(Termination),
-    Failed(Error),
-}
-
 impl Transport for GrpcTransport {
     type Sender = GrpcSender;
     type Receiver = GrpcReceiver;
@@ -345,10 +402,7 @@ impl Transport for GrpcTransport {
                 metrics: metrics.clone(),
                 limit,
             },
-            receiver: GrpcReceiver {
-                rx: ev_rx,
-                ended: None,
-            },
+            receiver: super::relay::GatewayReceiver::new(ev_rx),
             metrics,
             info,
         })
@@ -671,15 +725,6 @@ impl Driver {
     }
 }
 
-/// 100 ms·2^attempt, times a jitter factor in [0.5, 1.5).
-fn backoff(attempt: u32) -> Duration {
-    let base = BACKOFF_BASE * 2u32.saturating_pow(attempt);
-    let mut h = RandomState::new().build_hasher();
-    h.write_u32(attempt);
-    let jitter = 0.5 + (h.finish() % 1000) as f64 / 1000.0;
-    base.mul_f64(jitter)
-}
-
 /// Sending half of a [`GrpcTransport`].
 #[derive(Debug)]
 pub struct GrpcSender {
@@ -721,42 +766,7 @@ impl FrameSender for GrpcSender {
 }
 
 /// Receiving half of a [`GrpcTransport`].
-#[derive(Debug)]
-pub struct GrpcReceiver {
-    rx: mpsc::Receiver<Event>,
-    ended: Option<Termination>,
-}
-
-impl FrameReceiver for GrpcReceiver {
-    async fn recv(&mut self) -> Result<Option<Result<Bytes>>> {
-        if self.ended.is_some() {
-            return Ok(None);
-        }
-        match self.rx.recv().await {
-            Some(Event::Frame(f)) => Ok(Some(Ok(f))),
-            Some(Event::Refused(e)) => Ok(Some(Err(e))),
-            Some(Event::End(t)) => {
-                self.ended = Some(t);
-                Ok(None)
-            }
-            Some(Event::Failed(e)) => {
-                self.ended = Some(Termination {
-                    stderr_tail: e.to_string(),
-                    ..Termination::default()
-                });
-                Err(e)
-            }
-            None => {
-                self.ended = Some(Termination::default());
-                Ok(None)
-            }
-        }
-    }
-
-    fn termination(&self) -> Option<Termination> {
-        self.ended.clone()
-    }
-}
+pub type GrpcReceiver = super::relay::GatewayReceiver;
 
 #[cfg(test)]
 mod tests {
@@ -773,23 +783,18 @@ mod tests {
             Some("http://h:2")
         );
         assert_eq!(http_endpoint("h:3").ok().as_deref(), Some("http://h:3"));
-        for bad in [
-            "grpcs://h:1",
-            "https://h:1",
-            "grpc://",
-            "grpc://h:1/x",
-            "ws://h:1",
-        ] {
-            assert!(http_endpoint(bad).is_err(), "{bad}");
+        for tls in ["grpcs://h:4", "https://h:4/"] {
+            if cfg!(feature = "tls") {
+                assert_eq!(http_endpoint(tls).ok().as_deref(), Some("https://h:4"));
+            } else {
+                assert!(
+                    matches!(http_endpoint(tls), Err(Error::InvalidOptions(_))),
+                    "{tls}"
+                );
+            }
         }
-    }
-
-    #[test]
-    fn backoff_grows_with_jitter() {
-        for k in 0..MAX_RECONNECTS {
-            let d = backoff(k);
-            let base = BACKOFF_BASE * 2u32.pow(k);
-            assert!(d >= base / 2 && d < base * 3 / 2, "{k}: {d:?}");
+        for bad in ["grpc://", "grpc://h:1/x", "ws://h:1"] {
+            assert!(http_endpoint(bad).is_err(), "{bad}");
         }
     }
 

@@ -40,11 +40,10 @@
 //!
 //! [`FrameSender::close`] deletes the session on the gateway (which closes the CLI gracefully,
 //! with the gateway's own grace period); the receiving half then ends with the CLI's
-//! termination from the `end` event. Only `http://` is supported for now: `https://` is an
-//! [`Error::InvalidOptions`].
+//! termination from the `end` event. `https://` needs the `tls` cargo feature (rustls with the
+//! SDK's config, see `transport::tls`); without it, it is an [`Error::InvalidOptions`].
 
 use std::collections::VecDeque;
-use std::hash::{BuildHasher, Hasher, RandomState};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -55,21 +54,14 @@ use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::{
-    Connection, ConnectionInfo, FrameReceiver, FrameSender, Termination, Transport,
-    TransportMetrics,
-};
+use super::relay::{Event, backoff, transport_error};
+use super::{Connection, ConnectionInfo, FrameSender, Termination, Transport, TransportMetrics};
 use crate::codec::DEFAULT_MAX_FRAME_BYTES;
 use crate::error::{Error, Result};
 
-/// Reconnect (and retry) attempts after a failure, before the stream fails.
-pub const MAX_RECONNECTS: u32 = 5;
-/// The client acks at least every this many frames.
-pub const ACK_EVERY: u64 = 16;
+pub use super::relay::{ACK_EVERY, MAX_RECONNECTS};
 /// The header that numbers the first frame of a `POST …/frames` body.
 pub const SEQ_HEADER: &str = "conduit-seq";
-/// The first reconnect delay; doubles with each attempt.
-const BACKOFF_BASE: Duration = Duration::from_millis(100);
 /// How long a fresh event stream may take to say hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the event stream may stay silent (the gateway pings every 20 s by default).
@@ -84,10 +76,6 @@ const MAX_BATCH_FRAMES: usize = 256;
 const LINE_SLACK: usize = 1024;
 /// The `User-Agent` of every request.
 const USER_AGENT: &str = concat!("claude-conduit/", env!("CARGO_PKG_VERSION"));
-
-fn transport_error(context: &'static str, message: impl std::fmt::Display) -> Error {
-    Error::transport(context, std::io::Error::other(message.to_string()))
-}
 
 /// A session on a conduit gateway over plain HTTP, as an SDK [`Transport`].
 ///
@@ -139,13 +127,16 @@ fn is_loopback(base: &str) -> bool {
 }
 
 /// The one HTTP client of a transport. Proxies from the environment (`HTTP_PROXY`, …) apply,
-/// except to a gateway on this machine.
+/// except to a gateway on this machine. With the `tls` feature, `https://` uses the SDK's rustls
+/// config ([`super::tls::default_client_config`]).
 fn build_client(base: &str) -> Result<reqwest::Client> {
     let builder = if is_loopback(base) {
         reqwest::Client::builder().no_proxy()
     } else {
         reqwest::Client::builder()
     };
+    #[cfg(feature = "tls")]
+    let builder = builder.tls_backend_preconfigured(reqwest_tls_config(base)?);
     builder
         .connect_timeout(CONNECT_TIMEOUT)
         .user_agent(USER_AGENT)
@@ -159,7 +150,28 @@ fn build_client(base: &str) -> Result<reqwest::Client> {
         .map_err(|e| transport_error("building the HTTP client", e))
 }
 
-/// `base_url` without a trailing `/`, checked to be `http://host[:port][/prefix]`.
+/// The rustls config reqwest gets (it has no crypto provider of its own): the SDK's, with ALPN
+/// `http/1.1`. A plain `http://` gateway does not depend on `CONDUIT_TLS_CA` being readable.
+#[cfg(feature = "tls")]
+fn reqwest_tls_config(base: &str) -> Result<rustls::ClientConfig> {
+    let config = match super::tls::default_client_config() {
+        Ok(c) => c,
+        Err(e) if is_https(base) => return Err(e),
+        Err(_) => super::tls::client_config(None)?,
+    };
+    let mut config = (*config).clone();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+#[cfg(feature = "tls")]
+fn is_https(base: &str) -> bool {
+    base.split_once("://")
+        .is_some_and(|(scheme, _)| scheme.eq_ignore_ascii_case("https"))
+}
+
+/// `base_url` without a trailing `/`, checked to be `http://host[:port][/prefix]` (or
+/// `https://…` with the `tls` feature).
 fn check_base(base_url: &str) -> Result<String> {
     let base = base_url.trim_end_matches('/');
     let Some((scheme, rest)) = base.split_once("://") else {
@@ -167,15 +179,14 @@ fn check_base(base_url: &str) -> Result<String> {
             "gateway URL needs a scheme: `{base_url}`"
         )));
     };
-    if scheme.eq_ignore_ascii_case("https") {
+    if !cfg!(feature = "tls") && scheme.eq_ignore_ascii_case("https") {
         return Err(Error::InvalidOptions(
-            "the http transport does not support https:// yet (use wss:// or grpcs:// for TLS)"
-                .into(),
+            "https:// needs the `tls` cargo feature of claude-conduit (this build has none)".into(),
         ));
     }
-    if !scheme.eq_ignore_ascii_case("http") {
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
         return Err(Error::InvalidOptions(format!(
-            "gateway URL must start with http://: `{base_url}`"
+            "gateway URL must start with http:// or https://: `{base_url}`"
         )));
     }
     if rest.is_empty() || rest.starts_with('/') {
@@ -499,16 +510,6 @@ enum Out {
     Close(oneshot::Sender<()>),
 }
 
-/// What the tasks hand the receiving half.
-#[derive(Debug)]
-enum Event {
-    Frame(Bytes),
-    /// The gateway refused one of our frames; the stream goes on.
-    Refused(Error),
-    End(Termination),
-    Failed(Error),
-}
-
 impl Transport for HttpTransport {
     type Sender = HttpSender;
     type Receiver = HttpReceiver;
@@ -569,10 +570,7 @@ impl Transport for HttpTransport {
                 metrics: metrics.clone(),
                 limit,
             },
-            receiver: HttpReceiver {
-                rx: ev_rx,
-                ended: None,
-            },
+            receiver: super::relay::GatewayReceiver::new(ev_rx),
             metrics,
             info: ConnectionInfo {
                 description: format!("http {} session {}", base, self.session_id),
@@ -987,15 +985,6 @@ impl Writer {
     }
 }
 
-/// 100 ms·2^attempt, times a jitter factor in [0.5, 1.5).
-fn backoff(attempt: u32) -> Duration {
-    let base = BACKOFF_BASE * 2u32.saturating_pow(attempt);
-    let mut h = RandomState::new().build_hasher();
-    h.write_u32(attempt);
-    let jitter = 0.5 + (h.finish() % 1000) as f64 / 1000.0;
-    base.mul_f64(jitter)
-}
-
 /// One server-sent event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct SseEvent {
@@ -1225,42 +1214,7 @@ impl FrameSender for HttpSender {
 }
 
 /// Receiving half of an [`HttpTransport`].
-#[derive(Debug)]
-pub struct HttpReceiver {
-    rx: mpsc::Receiver<Event>,
-    ended: Option<Termination>,
-}
-
-impl FrameReceiver for HttpReceiver {
-    async fn recv(&mut self) -> Result<Option<Result<Bytes>>> {
-        if self.ended.is_some() {
-            return Ok(None);
-        }
-        match self.rx.recv().await {
-            Some(Event::Frame(f)) => Ok(Some(Ok(f))),
-            Some(Event::Refused(e)) => Ok(Some(Err(e))),
-            Some(Event::End(t)) => {
-                self.ended = Some(t);
-                Ok(None)
-            }
-            Some(Event::Failed(e)) => {
-                self.ended = Some(Termination {
-                    stderr_tail: e.to_string(),
-                    ..Termination::default()
-                });
-                Err(e)
-            }
-            None => {
-                self.ended = Some(Termination::default());
-                Ok(None)
-            }
-        }
-    }
-
-    fn termination(&self) -> Option<Termination> {
-        self.ended.clone()
-    }
-}
+pub type HttpReceiver = super::relay::GatewayReceiver;
 
 #[cfg(test)]
 mod tests {
@@ -1358,21 +1312,19 @@ mod tests {
             check_base("http://127.0.0.1:1/").ok().as_deref(),
             Some("http://127.0.0.1:1")
         );
-        assert!(matches!(
-            check_base("https://h:1"),
-            Err(Error::InvalidOptions(_))
-        ));
+        if cfg!(feature = "tls") {
+            assert_eq!(
+                check_base("https://h:1/p/").ok().as_deref(),
+                Some("https://h:1/p")
+            );
+        } else {
+            assert!(matches!(
+                check_base("https://h:1"),
+                Err(Error::InvalidOptions(_))
+            ));
+        }
         assert!(check_base("ws://h:1").is_err());
         assert!(check_base("http://").is_err());
-    }
-
-    #[test]
-    fn backoff_grows_with_jitter() {
-        for k in 0..MAX_RECONNECTS {
-            let d = backoff(k);
-            let base = BACKOFF_BASE * 2u32.pow(k);
-            assert!(d >= base / 2 && d < base * 3 / 2, "{k}: {d:?}");
-        }
     }
 
     #[test]

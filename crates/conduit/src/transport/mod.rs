@@ -14,6 +14,10 @@
 
 #[cfg(feature = "grpc")]
 pub mod grpc;
+#[cfg(any(feature = "websocket", feature = "http", feature = "grpc"))]
+mod relay;
+#[cfg(any(feature = "websocket", feature = "http", feature = "grpc"))]
+pub use relay::GatewayReceiver;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod memory;

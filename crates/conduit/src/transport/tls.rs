@@ -1,4 +1,5 @@
-//! TLS for the network transports (cargo feature `tls`): `wss://` and `https://` gateways.
+//! TLS for the network transports (cargo feature `tls`): `wss://`, `https://` and `grpcs://`
+//! gateways.
 //!
 //! rustls with the *ring* provider (no C build beyond ring's own). Servers are trusted when their
 //! certificate chains to one of

@@ -30,7 +30,6 @@
 //! `Connection: close`) to avoid an HTTP client dependency.
 
 use std::collections::VecDeque;
-use std::hash::{BuildHasher, Hasher, RandomState};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -46,19 +45,12 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use super::{
-    Connection, ConnectionInfo, FrameReceiver, FrameSender, Termination, Transport,
-    TransportMetrics,
-};
+use super::relay::{Event, backoff, transport_error};
+use super::{Connection, ConnectionInfo, FrameSender, Termination, Transport, TransportMetrics};
 use crate::codec::DEFAULT_MAX_FRAME_BYTES;
 use crate::error::{Error, Result};
 
-/// Reconnect attempts after a dropped socket, before the stream fails.
-pub const MAX_RECONNECTS: u32 = 5;
-/// The client acks at least every this many frames.
-pub const ACK_EVERY: u64 = 16;
-/// The first reconnect delay; doubles with each attempt.
-const BACKOFF_BASE: Duration = Duration::from_millis(100);
+pub use super::relay::{ACK_EVERY, MAX_RECONNECTS};
 /// How long a fresh socket may take to say hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(30);
 /// Close codes after which reconnecting cannot help.
@@ -119,10 +111,6 @@ fn split_base(base_url: &str) -> Result<(String, String)> {
         format!("/{path}")
     };
     Ok((host.to_owned(), prefix))
-}
-
-fn transport_error(context: &'static str, message: impl std::fmt::Display) -> Error {
-    Error::transport(context, std::io::Error::other(message.to_string()))
 }
 
 impl WebSocketTransport {
@@ -304,16 +292,6 @@ enum Out {
     Text(&'static str),
 }
 
-/// What the driver hands the receiving half.
-#[derive(Debug)]
-enum Event {
-    Frame(Bytes),
-    /// The gateway refused one of our frames; the stream goes on.
-    Refused(Error),
-    End(Termination),
-    Failed(Error),
-}
-
 impl Transport for WebSocketTransport {
     type Sender = WebSocketSender;
     type Receiver = WebSocketReceiver;
@@ -350,10 +328,7 @@ impl Transport for WebSocketTransport {
                 metrics: metrics.clone(),
                 limit,
             },
-            receiver: WebSocketReceiver {
-                rx: ev_rx,
-                ended: None,
-            },
+            receiver: super::relay::GatewayReceiver::new(ev_rx),
             metrics,
             info,
         })
@@ -640,15 +615,6 @@ fn close_end(frame: Option<tokio_tungstenite::tungstenite::protocol::CloseFrame>
     SocketEnd::Dropped(format!("closed without an end ({code} {reason})"))
 }
 
-/// 100 ms·2^attempt, times a jitter factor in [0.5, 1.5).
-fn backoff(attempt: u32) -> Duration {
-    let base = BACKOFF_BASE * 2u32.saturating_pow(attempt);
-    let mut h = RandomState::new().build_hasher();
-    h.write_u32(attempt);
-    let jitter = 0.5 + (h.finish() % 1000) as f64 / 1000.0;
-    base.mul_f64(jitter)
-}
-
 /// Sending half of a [`WebSocketTransport`].
 #[derive(Debug)]
 pub struct WebSocketSender {
@@ -690,42 +656,7 @@ impl FrameSender for WebSocketSender {
 }
 
 /// Receiving half of a [`WebSocketTransport`].
-#[derive(Debug)]
-pub struct WebSocketReceiver {
-    rx: mpsc::Receiver<Event>,
-    ended: Option<Termination>,
-}
-
-impl FrameReceiver for WebSocketReceiver {
-    async fn recv(&mut self) -> Result<Option<Result<Bytes>>> {
-        if self.ended.is_some() {
-            return Ok(None);
-        }
-        match self.rx.recv().await {
-            Some(Event::Frame(f)) => Ok(Some(Ok(f))),
-            Some(Event::Refused(e)) => Ok(Some(Err(e))),
-            Some(Event::End(t)) => {
-                self.ended = Some(t);
-                Ok(None)
-            }
-            Some(Event::Failed(e)) => {
-                self.ended = Some(Termination {
-                    stderr_tail: e.to_string(),
-                    ..Termination::default()
-                });
-                Err(e)
-            }
-            None => {
-                self.ended = Some(Termination::default());
-                Ok(None)
-            }
-        }
-    }
-
-    fn termination(&self) -> Option<Termination> {
-        self.ended.clone()
-    }
-}
+pub type WebSocketReceiver = super::relay::GatewayReceiver;
 
 #[cfg(test)]
 mod tests {
@@ -743,14 +674,5 @@ mod tests {
         );
         assert!(split_base("https://h").is_err());
         assert!(split_base("http://").is_err());
-    }
-
-    #[test]
-    fn backoff_grows_with_jitter() {
-        for k in 0..MAX_RECONNECTS {
-            let d = backoff(k);
-            let base = BACKOFF_BASE * 2u32.pow(k);
-            assert!(d >= base / 2 && d < base * 3 / 2, "{k}: {d:?}");
-        }
     }
 }

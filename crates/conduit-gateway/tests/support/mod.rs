@@ -1,0 +1,128 @@
+//! The harness the gateway's integration tests share: the real gateway on 127.0.0.1 (free
+//! ports, HTTP/WebSocket and gRPC listeners) with `mock-claude` as the CLI.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use claude_conduit::Options;
+use claude_conduit_gateway::GatewayConfig;
+use claude_conduit_gateway::auth::TokenId;
+use tokio::sync::oneshot;
+
+pub const TOKEN: &str = "test-token-1";
+pub const OTHER: &str = "test-token-2";
+/// Deadline that turns a hang into a failure.
+pub const T: Duration = Duration::from_secs(60);
+
+/// The mock CLI binary, next to this test's target directory (built if missing: cargo exposes
+/// `CARGO_BIN_EXE_*` only to the package that owns the binary).
+pub fn mock_claude() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let target_dir = exe
+        .parent()
+        .and_then(|p| p.parent())
+        .expect("target dir")
+        .to_path_buf();
+    let bin = target_dir.join("mock-claude");
+    if !bin.exists() {
+        let status = std::process::Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "-p",
+                "claude-conduit-testkit",
+                "--bin",
+                "mock-claude",
+            ])
+            .status()
+            .expect("cargo build mock-claude");
+        assert!(status.success());
+    }
+    bin
+}
+
+pub fn loopback() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+/// Both listeners on free loopback ports, the two tokens, mock-claude with `knobs` in its
+/// environment.
+pub fn config(knobs: &[(&str, &str)]) -> GatewayConfig {
+    let mut o = Options::builder().cli_path(mock_claude());
+    for (k, v) in knobs {
+        o = o.env(*k, *v);
+    }
+    GatewayConfig::new()
+        .listen(loopback())
+        .grpc_listen(loopback())
+        .token(TOKEN)
+        .token(OTHER)
+        .options(o.build())
+        .close_grace(Duration::from_secs(2))
+}
+
+/// A gateway serving in the background.
+pub struct Running {
+    pub addr: SocketAddr,
+    grpc: Option<SocketAddr>,
+    pub manager: claude_conduit_gateway::SessionManager,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), claude_conduit_gateway::GatewayError>>,
+}
+
+impl Running {
+    /// `http://addr`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The gRPC listener's address.
+    pub fn grpc(&self) -> SocketAddr {
+        self.grpc.expect("a gRPC listener")
+    }
+
+    /// `grpc://addr`.
+    pub fn grpc_url(&self) -> String {
+        format!("grpc://{}", self.grpc())
+    }
+
+    /// Stop serving and wait (bounded) until every CLI is closed.
+    pub async fn shutdown(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        tokio::time::timeout(T, self.task)
+            .await
+            .expect("shutdown in time")
+            .expect("join")
+            .expect("serve ok");
+    }
+
+    /// The only session of `TOKEN`.
+    pub fn only_session(&self) -> claude_conduit_gateway::SessionInfo {
+        let list = self.manager.list(TokenId(0));
+        assert_eq!(list.len(), 1, "{list:?}");
+        list.into_iter().next().unwrap()
+    }
+}
+
+pub async fn start(config: GatewayConfig) -> Running {
+    let gateway = claude_conduit_gateway::Gateway::bind(config)
+        .await
+        .expect("bind");
+    let addr = gateway.local_addr();
+    let grpc = gateway.grpc_addr();
+    let manager = gateway.manager();
+    let (stop, stopped) = oneshot::channel();
+    let task = tokio::spawn(gateway.run(async move {
+        let _ = stopped.await;
+    }));
+    Running {
+        addr,
+        grpc,
+        manager,
+        stop: Some(stop),
+        task,
+    }
+}
