@@ -192,9 +192,10 @@ pub async fn run(args: ServeArgs) -> ExitCode {
         Ok(g) => g,
         Err(e) => return fail(e),
     };
+    let grpc_tls = if scheme == "https" { " (grpcs://)" } else { "" };
     let grpc = gateway
         .grpc_addr()
-        .map_or(String::new(), |a| format!(", grpc on {a}"));
+        .map_or(String::new(), |a| format!(", grpc on {a}{grpc_tls}"));
     eprintln!(
         "conduit serve: listening on {scheme}://{}{grpc} ({count} token(s); frames up to \
          {frame_mib} MiB; policy: {policy})",

@@ -11,7 +11,7 @@
 //! listen = "127.0.0.1:8992"        # HTTP + WebSocket
 //! grpc_listen = "127.0.0.1:8993"   # gRPC (off when absent)
 //! token_file = "tokens.txt"        # bearer tokens, one per line
-//! tls_cert = "cert.pem"            # PEM chain; with tls_key: HTTPS / wss://
+//! tls_cert = "cert.pem"            # PEM chain; with tls_key: https / wss / grpcs
 //! tls_key = "key.pem"
 //! cli = "/usr/local/bin/claude"
 //! grace_secs = 60                  # a session without a client survives this long
