@@ -5,86 +5,19 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use claude_conduit::{Client, Options};
+use claude_conduit_gateway::GatewayConfig;
 use claude_conduit_gateway::policy::Policy;
-use claude_conduit_gateway::{GatewayConfig, GatewayError};
 use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::oneshot;
 
-const TOKEN: &str = "policy-test-token";
-const T: Duration = Duration::from_secs(60);
-
-/// The mock CLI binary (built if missing; see tests/gateway.rs).
-fn mock_claude() -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    let target_dir = exe
-        .parent()
-        .and_then(|p| p.parent())
-        .expect("target dir")
-        .to_path_buf();
-    let bin = target_dir.join("mock-claude");
-    if !bin.exists() {
-        let status = std::process::Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "-p",
-                "claude-conduit-testkit",
-                "--bin",
-                "mock-claude",
-            ])
-            .status()
-            .expect("cargo build mock-claude");
-        assert!(status.success());
-    }
-    bin
-}
+mod support;
+use support::*;
 
 fn config(policy: Policy) -> GatewayConfig {
-    GatewayConfig::new()
-        .listen(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .token(TOKEN)
-        .options(Options::builder().cli_path(mock_claude()).build())
-        .close_grace(Duration::from_secs(2))
-        .policy(policy)
-}
-
-struct Running {
-    addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<Result<(), GatewayError>>,
-}
-
-impl Running {
-    async fn shutdown(mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        tokio::time::timeout(T, self.task)
-            .await
-            .expect("shutdown in time")
-            .expect("join")
-            .expect("serve ok");
-    }
-}
-
-async fn start(config: GatewayConfig) -> Running {
-    let gateway = claude_conduit_gateway::Gateway::bind(config)
-        .await
-        .expect("bind");
-    let addr = gateway.local_addr();
-    let (stop, stopped) = oneshot::channel();
-    let task = tokio::spawn(gateway.run(async move {
-        let _ = stopped.await;
-    }));
-    Running {
-        addr,
-        stop: Some(stop),
-        task,
-    }
+    support::config(&[]).policy(policy)
 }
 
 /// `POST /v1/sessions` with `body`: status and JSON reply.

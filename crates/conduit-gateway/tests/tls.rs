@@ -6,7 +6,6 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 use claude_conduit::transport::tls;
 use claude_conduit::transport::websocket::WebSocketTransport;
@@ -15,36 +14,9 @@ use claude_conduit_gateway::{GatewayConfig, GatewayError};
 use futures::StreamExt;
 use rustls_pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::oneshot;
 
-const TOKEN: &str = "tls-test-token";
-const T: Duration = Duration::from_secs(60);
-
-/// The mock CLI binary, next to this test's target directory (built if missing: cargo exposes
-/// `CARGO_BIN_EXE_*` only to the package that owns the binary).
-fn mock_claude() -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    let target_dir = exe
-        .parent()
-        .and_then(|p| p.parent())
-        .expect("target dir")
-        .to_path_buf();
-    let bin = target_dir.join("mock-claude");
-    if !bin.exists() {
-        let status = std::process::Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "-p",
-                "claude-conduit-testkit",
-                "--bin",
-                "mock-claude",
-            ])
-            .status()
-            .expect("cargo build mock-claude");
-        assert!(status.success());
-    }
-    bin
-}
+mod support;
+use support::*;
 
 /// A self-signed certificate for 127.0.0.1 and localhost: (dir, cert.pem, key.pem).
 fn self_signed() -> (tempfile::TempDir, PathBuf, PathBuf) {
@@ -59,47 +31,7 @@ fn self_signed() -> (tempfile::TempDir, PathBuf, PathBuf) {
 }
 
 fn config(cert: &Path, key: &Path) -> GatewayConfig {
-    GatewayConfig::new()
-        .listen(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .token(TOKEN)
-        .options(Options::builder().cli_path(mock_claude()).build())
-        .close_grace(Duration::from_secs(2))
-        .tls(cert, key)
-}
-
-struct Running {
-    addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<Result<(), GatewayError>>,
-}
-
-impl Running {
-    async fn shutdown(mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        tokio::time::timeout(T, self.task)
-            .await
-            .expect("shutdown in time")
-            .expect("join")
-            .expect("serve ok");
-    }
-}
-
-async fn start(config: GatewayConfig) -> Running {
-    let gateway = claude_conduit_gateway::Gateway::bind(config)
-        .await
-        .expect("bind");
-    let addr = gateway.local_addr();
-    let (stop, stopped) = oneshot::channel();
-    let task = tokio::spawn(gateway.run(async move {
-        let _ = stopped.await;
-    }));
-    Running {
-        addr,
-        stop: Some(stop),
-        task,
-    }
+    support::config(&[]).tls(cert, key)
 }
 
 /// `GET path` over TLS with `config`; the status line's code.
@@ -276,22 +208,9 @@ fn trust_shared_cert() -> (&'static Path, &'static Path) {
 
 /// A TLS gateway that also serves gRPC (over TLS, with the same certificate); its gRPC address.
 async fn start_with_grpc(cert: &Path, key: &Path) -> (Running, SocketAddr) {
-    let config = config(cert, key).grpc_listen(SocketAddr::from(([127, 0, 0, 1], 0)));
-    let gateway = claude_conduit_gateway::Gateway::bind(config)
-        .await
-        .expect("bind");
-    let addr = gateway.local_addr();
-    let grpc = gateway.grpc_addr().expect("a gRPC listener");
-    let (stop, stopped) = oneshot::channel();
-    let task = tokio::spawn(gateway.run(async move {
-        let _ = stopped.await;
-    }));
-    let running = Running {
-        addr,
-        stop: Some(stop),
-        task,
-    };
-    (running, grpc)
+    let gw = start(config(cert, key)).await;
+    let grpc = gw.grpc();
+    (gw, grpc)
 }
 
 /// A full SDK session through `url`: connect + initialize, two turns, disconnect.
