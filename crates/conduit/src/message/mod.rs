@@ -60,7 +60,7 @@ pub use events::{
 pub use outbound::{UserContent, UserInput};
 pub use result::{ModelUsage, PermissionDenial, ResultMessage, ResultSubtype};
 pub use system::{
-    ApiRetry, CompactBoundary, CompactMetadata, HookEvent, McpServerInfo, OtherSystem, SystemInit,
+    ApiRetry, CompactBoundary, CompactMetadata, HookRun, McpServerInfo, OtherSystem, SystemInit,
     SystemMessage, SystemStatus, TaskNotification, TaskProgress, TaskStarted, TaskUpdated,
     TaskUsage, ThinkingTokens,
 };

@@ -28,11 +28,11 @@ pub enum SystemMessage {
     /// `task_notification`: a background task completed, failed or was stopped.
     TaskNotification(TaskNotification),
     /// `hook_started`: a command hook started (with `--include-hook-events`).
-    HookStarted(HookEvent),
+    HookStarted(HookRun),
     /// `hook_progress`: a command hook's output so far.
-    HookProgress(HookEvent),
+    HookProgress(HookRun),
     /// `hook_response`: a command hook finished.
-    HookResponse(HookEvent),
+    HookResponse(HookRun),
     /// `compact_boundary`: the conversation was compacted.
     CompactBoundary(CompactBoundary),
     /// Any other subtype (`session_state_changed`, `files_persisted`, `local_command_output`, …).
@@ -305,10 +305,12 @@ pub struct TaskNotification {
     pub usage: Option<TaskUsage>,
 }
 
-/// `system/hook_started`, `hook_progress` and `hook_response` (command hooks).
+/// One run of a command hook, as `system/hook_started`, `hook_progress` and `hook_response`
+/// report it (with `--include-hook-events`). The event names themselves are
+/// [`hooks::HookEvent`](crate::hooks::HookEvent).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[non_exhaustive]
-pub struct HookEvent {
+pub struct HookRun {
     /// The CLI's session id.
     #[serde(default)]
     pub session_id: Option<String>,
