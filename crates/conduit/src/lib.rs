@@ -28,7 +28,7 @@ pub use session::{Client, Messages, Prompt, Query, query, query_with_transport};
 pub mod hooks;
 pub mod mcp;
 pub mod permission;
-pub mod sessions;
+pub mod store;
 
 /// The README's code, compiled as doctests so it cannot drift from the API.
 #[cfg(doctest)]

@@ -24,7 +24,7 @@ const MAX_DIR_NAME: usize = 200;
 /// Facts about one stored session.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
-pub struct SessionInfo {
+pub struct StoredSession {
     /// The session id (pass it to `resume`).
     pub session_id: String,
     /// The transcript file.
@@ -81,14 +81,14 @@ impl SessionStore {
     }
 
     /// Sessions that ran in `cwd`, newest first.
-    pub fn list(&self, cwd: &Path) -> Result<Vec<SessionInfo>> {
+    pub fn list(&self, cwd: &Path) -> Result<Vec<StoredSession>> {
         let dir = self.project_dir(cwd);
         let entries = match std::fs::read_dir(&dir) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(Error::transport("reading the session store", e)),
         };
-        let mut out: Vec<SessionInfo> = entries
+        let mut out: Vec<StoredSession> = entries
             .filter_map(|e| e.ok())
             .map(|e| e.path())
             .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
@@ -99,7 +99,7 @@ impl SessionStore {
     }
 
     /// One session's facts.
-    pub fn info(&self, cwd: &Path, session_id: &str) -> Result<SessionInfo> {
+    pub fn info(&self, cwd: &Path, session_id: &str) -> Result<StoredSession> {
         read_info(&self.session_path(cwd, session_id)?)
     }
 
@@ -160,14 +160,14 @@ fn prompt_text(v: &Value) -> Option<String> {
     (!text.is_empty()).then_some(text)
 }
 
-fn read_info(path: &Path) -> Result<SessionInfo> {
+fn read_info(path: &Path) -> Result<StoredSession> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::transport("reading a session transcript", e))?;
     let session_id = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let mut info = SessionInfo {
+    let mut info = StoredSession {
         session_id,
         path: path.to_path_buf(),
         cwd: None,

@@ -422,7 +422,7 @@ async fn resume_continues_a_previous_session() {
         .find_map(|m| m.as_result().and_then(|r| r.session_id.clone()));
     assert_eq!(resumed_id.as_deref(), Some(session_id.as_str()));
     // The CLI's own store lists the session, readable without a CLI.
-    let store = claude_conduit::sessions::SessionStore::at(h.env.home().join(".claude"));
+    let store = claude_conduit::store::SessionStore::at(h.env.home().join(".claude"));
     let listed = store.list(h.env.cwd()).expect("list sessions");
     let info = listed
         .iter()
