@@ -7,7 +7,7 @@
 //!
 //! Layers, one module each (see `docs/ARCHITECTURE.md`):
 //! [`message`] (typed frames) · [`codec`] (line framing) · [`transport`] (moving frames) ·
-//! [`protocol`] (the control engine) · [`options`] (what to run) · [`session`] (`query`, `Client`) ·
+//! `protocol` (the control engine, internal) · [`options`] (what to run) · [`session`] (`query`, `Client`) ·
 //! [`error`].
 
 #![warn(missing_docs)]
@@ -21,7 +21,7 @@ pub use message::{Message, MessageKind};
 pub mod options;
 pub mod transport;
 pub use options::Options;
-pub mod protocol;
+mod protocol;
 pub mod remote;
 pub mod session;
 pub use session::{Client, Messages, Prompt, Query, query, query_with_transport};

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use crate::message::ControlRequest;
 
 /// The message a `can_use_tool` request is denied with when no permission handler is set.
-pub const NO_PERMISSION_HANDLER: &str = "No permission handler is configured in this SDK session \
+pub(crate) const NO_PERMISSION_HANDLER: &str = "No permission handler is configured in this SDK session \
      (set a can_use_tool callback or a permission mode / allowed tools that cover this tool); \
      the tool call was denied.";
 
@@ -15,7 +15,7 @@ pub const NO_PERMISSION_HANDLER: &str = "No permission handler is configured in 
 ///
 /// `Ok(Some(v))` answers with a success carrying `v`, `Ok(None)` with a bare success, `Err(msg)`
 /// with an error response. Each request runs on its own task; a panic is answered with an error.
-pub trait InboundHandler: Send + Sync + 'static {
+pub(crate) trait InboundHandler: Send + Sync + 'static {
     /// Answer one request.
     fn handle(&self, request: ControlRequest) -> BoxFuture<'static, Result<Option<Value>, String>>;
 }
@@ -23,11 +23,11 @@ pub trait InboundHandler: Send + Sync + 'static {
 /// The answers given when nothing else is configured: permission requests are denied with
 /// [`NO_PERMISSION_HANDLER`], unknown hook callbacks, MCP servers and subtypes get errors.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct DefaultHandler;
+pub(crate) struct DefaultHandler;
 
 impl DefaultHandler {
     /// The default answer to `request`.
-    pub fn answer(request: &ControlRequest) -> Result<Option<Value>, String> {
+    pub(crate) fn answer(request: &ControlRequest) -> Result<Option<Value>, String> {
         let field = |k: &str| request.body.get(k).and_then(Value::as_str).unwrap_or("");
         match request.subtype.as_str() {
             "can_use_tool" => Ok(Some(json!({

@@ -35,7 +35,7 @@ use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 use tokio::task::AbortHandle;
 
 pub(crate) use dispatch::Router;
-pub use dispatch::{DefaultHandler, InboundHandler, NO_PERMISSION_HANDLER};
+pub(crate) use dispatch::{DefaultHandler, InboundHandler, NO_PERMISSION_HANDLER};
 
 use crate::error::{Error, Result};
 use crate::message::{
