@@ -35,10 +35,10 @@ use std::path::{Path, PathBuf};
 
 use claude_conduit::Options;
 use claude_conduit::options::PermissionMode;
+use claude_conduit::remote::SessionRequest;
 use serde_json::Value;
 
 use crate::GatewayError;
-use crate::session::SessionRequest;
 
 /// Flags allowed with any (or no) value by the default policy.
 const ALLOWED_VALUED: &[&str] = &[
