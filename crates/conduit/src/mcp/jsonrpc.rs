@@ -14,13 +14,28 @@ use rmcp::model::{
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use super::server::SdkMcpServer;
 use super::tool::{SdkTool, ToolAnnotations, ToolContent, ToolOutput};
 
 /// `_meta` key raising the CLI's inline size limit for one tool's results.
 const MAX_RESULT_SIZE_META: &str = "anthropic/maxResultSizeChars";
 
-pub(super) async fn dispatch(server: &SdkMcpServer, message: Value) -> Value {
+/// What the dispatch needs of a server (so this module does not depend on `server`, which
+/// calls it).
+#[derive(Clone, Copy)]
+pub(super) struct ServerView<'a> {
+    pub name: &'a str,
+    pub version: &'a str,
+    pub instructions: Option<&'a str>,
+    pub tools: &'a [SdkTool],
+}
+
+impl ServerView<'_> {
+    fn tool(&self, name: &str) -> Option<&SdkTool> {
+        self.tools.iter().find(|t| t.name() == name)
+    }
+}
+
+pub(super) async fn dispatch(server: ServerView<'_>, message: Value) -> Value {
     let Value::Object(message) = message else {
         return error(
             Value::Null,
@@ -105,22 +120,22 @@ fn negotiate(requested: Option<&str>) -> ProtocolVersion {
         .unwrap_or(latest)
 }
 
-fn initialize(server: &SdkMcpServer, params: &Map<String, Value>) -> InitializeResult {
+fn initialize(server: ServerView<'_>, params: &Map<String, Value>) -> InitializeResult {
     let requested = params.get("protocolVersion").and_then(Value::as_str);
     // (`ServerCapabilities::builder()` needs rmcp's `macros` feature; the fields are public.)
     let mut capabilities = ServerCapabilities::default();
     capabilities.tools = Some(ToolsCapability::default());
     let mut result = InitializeResult::new(capabilities)
         .with_protocol_version(negotiate(requested))
-        .with_server_info(Implementation::new(server.name(), server.version()));
-    if let Some(instructions) = server.instructions() {
+        .with_server_info(Implementation::new(server.name, server.version));
+    if let Some(instructions) = server.instructions {
         result = result.with_instructions(instructions);
     }
     result
 }
 
-fn list_tools(server: &SdkMcpServer) -> ListToolsResult {
-    let mut result = ListToolsResult::with_all_items(server.tools().iter().map(to_tool).collect());
+fn list_tools(server: ServerView<'_>) -> ListToolsResult {
+    let mut result = ListToolsResult::with_all_items(server.tools.iter().map(to_tool).collect());
     // `resultType` belongs to protocol 2026-07-28, which has no `initialize`: never negotiated.
     result.result_type = None;
     result
@@ -153,7 +168,7 @@ fn to_annotations(a: &ToolAnnotations) -> rmcp::model::ToolAnnotations {
     )
 }
 
-async fn call_tool(server: &SdkMcpServer, params: &Map<String, Value>) -> Result<Value, ErrorData> {
+async fn call_tool(server: ServerView<'_>, params: &Map<String, Value>) -> Result<Value, ErrorData> {
     let Some(name) = params.get("name").and_then(Value::as_str) else {
         return Err(ErrorData::new(
             ErrorCode::INVALID_PARAMS,
@@ -168,10 +183,10 @@ async fn call_tool(server: &SdkMcpServer, params: &Map<String, Value>) -> Result
     let output = match server.tool(name) {
         Some(tool) => tool.call(arguments).await.unwrap_or_else(ToolOutput::from),
         None => {
-            let known: Vec<&str> = server.tools().iter().map(SdkTool::name).collect();
+            let known: Vec<&str> = server.tools.iter().map(SdkTool::name).collect();
             ToolOutput::text(format!(
                 "unknown tool `{name}` on MCP server `{}` (its tools: {})",
-                server.name(),
+                server.name,
                 if known.is_empty() {
                     "none".to_owned()
                 } else {

@@ -154,7 +154,13 @@ impl SdkMcpServer {
     pub async fn handle(&self, message: Value) -> Value {
         #[cfg(feature = "mcp")]
         {
-            super::jsonrpc::dispatch(self, message).await
+            let view = super::jsonrpc::ServerView {
+                name: &self.inner.name,
+                version: &self.inner.version,
+                instructions: self.inner.instructions.as_deref(),
+                tools: &self.inner.tools,
+            };
+            super::jsonrpc::dispatch(view, message).await
         }
         #[cfg(not(feature = "mcp"))]
         {
