@@ -72,7 +72,6 @@ mod callback;
 mod event;
 mod input;
 mod output;
-mod pattern;
 mod registry;
 
 pub use callback::{Fallible, HookCallback, fallible};

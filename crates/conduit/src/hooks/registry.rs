@@ -12,7 +12,7 @@ use futures::future::{self, BoxFuture};
 use serde_json::{Map, Value};
 
 use super::callback::fallible;
-use super::{HookCallback, HookEvent, HookInput, HookOutput, pattern};
+use super::{HookCallback, HookEvent, HookInput, HookOutput};
 
 /// One matcher of an event: a pattern, the callbacks it runs, and the CLI-side timeout.
 ///
@@ -96,13 +96,11 @@ impl HookMatcher {
     ///
     /// CLI rules: no pattern, `""` or `"*"` match everything; a pattern of only letters, digits,
     /// `_` and `|` is an exact name or `|`-separated list of names; anything else is an
-    /// unanchored, case-sensitive regular expression. Regexes are evaluated by a small built-in
-    /// engine supporting literals, `.`, `^`, `$`, `|`, groups, `[...]` classes, `\d \w \s` (and
-    /// their negations), escaped punctuation and the quantifiers `* + ? {n} {n,} {n,m}`; a
-    /// pattern outside that subset (look-around, back-references, `\b`, …) matches nothing here
-    /// (see [`is_supported_pattern`](Self::is_supported_pattern)), although the CLI, which uses
-    /// JavaScript regexes, may match it. To stay fast on any input, a regex never matches a
-    /// subject over 1024 characters or after 100 000 backtracking steps.
+    /// unanchored, case-sensitive regular expression. The CLI evaluates JavaScript regexes; here
+    /// they are evaluated with the [`regex`](https://docs.rs/regex) crate in ASCII mode (`\w`,
+    /// `\d`, `\b` are ASCII, as in JavaScript), in time linear in the subject. A pattern the
+    /// crate does not accept (look-around, back-references, …) matches nothing here (see
+    /// [`is_supported_pattern`](Self::is_supported_pattern)), although the CLI may match it.
     ///
     /// ```
     /// use claude_conduit::hooks::HookMatcher;
@@ -116,13 +114,45 @@ impl HookMatcher {
     pub fn matches(&self, subject: &str) -> bool {
         self.matcher
             .as_deref()
-            .is_none_or(|pattern| pattern::matches(pattern, subject))
+            .is_none_or(|pattern| pattern_matches(pattern, subject))
     }
 
     /// Whether [`matches`](Self::matches) can evaluate this pattern faithfully.
     pub fn is_supported_pattern(&self) -> bool {
-        self.matcher.as_deref().is_none_or(pattern::is_supported)
+        self.matcher
+            .as_deref()
+            .is_none_or(|p| is_name_list(p) || compile(p).is_some())
     }
+}
+
+/// `""`, `"*"`, or only letters, digits, `_` and `|`: names compared exactly, not a regex.
+fn is_name_list(pattern: &str) -> bool {
+    pattern.is_empty()
+        || pattern == "*"
+        || pattern
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'|')
+}
+
+/// A matcher pattern as a regex (ASCII classes, like JavaScript's), or `None` when the `regex`
+/// crate does not accept it. Compiled size is bounded: patterns come from code, but a huge one
+/// should fail, not eat memory.
+fn compile(pattern: &str) -> Option<regex::bytes::Regex> {
+    regex::bytes::RegexBuilder::new(pattern)
+        .unicode(false)
+        .size_limit(1 << 20)
+        .build()
+        .ok()
+}
+
+fn pattern_matches(pattern: &str, subject: &str) -> bool {
+    if pattern.is_empty() || pattern == "*" {
+        return true;
+    }
+    if is_name_list(pattern) {
+        return pattern.split('|').any(|name| name == subject);
+    }
+    compile(pattern).is_some_and(|re| re.is_match(subject.as_bytes()))
 }
 
 /// The hooks of a session: matchers per event, each with callbacks.

@@ -801,3 +801,59 @@ fn matching_follows_the_cli_rules() {
     assert!(!HookMatcher::new("(?<=x)Bash").is_supported_pattern());
     assert!(HookMatcher::all().is_supported_pattern());
 }
+
+#[test]
+fn matcher_patterns_follow_the_cli_rules() {
+    let m = |pattern: &str, subject: &str| HookMatcher::new(pattern).matches(subject);
+    for all in ["", "*"] {
+        assert!(m(all, "Bash"));
+        assert!(m(all, ""));
+    }
+    assert!(m("Bash", "Bash"));
+    assert!(!m("Bash", "BashOutput"), "plain names are exact");
+    assert!(!m("bash", "Bash"), "case-sensitive");
+    assert!(m("Write|Edit", "Edit"));
+    assert!(!m("Write|Edit", "MultiEdit"));
+    assert!(m("mcp__memory__.*", "mcp__memory__create"));
+    assert!(m("mcp__memory__.*", "x_mcp__memory__"), "unanchored");
+    assert!(!m("mcp__memory__.*", "mcp__github__x"));
+    assert!(m("^Notebook", "NotebookEdit"));
+    assert!(!m("^Notebook", "MyNotebook"));
+    assert!(m("Edit$", "MultiEdit"));
+    assert!(!m("^Edit$", "MultiEdit"));
+    assert!(m("^(Write|Edit)$", "Edit"));
+    assert!(!m("^(Write|Edit)$", "Edits"));
+    assert!(m("^(?:Write|Edit)$", "Write"));
+    assert!(m("mcp__.*__delete_.+", "mcp__fs__delete_file"));
+    assert!(!m("mcp__.*__delete_.+", "mcp__fs__delete_"));
+    assert!(m("mcp__my-server__tool", "mcp__my-server__tool"));
+    assert!(m("^[A-Z][a-z]+$", "Bash"));
+    assert!(!m("^[A-Z][a-z]+$", "WebFetch"));
+    assert!(m("^[^m]", "Read"));
+    assert!(!m("^[^m]", "mcp__x"));
+    assert!(m(r"^tool\d{2,3}$", "tool42"));
+    assert!(!m(r"^tool\d{2,3}$", "tool4"));
+    assert!(!m(r"^tool\d{2,3}$", "tool4242"));
+    assert!(m(r"a\.b", "a.b"));
+    assert!(!m(r"a\.b", "axb"));
+    assert!(m("^Web(Fetch)?$", "WebFetch"));
+    assert!(m(".*?", "x"), "lazy quantifier accepted");
+    assert!(m(r"\bBash", "run Bash"), "word boundaries");
+    assert!(!m(r"\bBash", "xBash"));
+    // ASCII classes, as JavaScript's: `\w` does not match a non-ASCII letter.
+    assert!(!m(r"^\w+$", "Bäsh"));
+    // Linear time: a pattern that backtracks exponentially elsewhere answers at once here.
+    let long = "a".repeat(10_000);
+    assert!(!m("^(a|a)*$", &format!("{long}b")));
+}
+
+#[test]
+fn unsupported_patterns_match_nothing() {
+    for pattern in ["(?=Bash)", "(?<=x)Bash", r"(a)\1", "(Bash", "Bash)", "[Bash", "a{2,1}"] {
+        let matcher = HookMatcher::new(pattern);
+        assert!(!matcher.is_supported_pattern(), "{pattern}");
+        assert!(!matcher.matches("Bash"), "{pattern}");
+    }
+    assert!(HookMatcher::new("mcp__.*").is_supported_pattern());
+    assert!(HookMatcher::new("Bash|Read").is_supported_pattern());
+}
