@@ -35,7 +35,9 @@ use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 use tokio::task::AbortHandle;
 
 pub(crate) use dispatch::Router;
-pub(crate) use dispatch::{DefaultHandler, InboundHandler, NO_PERMISSION_HANDLER};
+#[cfg(test)]
+use dispatch::DefaultHandler;
+pub(crate) use dispatch::InboundHandler;
 
 use crate::error::{Error, Result};
 use crate::message::{
