@@ -29,48 +29,22 @@
 //! canonical path is what the CLI gets.
 //!
 //! [`Policy::deny_flag`] removes a flag from everything above (it is then always refused).
+//!
+//! The rules come from the SDK's flag table ([`claude_conduit::options::flags::FLAGS`]), the one
+//! [`Options::argv`] writes from: each flag's arity and [`RemoteRule`]. The stream-json flags
+//! (`output-format`, `input-format`, `verbose`) are [`RemoteRule::Fixed`]: the gateway sets them
+//! itself and never takes them from a client, whatever [`Policy::allow_flag`] says.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use claude_conduit::Options;
 use claude_conduit::options::PermissionMode;
+use claude_conduit::options::flags::{self, Arity, Flag, RemoteRule};
 use claude_conduit::remote::SessionRequest;
 use serde_json::Value;
 
 use crate::GatewayError;
-
-/// Flags allowed with any (or no) value by the default policy.
-const ALLOWED_VALUED: &[&str] = &[
-    "model",
-    "fallback-model",
-    "system-prompt",
-    "append-system-prompt",
-    "betas",
-    "tools",
-    "allowedTools",
-    "disallowedTools",
-    "thinking-display",
-    "effort",
-];
-
-/// Flags without a value allowed by the default policy.
-const ALLOWED_SWITCHES: &[&str] = &[
-    "include-partial-messages",
-    "include-hook-events",
-    "replay-user-messages",
-    "no-session-persistence",
-    "strict-mcp-config",
-    "fork-session",
-];
-
-/// Flags whose value names a conversation of the CLI's session store.
-const SESSION_IDS: &[&str] = &[
-    "resume",
-    "session-id",
-    "resume-session-at",
-    "resume-drops-turn",
-];
 
 /// The permission modes a client may pick by default.
 pub const DEFAULT_PERMISSION_MODES: [PermissionMode; 4] = [
@@ -107,6 +81,12 @@ impl Default for Policy {
 
 fn refuse(message: impl Into<String>) -> GatewayError {
     GatewayError::InvalidOptions(message.into())
+}
+
+fn not_allowed(name: &str) -> GatewayError {
+    refuse(format!(
+        "flag `--{name}` is not allowed by this gateway's policy"
+    ))
 }
 
 fn flag_name_ok(name: &str) -> bool {
@@ -250,68 +230,74 @@ impl Policy {
                 "flag `--{name}` is refused by this gateway's policy"
             )));
         }
-        fn needs_value<'v>(name: &str, value: Option<&'v str>) -> Result<&'v str, GatewayError> {
-            value.ok_or_else(|| refuse(format!("flag `--{name}` needs a value (`--{name}=…`)")))
-        }
+        // Every flag the SDK knows is judged by its row of the SDK's flag table (the same table
+        // `Options::argv` writes from); other names only when the operator allows them.
+        let Some(flag) = flags::lookup(name) else {
+            return if self.allowed_flags.contains(name) {
+                Ok(value.map(str::to_owned))
+            } else {
+                Err(not_allowed(name))
+            };
+        };
+        let value = match (flag.arity, value) {
+            (Arity::Switch, Some(_)) => {
+                return Err(refuse(format!("flag `--{name}` takes no value")));
+            }
+            (Arity::Value, None) => {
+                return Err(refuse(format!(
+                    "flag `--{name}` needs a value (`--{name}=…`)"
+                )));
+            }
+            (Arity::Switch, None) => None,
+            (Arity::Value, Some(v)) => Some(v),
+        };
+        self.check_rule(flag, value)
+    }
+
+    /// Apply `flag`'s remote rule to `value` (present exactly when the flag takes one).
+    fn check_rule(&self, flag: &Flag, value: Option<&str>) -> Result<Option<String>, GatewayError> {
+        let name = flag.name;
+        let v = value.unwrap_or_default();
         let owned = |v: &str| Ok(Some(v.to_owned()));
-        match name {
-            "permission-prompt-tool" => match value {
-                Some("stdio") => owned("stdio"),
-                _ => Err(refuse(
-                    "flag `--permission-prompt-tool` may only be `stdio` (the client's permission \
-                     callback) on this gateway",
-                )),
+        match flag.remote {
+            RemoteRule::Any => Ok(value.map(str::to_owned)),
+            RemoteRule::WholeNumber => {
+                v.parse::<u64>()
+                    .map_err(|_| refuse(format!("`--{name}` must be a whole number, not `{v}`")))?;
+                owned(v)
+            }
+            RemoteRule::NonNegative => match v.parse::<f64>() {
+                Ok(x) if x.is_finite() && x >= 0.0 => owned(v),
+                _ => Err(refuse(format!(
+                    "`--{name}` must be a non-negative number, not `{v}`"
+                ))),
             },
-            "permission-mode" => {
-                let v = needs_value(name, value)?;
-                let mode: PermissionMode = v.parse().map_err(|e: claude_conduit::Error| {
-                    refuse(format!("`--permission-mode`: {e}"))
-                })?;
-                if self.modes().contains(&mode) {
+            RemoteRule::Json => {
+                serde_json::from_str::<Value>(v)
+                    .map_err(|e| refuse(format!("`--{name}` is not JSON: {e}")))?;
+                owned(v)
+            }
+            RemoteRule::OneOf(allowed) => {
+                if allowed.contains(&v) {
                     owned(v)
                 } else {
-                    let hint = if mode == PermissionMode::BypassPermissions {
-                        " (needs allow_dangerously_skip_permissions)"
-                    } else {
-                        ""
-                    };
                     Err(refuse(format!(
-                        "`--permission-mode={v}` is not allowed by this gateway's policy{hint}"
+                        "`--{name}` may only be {} on this gateway, not `{v}`",
+                        allowed.join(" or ")
                     )))
                 }
             }
-            "dangerously-skip-permissions" | "allow-dangerously-skip-permissions" => {
-                if !self.allow_dangerously_skip_permissions {
-                    return Err(refuse(format!(
-                        "flag `--{name}` is not allowed by this gateway's policy (needs \
-                         allow_dangerously_skip_permissions)"
-                    )));
+            RemoteRule::ListOf(allowed) => {
+                if v.split(',').filter(|s| !s.is_empty()).all(|s| allowed.contains(&s)) {
+                    owned(v)
+                } else {
+                    Err(refuse(format!(
+                        "`--{name}` may list only {}, not `{v}`",
+                        allowed.join(", ")
+                    )))
                 }
-                Ok(value.map(str::to_owned))
             }
-            "mcp-config" => {
-                let v = needs_value(name, value)?;
-                if self.allow_external_mcp {
-                    return owned(v);
-                }
-                check_sdk_only_mcp(v)?;
-                owned(v)
-            }
-            "add-dir" => {
-                let v = needs_value(name, value)?;
-                let dir = self.check_dir("--add-dir", v)?;
-                let dir = dir.to_str().ok_or_else(|| {
-                    refuse(format!("`--add-dir`: {} is not UTF-8", dir.display()))
-                })?;
-                owned(dir)
-            }
-            _ if ALLOWED_VALUED.contains(&name) => owned(needs_value(name, value)?),
-            _ if ALLOWED_SWITCHES.contains(&name) => match value {
-                None => Ok(None),
-                Some(_) => Err(refuse(format!("flag `--{name}` takes no value"))),
-            },
-            _ if SESSION_IDS.contains(&name) => {
-                let v = needs_value(name, value)?;
+            RemoteRule::Id => {
                 let ok = !v.is_empty()
                     && v.len() <= 128
                     && v.bytes()
@@ -324,51 +310,49 @@ impl Policy {
                     )))
                 }
             }
-            "max-turns" | "max-thinking-tokens" | "task-budget" => {
-                let v = needs_value(name, value)?;
-                v.parse::<u64>()
-                    .map_err(|_| refuse(format!("`--{name}` must be a whole number, not `{v}`")))?;
-                owned(v)
-            }
-            "max-budget-usd" => {
-                let v = needs_value(name, value)?;
-                match v.parse::<f64>() {
-                    Ok(x) if x.is_finite() && x >= 0.0 => owned(v),
-                    _ => Err(refuse(format!(
-                        "`--max-budget-usd` must be a non-negative number, not `{v}`"
-                    ))),
-                }
-            }
-            "thinking" => match value {
-                Some(v @ ("adaptive" | "disabled" | "enabled")) => owned(v),
-                _ => Err(refuse(
-                    "`--thinking` must be `adaptive`, `enabled` or `disabled`",
-                )),
-            },
-            "json-schema" => {
-                let v = needs_value(name, value)?;
-                serde_json::from_str::<Value>(v)
-                    .map_err(|e| refuse(format!("`--json-schema` is not JSON: {e}")))?;
-                owned(v)
-            }
-            "setting-sources" => {
-                let v = needs_value(name, value)?;
-                let ok = v
-                    .split(',')
-                    .filter(|s| !s.is_empty())
-                    .all(|s| matches!(s, "user" | "project" | "local"));
-                if ok {
+            RemoteRule::PermissionMode => {
+                let mode: PermissionMode = v.parse().map_err(|e: claude_conduit::Error| {
+                    refuse(format!("`--{name}`: {e}"))
+                })?;
+                if self.modes().contains(&mode) {
                     owned(v)
                 } else {
+                    let hint = if mode == PermissionMode::BypassPermissions {
+                        " (needs allow_dangerously_skip_permissions)"
+                    } else {
+                        ""
+                    };
                     Err(refuse(format!(
-                        "`--setting-sources` may list only user, project and local, not `{v}`"
+                        "`--{name}={v}` is not allowed by this gateway's policy{hint}"
                     )))
                 }
             }
-            _ if self.allowed_flags.contains(name) => Ok(value.map(str::to_owned)),
-            _ => Err(refuse(format!(
-                "flag `--{name}` is not allowed by this gateway's policy"
+            RemoteRule::SdkMcpConfig => {
+                if !self.allow_external_mcp {
+                    check_sdk_only_mcp(v)?;
+                }
+                owned(v)
+            }
+            RemoteRule::Directory => {
+                let dir = self.check_dir(&format!("--{name}"), v)?;
+                let dir = dir.to_str().ok_or_else(|| {
+                    refuse(format!("`--{name}`: {} is not UTF-8", dir.display()))
+                })?;
+                owned(dir)
+            }
+            RemoteRule::Dangerous if self.allow_dangerously_skip_permissions => {
+                Ok(value.map(str::to_owned))
+            }
+            RemoteRule::Dangerous => Err(refuse(format!(
+                "flag `--{name}` is not allowed by this gateway's policy (needs \
+                 allow_dangerously_skip_permissions)"
             ))),
+            RemoteRule::Refused if self.allowed_flags.contains(name) => {
+                Ok(value.map(str::to_owned))
+            }
+            // `Refused`, `Fixed` (the gateway sets the stream-json flags itself), and any rule
+            // a newer SDK adds until this policy knows it.
+            _ => Err(not_allowed(name)),
         }
     }
 
@@ -670,5 +654,106 @@ mod tests {
             .apply(&t, &SessionRequest::default())
             .unwrap();
         assert_eq!(o.cwd(), Some(Path::new("/srv/work")));
+    }
+
+    /// A value the flag's rule accepts and one it refuses (`None`: every value is accepted).
+    fn sample_values(flag: &Flag, root: &Path) -> (Option<String>, Option<String>) {
+        let (good, bad): (String, Option<&str>) = match flag.remote {
+            RemoteRule::Any | RemoteRule::Refused | RemoteRule::Fixed | RemoteRule::Dangerous => {
+                ("x".into(), None)
+            }
+            RemoteRule::WholeNumber => ("12".into(), Some("twelve")),
+            RemoteRule::NonNegative => ("0.5".into(), Some("-1")),
+            RemoteRule::Json => ("{}".into(), Some("{")),
+            RemoteRule::OneOf(values) => (values[0].into(), Some("nope")),
+            RemoteRule::ListOf(values) => (values.join(","), Some("nope")),
+            RemoteRule::Id => ("abc-1_2".into(), Some("../x")),
+            RemoteRule::PermissionMode => ("plan".into(), Some("bypassPermissions")),
+            RemoteRule::SdkMcpConfig => (
+                r#"{"mcpServers":{"a":{"type":"sdk","name":"a"}}}"#.into(),
+                Some("/etc/mcp.json"),
+            ),
+            RemoteRule::Directory => (root.display().to_string(), Some("/")),
+            other => panic!("a new remote rule needs a case here: {other:?}"),
+        };
+        match flag.arity {
+            Arity::Value => (Some(good), bad.map(str::to_owned)),
+            Arity::Switch => (None, None),
+        }
+    }
+
+    #[test]
+    fn every_table_flag_is_decided_by_its_rule() {
+        let root = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(root.path()).unwrap();
+        let strict = Policy::default();
+        let roots = Policy::default().cwd_root(&root);
+        for flag in flags::FLAGS {
+            let name = flag.name;
+            let (good, bad) = sample_values(flag, &root);
+            let good = good.as_deref();
+            // The arity comes from the table too.
+            let wrong_arity = match flag.arity {
+                Arity::Value => None,
+                Arity::Switch => Some("x"),
+            };
+            assert!(roots.check_flag(name, wrong_arity).is_err(), "--{name} arity");
+            let by_default = strict.check_flag(name, good);
+            match flag.remote {
+                RemoteRule::Fixed => {
+                    // Never from a client, whatever the operator allows.
+                    let open = Policy::default()
+                        .allow_flag(name)
+                        .allow_dangerously_skip_permissions(true)
+                        .allow_external_mcp(true);
+                    assert!(open.check_flag(name, good).is_err(), "--{name}");
+                    assert!(by_default.is_err(), "--{name}");
+                }
+                RemoteRule::Refused => {
+                    assert!(by_default.is_err(), "--{name}");
+                    let allowed = Policy::default().allow_flag(name);
+                    assert_eq!(
+                        allowed.check_flag(name, good).unwrap(),
+                        good.map(str::to_owned),
+                        "--{name}"
+                    );
+                }
+                RemoteRule::Dangerous => {
+                    assert!(by_default.is_err(), "--{name}");
+                    // `allow_flag` does not bypass a rule of its own.
+                    assert!(Policy::default().allow_flag(name).check_flag(name, good).is_err());
+                    let danger = Policy::default().allow_dangerously_skip_permissions(true);
+                    assert!(danger.check_flag(name, good).is_ok(), "--{name}");
+                }
+                RemoteRule::Directory => {
+                    assert!(by_default.is_err(), "--{name} without cwd roots");
+                    assert!(roots.check_flag(name, good).is_ok(), "--{name}");
+                }
+                _ => assert!(by_default.is_ok(), "--{name}={good:?}: {by_default:?}"),
+            }
+            if let Some(bad) = bad {
+                let open = roots.clone().allow_flag(name);
+                assert!(open.check_flag(name, Some(&bad)).is_err(), "--{name}={bad}");
+            }
+            let denied = roots.clone().allow_flag(name).deny_flag(name);
+            assert!(denied.check_flag(name, good).is_err(), "deny_flag(--{name})");
+        }
+    }
+
+    #[test]
+    fn gateway_docs_list_every_client_flag() {
+        let docs = include_str!("../../../docs/GATEWAY.md");
+        let section = docs
+            .split("## Policy")
+            .nth(1)
+            .and_then(|s| s.split("\n## ").next())
+            .unwrap();
+        for flag in flags::FLAGS.iter().filter(|f| f.remote != RemoteRule::Fixed) {
+            assert!(
+                section.contains(&format!("`{}`", flag.name)),
+                "docs/GATEWAY.md's policy table does not name --{}",
+                flag.name
+            );
+        }
     }
 }

@@ -8,7 +8,7 @@
 //! can never be read as another flag.
 
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,6 +23,9 @@ use crate::mcp::{McpServerConfig, SdkMcpServer};
 use crate::permission::PermissionHandler;
 use crate::transport::SubprocessTransport;
 use crate::transport::subprocess::{StderrCallback, find_cli};
+
+pub mod flags;
+use flags::Flag;
 
 /// The value this SDK sets in `CLAUDE_CODE_ENTRYPOINT`: one the CLI recognises as an SDK host
 /// (it accepts `sdk-ts`, `sdk-py` and `sdk-cli`; an unknown value would lose SDK behaviour).
@@ -194,6 +197,11 @@ impl SettingSource {
 
 /// Everything about a session: what to run, with which flags, and how the SDK behaves.
 ///
+/// Built with [`Options::builder`]; inside, the settings are grouped by what they are for (the
+/// process, the model and prompt, tools and permissions, limits, the conversation, configuration
+/// sources, output, callbacks, the SDK's own runtime settings). Every CLI flag written comes from
+/// the one table in [`flags`].
+///
 /// ```
 /// use claude_conduit::{Options, options::PermissionMode};
 /// let opts = Options::builder()
@@ -205,46 +213,129 @@ impl SettingSource {
 /// let argv = opts.argv().unwrap();
 /// assert!(argv.iter().any(|a| a == "--model=claude-sonnet-4-5"));
 /// ```
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct Options {
+    pub(crate) process: ProcessOptions,
+    pub(crate) prompt: PromptOptions,
+    pub(crate) tools: ToolOptions,
+    pub(crate) limits: LimitOptions,
+    pub(crate) conversation: ConversationOptions,
+    pub(crate) config: ConfigOptions,
+    pub(crate) output: OutputOptions,
+    pub(crate) callbacks: CallbackOptions,
+    pub(crate) runtime: RuntimeOptions,
+    /// Any other CLI flags ([`OptionsBuilder::extra_arg`]), written last.
+    pub(crate) extra_args: Vec<(String, Option<String>)>,
+    /// `(url, token)` from [`OptionsBuilder::transport`]; `None` for the local subprocess.
+    pub(crate) remote: Option<(String, String)>,
+}
+
+/// The CLI process: which program, where, with what environment, as whom. Never sent to a
+/// gateway.
+#[derive(Clone, Default)]
+pub(crate) struct ProcessOptions {
     pub(crate) cli_path: Option<PathBuf>,
+    pub(crate) cwd: Option<PathBuf>,
+    pub(crate) env: Vec<(String, Option<String>)>,
+    pub(crate) stderr: Option<StderrCallback>,
+    pub(crate) user: Option<String>,
+    pub(crate) enable_file_checkpointing: bool,
+}
+
+/// The model and what it is told.
+#[derive(Clone, Default)]
+pub(crate) struct PromptOptions {
     pub(crate) system_prompt: SystemPrompt,
-    pub(crate) tools: Option<Tools>,
-    pub(crate) allowed_tools: Vec<String>,
-    pub(crate) disallowed_tools: Vec<String>,
-    pub(crate) max_turns: Option<u32>,
-    pub(crate) max_budget_usd: Option<f64>,
-    pub(crate) task_budget: Option<u64>,
     pub(crate) model: Option<String>,
     pub(crate) fallback_model: Option<String>,
     pub(crate) betas: Vec<String>,
+    pub(crate) thinking: Option<Thinking>,
+    pub(crate) thinking_display: Option<ThinkingDisplay>,
+    pub(crate) effort: Option<Effort>,
+    pub(crate) json_schema: Option<Value>,
+}
+
+/// Which tools exist and which need asking.
+#[derive(Clone, Default)]
+pub(crate) struct ToolOptions {
+    pub(crate) tools: Option<Tools>,
+    pub(crate) allowed_tools: Vec<String>,
+    pub(crate) disallowed_tools: Vec<String>,
+    pub(crate) skills: Option<Skills>,
     pub(crate) permission_prompt_tool: Option<String>,
     pub(crate) permission_mode: Option<PermissionMode>,
+}
+
+/// When the CLI stops on its own.
+#[derive(Clone, Default)]
+pub(crate) struct LimitOptions {
+    pub(crate) max_turns: Option<u32>,
+    pub(crate) max_budget_usd: Option<f64>,
+    pub(crate) task_budget: Option<u64>,
+}
+
+/// Which conversation the session continues, and whether it is kept.
+#[derive(Clone)]
+pub(crate) struct ConversationOptions {
     pub(crate) continue_conversation: bool,
     pub(crate) resume: Option<String>,
     pub(crate) session_id: Option<String>,
     pub(crate) fork_session: bool,
     pub(crate) resume_session_at: Option<String>,
     pub(crate) resume_drops_turn: Option<String>,
+    pub(crate) persist_session: bool,
+}
+
+impl Default for ConversationOptions {
+    fn default() -> Self {
+        Self {
+            continue_conversation: false,
+            resume: None,
+            session_id: None,
+            fork_session: false,
+            resume_session_at: None,
+            resume_drops_turn: None,
+            persist_session: true,
+        }
+    }
+}
+
+/// Where the CLI's settings, directories, plugins and external MCP servers come from.
+#[derive(Clone, Default)]
+pub(crate) struct ConfigOptions {
     pub(crate) settings: Option<String>,
+    pub(crate) sandbox: Option<Value>,
+    pub(crate) setting_sources: Option<Vec<SettingSource>>,
     pub(crate) add_dirs: Vec<PathBuf>,
+    pub(crate) plugin_dirs: Vec<PathBuf>,
     pub(crate) mcp_config: Option<String>,
     pub(crate) strict_mcp_config: bool,
+}
+
+/// Which extra frames the CLI writes.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct OutputOptions {
     pub(crate) include_partial_messages: bool,
     pub(crate) include_hook_events: bool,
     pub(crate) replay_user_messages: bool,
-    pub(crate) persist_session: bool,
-    pub(crate) setting_sources: Option<Vec<SettingSource>>,
-    pub(crate) plugin_dirs: Vec<PathBuf>,
-    pub(crate) thinking: Option<Thinking>,
-    pub(crate) thinking_display: Option<ThinkingDisplay>,
-    pub(crate) effort: Option<Effort>,
-    pub(crate) json_schema: Option<Value>,
-    pub(crate) extra_args: Vec<(String, Option<String>)>,
-    pub(crate) enable_file_checkpointing: bool,
-    pub(crate) cwd: Option<PathBuf>,
-    pub(crate) env: Vec<(String, Option<String>)>,
-    pub(crate) stderr: Option<StderrCallback>,
+}
+
+/// What runs in this process when the CLI asks (permission handler, hooks, in-process MCP
+/// servers), and what the `initialize` request declares (agents, subagent text, prompt
+/// sections).
+#[derive(Clone, Default)]
+pub(crate) struct CallbackOptions {
+    pub(crate) permission: Option<Arc<dyn PermissionHandler>>,
+    pub(crate) hooks: Hooks,
+    pub(crate) mcp_servers: BTreeMap<String, McpServerConfig>,
+    pub(crate) agents: BTreeMap<String, AgentDefinition>,
+    pub(crate) forward_subagent_text: bool,
+    pub(crate) exclude_dynamic_sections: bool,
+}
+
+/// The SDK's side: frame limit, timeouts, buffers. Never on the command line.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RuntimeOptions {
     pub(crate) max_frame_bytes: usize,
     pub(crate) initialize_timeout: Duration,
     pub(crate) control_timeout: Duration,
@@ -252,17 +343,20 @@ pub struct Options {
     pub(crate) close_grace: Duration,
     pub(crate) message_buffer: usize,
     pub(crate) max_concurrent_callbacks: usize,
-    pub(crate) permission: Option<Arc<dyn PermissionHandler>>,
-    pub(crate) hooks: Hooks,
-    pub(crate) mcp_servers: BTreeMap<String, McpServerConfig>,
-    pub(crate) agents: BTreeMap<String, AgentDefinition>,
-    pub(crate) skills: Option<Skills>,
-    pub(crate) forward_subagent_text: bool,
-    pub(crate) exclude_dynamic_sections: bool,
-    pub(crate) sandbox: Option<Value>,
-    pub(crate) user: Option<String>,
-    /// `(url, token)` from [`OptionsBuilder::transport`]; `None` for the local subprocess.
-    pub(crate) remote: Option<(String, String)>,
+}
+
+impl Default for RuntimeOptions {
+    fn default() -> Self {
+        Self {
+            max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+            initialize_timeout: default_initialize_timeout(),
+            control_timeout: Duration::from_secs(60),
+            idle_timeout: None,
+            close_grace: Duration::from_secs(5),
+            message_buffer: 256,
+            max_concurrent_callbacks: 64,
+        }
+    }
 }
 
 /// A programmatic subagent (sent in `initialize.agents`, not on the command line).
@@ -328,82 +422,23 @@ pub enum Skills {
     Only(Vec<String>),
 }
 
+
 impl std::fmt::Debug for Options {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // `env` values may be secrets: print names only.
+        let p = &self.process;
+        let r = &self.runtime;
         f.debug_struct("Options")
-            .field("cli_path", &self.cli_path)
+            .field("cli_path", &p.cli_path)
             .field("argv", &self.argv().unwrap_or_default())
-            .field("env", &self.env.iter().map(|(k, _)| k).collect::<Vec<_>>())
-            .field("cwd", &self.cwd)
-            .field("max_frame_bytes", &self.max_frame_bytes)
-            .field("initialize_timeout", &self.initialize_timeout)
-            .field("control_timeout", &self.control_timeout)
-            .field("idle_timeout", &self.idle_timeout)
+            .field("env", &p.env.iter().map(|(k, _)| k).collect::<Vec<_>>())
+            .field("cwd", &p.cwd)
+            .field("max_frame_bytes", &r.max_frame_bytes)
+            .field("initialize_timeout", &r.initialize_timeout)
+            .field("control_timeout", &r.control_timeout)
+            .field("idle_timeout", &r.idle_timeout)
             .field("transport", &self.remote.as_ref().map(|(url, _)| url))
             .finish_non_exhaustive()
-    }
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Self {
-            cli_path: None,
-            system_prompt: SystemPrompt::Empty,
-            tools: None,
-            allowed_tools: Vec::new(),
-            disallowed_tools: Vec::new(),
-            max_turns: None,
-            max_budget_usd: None,
-            task_budget: None,
-            model: None,
-            fallback_model: None,
-            betas: Vec::new(),
-            permission_prompt_tool: None,
-            permission_mode: None,
-            continue_conversation: false,
-            resume: None,
-            session_id: None,
-            fork_session: false,
-            resume_session_at: None,
-            resume_drops_turn: None,
-            settings: None,
-            add_dirs: Vec::new(),
-            mcp_config: None,
-            strict_mcp_config: false,
-            include_partial_messages: false,
-            include_hook_events: false,
-            replay_user_messages: false,
-            persist_session: true,
-            setting_sources: None,
-            plugin_dirs: Vec::new(),
-            thinking: None,
-            thinking_display: None,
-            effort: None,
-            json_schema: None,
-            extra_args: Vec::new(),
-            enable_file_checkpointing: false,
-            cwd: None,
-            env: Vec::new(),
-            stderr: None,
-            max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
-            initialize_timeout: default_initialize_timeout(),
-            control_timeout: Duration::from_secs(60),
-            idle_timeout: None,
-            close_grace: Duration::from_secs(5),
-            message_buffer: 256,
-            max_concurrent_callbacks: 64,
-            permission: None,
-            hooks: Hooks::default(),
-            mcp_servers: BTreeMap::new(),
-            agents: BTreeMap::new(),
-            skills: None,
-            forward_subagent_text: false,
-            exclude_dynamic_sections: false,
-            sandbox: None,
-            user: None,
-            remote: None,
-        }
     }
 }
 
@@ -424,52 +459,115 @@ pub struct OptionsBuilder {
 }
 
 macro_rules! setter {
-    ($(#[$m:meta])* $name:ident: Option<String>) => {
+    ($(#[$m:meta])* $group:ident . $name:ident: Option<String>) => {
         $(#[$m])*
-        pub fn $name(mut self, v: impl Into<String>) -> Self { self.o.$name = Some(v.into()); self }
+        pub fn $name(mut self, v: impl Into<String>) -> Self {
+            self.o.$group.$name = Some(v.into());
+            self
+        }
     };
-    ($(#[$m:meta])* $name:ident: bool) => {
+    ($(#[$m:meta])* $group:ident . $name:ident: bool) => {
         $(#[$m])*
-        pub fn $name(mut self, v: bool) -> Self { self.o.$name = v; self }
+        pub fn $name(mut self, v: bool) -> Self {
+            self.o.$group.$name = v;
+            self
+        }
     };
-    ($(#[$m:meta])* $name:ident: Vec<String>) => {
+    ($(#[$m:meta])* $group:ident . $name:ident: Vec<String>) => {
         $(#[$m])*
         pub fn $name<I, S>(mut self, v: I) -> Self
         where I: IntoIterator<Item = S>, S: Into<String> {
-            self.o.$name.extend(v.into_iter().map(Into::into)); self
+            self.o.$group.$name.extend(v.into_iter().map(Into::into));
+            self
         }
     };
 }
 
-impl Options {
-    /// Start building options.
-    pub fn builder() -> OptionsBuilder {
-        OptionsBuilder::default()
-    }
+/// The command line being written: flags only from the [`flags`] table, each valued one as a
+/// single `--name=value` argument.
+struct Argv(Vec<String>);
 
-    /// A builder starting from these options.
-    pub fn to_builder(&self) -> OptionsBuilder {
-        OptionsBuilder { o: self.clone() }
+impl Argv {
+    fn value(&mut self, flag: &Flag, value: &str) {
+        debug_assert!(flag.takes_value(), "--{} is a switch", flag.name);
+        self.0.push(format!("--{}={value}", flag.name));
     }
-
-    /// The CLI arguments these options produce (without the program name).
-    pub fn argv(&self) -> Result<Vec<String>> {
-        let mut a: Vec<String> = vec![
-            "--output-format=stream-json".into(),
-            "--verbose".into(),
-            "--input-format=stream-json".into(),
-        ];
-        let mut push = |flag: &str, v: &str| a.push(format!("--{flag}={v}"));
-        match &self.system_prompt {
-            SystemPrompt::Empty => push("system-prompt", ""),
-            SystemPrompt::Text(t) => push("system-prompt", t),
-            SystemPrompt::File(p) => push("system-prompt-file", &path_str(p)?),
-            SystemPrompt::ClaudeCode { append: Some(t) } => push("append-system-prompt", t),
-            SystemPrompt::ClaudeCode { append: None } => {}
+    fn value_opt(&mut self, flag: &Flag, value: Option<&str>) {
+        if let Some(v) = value {
+            self.value(flag, v);
         }
+    }
+    fn list(&mut self, flag: &Flag, items: &[String]) {
+        if !items.is_empty() {
+            self.value(flag, &items.join(","));
+        }
+    }
+    fn number(&mut self, flag: &Flag, value: Option<impl ToString>) {
+        if let Some(v) = value {
+            self.value(flag, &v.to_string());
+        }
+    }
+    fn path(&mut self, flag: &Flag, path: &Path) -> Result<()> {
+        let s = path.to_str().ok_or_else(|| {
+            Error::InvalidOptions(format!("path is not UTF-8: {}", path.display()))
+        })?;
+        self.value(flag, s);
+        Ok(())
+    }
+    fn switch(&mut self, flag: &Flag, on: bool) {
+        debug_assert!(!flag.takes_value(), "--{} takes a value", flag.name);
+        if on {
+            self.0.push(format!("--{}", flag.name));
+        }
+    }
+}
+
+impl PromptOptions {
+    fn write(&self, a: &mut Argv) -> Result<()> {
+        match &self.system_prompt {
+            SystemPrompt::Empty => a.value(&flags::SYSTEM_PROMPT, ""),
+            SystemPrompt::Text(t) => a.value(&flags::SYSTEM_PROMPT, t),
+            SystemPrompt::File(p) => a.path(&flags::SYSTEM_PROMPT_FILE, p)?,
+            SystemPrompt::ClaudeCode { append } => {
+                a.value_opt(&flags::APPEND_SYSTEM_PROMPT, append.as_deref())
+            }
+        }
+        a.value_opt(&flags::MODEL, self.model.as_deref());
+        if let Some(m) = &self.fallback_model {
+            if self.model.as_ref() == Some(m) {
+                return Err(Error::InvalidOptions(
+                    "fallback_model must differ from model".into(),
+                ));
+            }
+            a.value(&flags::FALLBACK_MODEL, m);
+        }
+        a.list(&flags::BETAS, &self.betas);
+        match self.thinking {
+            Some(Thinking::Adaptive) => a.value(&flags::THINKING, "adaptive"),
+            Some(Thinking::Disabled) => a.value(&flags::THINKING, "disabled"),
+            Some(Thinking::Enabled { budget_tokens }) => {
+                a.number(&flags::MAX_THINKING_TOKENS, Some(budget_tokens))
+            }
+            None => {}
+        }
+        match self.thinking_display {
+            Some(ThinkingDisplay::Summarized) => a.value(&flags::THINKING_DISPLAY, "summarized"),
+            Some(ThinkingDisplay::Omitted) => a.value(&flags::THINKING_DISPLAY, "omitted"),
+            None => {}
+        }
+        a.value_opt(&flags::EFFORT, self.effort.map(Effort::as_str));
+        if let Some(schema) = &self.json_schema {
+            a.value(&flags::JSON_SCHEMA, &schema.to_string());
+        }
+        Ok(())
+    }
+}
+
+impl ToolOptions {
+    fn write(&self, a: &mut Argv, permission_callback: bool) -> Result<()> {
         match &self.tools {
-            Some(Tools::Default) => push("tools", "default"),
-            Some(Tools::List(l)) => push("tools", &l.join(",")),
+            Some(Tools::Default) => a.value(&flags::TOOLS, "default"),
+            Some(Tools::List(l)) => a.value(&flags::TOOLS, &l.join(",")),
             None => {}
         }
         let mut allowed = self.allowed_tools.clone();
@@ -489,150 +587,141 @@ impl Options {
             }
             None => {}
         }
-        if !allowed.is_empty() {
-            push("allowedTools", &allowed.join(","));
-        }
-        if !self.disallowed_tools.is_empty() {
-            push("disallowedTools", &self.disallowed_tools.join(","));
-        }
-        if let Some(n) = self.max_turns {
-            push("max-turns", &n.to_string());
-        }
-        if let Some(b) = self.max_budget_usd {
-            push("max-budget-usd", &b.to_string());
-        }
-        if let Some(b) = self.task_budget {
-            push("task-budget", &b.to_string());
-        }
-        if let Some(m) = &self.model {
-            push("model", m);
-        }
-        if let Some(m) = &self.fallback_model {
-            if self.model.as_ref() == Some(m) {
-                return Err(Error::InvalidOptions(
-                    "fallback_model must differ from model".into(),
-                ));
-            }
-            push("fallback-model", m);
-        }
-        if !self.betas.is_empty() {
-            push("betas", &self.betas.join(","));
-        }
-        match (&self.permission_prompt_tool, &self.permission) {
-            (Some(t), Some(_)) if t != "stdio" => {
+        a.list(&flags::ALLOWED_TOOLS, &allowed);
+        a.list(&flags::DISALLOWED_TOOLS, &self.disallowed_tools);
+        match (&self.permission_prompt_tool, permission_callback) {
+            (Some(t), true) if t != "stdio" => {
                 return Err(Error::InvalidOptions(format!(
                     "a can_use_tool callback answers permission prompts itself; it cannot be \
                      combined with permission_prompt_tool `{t}`"
                 )));
             }
-            (_, Some(_)) => push("permission-prompt-tool", "stdio"),
-            (Some(t), None) => push("permission-prompt-tool", t),
-            (None, None) => {}
+            (_, true) => a.value(&flags::PERMISSION_PROMPT_TOOL, "stdio"),
+            (Some(t), false) => a.value(&flags::PERMISSION_PROMPT_TOOL, t),
+            (None, false) => {}
         }
-        if let Some(m) = self.permission_mode {
-            push("permission-mode", m.as_str());
-        }
-        if let Some(r) = &self.resume {
-            push("resume", r);
-        }
-        if let Some(s) = &self.session_id {
-            push("session-id", s);
-        }
-        if let Some(s) = &self.resume_session_at {
-            push("resume-session-at", s);
-        }
-        if let Some(s) = &self.resume_drops_turn {
-            push("resume-drops-turn", s);
-        }
+        a.value_opt(
+            &flags::PERMISSION_MODE,
+            self.permission_mode.map(PermissionMode::as_str),
+        );
+        Ok(())
+    }
+}
+
+impl LimitOptions {
+    fn write(&self, a: &mut Argv) {
+        a.number(&flags::MAX_TURNS, self.max_turns);
+        a.number(&flags::MAX_BUDGET_USD, self.max_budget_usd);
+        a.number(&flags::TASK_BUDGET, self.task_budget);
+    }
+}
+
+impl ConversationOptions {
+    fn write(&self, a: &mut Argv) {
+        a.switch(&flags::CONTINUE, self.continue_conversation);
+        a.value_opt(&flags::RESUME, self.resume.as_deref());
+        a.value_opt(&flags::SESSION_ID, self.session_id.as_deref());
+        a.switch(&flags::FORK_SESSION, self.fork_session);
+        a.value_opt(&flags::RESUME_SESSION_AT, self.resume_session_at.as_deref());
+        a.value_opt(&flags::RESUME_DROPS_TURN, self.resume_drops_turn.as_deref());
+        a.switch(&flags::NO_SESSION_PERSISTENCE, !self.persist_session);
+    }
+}
+
+impl ConfigOptions {
+    /// `sdk_mcp` is the `--mcp-config` JSON of the session's MCP servers, if it has any; `skills`
+    /// whether skills are configured (they live in settings directories).
+    fn write(&self, a: &mut Argv, sdk_mcp: Option<Value>, skills: bool) -> Result<()> {
         match (&self.settings, &self.sandbox) {
-            (Some(s), None) => push("settings", s),
+            (Some(s), None) => a.value(&flags::SETTINGS, s),
             (settings, Some(sandbox)) => {
                 let mut base = match settings {
                     None => serde_json::Map::new(),
-                    Some(s) => {
-                        let text = if s.trim_start().starts_with('{') {
-                            s.clone()
-                        } else {
-                            std::fs::read_to_string(s).map_err(|e| {
-                                Error::InvalidOptions(format!("cannot read settings file {s}: {e}"))
-                            })?
-                        };
-                        match serde_json::from_str::<Value>(&text) {
-                            Ok(Value::Object(m)) => m,
-                            _ => {
-                                return Err(Error::InvalidOptions(
-                                    "settings must be a JSON object to merge sandbox settings into"
-                                        .into(),
-                                ));
-                            }
-                        }
-                    }
+                    Some(s) => settings_object(s)?,
                 };
                 base.insert("sandbox".to_owned(), sandbox.clone());
-                push("settings", &Value::Object(base).to_string());
+                a.value(&flags::SETTINGS, &Value::Object(base).to_string());
             }
             (None, None) => {}
         }
         for d in &self.add_dirs {
-            push("add-dir", &path_str(d)?);
+            a.path(&flags::ADD_DIR, d)?;
         }
-        if !self.mcp_servers.is_empty() {
-            push(
-                "mcp-config",
-                &crate::mcp::mcp_config_json(&self.mcp_servers).to_string(),
-            );
+        if let Some(config) = sdk_mcp {
+            a.value(&flags::MCP_CONFIG, &config.to_string());
         }
-        if let Some(c) = &self.mcp_config {
-            push("mcp-config", c);
-        }
+        a.value_opt(&flags::MCP_CONFIG, self.mcp_config.as_deref());
+        a.switch(&flags::STRICT_MCP_CONFIG, self.strict_mcp_config);
         let default_sources = [SettingSource::User, SettingSource::Project];
-        let sources = match (&self.setting_sources, &self.skills) {
-            (Some(src), _) => Some(src.as_slice()),
+        let sources = match &self.setting_sources {
+            Some(src) => Some(src.as_slice()),
             // Skills live in settings directories: load user and project settings for them.
-            (None, Some(_)) => Some(&default_sources[..]),
-            (None, None) => None,
+            None if skills => Some(&default_sources[..]),
+            None => None,
         };
         if let Some(src) = sources {
             let joined = src.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(",");
-            push("setting-sources", &joined);
+            a.value(&flags::SETTING_SOURCES, &joined);
         }
         for d in &self.plugin_dirs {
-            push("plugin-dir", &path_str(d)?);
+            a.path(&flags::PLUGIN_DIR, d)?;
         }
-        match self.thinking {
-            Some(Thinking::Adaptive) => push("thinking", "adaptive"),
-            Some(Thinking::Disabled) => push("thinking", "disabled"),
-            Some(Thinking::Enabled { budget_tokens }) => {
-                push("max-thinking-tokens", &budget_tokens.to_string())
-            }
-            None => {}
-        }
-        match self.thinking_display {
-            Some(ThinkingDisplay::Summarized) => push("thinking-display", "summarized"),
-            Some(ThinkingDisplay::Omitted) => push("thinking-display", "omitted"),
-            None => {}
-        }
-        if let Some(e) = self.effort {
-            push("effort", e.as_str());
-        }
-        if let Some(schema) = &self.json_schema {
-            push("json-schema", &schema.to_string());
-        }
-        let flags = [
-            (self.continue_conversation, "--continue"),
-            (self.fork_session, "--fork-session"),
-            (self.strict_mcp_config, "--strict-mcp-config"),
-            (self.include_partial_messages, "--include-partial-messages"),
-            (self.include_hook_events, "--include-hook-events"),
-            (self.replay_user_messages, "--replay-user-messages"),
-            (!self.persist_session, "--no-session-persistence"),
-        ];
-        a.extend(
-            flags
-                .iter()
-                .filter(|(on, _)| *on)
-                .map(|(_, f)| (*f).to_owned()),
-        );
+        Ok(())
+    }
+}
+
+/// A `--settings` value (inline JSON or a file path) as a JSON object, to merge sandbox
+/// settings into.
+fn settings_object(s: &str) -> Result<serde_json::Map<String, Value>> {
+    let text = if s.trim_start().starts_with('{') {
+        s.to_owned()
+    } else {
+        std::fs::read_to_string(s)
+            .map_err(|e| Error::InvalidOptions(format!("cannot read settings file {s}: {e}")))?
+    };
+    match serde_json::from_str::<Value>(&text) {
+        Ok(Value::Object(m)) => Ok(m),
+        _ => Err(Error::InvalidOptions(
+            "settings must be a JSON object to merge sandbox settings into".into(),
+        )),
+    }
+}
+
+impl OutputOptions {
+    fn write(self, a: &mut Argv) {
+        a.switch(&flags::INCLUDE_PARTIAL_MESSAGES, self.include_partial_messages);
+        a.switch(&flags::INCLUDE_HOOK_EVENTS, self.include_hook_events);
+        a.switch(&flags::REPLAY_USER_MESSAGES, self.replay_user_messages);
+    }
+}
+
+impl Options {
+    /// Start building options.
+    pub fn builder() -> OptionsBuilder {
+        OptionsBuilder::default()
+    }
+
+    /// A builder starting from these options.
+    pub fn to_builder(&self) -> OptionsBuilder {
+        OptionsBuilder { o: self.clone() }
+    }
+
+    /// The CLI arguments these options produce (without the program name).
+    pub fn argv(&self) -> Result<Vec<String>> {
+        let mut a = Argv(Vec::new());
+        a.value(&flags::OUTPUT_FORMAT, "stream-json");
+        a.switch(&flags::VERBOSE, true);
+        a.value(&flags::INPUT_FORMAT, "stream-json");
+        self.prompt.write(&mut a)?;
+        self.tools
+            .write(&mut a, self.callbacks.permission.is_some())?;
+        self.limits.write(&mut a);
+        self.conversation.write(&mut a);
+        let sdk_mcp = (!self.callbacks.mcp_servers.is_empty())
+            .then(|| crate::mcp::mcp_config_json(&self.callbacks.mcp_servers));
+        self.config
+            .write(&mut a, sdk_mcp, self.tools.skills.is_some())?;
+        self.output.write(&mut a);
         for (k, v) in &self.extra_args {
             let k = k.trim_start_matches('-');
             if k.is_empty() || k.contains('=') {
@@ -640,12 +729,12 @@ impl Options {
                     "bad extra argument name `{k}`"
                 )));
             }
-            a.push(match v {
+            a.0.push(match v {
                 Some(v) => format!("--{k}={v}"),
                 None => format!("--{k}"),
             });
         }
-        Ok(a)
+        Ok(a.0)
     }
 
     /// The environment changes for the CLI: `(name, Some(value))` sets, `(name, None)` removes.
@@ -665,38 +754,40 @@ impl Options {
             _ => CLIENT_APP.to_owned(),
         };
         e.push(("CLAUDE_AGENT_SDK_CLIENT_APP".into(), Some(app)));
-        if self.enable_file_checkpointing {
+        let p = &self.process;
+        if p.enable_file_checkpointing {
             e.push((
                 "CLAUDE_CODE_ENABLE_SDK_FILE_CHECKPOINTING".into(),
                 Some("true".into()),
             ));
         }
-        if let Some(cwd) = &self.cwd {
+        if let Some(cwd) = &p.cwd {
             e.push(("PWD".into(), Some(cwd.to_string_lossy().into_owned())));
         }
         // The caller's own variables come last and win.
-        e.extend(self.env.iter().cloned());
+        e.extend(p.env.iter().cloned());
         e
     }
 
     /// The `initialize` control request these options send, given the hooks' registration
     /// config (`Value::Null` for none).
     pub fn initialize_request(&self, hooks_config: Value) -> Value {
+        let c = &self.callbacks;
         let mut req = serde_json::Map::new();
         req.insert("hooks".to_owned(), hooks_config);
-        if !self.agents.is_empty() {
+        if !c.agents.is_empty() {
             req.insert(
                 "agents".to_owned(),
-                serde_json::to_value(&self.agents).unwrap_or(Value::Null),
+                serde_json::to_value(&c.agents).unwrap_or(Value::Null),
             );
         }
-        if let Some(Skills::Only(names)) = &self.skills {
+        if let Some(Skills::Only(names)) = &self.tools.skills {
             req.insert("skills".to_owned(), serde_json::json!(names));
         }
-        if self.forward_subagent_text {
+        if c.forward_subagent_text {
             req.insert("forwardSubagentText".to_owned(), Value::Bool(true));
         }
-        if self.exclude_dynamic_sections {
+        if c.exclude_dynamic_sections {
             req.insert("excludeDynamicSections".to_owned(), Value::Bool(true));
         }
         Value::Object(req)
@@ -705,30 +796,32 @@ impl Options {
     /// True when the CLI may call back into this process (permission callback, hooks, SDK MCP
     /// servers): the CLI's input must then stay open while a turn runs.
     pub fn has_callbacks(&self) -> bool {
-        self.permission.is_some()
-            || !self.hooks.is_empty()
-            || self.mcp_servers.values().any(|c| c.as_sdk().is_some())
+        let c = &self.callbacks;
+        c.permission.is_some()
+            || !c.hooks.is_empty()
+            || c.mcp_servers.values().any(|c| c.as_sdk().is_some())
     }
 
     /// Find the CLI and build the transport that runs it with these options.
     pub fn subprocess_transport(&self) -> Result<SubprocessTransport> {
-        let program = find_cli(self.cli_path.as_deref())?;
+        let p = &self.process;
+        let program = find_cli(p.cli_path.as_deref())?;
         let mut t = SubprocessTransport::new(program)
             .args(self.argv()?.into_iter().map(OsString::from))
-            .max_frame_bytes(self.max_frame_bytes);
+            .max_frame_bytes(self.runtime.max_frame_bytes);
         for (k, v) in self.env_changes() {
             t = match v {
                 Some(v) => t.env(k, v),
                 None => t.env_remove(k),
             };
         }
-        if let Some(cwd) = &self.cwd {
+        if let Some(cwd) = &p.cwd {
             t = t.cwd(cwd);
         }
-        if let Some(cb) = &self.stderr {
+        if let Some(cb) = &p.stderr {
             t = t.on_stderr(cb.clone());
         }
-        if let Some(name) = &self.user {
+        if let Some(name) = &p.user {
             let user = nix::unistd::User::from_name(name)
                 .map_err(|e| Error::InvalidOptions(format!("cannot look up user `{name}`: {e}")))?
                 .ok_or_else(|| Error::InvalidOptions(format!("no such user `{name}`")))?;
@@ -739,23 +832,23 @@ impl Options {
 
     /// The per-frame size limit in bytes.
     pub fn max_frame_bytes(&self) -> usize {
-        self.max_frame_bytes
+        self.runtime.max_frame_bytes
     }
     /// How long to wait for the initialize reply.
     pub fn initialize_timeout(&self) -> Duration {
-        self.initialize_timeout
+        self.runtime.initialize_timeout
     }
     /// How long to wait for replies to other control requests.
     pub fn control_timeout(&self) -> Duration {
-        self.control_timeout
+        self.runtime.control_timeout
     }
     /// The idle timeout during a turn, if any.
     pub fn idle_timeout(&self) -> Option<Duration> {
-        self.idle_timeout
+        self.runtime.idle_timeout
     }
     /// How long a graceful close waits for the CLI before signalling it.
     pub fn close_grace(&self) -> Duration {
-        self.close_grace
+        self.runtime.close_grace
     }
     /// The gateway [`OptionsBuilder::transport`] named, parsed; `None` for the local subprocess.
     pub fn remote(&self) -> Result<Option<crate::remote::Remote>> {
@@ -767,14 +860,8 @@ impl Options {
 
     /// The working directory, if set.
     pub fn cwd(&self) -> Option<&std::path::Path> {
-        self.cwd.as_deref()
+        self.process.cwd.as_deref()
     }
-}
-
-fn path_str(p: &std::path::Path) -> Result<String> {
-    p.to_str()
-        .map(str::to_owned)
-        .ok_or_else(|| Error::InvalidOptions(format!("path is not UTF-8: {}", p.display())))
 }
 
 impl OptionsBuilder {
@@ -785,155 +872,155 @@ impl OptionsBuilder {
 
     /// Run this executable instead of discovering `claude`.
     pub fn cli_path(mut self, p: impl Into<PathBuf>) -> Self {
-        self.o.cli_path = Some(p.into());
+        self.o.process.cli_path = Some(p.into());
         self
     }
     /// The system prompt (default: empty, as the official SDKs).
     pub fn system_prompt(mut self, p: impl Into<String>) -> Self {
-        self.o.system_prompt = SystemPrompt::Text(p.into());
+        self.o.prompt.system_prompt = SystemPrompt::Text(p.into());
         self
     }
     /// The system prompt, in full form (file, Claude Code preset with append, …).
     pub fn system_prompt_kind(mut self, p: SystemPrompt) -> Self {
-        self.o.system_prompt = p;
+        self.o.prompt.system_prompt = p;
         self
     }
     /// The base set of built-in tools.
     pub fn tools(mut self, t: Tools) -> Self {
-        self.o.tools = Some(t);
+        self.o.tools.tools = Some(t);
         self
     }
     setter!(
         /// Permission rules that auto-approve tools (`Read`, `Bash(git *)`, …). Appends.
-        allowed_tools: Vec<String>
+        tools.allowed_tools: Vec<String>
     );
     setter!(
         /// Tools removed from the model's context. Appends.
-        disallowed_tools: Vec<String>
+        tools.disallowed_tools: Vec<String>
     );
     /// Stop after this many agentic turns.
     pub fn max_turns(mut self, n: u32) -> Self {
-        self.o.max_turns = Some(n);
+        self.o.limits.max_turns = Some(n);
         self
     }
     /// Stop when the session has cost this much (USD).
     pub fn max_budget_usd(mut self, usd: f64) -> Self {
-        self.o.max_budget_usd = Some(usd);
+        self.o.limits.max_budget_usd = Some(usd);
         self
     }
     /// API-side task token budget.
     pub fn task_budget(mut self, tokens: u64) -> Self {
-        self.o.task_budget = Some(tokens);
+        self.o.limits.task_budget = Some(tokens);
         self
     }
     setter!(
         /// The model.
-        model: Option<String>
+        prompt.model: Option<String>
     );
     setter!(
         /// The model to fall back to when the main one is overloaded.
-        fallback_model: Option<String>
+        prompt.fallback_model: Option<String>
     );
     setter!(
         /// API beta headers. Appends.
-        betas: Vec<String>
+        prompt.betas: Vec<String>
     );
     /// The MCP tool that answers permission prompts (`stdio` = this SDK's callback).
     pub fn permission_prompt_tool(mut self, name: impl Into<String>) -> Self {
-        self.o.permission_prompt_tool = Some(name.into());
+        self.o.tools.permission_prompt_tool = Some(name.into());
         self
     }
     /// The initial permission mode.
     pub fn permission_mode(mut self, m: PermissionMode) -> Self {
-        self.o.permission_mode = Some(m);
+        self.o.tools.permission_mode = Some(m);
         self
     }
     setter!(
         /// Continue the most recent session in the working directory.
-        continue_conversation: bool
+        conversation.continue_conversation: bool
     );
     setter!(
         /// Resume this session id.
-        resume: Option<String>
+        conversation.resume: Option<String>
     );
     setter!(
         /// Use this UUID as the session id.
-        session_id: Option<String>
+        conversation.session_id: Option<String>
     );
     setter!(
         /// When resuming, fork into a new session id.
-        fork_session: bool
+        conversation.fork_session: bool
     );
     setter!(
         /// When resuming, stop at this message uuid.
-        resume_session_at: Option<String>
+        conversation.resume_session_at: Option<String>
     );
     setter!(
         /// When resuming with `resume_session_at`, refuse unless this turn is the one dropped.
-        resume_drops_turn: Option<String>
+        conversation.resume_drops_turn: Option<String>
     );
     setter!(
         /// A settings file path or a JSON settings string.
-        settings: Option<String>
+        config.settings: Option<String>
     );
     /// An extra directory the CLI may access. Appends.
     pub fn add_dir(mut self, d: impl Into<PathBuf>) -> Self {
-        self.o.add_dirs.push(d.into());
+        self.o.config.add_dirs.push(d.into());
         self
     }
     /// External MCP servers: a JSON string `{"mcpServers":{…}}` or a path to such a file.
     pub fn mcp_config(mut self, json_or_path: impl Into<String>) -> Self {
-        self.o.mcp_config = Some(json_or_path.into());
+        self.o.config.mcp_config = Some(json_or_path.into());
         self
     }
     setter!(
         /// Only use MCP servers given here, ignoring other configuration.
-        strict_mcp_config: bool
+        config.strict_mcp_config: bool
     );
     setter!(
         /// Emit `stream_event` frames with partial messages.
-        include_partial_messages: bool
+        output.include_partial_messages: bool
     );
     setter!(
         /// Emit `system/hook_*` frames.
-        include_hook_events: bool
+        output.include_hook_events: bool
     );
     setter!(
         /// Echo each user message back with `isReplay:true`.
-        replay_user_messages: bool
+        output.replay_user_messages: bool
     );
     setter!(
         /// Keep the session on disk so it can be resumed (default true).
-        persist_session: bool
+        conversation.persist_session: bool
     );
     /// Which settings files to load (an empty list loads none).
     pub fn setting_sources(mut self, s: impl IntoIterator<Item = SettingSource>) -> Self {
-        self.o.setting_sources = Some(s.into_iter().collect());
+        self.o.config.setting_sources = Some(s.into_iter().collect());
         self
     }
     /// A local plugin directory. Appends.
     pub fn plugin_dir(mut self, d: impl Into<PathBuf>) -> Self {
-        self.o.plugin_dirs.push(d.into());
+        self.o.config.plugin_dirs.push(d.into());
         self
     }
     /// Extended thinking.
     pub fn thinking(mut self, t: Thinking) -> Self {
-        self.o.thinking = Some(t);
+        self.o.prompt.thinking = Some(t);
         self
     }
     /// How thinking is shown in the output.
     pub fn thinking_display(mut self, d: ThinkingDisplay) -> Self {
-        self.o.thinking_display = Some(d);
+        self.o.prompt.thinking_display = Some(d);
         self
     }
     /// Reasoning effort.
     pub fn effort(mut self, e: Effort) -> Self {
-        self.o.effort = Some(e);
+        self.o.prompt.effort = Some(e);
         self
     }
     /// Structured output: the final result must match this JSON Schema.
     pub fn json_schema(mut self, schema: Value) -> Self {
-        self.o.json_schema = Some(schema);
+        self.o.prompt.json_schema = Some(schema);
         self
     }
     /// Where the session runs: `"subprocess"` (the default: a local `claude` child process), or
@@ -956,21 +1043,21 @@ impl OptionsBuilder {
     }
     setter!(
         /// Track file changes so they can be rewound.
-        enable_file_checkpointing: bool
+        process.enable_file_checkpointing: bool
     );
     /// The CLI's working directory (checked when connecting).
     pub fn cwd(mut self, d: impl Into<PathBuf>) -> Self {
-        self.o.cwd = Some(d.into());
+        self.o.process.cwd = Some(d.into());
         self
     }
     /// An environment variable for the CLI, merged over this process's environment.
     pub fn env(mut self, k: impl Into<String>, v: impl Into<String>) -> Self {
-        self.o.env.push((k.into(), Some(v.into())));
+        self.o.process.env.push((k.into(), Some(v.into())));
         self
     }
     /// Remove an environment variable from the CLI's environment (e.g. an inherited key).
     pub fn env_remove(mut self, k: impl Into<String>) -> Self {
-        self.o.env.push((k.into(), None));
+        self.o.process.env.push((k.into(), None));
         self
     }
     /// Several environment variables (see [`env`](Self::env)).
@@ -981,106 +1068,108 @@ impl OptionsBuilder {
         V: Into<String>,
     {
         self.o
+            .process
             .env
             .extend(vars.into_iter().map(|(k, v)| (k.into(), Some(v.into()))));
         self
     }
     /// Receive each stderr line of the CLI (it is drained and kept as a tail either way).
     pub fn on_stderr(mut self, f: impl Fn(&str) + Send + Sync + 'static) -> Self {
-        self.o.stderr = Some(Arc::new(f));
+        self.o.process.stderr = Some(Arc::new(f));
         self
     }
     /// Per-frame size limit in bytes (default 256 MiB). Counts one frame, never the session.
     pub fn max_frame_bytes(mut self, n: usize) -> Self {
-        self.o.max_frame_bytes = n;
+        self.o.runtime.max_frame_bytes = n;
         self
     }
     /// How long to wait for the initialize reply (default 60 s).
     pub fn initialize_timeout(mut self, d: Duration) -> Self {
-        self.o.initialize_timeout = d;
+        self.o.runtime.initialize_timeout = d;
         self
     }
     /// How long to wait for replies to other control requests (default 60 s).
     pub fn control_timeout(mut self, d: Duration) -> Self {
-        self.o.control_timeout = d;
+        self.o.runtime.control_timeout = d;
         self
     }
     /// Fail a turn with [`Error::Idle`] when the CLI writes nothing for this long mid-turn.
     pub fn idle_timeout(mut self, d: Duration) -> Self {
-        self.o.idle_timeout = Some(d);
+        self.o.runtime.idle_timeout = Some(d);
         self
     }
     /// How long a graceful close waits before signalling the CLI (default 5 s).
     pub fn close_grace(mut self, d: Duration) -> Self {
-        self.o.close_grace = d;
+        self.o.runtime.close_grace = d;
         self
     }
     /// Messages buffered between the reader and your code (default 256). A full buffer slows
     /// the CLI down; it never drops a message.
     pub fn message_buffer(mut self, n: usize) -> Self {
-        self.o.message_buffer = n.max(1);
+        self.o.runtime.message_buffer = n.max(1);
         self
     }
     /// Answer the CLI's permission prompts with this handler (adds
     /// `--permission-prompt-tool=stdio`). A closure `|req| async { PermissionDecision::allow() }`
     /// or a [`crate::permission::policy::PolicyHandler`].
     pub fn can_use_tool(mut self, handler: impl PermissionHandler) -> Self {
-        self.o.permission = Some(Arc::new(handler));
+        self.o.callbacks.permission = Some(Arc::new(handler));
         self
     }
     /// All hooks at once (replaces earlier ones).
     pub fn hooks(mut self, hooks: Hooks) -> Self {
-        self.o.hooks = hooks;
+        self.o.callbacks.hooks = hooks;
         self
     }
     /// Add one hook matcher for `event`.
     pub fn hook(mut self, event: impl Into<HookEvent>, matcher: HookMatcher) -> Self {
-        self.o.hooks = std::mem::take(&mut self.o.hooks).on(event, matcher);
+        self.o.callbacks.hooks = std::mem::take(&mut self.o.callbacks.hooks).on(event, matcher);
         self
     }
     /// An in-process MCP server; its tools are `mcp__<name>__<tool>` to the CLI.
     pub fn sdk_mcp_server(mut self, server: SdkMcpServer) -> Self {
         self.o
+            .callbacks
             .mcp_servers
             .insert(server.name().to_owned(), McpServerConfig::Sdk(server));
         self
     }
     /// An MCP server by name (stdio, SSE, HTTP, or in-process), passed to the CLI.
     pub fn mcp_server(mut self, name: impl Into<String>, config: McpServerConfig) -> Self {
-        self.o.mcp_servers.insert(name.into(), config);
+        self.o.callbacks.mcp_servers.insert(name.into(), config);
         self
     }
     /// A programmatic subagent.
     pub fn agent(mut self, name: impl Into<String>, agent: AgentDefinition) -> Self {
-        self.o.agents.insert(name.into(), agent);
+        self.o.callbacks.agents.insert(name.into(), agent);
         self
     }
     /// Which skills may be used.
     pub fn skills(mut self, skills: Skills) -> Self {
-        self.o.skills = Some(skills);
+        self.o.tools.skills = Some(skills);
         self
     }
     setter!(
         /// Forward subagents' text and thinking frames.
-        forward_subagent_text: bool
+        callbacks.forward_subagent_text: bool
     );
     setter!(
         /// With the Claude Code preset prompt, leave out its dynamic sections.
-        exclude_dynamic_sections: bool
+        callbacks.exclude_dynamic_sections: bool
     );
     /// Run the CLI as this OS user (a user name; needs the privilege to switch users).
     pub fn user(mut self, name: impl Into<String>) -> Self {
-        self.o.user = Some(name.into());
+        self.o.process.user = Some(name.into());
         self
     }
     /// Bash sandbox settings (merged into `--settings` under `sandbox`).
     pub fn sandbox(mut self, sandbox: Value) -> Self {
-        self.o.sandbox = Some(sandbox);
+        self.o.config.sandbox = Some(sandbox);
         self
     }
     /// At most this many callbacks (permission, hook, MCP) run at once (default 64).
     pub fn max_concurrent_callbacks(mut self, n: usize) -> Self {
-        self.o.max_concurrent_callbacks = n.max(1);
+        self.o.runtime.max_concurrent_callbacks = n.max(1);
         self
     }
 }
@@ -1196,6 +1285,96 @@ mod tests {
             assert!(a.contains(&want.to_owned()), "missing {want} in {a:?}");
         }
         assert!(!a.iter().any(|x| x.starts_with("--system-prompt=")));
+    }
+
+    /// Options that together write every flag `argv` can write (no `extra_arg`).
+    fn every_typed_option() -> Vec<Options> {
+        use crate::permission::{PermissionDecision, PermissionRequest};
+        let full = Options::builder()
+            .system_prompt_kind(SystemPrompt::ClaudeCode {
+                append: Some("be brief".into()),
+            })
+            .tools(Tools::List(vec!["Read".into()]))
+            .allowed_tools(["Read"])
+            .disallowed_tools(["WebFetch"])
+            .skills(Skills::Only(vec!["pdf".into()]))
+            .max_turns(4)
+            .max_budget_usd(1.5)
+            .task_budget(1000)
+            .model("m1")
+            .fallback_model("m2")
+            .betas(["b1"])
+            .permission_mode(PermissionMode::Plan)
+            .can_use_tool(|_req: PermissionRequest| async { PermissionDecision::allow() })
+            .continue_conversation(true)
+            .resume("abc")
+            .session_id("sid")
+            .fork_session(true)
+            .resume_session_at("u1")
+            .resume_drops_turn("u2")
+            .settings("{}")
+            .sandbox(serde_json::json!({"enabled": true}))
+            .add_dir("/x")
+            .sdk_mcp_server(crate::mcp::SdkMcpServer::builder("calc").build())
+            .mcp_config("{\"mcpServers\":{}}")
+            .strict_mcp_config(true)
+            .include_partial_messages(true)
+            .include_hook_events(true)
+            .replay_user_messages(true)
+            .persist_session(false)
+            .setting_sources([SettingSource::Local])
+            .plugin_dir("/p")
+            .thinking(Thinking::Enabled { budget_tokens: 1 })
+            .thinking_display(ThinkingDisplay::Omitted)
+            .effort(Effort::Max)
+            .json_schema(serde_json::json!({}))
+            .build();
+        vec![
+            full,
+            Options::builder()
+                .system_prompt("text")
+                .tools(Tools::Default)
+                .thinking(Thinking::Adaptive)
+                .permission_prompt_tool("mcp__a__b")
+                .build(),
+            Options::builder()
+                .system_prompt_kind(SystemPrompt::File("/f".into()))
+                .thinking(Thinking::Disabled)
+                .build(),
+        ]
+    }
+
+    #[test]
+    fn every_flag_argv_writes_is_in_the_table_with_its_arity() {
+        let mut written = std::collections::BTreeSet::new();
+        for o in every_typed_option() {
+            for arg in o.argv().unwrap_or_default() {
+                let body = arg.strip_prefix("--").unwrap_or_default();
+                let (name, value) = match body.split_once('=') {
+                    Some((n, v)) => (n, Some(v)),
+                    None => (body, None),
+                };
+                let flag = flags::lookup(name);
+                assert!(flag.is_some(), "`{arg}` is not in the flag table");
+                assert_eq!(
+                    flag.map(Flag::takes_value),
+                    Some(value.is_some()),
+                    "`{arg}` disagrees with the table's arity"
+                );
+                written.insert(name.to_owned());
+            }
+        }
+        // And the table has no row argv never writes, but for the flags only `extra_arg` can
+        // pass (which the gateway must still judge).
+        for f in flags::FLAGS {
+            let extra_only = f.remote == flags::RemoteRule::Dangerous;
+            assert_eq!(
+                written.contains(f.name),
+                !extra_only,
+                "--{} in the table vs argv",
+                f.name
+            );
+        }
     }
 
     #[test]

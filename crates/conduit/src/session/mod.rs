@@ -102,11 +102,11 @@ impl Client {
     pub async fn connect_with<T: Transport>(transport: T, options: Options) -> Result<Client> {
         // Validate before spawning anything.
         options.argv()?;
-        let registration = options.hooks.registration();
+        let registration = options.callbacks.hooks.registration();
         let router = Router {
-            permission: options.permission.clone(),
+            permission: options.callbacks.permission.clone(),
             hooks: Arc::new(registration.callbacks),
-            mcp: Arc::new(crate::mcp::sdk_servers(&options.mcp_servers)),
+            mcp: Arc::new(crate::mcp::sdk_servers(&options.callbacks.mcp_servers)),
         };
         let init = options.initialize_request(registration.config);
         Self::connect_with_handler(transport, options, Arc::new(router), init).await
@@ -123,15 +123,15 @@ impl Client {
             conn.sender,
             conn.receiver,
             EngineConfig {
-                message_buffer: options.message_buffer,
-                max_concurrent_callbacks: options.max_concurrent_callbacks,
-                idle_timeout: options.idle_timeout,
+                message_buffer: options.runtime.message_buffer,
+                max_concurrent_callbacks: options.runtime.max_concurrent_callbacks,
+                idle_timeout: options.runtime.idle_timeout,
                 handler,
             },
         );
         let messages = Arc::new(Mutex::new(rx));
         let init = engine
-            .request("initialize", initialize, options.initialize_timeout)
+            .request("initialize", initialize, options.runtime.initialize_timeout)
             .await;
         let server_info = match init {
             Ok(v) => v,
@@ -154,8 +154,8 @@ impl Client {
             server_info,
             info: conn.info,
             metrics: conn.metrics,
-            control_timeout: options.control_timeout,
-            close_grace: options.close_grace,
+            control_timeout: options.runtime.control_timeout,
+            close_grace: options.runtime.close_grace,
         })
     }
 
