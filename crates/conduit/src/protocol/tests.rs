@@ -88,9 +88,28 @@ async fn unhandled_inbound_requests_get_defined_answers() {
     }
 }
 
-/// A handler that parks until released, and panics on `explode`.
+/// A handler that parks until released, and panics on `explode`. Each parked request's future
+/// reports its id on `dropped` when it is dropped (answered or cancelled).
 struct Parking {
     release: Arc<tokio::sync::Notify>,
+    dropped: tokio::sync::mpsc::UnboundedSender<String>,
+}
+
+impl Parking {
+    fn new() -> (Self, tokio::sync::mpsc::UnboundedReceiver<String>) {
+        let (dropped, rx) = tokio::sync::mpsc::unbounded_channel();
+        let release = Arc::new(tokio::sync::Notify::new());
+        (Self { release, dropped }, rx)
+    }
+}
+
+/// Sends its id when dropped.
+struct ReportDrop(String, tokio::sync::mpsc::UnboundedSender<String>);
+
+impl Drop for ReportDrop {
+    fn drop(&mut self) {
+        let _ = self.1.send(std::mem::take(&mut self.0));
+    }
 }
 
 impl InboundHandler for Parking {
@@ -99,7 +118,9 @@ impl InboundHandler for Parking {
         req: ControlRequest,
     ) -> BoxFuture<'static, std::result::Result<Option<Value>, String>> {
         let release = self.release.clone();
+        let guard = ReportDrop(req.request_id.clone(), self.dropped.clone());
         Box::pin(async move {
+            let _guard = guard;
             match req.subtype.as_str() {
                 "explode" => panic!("kaboom"),
                 "park" => {
@@ -112,17 +133,14 @@ impl InboundHandler for Parking {
     }
 }
 
-#[tokio::test]
+// Paused time: the memory transport and the engine run on tokio alone, so the clock only moves
+// when every task is idle, and "no answer within 200 ms" means "none while nothing else can
+// happen", without a real wait.
+#[tokio::test(start_paused = true)]
 async fn slow_callbacks_do_not_stall_messages_and_cancel_suppresses_the_answer() {
-    let release = Arc::new(tokio::sync::Notify::new());
-    let (_e, mut rx, mut peer) = engine_with(
-        Arc::new(Parking {
-            release: release.clone(),
-        }),
-        8,
-        None,
-    )
-    .await;
+    let (parking, mut dropped) = Parking::new();
+    let release = parking.release.clone();
+    let (_e, mut rx, mut peer) = engine_with(Arc::new(parking), 8, None).await;
     peer.send_json(&cli_request("p1", json!({"subtype":"park"})))
         .await
         .ok();
@@ -137,12 +155,13 @@ async fn slow_callbacks_do_not_stall_messages_and_cancel_suppresses_the_answer()
             "message {i} must flow while callbacks park"
         );
     }
-    // The CLI withdraws p1; then p2 is released and answered, p1 never is.
+    // The CLI withdraws p1: its callback is dropped (no fixed wait: the drop is observed).
     peer.send_json(&json!({"type":"control_cancel_request","request_id":"p1"}))
         .await
         .ok();
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    release.notify_waiters();
+    assert_eq!(dropped.recv().await.as_deref(), Some("p1"));
+    // Then p2 is released and answered; p1 never is.
+    release.notify_one();
     let r = peer.recv_json().await.unwrap_or_default();
     assert_eq!(r["response"]["request_id"], "p2");
     assert_eq!(r["response"]["response"]["released"], true);
@@ -155,14 +174,8 @@ async fn slow_callbacks_do_not_stall_messages_and_cancel_suppresses_the_answer()
 
 #[tokio::test]
 async fn a_panicking_callback_is_answered_with_an_error() {
-    let (_e, _rx, mut peer) = engine_with(
-        Arc::new(Parking {
-            release: Arc::new(tokio::sync::Notify::new()),
-        }),
-        8,
-        None,
-    )
-    .await;
+    let (parking, _dropped) = Parking::new();
+    let (_e, _rx, mut peer) = engine_with(Arc::new(parking), 8, None).await;
     peer.send_json(&cli_request("x", json!({"subtype":"explode"})))
         .await
         .ok();
@@ -311,19 +324,60 @@ async fn per_turn_cost_is_derived_from_the_cumulative_total() {
     assert_eq!(costs, vec![Some(0.25), Some(0.5)]);
 }
 
-#[tokio::test]
+// Paused time (the engine and the memory transport run on tokio alone): the clock is moved by
+// hand, so "not before the timeout, and then at once" is checked without waiting.
+#[tokio::test(start_paused = true)]
 async fn idle_timeout_turns_a_silent_cli_into_a_typed_error() {
-    let (e, mut rx, _peer) = engine_with(
-        Arc::new(DefaultHandler),
-        8,
-        Some(Duration::from_millis(100)),
-    )
-    .await;
+    let idle = Duration::from_millis(100);
+    let (e, mut rx, peer) = engine_with(Arc::new(DefaultHandler), 8, Some(idle)).await;
     e.send_user(crate::message::UserInput::new("a").encode())
         .await
         .ok();
-    let m = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await;
-    assert!(matches!(m, Ok(Some(Err(Error::Idle { .. })))), "{m:?}");
+    // Frames closer together than the timeout keep the turn alive.
+    for i in 0..3 {
+        tokio::time::advance(idle * 3 / 4).await;
+        peer.send_json(&assistant_text(&format!("m{i}"))).await.ok();
+        assert!(matches!(rx.recv().await, Some(Ok(_))), "frame {i}");
+    }
+    // Silence: nothing just before the timeout, `Idle` once it has passed.
+    tokio::time::advance(idle - Duration::from_millis(1)).await;
+    assert!(
+        futures::FutureExt::now_or_never(rx.recv()).is_none(),
+        "no error before the idle timeout"
+    );
+    tokio::time::advance(Duration::from_millis(2)).await;
+    let m = rx.recv().await;
+    assert!(
+        matches!(m, Some(Err(Error::Idle { after })) if after == idle),
+        "{m:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_control_request_times_out_and_is_withdrawn() {
+    let (e, _rx, mut peer) = engine_with(Arc::new(DefaultHandler), 8, None).await;
+    let timeout = Duration::from_secs(30);
+    let req = tokio::spawn({
+        let e = e.clone();
+        async move { e.request("interrupt", json!({}), timeout).await }
+    });
+    let sent = peer.recv_json().await.unwrap_or_default();
+    assert_eq!(sent["request"]["subtype"], "interrupt");
+    // The CLI never answers. Just before the deadline the request still waits.
+    tokio::time::advance(timeout - Duration::from_millis(1)).await;
+    assert!(!req.is_finished());
+    tokio::time::advance(Duration::from_millis(2)).await;
+    match req.await.ok() {
+        Some(Err(Error::ControlTimeout { subtype, after })) => {
+            assert_eq!(subtype, "interrupt");
+            assert_eq!(after, timeout);
+        }
+        other => panic!("expected ControlTimeout, got {other:?}"),
+    }
+    // And the CLI is told to forget it.
+    let cancel = peer.recv_json().await.unwrap_or_default();
+    assert_eq!(cancel["type"], "control_cancel_request");
+    assert_eq!(cancel["request_id"], sent["request_id"]);
 }
 
 #[tokio::test]
