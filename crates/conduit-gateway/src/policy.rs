@@ -288,7 +288,10 @@ impl Policy {
                 }
             }
             RemoteRule::ListOf(allowed) => {
-                if v.split(',').filter(|s| !s.is_empty()).all(|s| allowed.contains(&s)) {
+                if v.split(',')
+                    .filter(|s| !s.is_empty())
+                    .all(|s| allowed.contains(&s))
+                {
                     owned(v)
                 } else {
                     Err(refuse(format!(
@@ -311,9 +314,9 @@ impl Policy {
                 }
             }
             RemoteRule::PermissionMode => {
-                let mode: PermissionMode = v.parse().map_err(|e: claude_conduit::Error| {
-                    refuse(format!("`--{name}`: {e}"))
-                })?;
+                let mode: PermissionMode = v
+                    .parse()
+                    .map_err(|e: claude_conduit::Error| refuse(format!("`--{name}`: {e}")))?;
                 if self.modes().contains(&mode) {
                     owned(v)
                 } else {
@@ -335,9 +338,9 @@ impl Policy {
             }
             RemoteRule::Directory => {
                 let dir = self.check_dir(&format!("--{name}"), v)?;
-                let dir = dir.to_str().ok_or_else(|| {
-                    refuse(format!("`--{name}`: {} is not UTF-8", dir.display()))
-                })?;
+                let dir = dir
+                    .to_str()
+                    .ok_or_else(|| refuse(format!("`--{name}`: {} is not UTF-8", dir.display())))?;
                 owned(dir)
             }
             RemoteRule::Dangerous if self.allow_dangerously_skip_permissions => {
@@ -697,7 +700,10 @@ mod tests {
                 Arity::Value => None,
                 Arity::Switch => Some("x"),
             };
-            assert!(roots.check_flag(name, wrong_arity).is_err(), "--{name} arity");
+            assert!(
+                roots.check_flag(name, wrong_arity).is_err(),
+                "--{name} arity"
+            );
             let by_default = strict.check_flag(name, good);
             match flag.remote {
                 RemoteRule::Fixed => {
@@ -721,7 +727,12 @@ mod tests {
                 RemoteRule::Dangerous => {
                     assert!(by_default.is_err(), "--{name}");
                     // `allow_flag` does not bypass a rule of its own.
-                    assert!(Policy::default().allow_flag(name).check_flag(name, good).is_err());
+                    assert!(
+                        Policy::default()
+                            .allow_flag(name)
+                            .check_flag(name, good)
+                            .is_err()
+                    );
                     let danger = Policy::default().allow_dangerously_skip_permissions(true);
                     assert!(danger.check_flag(name, good).is_ok(), "--{name}");
                 }
@@ -736,7 +747,10 @@ mod tests {
                 assert!(open.check_flag(name, Some(&bad)).is_err(), "--{name}={bad}");
             }
             let denied = roots.clone().allow_flag(name).deny_flag(name);
-            assert!(denied.check_flag(name, good).is_err(), "deny_flag(--{name})");
+            assert!(
+                denied.check_flag(name, good).is_err(),
+                "deny_flag(--{name})"
+            );
         }
     }
 
@@ -748,7 +762,10 @@ mod tests {
             .nth(1)
             .and_then(|s| s.split("\n## ").next())
             .unwrap();
-        for flag in flags::FLAGS.iter().filter(|f| f.remote != RemoteRule::Fixed) {
+        for flag in flags::FLAGS
+            .iter()
+            .filter(|f| f.remote != RemoteRule::Fixed)
+        {
             assert!(
                 section.contains(&format!("`{}`", flag.name)),
                 "docs/GATEWAY.md's policy table does not name --{}",

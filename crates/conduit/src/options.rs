@@ -422,7 +422,6 @@ pub enum Skills {
     Only(Vec<String>),
 }
 
-
 impl std::fmt::Debug for Options {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // `env` values may be secrets: print names only.
@@ -689,7 +688,10 @@ fn settings_object(s: &str) -> Result<serde_json::Map<String, Value>> {
 
 impl OutputOptions {
     fn write(self, a: &mut Argv) {
-        a.switch(&flags::INCLUDE_PARTIAL_MESSAGES, self.include_partial_messages);
+        a.switch(
+            &flags::INCLUDE_PARTIAL_MESSAGES,
+            self.include_partial_messages,
+        );
         a.switch(&flags::INCLUDE_HOOK_EVENTS, self.include_hook_events);
         a.switch(&flags::REPLAY_USER_MESSAGES, self.replay_user_messages);
     }

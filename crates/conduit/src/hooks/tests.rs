@@ -849,7 +849,15 @@ fn matcher_patterns_follow_the_cli_rules() {
 
 #[test]
 fn unsupported_patterns_match_nothing() {
-    for pattern in ["(?=Bash)", "(?<=x)Bash", r"(a)\1", "(Bash", "Bash)", "[Bash", "a{2,1}"] {
+    for pattern in [
+        "(?=Bash)",
+        "(?<=x)Bash",
+        r"(a)\1",
+        "(Bash",
+        "Bash)",
+        "[Bash",
+        "a{2,1}",
+    ] {
         let matcher = HookMatcher::new(pattern);
         assert!(!matcher.is_supported_pattern(), "{pattern}");
         assert!(!matcher.matches("Bash"), "{pattern}");

@@ -168,7 +168,10 @@ fn to_annotations(a: &ToolAnnotations) -> rmcp::model::ToolAnnotations {
     )
 }
 
-async fn call_tool(server: ServerView<'_>, params: &Map<String, Value>) -> Result<Value, ErrorData> {
+async fn call_tool(
+    server: ServerView<'_>,
+    params: &Map<String, Value>,
+) -> Result<Value, ErrorData> {
     let Some(name) = params.get("name").and_then(Value::as_str) else {
         return Err(ErrorData::new(
             ErrorCode::INVALID_PARAMS,

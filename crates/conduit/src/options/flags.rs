@@ -191,14 +191,18 @@ mod tests {
         for (i, f) in FLAGS.iter().enumerate() {
             assert!(
                 !f.name.is_empty()
-                    && f
-                        .name
+                    && f.name
                         .bytes()
                         .all(|b| b.is_ascii_alphanumeric() || b == b'-'),
                 "{}",
                 f.name
             );
-            assert_eq!(FLAGS.iter().position(|x| x.name == f.name), Some(i), "{}", f.name);
+            assert_eq!(
+                FLAGS.iter().position(|x| x.name == f.name),
+                Some(i),
+                "{}",
+                f.name
+            );
             assert_eq!(lookup(f.name), Some(f));
         }
         assert!(lookup("no-such-flag").is_none());

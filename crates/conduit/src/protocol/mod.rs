@@ -34,10 +34,10 @@ use serde_json::Value;
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 use tokio::task::AbortHandle;
 
-pub(crate) use dispatch::Router;
 #[cfg(test)]
 use dispatch::DefaultHandler;
 pub(crate) use dispatch::InboundHandler;
+pub(crate) use dispatch::Router;
 
 use crate::error::{Error, Result};
 use crate::message::{
