@@ -1,10 +1,6 @@
 //! Permission callbacks, hooks, in-process MCP tools and structured output, end to end with the
-//! REAL pinned `claude` CLI against the test kit's FakeModel (issue 3).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-//!
-//! Every test asserts behaviour and order (what ran, what the model saw in its next request, in
-//! which order frames came), never timing. Deadlines only turn a hang into a failure.
+//! REAL pinned `claude` CLI against the test kit's FakeModel, on a local subprocess. The tests
+//! are the shared callback suite (`claude_conduit_suite::callbacks`); the gateway runs the same
+//! ones over each wire (`crates/conduit-gateway/tests/callbacks.rs`).
 
-mod common;
-
-include!("suite/callbacks.rs");
+claude_conduit_suite::callback_tests!(claude_conduit_suite::Subprocess);

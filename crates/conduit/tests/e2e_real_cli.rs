@@ -8,8 +8,8 @@ mod common;
 use std::time::Duration;
 
 use claude_conduit::{Client, Error, query};
+use claude_conduit_suite::{RealCli, Subprocess, collect, types};
 use claude_conduit_testkit::Turn;
-use common::{RealCli, collect, types};
 use futures::StreamExt;
 use serde_json::json;
 
@@ -17,7 +17,7 @@ const T: Duration = Duration::from_secs(90);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_shot_query_streams_init_assistant_result_and_ends() {
-    let h = RealCli::start(vec![Turn::text("Hello from the fake model.")]).await;
+    let h = RealCli::start(&Subprocess, vec![Turn::text("Hello from the fake model.")]).await;
     let items = collect(query("say hi", h.options().build()), T).await;
     let t = types(&items);
     assert!(items.iter().all(Result::is_ok), "{t:?}");
@@ -48,11 +48,10 @@ async fn one_shot_query_streams_init_assistant_result_and_ends() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_turn_session_keeps_context_and_costs_per_turn() {
-    let h = RealCli::start(vec![
-        Turn::text("one"),
-        Turn::text("two"),
-        Turn::text("three"),
-    ])
+    let h = RealCli::start(
+        &Subprocess,
+        vec![Turn::text("one"), Turn::text("two"), Turn::text("three")],
+    )
     .await;
     let client = Client::connect(h.options().build()).await.expect("connect");
     assert_eq!(client.cli_version(), Some("2.1.330"));
@@ -94,7 +93,7 @@ async fn three_turn_session_keeps_context_and_costs_per_turn() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bash_tool_call_runs_and_its_result_reaches_the_model() {
-    let h = RealCli::start(vec![
+    let h = RealCli::start(&Subprocess, vec![
         Turn::tool_use(
             "Bash",
             json!({"command": "echo conduit-e2e > marker.txt && echo done", "description": "write a file"}),
@@ -144,10 +143,13 @@ async fn a_bash_tool_call_runs_and_its_result_reaches_the_model() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interrupt_during_a_turn_ends_it_and_the_session_goes_on() {
-    let h = RealCli::start(vec![
-        Turn::text("too slow to finish").delay(Duration::from_secs(60)),
-        Turn::text("after the interrupt"),
-    ])
+    let h = RealCli::start(
+        &Subprocess,
+        vec![
+            Turn::text("too slow to finish").delay(Duration::from_secs(60)),
+            Turn::text("after the interrupt"),
+        ],
+    )
     .await;
     let client = Client::connect(h.options().build()).await.expect("connect");
     client.send("take your time").await.expect("send");
@@ -189,7 +191,7 @@ async fn interrupt_during_a_turn_ends_it_and_the_session_goes_on() {
 
 #[allow(clippy::expect_used)]
 async fn api_error_result(turn: Turn, status: u64) {
-    let h = RealCli::start(vec![turn]).await;
+    let h = RealCli::start(&Subprocess, vec![turn]).await;
     let items = collect(query("hello", h.options().build()), T).await;
     assert!(items.iter().all(Result::is_ok), "{:?}", types(&items));
     let result = items
@@ -223,7 +225,7 @@ async fn cli_killed_mid_turn_is_process_exited_and_leaves_no_process_behind() {
     // The model starts a long Bash command (a grandchild of ours), then we kill the CLI.
     // (The CLI refuses long foreground `sleep` commands, so wait in python.)
     let marker = format!("time.sleep(47.{})", std::process::id());
-    let h = RealCli::start(vec![Turn::tool_use(
+    let h = RealCli::start(&Subprocess, vec![Turn::tool_use(
         "Bash",
         json!({"command": format!("python3 -c 'import time; {marker}'"), "description": "wait"}),
     )])
@@ -278,7 +280,7 @@ async fn cli_killed_mid_turn_is_process_exited_and_leaves_no_process_behind() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_typed_control_method_is_answered_by_the_real_cli() {
-    let h = RealCli::start(vec![Turn::text("ready")]).await;
+    let h = RealCli::start(&Subprocess, vec![Turn::text("ready")]).await;
     let client = Client::connect(h.options().build()).await.expect("connect");
     client.send("hello").await.expect("send");
     let _ = collect(client.receive_response(), T).await;
@@ -397,10 +399,10 @@ async fn every_typed_control_method_is_answered_by_the_real_cli() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resume_continues_a_previous_session() {
-    let h = RealCli::start(vec![
-        Turn::text("first answer"),
-        Turn::text("second answer"),
-    ])
+    let h = RealCli::start(
+        &Subprocess,
+        vec![Turn::text("first answer"), Turn::text("second answer")],
+    )
     .await;
     let first = collect(query("remember the word pelican", h.options().build()), T).await;
     let session_id = first

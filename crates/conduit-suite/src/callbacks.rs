@@ -1,20 +1,24 @@
-// The callback suite (permission, hooks, in-process MCP tools, structured output). Included by
-// `tests/e2e_callbacks.rs` (local subprocess) and by the gateway's `tests/callbacks_*.rs` (the same
-// tests through a real gateway over WebSocket and gRPC): each includer provides a `common`
-// module with `RealCli`, `collect` and `types`.
+//! The callback suite: permission callbacks, hooks, in-process MCP tools and structured output,
+//! end to end with the REAL pinned `claude` CLI against the test kit's FakeModel, on any
+//! [`Backend`].
+//!
+//! Every test asserts behaviour and order (what ran, what the model saw in its next request, in
+//! which order frames came), never timing. Deadlines only turn a hang into a failure. Each test
+//! is a `pub async fn(&dyn Backend)`; [`callback_tests!`](crate::callback_tests) makes them
+//! `#[tokio::test]`s of a test file.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::{Backend, RealCli, collect, types};
 use claude_conduit::hooks::{HookEvent, HookInput, HookMatcher, HookOutput};
-use claude_conduit::mcp::{SdkMcpServer, SdkTool, ToolError, ToolOutput};
+use claude_conduit::mcp::{SdkMcpServer, SdkTool, ToolError, ToolOutput, schemars};
 use claude_conduit::message::ResultMessage;
 use claude_conduit::permission::{PermissionDecision, PermissionRequest};
 use claude_conduit::{Client, Error, Message, query};
 use claude_conduit_testkit::Turn;
 use claude_conduit_testkit::fake_model::LoggedRequest;
-use common::{RealCli, collect, types};
 use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
@@ -79,12 +83,82 @@ fn position(items: &[Result<Message, Error>], pred: impl Fn(&Message) -> bool) -
     items.iter().position(|i| i.as_ref().is_ok_and(&pred))
 }
 
+/// A callback that never answers: it says when it was entered, and whether its future was
+/// dropped (cancelled) or ever completed.
+#[derive(Clone, Default)]
+struct Parked {
+    entered: Arc<Notify>,
+    dropped: Arc<AtomicBool>,
+    completed: Arc<AtomicBool>,
+}
+
 /// Sets its flag when dropped: proves a callback future was dropped (cancelled).
 struct SetOnDrop(Arc<AtomicBool>);
 
 impl Drop for SetOnDrop {
     fn drop(&mut self) {
         self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Parked {
+    /// The callback's body: park forever (answering `never` if it ever woke up).
+    async fn park<T>(self, never: T) -> T {
+        let _guard = SetOnDrop(self.dropped.clone());
+        self.entered.notify_one();
+        std::future::pending::<()>().await;
+        self.completed.store(true, Ordering::SeqCst);
+        never
+    }
+
+    /// Sends `prompt` on `client`, waits until the callback parks, interrupts the turn and
+    /// returns its frames: the turn ends with `error_during_execution`.
+    async fn interrupt_turn(&self, client: &Client, prompt: &str) -> Vec<Result<Message, Error>> {
+        client.send(prompt).await.expect("send");
+        let mut stream = Box::pin(client.receive_response());
+        let consumer = tokio::spawn(async move {
+            let mut items = Vec::new();
+            while let Some(item) = stream.next().await {
+                items.push(item);
+            }
+            items
+        });
+        tokio::time::timeout(T, self.entered.notified())
+            .await
+            .expect("the callback was called");
+        assert!(
+            !self.dropped.load(Ordering::SeqCst),
+            "parked, not dropped yet"
+        );
+        client
+            .interrupt()
+            .await
+            .expect("the interrupt succeeds while a callback is pending");
+        let items = tokio::time::timeout(T, consumer)
+            .await
+            .expect("turn ended")
+            .expect("join");
+        let result = result_of(&items);
+        assert!(result.is_error, "{result:?}");
+        assert_eq!(result.subtype, "error_during_execution", "{result:?}");
+        items
+    }
+
+    /// The CLI withdrew the request (control_cancel_request): the callback future was dropped
+    /// while the session is still alive, and it never completed. Then the session goes on: the
+    /// next prompt gets the model's next answer, `after the interrupt`.
+    async fn dropped_and_the_session_goes_on(&self, client: Client) {
+        let dropped = self.dropped.clone();
+        eventually("the pending callback future is dropped", || {
+            dropped.load(Ordering::SeqCst)
+        })
+        .await;
+        assert!(!self.completed.load(Ordering::SeqCst));
+        client.send("are you there?").await.expect("send");
+        let next = collect(client.receive_response(), T).await;
+        assert!(result_of(&next).is_success());
+        assert_eq!(assistant_text(&next), "after the interrupt");
+        client.disconnect().await.expect("disconnect");
     }
 }
 
@@ -117,12 +191,16 @@ fn recording(
 // Permission callback
 // ---------------------------------------------------------------------------------------------
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn permission_allow_runs_the_tool_and_its_result_reaches_the_model() {
-    let h = RealCli::start(vec![
-        Turn::tool_use("Bash", bash("touch allowed.txt && echo ran-allowed")),
-        Turn::text("The file is there."),
-    ])
+pub async fn permission_allow_runs_the_tool_and_its_result_reaches_the_model(
+    backend: &dyn Backend,
+) {
+    let h = RealCli::start(
+        backend,
+        vec![
+            Turn::tool_use("Bash", bash("touch allowed.txt && echo ran-allowed")),
+            Turn::text("The file is there."),
+        ],
+    )
     .await;
     let asked = Arc::new(Mutex::new(Vec::new()));
     let options = h
@@ -176,12 +254,16 @@ async fn permission_allow_runs_the_tool_and_its_result_reaches_the_model() {
     assert_eq!(t.last().map(String::as_str), Some("result/success"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn permission_allow_with_modified_input_runs_the_rewritten_command() {
-    let h = RealCli::start(vec![
-        Turn::tool_use("Bash", bash("touch original.txt && echo original")),
-        Turn::text("done"),
-    ])
+pub async fn permission_allow_with_modified_input_runs_the_rewritten_command(
+    backend: &dyn Backend,
+) {
+    let h = RealCli::start(
+        backend,
+        vec![
+            Turn::tool_use("Bash", bash("touch original.txt && echo original")),
+            Turn::text("done"),
+        ],
+    )
     .await;
     let rewrite = |req: &PermissionRequest| {
         let mut input = req.input.clone();
@@ -209,13 +291,17 @@ async fn permission_allow_with_modified_input_runs_the_rewritten_command() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn permission_deny_reaches_the_model_as_an_error_and_is_listed_in_the_result() {
+pub async fn permission_deny_reaches_the_model_as_an_error_and_is_listed_in_the_result(
+    backend: &dyn Backend,
+) {
     const WHY: &str = "conduit test policy forbids touching files";
-    let h = RealCli::start(vec![
-        Turn::tool_use("Bash", bash("touch denied.txt && echo hi")),
-        Turn::text("Understood, I will not."),
-    ])
+    let h = RealCli::start(
+        backend,
+        vec![
+            Turn::tool_use("Bash", bash("touch denied.txt && echo hi")),
+            Turn::text("Understood, I will not."),
+        ],
+    )
     .await;
     let asked = Arc::new(Mutex::new(Vec::new()));
     let options = h
@@ -259,12 +345,16 @@ async fn permission_deny_reaches_the_model_as_an_error_and_is_listed_in_the_resu
     assert_eq!(denial.tool_input["command"], "touch denied.txt && echo hi");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn permission_deny_with_interrupt_ends_the_turn_and_the_session_goes_on() {
-    let h = RealCli::start(vec![
-        Turn::tool_use("Bash", bash("touch never.txt && echo hi")),
-        Turn::text("after the interrupt"),
-    ])
+pub async fn permission_deny_with_interrupt_ends_the_turn_and_the_session_goes_on(
+    backend: &dyn Backend,
+) {
+    let h = RealCli::start(
+        backend,
+        vec![
+            Turn::tool_use("Bash", bash("touch never.txt && echo hi")),
+            Turn::text("after the interrupt"),
+        ],
+    )
     .await;
     let asked = Arc::new(Mutex::new(Vec::new()));
     let options = h
@@ -299,13 +389,17 @@ async fn permission_deny_with_interrupt_ends_the_turn_and_the_session_goes_on() 
 /// Runs the same Bash `command` twice in one turn, answering every permission request with
 /// `allow_always(request.suggestions)`; returns the requests asked and the harness.
 async fn same_command_twice_with_allow_always(
+    backend: &dyn Backend,
     command: &str,
 ) -> (Vec<PermissionRequest>, RealCli, Vec<Result<Message, Error>>) {
-    let h = RealCli::start(vec![
-        Turn::tool_use("Bash", bash(command)),
-        Turn::tool_use("Bash", bash(command)),
-        Turn::text("ran it twice"),
-    ])
+    let h = RealCli::start(
+        backend,
+        vec![
+            Turn::tool_use("Bash", bash(command)),
+            Turn::tool_use("Bash", bash(command)),
+            Turn::text("ran it twice"),
+        ],
+    )
     .await;
     let asked = Arc::new(Mutex::new(Vec::new()));
     let options = h
@@ -331,12 +425,13 @@ async fn same_command_twice_with_allow_always(
     (asked, h, items)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn permission_allow_always_rule_is_not_asked_again_in_the_same_session() {
+pub async fn permission_allow_always_rule_is_not_asked_again_in_the_same_session(
+    backend: &dyn Backend,
+) {
     // A command that needs approval but writes no file: the CLI suggests exactly one update,
     // an allow rule for this command in localSettings.
     let command = "python3 -c 'print(6*7)'";
-    let (asked, h, _items) = same_command_twice_with_allow_always(command).await;
+    let (asked, h, _items) = same_command_twice_with_allow_always(backend, command).await;
     assert!(!asked.is_empty());
     let kinds: Vec<&str> = asked[0].suggestions.iter().map(|u| u.kind()).collect();
     assert_eq!(kinds, ["addRules"], "{:?}", asked[0].suggestions);
@@ -367,15 +462,16 @@ async fn permission_allow_always_rule_is_not_asked_again_in_the_same_session() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn permission_allow_always_for_a_file_write_is_not_asked_again_in_the_same_session() {
+pub async fn permission_allow_always_for_a_file_write_is_not_asked_again_in_the_same_session(
+    backend: &dyn Backend,
+) {
     // A command that writes a file. CLI 2.1.330 suggests an addRules (localSettings), an
     // addDirectories (session) and a setMode acceptEdits (session). The rule alone does not
     // cover the file write (the CLI asks again, for `blocked_path`); the suggested mode switch
     // does. Echoing all suggestions back, as `allow_always(request.suggestions)` does, means
     // the second identical call is not asked.
     let command = "touch always.txt && echo hi";
-    let (asked, h, items) = same_command_twice_with_allow_always(command).await;
+    let (asked, h, items) = same_command_twice_with_allow_always(backend, command).await;
     assert!(!asked.is_empty());
     let kinds: Vec<&str> = asked[0].suggestions.iter().map(|u| u.kind()).collect();
     assert!(kinds.contains(&"addRules"), "{kinds:?}");
@@ -399,80 +495,32 @@ async fn permission_allow_always_for_a_file_write_is_not_asked_again_in_the_same
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn interrupt_while_a_permission_callback_is_pending_cancels_and_drops_it() {
-    let h = RealCli::start(vec![
-        Turn::tool_use("Bash", bash("touch pending.txt && echo hi")),
-        Turn::text("after the interrupt"),
-    ])
+pub async fn interrupt_while_a_permission_callback_is_pending_cancels_and_drops_it(
+    backend: &dyn Backend,
+) {
+    let h = RealCli::start(
+        backend,
+        vec![
+            Turn::tool_use("Bash", bash("touch pending.txt && echo hi")),
+            Turn::text("after the interrupt"),
+        ],
+    )
     .await;
-    let entered = Arc::new(Notify::new());
-    let dropped = Arc::new(AtomicBool::new(false));
-    let completed = Arc::new(AtomicBool::new(false));
+    let parked = Parked::default();
     let calls = Arc::new(AtomicUsize::new(0));
-    let (e, d, c, n) = (
-        entered.clone(),
-        dropped.clone(),
-        completed.clone(),
-        calls.clone(),
-    );
+    let (p, n) = (parked.clone(), calls.clone());
     let options = h
         .options()
         .can_use_tool(move |_req: PermissionRequest| {
-            let (e, d, c) = (e.clone(), d.clone(), c.clone());
             n.fetch_add(1, Ordering::SeqCst);
-            async move {
-                let _guard = SetOnDrop(d);
-                e.notify_one();
-                // Never answers.
-                std::future::pending::<()>().await;
-                c.store(true, Ordering::SeqCst);
-                PermissionDecision::allow()
-            }
+            p.clone().park(PermissionDecision::allow())
         })
         .build();
     let client = Client::connect(options).await.expect("connect");
-    client.send("make the file").await.expect("send");
-    let mut stream = Box::pin(client.receive_response());
-    let consumer = tokio::spawn(async move {
-        let mut items = Vec::new();
-        while let Some(item) = stream.next().await {
-            items.push(item);
-        }
-        items
-    });
-    tokio::time::timeout(T, entered.notified())
-        .await
-        .expect("the permission callback was called");
-    assert!(!dropped.load(Ordering::SeqCst), "parked, not dropped yet");
-
-    client
-        .interrupt()
-        .await
-        .expect("the interrupt succeeds while a callback is pending");
-    let items = tokio::time::timeout(T, consumer)
-        .await
-        .expect("turn ended")
-        .expect("join");
-    let result = result_of(&items);
-    assert!(result.is_error, "{result:?}");
-    assert_eq!(result.subtype, "error_during_execution");
-    // The CLI withdrew the request (control_cancel_request): the callback future was dropped
-    // while the session is still alive, and it never completed.
-    eventually("the pending callback future is dropped", || {
-        dropped.load(Ordering::SeqCst)
-    })
-    .await;
-    assert!(!completed.load(Ordering::SeqCst));
+    parked.interrupt_turn(&client, "make the file").await;
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     assert!(!h.env.cwd().join("pending.txt").exists());
-
-    // The session goes on.
-    client.send("are you there?").await.expect("send");
-    let next = collect(client.receive_response(), T).await;
-    assert!(result_of(&next).is_success());
-    assert_eq!(assistant_text(&next), "after the interrupt");
-    client.disconnect().await.expect("disconnect");
+    parked.dropped_and_the_session_goes_on(client).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -490,13 +538,17 @@ fn counting_allow(
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pre_tool_use_hook_deny_blocks_the_tool_and_the_model_sees_the_reason() {
+pub async fn pre_tool_use_hook_deny_blocks_the_tool_and_the_model_sees_the_reason(
+    backend: &dyn Backend,
+) {
     const WHY: &str = "the PreToolUse hook refuses this command";
-    let h = RealCli::start(vec![
-        Turn::tool_use("Bash", bash("touch hooked.txt && echo hi")),
-        Turn::text("ok"),
-    ])
+    let h = RealCli::start(
+        backend,
+        vec![
+            Turn::tool_use("Bash", bash("touch hooked.txt && echo hi")),
+            Turn::text("ok"),
+        ],
+    )
     .await;
     let seen = Arc::new(Mutex::new(Vec::<(String, Value, Option<String>)>::new()));
     let permission_calls = Arc::new(AtomicUsize::new(0));
@@ -545,12 +597,14 @@ async fn pre_tool_use_hook_deny_blocks_the_tool_and_the_model_sees_the_reason() 
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pre_tool_use_hook_allow_skips_the_permission_callback() {
-    let h = RealCli::start(vec![
-        Turn::tool_use("Bash", bash("touch hook-allowed.txt && echo ran")),
-        Turn::text("ok"),
-    ])
+pub async fn pre_tool_use_hook_allow_skips_the_permission_callback(backend: &dyn Backend) {
+    let h = RealCli::start(
+        backend,
+        vec![
+            Turn::tool_use("Bash", bash("touch hook-allowed.txt && echo ran")),
+            Turn::text("ok"),
+        ],
+    )
     .await;
     let hook_calls = Arc::new(AtomicUsize::new(0));
     let permission_calls = Arc::new(AtomicUsize::new(0));
@@ -581,13 +635,17 @@ async fn pre_tool_use_hook_allow_skips_the_permission_callback() {
     assert_ne!(block["is_error"], true, "{block}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn post_tool_use_additional_context_reaches_the_next_model_request() {
+pub async fn post_tool_use_additional_context_reaches_the_next_model_request(
+    backend: &dyn Backend,
+) {
     const CONTEXT: &str = "POSTTOOL-CONTEXT-7f3a: the file was checked by a hook";
-    let h = RealCli::start(vec![
-        Turn::tool_use("Bash", bash("touch post.txt && echo post-output")),
-        Turn::text("ok"),
-    ])
+    let h = RealCli::start(
+        backend,
+        vec![
+            Turn::tool_use("Bash", bash("touch post.txt && echo post-output")),
+            Turn::text("ok"),
+        ],
+    )
     .await;
     let seen = Arc::new(Mutex::new(Vec::<(String, Value, String)>::new()));
     let s = seen.clone();
@@ -635,10 +693,11 @@ async fn post_tool_use_additional_context_reaches_the_next_model_request() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn user_prompt_submit_hook_sees_the_prompt_and_its_context_reaches_the_model() {
+pub async fn user_prompt_submit_hook_sees_the_prompt_and_its_context_reaches_the_model(
+    backend: &dyn Backend,
+) {
     const CONTEXT: &str = "UPS-CONTEXT-91c2: the user prefers short answers";
-    let h = RealCli::start(vec![Turn::text("short answer")]).await;
+    let h = RealCli::start(backend, vec![Turn::text("short answer")]).await;
     let prompts = Arc::new(Mutex::new(Vec::<String>::new()));
     let p = prompts.clone();
     let options = h
@@ -674,9 +733,10 @@ async fn user_prompt_submit_hook_sees_the_prompt_and_its_context_reaches_the_mod
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stop_hook_fires_once_after_the_last_assistant_and_before_the_result() {
-    let h = RealCli::start(vec![Turn::text("my final words")]).await;
+pub async fn stop_hook_fires_once_after_the_last_assistant_and_before_the_result(
+    backend: &dyn Backend,
+) {
+    let h = RealCli::start(backend, vec![Turn::text("my final words")]).await;
     let fired = Arc::new(Notify::new());
     let release = Arc::new(Notify::new());
     let calls = Arc::new(AtomicUsize::new(0));
@@ -760,12 +820,16 @@ async fn stop_hook_fires_once_after_the_last_assistant_and_before_the_result() {
     client.disconnect().await.expect("disconnect");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hook_output_with_continue_false_stops_the_agent_after_the_tool() {
-    let h = RealCli::start(vec![
-        Turn::tool_use("Bash", bash("touch stop.txt && echo hi")),
-        Turn::text("never requested"),
-    ])
+pub async fn a_hook_output_with_continue_false_stops_the_agent_after_the_tool(
+    backend: &dyn Backend,
+) {
+    let h = RealCli::start(
+        backend,
+        vec![
+            Turn::tool_use("Bash", bash("touch stop.txt && echo hi")),
+            Turn::text("never requested"),
+        ],
+    )
     .await;
     let options = h
         .options()
@@ -789,65 +853,32 @@ async fn a_hook_output_with_continue_false_stops_the_agent_after_the_tool() {
     assert!(assistant_text(&items).is_empty(), "{:?}", types(&items));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn interrupt_while_a_pre_tool_use_hook_is_pending_cancels_and_drops_it() {
-    let h = RealCli::start(vec![
-        Turn::tool_use("Bash", bash("touch hook-pending.txt && echo hi")),
-        Turn::text("after the interrupt"),
-    ])
+pub async fn interrupt_while_a_pre_tool_use_hook_is_pending_cancels_and_drops_it(
+    backend: &dyn Backend,
+) {
+    let h = RealCli::start(
+        backend,
+        vec![
+            Turn::tool_use("Bash", bash("touch hook-pending.txt && echo hi")),
+            Turn::text("after the interrupt"),
+        ],
+    )
     .await;
-    let entered = Arc::new(Notify::new());
-    let dropped = Arc::new(AtomicBool::new(false));
-    let completed = Arc::new(AtomicBool::new(false));
-    let (e, d, c) = (entered.clone(), dropped.clone(), completed.clone());
+    let parked = Parked::default();
+    let p = parked.clone();
     let options = h
         .options()
         .allowed_tools(["Bash"])
         .hook(
             HookEvent::PreToolUse,
-            HookMatcher::new("Bash").callback(move |_input, _id| {
-                let (e, d, c) = (e.clone(), d.clone(), c.clone());
-                async move {
-                    let _guard = SetOnDrop(d);
-                    e.notify_one();
-                    std::future::pending::<()>().await;
-                    c.store(true, Ordering::SeqCst);
-                    HookOutput::default()
-                }
-            }),
+            HookMatcher::new("Bash")
+                .callback(move |_input, _id| p.clone().park(HookOutput::default())),
         )
         .build();
     let client = Client::connect(options).await.expect("connect");
-    client.send("make the file").await.expect("send");
-    let mut stream = Box::pin(client.receive_response());
-    let consumer = tokio::spawn(async move {
-        let mut items = Vec::new();
-        while let Some(item) = stream.next().await {
-            items.push(item);
-        }
-        items
-    });
-    tokio::time::timeout(T, entered.notified())
-        .await
-        .expect("the hook was called");
-    client.interrupt().await.expect("interrupt");
-    let items = tokio::time::timeout(T, consumer)
-        .await
-        .expect("turn ended")
-        .expect("join");
-    let result = result_of(&items);
-    assert_eq!(result.subtype, "error_during_execution", "{result:?}");
-    eventually("the pending hook future is dropped", || {
-        dropped.load(Ordering::SeqCst)
-    })
-    .await;
-    assert!(!completed.load(Ordering::SeqCst));
+    parked.interrupt_turn(&client, "make the file").await;
     assert!(!h.env.cwd().join("hook-pending.txt").exists());
-    client.send("are you there?").await.expect("send");
-    let next = collect(client.receive_response(), T).await;
-    assert!(result_of(&next).is_success());
-    assert_eq!(assistant_text(&next), "after the interrupt");
-    client.disconnect().await.expect("disconnect");
+    parked.dropped_and_the_session_goes_on(client).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -855,6 +886,7 @@ async fn interrupt_while_a_pre_tool_use_hook_is_pending_cancels_and_drops_it() {
 // ---------------------------------------------------------------------------------------------
 
 #[derive(serde::Deserialize, schemars::JsonSchema)]
+#[schemars(crate = "claude_conduit::mcp::schemars")]
 struct AddArgs {
     /// First addend.
     a: i64,
@@ -901,12 +933,14 @@ fn calc_server(calls: Arc<Mutex<Vec<(i64, i64)>>>) -> SdkMcpServer {
         .build()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sdk_mcp_typed_tool_is_called_by_the_model_end_to_end() {
-    let h = RealCli::start(vec![
-        Turn::tool_use("mcp__calc__add", json!({"a": 1, "b": 2})),
-        Turn::text("The sum is 3."),
-    ])
+pub async fn sdk_mcp_typed_tool_is_called_by_the_model_end_to_end(backend: &dyn Backend) {
+    let h = RealCli::start(
+        backend,
+        vec![
+            Turn::tool_use("mcp__calc__add", json!({"a": 1, "b": 2})),
+            Turn::text("The sum is 3."),
+        ],
+    )
     .await;
     let calls = Arc::new(Mutex::new(Vec::new()));
     let options = h
@@ -959,12 +993,19 @@ async fn sdk_mcp_typed_tool_is_called_by_the_model_end_to_end() {
 
 /// Runs one MCP tool call that fails, then a second prompt; returns the tool_result block the
 /// model saw and the texts of both turns.
-async fn failing_mcp_tool_then_next_prompt(tool: &str, args: Value) -> (Value, String, String) {
-    let h = RealCli::start(vec![
-        Turn::tool_use(format!("mcp__calc__{tool}"), args),
-        Turn::text("that failed"),
-        Turn::text("still alive"),
-    ])
+async fn failing_mcp_tool_then_next_prompt(
+    backend: &dyn Backend,
+    tool: &str,
+    args: Value,
+) -> (Value, String, String) {
+    let h = RealCli::start(
+        backend,
+        vec![
+            Turn::tool_use(format!("mcp__calc__{tool}"), args),
+            Turn::text("that failed"),
+            Turn::text("still alive"),
+        ],
+    )
     .await;
     // Allowed by a permission callback this time (it records what it was asked).
     let asked = Arc::new(Mutex::new(Vec::new()));
@@ -993,10 +1034,9 @@ async fn failing_mcp_tool_then_next_prompt(tool: &str, args: Value) -> (Value, S
     (block, assistant_text(&first), assistant_text(&second))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sdk_mcp_tool_error_reaches_the_model_as_an_error_result() {
+pub async fn sdk_mcp_tool_error_reaches_the_model_as_an_error_result(backend: &dyn Backend) {
     let (block, first, second) =
-        failing_mcp_tool_then_next_prompt("divide", json!({"a": 1, "b": 0})).await;
+        failing_mcp_tool_then_next_prompt(backend, "divide", json!({"a": 1, "b": 0})).await;
     assert_eq!(block["is_error"], true, "{block}");
     assert!(
         block
@@ -1008,9 +1048,9 @@ async fn sdk_mcp_tool_error_reaches_the_model_as_an_error_result() {
     assert_eq!(second, "still alive");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sdk_mcp_tool_panic_is_an_error_result_and_the_session_survives() {
-    let (block, first, second) = failing_mcp_tool_then_next_prompt("explode", json!({})).await;
+pub async fn sdk_mcp_tool_panic_is_an_error_result_and_the_session_survives(backend: &dyn Backend) {
+    let (block, first, second) =
+        failing_mcp_tool_then_next_prompt(backend, "explode", json!({})).await;
     assert_eq!(block["is_error"], true, "{block}");
     assert!(
         block.to_string().contains("kaboom from the explode tool"),
@@ -1024,8 +1064,7 @@ async fn sdk_mcp_tool_panic_is_an_error_result_and_the_session_survives() {
 // Structured output
 // ---------------------------------------------------------------------------------------------
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn json_schema_structured_output_comes_back_in_the_result() {
+pub async fn json_schema_structured_output_comes_back_in_the_result(backend: &dyn Backend) {
     let schema = json!({
         "type": "object",
         "properties": {
@@ -1036,10 +1075,13 @@ async fn json_schema_structured_output_comes_back_in_the_result() {
     });
     let object = json!({"answer": 42, "reason": "six times seven"});
     // The CLI offers a `StructuredOutput` tool whose input schema is ours; the model calls it.
-    let h = RealCli::start(vec![
-        Turn::tool_use("StructuredOutput", object.clone()),
-        Turn::text("Done."),
-    ])
+    let h = RealCli::start(
+        backend,
+        vec![
+            Turn::tool_use("StructuredOutput", object.clone()),
+            Turn::text("Done."),
+        ],
+    )
     .await;
     let items = collect(
         query(

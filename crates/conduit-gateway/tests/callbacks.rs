@@ -1,0 +1,70 @@
+//! The SDK's whole callback suite (permission callbacks, hooks, in-process MCP tools,
+//! structured output; `claude_conduit_suite::callbacks`) with the REAL pinned `claude` CLI and
+//! FakeModel, through a real gateway on 127.0.0.1 over each wire: the same tests the SDK runs on a
+//! local subprocess (`crates/conduit/tests/e2e_callbacks.rs`).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::any::Any;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use claude_conduit::Options;
+use claude_conduit::options::OptionsBuilder;
+use claude_conduit_gateway::GatewayConfig;
+use claude_conduit_suite::{Backend, local_options};
+use claude_conduit_testkit::CliEnv;
+use futures::future::BoxFuture;
+use tokio::sync::oneshot;
+
+const TOKEN: &str = "callback-suite-token";
+
+/// A gateway serving the test's CLI, reached over `scheme` (`ws`, `http` or `grpc`). Its
+/// options template carries what local options would (CLI path, environment, cwd); the
+/// session's options reach it through `Options::transport(<scheme>://addr, token)`.
+struct Gateway(&'static str);
+
+impl Backend for Gateway {
+    fn connect<'a>(
+        &'a self,
+        env: &'a CliEnv,
+    ) -> BoxFuture<'a, (OptionsBuilder, Box<dyn Any + Send + Sync>)> {
+        Box::pin(async move {
+            let scheme = self.0;
+            let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+            let mut config = GatewayConfig::new()
+                .listen(loopback)
+                .token(TOKEN)
+                .options(local_options(env).build())
+                .close_grace(Duration::from_secs(2));
+            if scheme == "grpc" {
+                config = config.grpc_listen(loopback);
+            }
+            let gateway = claude_conduit_gateway::Gateway::bind(config)
+                .await
+                .expect("bind the gateway");
+            let addr = match scheme {
+                "grpc" => gateway.grpc_addr().expect("a gRPC listener"),
+                _ => gateway.local_addr(),
+            };
+            let (stop, stopped) = oneshot::channel::<()>();
+            tokio::spawn(gateway.run(async move {
+                let _ = stopped.await;
+            }));
+            let options = Options::builder().transport(format!("{scheme}://{addr}"), TOKEN);
+            // Dropping the sender (at the end of the test) shuts the gateway down.
+            (options, Box::new(stop) as Box<dyn Any + Send + Sync>)
+        })
+    }
+}
+
+mod ws {
+    claude_conduit_suite::callback_tests!(super::Gateway("ws"));
+}
+
+mod http {
+    claude_conduit_suite::callback_tests!(super::Gateway("http"));
+}
+
+mod grpc {
+    claude_conduit_suite::callback_tests!(super::Gateway("grpc"));
+}
