@@ -61,6 +61,27 @@ pub struct ServeArgs {
     /// Burst of client frames allowed over --frame-rate [default: the rate].
     #[arg(long, env = "CONDUIT_FRAME_BURST", value_name = "N")]
     frame_burst: Option<u32>,
+    /// Replay byte budget per session, in MiB [default: 32].
+    #[arg(long, env = "CONDUIT_REPLAY_MIB", value_name = "MIB")]
+    replay_mib: Option<usize>,
+    /// Replay byte budget of the whole gateway, in MiB [default: 256].
+    #[arg(long, env = "CONDUIT_REPLAY_TOTAL_MIB", value_name = "MIB")]
+    replay_total_mib: Option<usize>,
+    /// Seconds a client may take to send a request's headers [default: 10].
+    #[arg(long, env = "CONDUIT_HEADER_TIMEOUT_SECS", value_name = "SECS")]
+    header_timeout_secs: Option<u64>,
+    /// Seconds a connection may stay open with no request in flight [default: 60].
+    #[arg(long, env = "CONDUIT_KEEPALIVE_IDLE_SECS", value_name = "SECS")]
+    keepalive_idle_secs: Option<u64>,
+    /// Seconds a gRPC connection may take to start its first call [default: 10].
+    #[arg(long, env = "CONDUIT_GRPC_FIRST_BYTES_SECS", value_name = "SECS")]
+    grpc_first_bytes_secs: Option<u64>,
+    /// Concurrent gRPC streams per connection [default: 64].
+    #[arg(long, env = "CONDUIT_GRPC_MAX_STREAMS", value_name = "N")]
+    grpc_max_streams: Option<u32>,
+    /// Open connections, both listeners together [default: 1024].
+    #[arg(long, env = "CONDUIT_MAX_CONNECTIONS", value_name = "N")]
+    max_connections: Option<usize>,
     /// Policy: clients may set their cwd (and --add-dir) under this directory (repeatable).
     #[arg(
         long = "cwd-root",
@@ -100,6 +121,15 @@ pub struct ServeArgs {
     /// Policy: allow MCP servers other than in-process SDK ones.
     #[arg(long, env = "CONDUIT_ALLOW_EXTERNAL_MCP")]
     allow_external_mcp: bool,
+    /// Policy: control_request subtypes clients may send (repeatable; replaces the default,
+    /// those the SDK's typed methods send).
+    #[arg(
+        long = "control-subtype",
+        env = "CONDUIT_CONTROL_SUBTYPES",
+        value_delimiter = ',',
+        value_name = "SUBTYPE"
+    )]
+    control_subtypes: Vec<String>,
 }
 
 fn fail(message: impl std::fmt::Display) -> ExitCode {
@@ -126,7 +156,14 @@ impl ServeArgs {
             replay_frames,
             max_frame_mib,
             frame_rate,
-            frame_burst
+            frame_burst,
+            replay_mib,
+            replay_total_mib,
+            header_timeout_secs,
+            keepalive_idle_secs,
+            grpc_first_bytes_secs,
+            grpc_max_streams,
+            max_connections
         );
         let p = &mut f.policy;
         if !self.cwd_roots.is_empty() {
@@ -146,6 +183,9 @@ impl ServeArgs {
         }
         if self.allow_external_mcp {
             p.allow_external_mcp = Some(true);
+        }
+        if !self.control_subtypes.is_empty() {
+            p.control_subtypes = Some(self.control_subtypes);
         }
         f
     }
@@ -186,6 +226,7 @@ pub async fn run(args: ServeArgs) -> ExitCode {
     } else {
         "http"
     };
+    raise_nofile(config.max_connections_limit());
     let policy = config.current_policy().summary();
     let frame_mib = config.max_frame_bytes() as f64 / (1024.0 * 1024.0);
     let gateway = match claude_conduit_gateway::Gateway::bind(config).await {
@@ -204,6 +245,32 @@ pub async fn run(args: ServeArgs) -> ExitCode {
     match gateway.run(shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(e),
+    }
+}
+
+/// Raise the open-file soft limit to the hard limit (each connection and each session's CLI
+/// pipes take descriptors); warn when even that is below what `max_connections` may need.
+fn raise_nofile(max_connections: usize) {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let limit = match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => hard,
+            Err(e) => {
+                eprintln!("conduit serve: cannot raise RLIMIT_NOFILE from {soft}: {e}");
+                soft
+            }
+        },
+        Ok((soft, _)) => soft,
+        Err(_) => return,
+    };
+    let wanted = u64::try_from(max_connections)
+        .unwrap_or(u64::MAX)
+        .saturating_add(64);
+    if limit < wanted {
+        eprintln!(
+            "conduit serve: warning: the open-file limit ({limit}) is below max_connections \
+             ({max_connections}) plus room for sessions; lower --max-connections or raise the limit"
+        );
     }
 }
 

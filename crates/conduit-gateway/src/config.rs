@@ -18,9 +18,16 @@
 //! idle_secs = 1800                 # a session without traffic is closed after this long
 //! max_sessions_per_token = 8
 //! replay_frames = 4096             # frames kept per session for resume
+//! replay_mib = 32                  # replay byte budget per session
+//! replay_total_mib = 256           # replay byte budget of the whole gateway
 //! max_frame_mib = 256              # per-frame size limit
 //! frame_rate = 200                 # client frames per second per session
 //! frame_burst = 400
+//! header_timeout_secs = 10         # a request's headers must come within this
+//! keepalive_idle_secs = 60         # a connection with no request in flight is closed after this
+//! grpc_first_bytes_secs = 10       # a gRPC connection must start a call within this
+//! grpc_max_streams = 64            # concurrent gRPC streams per connection
+//! max_connections = 1024           # open connections, both listeners together
 //!
 //! [policy]                         # what remote clients may set (see crate::policy)
 //! cwd_roots = ["/srv/projects"]
@@ -29,6 +36,7 @@
 //! denied_flags = []
 //! allow_dangerously_skip_permissions = false
 //! allow_external_mcp = false
+//! control_subtypes = ["initialize", "interrupt", "set_permission_mode"]  # default: the SDK's
 //! ```
 
 use std::net::SocketAddr;
@@ -54,6 +62,10 @@ pub struct GatewayConfig {
     pub(crate) grace: Duration,
     pub(crate) max_sessions_per_token: usize,
     pub(crate) replay_frames: usize,
+    /// Replay byte budget per session.
+    pub(crate) replay_bytes: usize,
+    /// Replay byte budget of the whole gateway.
+    pub(crate) replay_bytes_total: usize,
     pub(crate) idle_timeout: Duration,
     pub(crate) ping_interval: Duration,
     pub(crate) ping_timeout: Duration,
@@ -66,6 +78,16 @@ pub struct GatewayConfig {
     pub(crate) tls: Option<(PathBuf, PathBuf)>,
     /// Where to serve gRPC as well (`None`: no gRPC listener).
     pub(crate) grpc_listen: Option<SocketAddr>,
+    /// A request's headers must be complete within this (HTTP; see [`crate::serving`]).
+    pub(crate) header_timeout: Duration,
+    /// A connection with no request in flight for this long is closed.
+    pub(crate) keepalive_idle: Duration,
+    /// A gRPC connection must start its first call within this.
+    pub(crate) grpc_first_bytes_timeout: Duration,
+    /// Concurrent gRPC streams per connection.
+    pub(crate) grpc_max_streams: u32,
+    /// Open connections, both listeners together.
+    pub(crate) max_connections: usize,
 }
 
 impl Default for GatewayConfig {
@@ -73,6 +95,11 @@ impl Default for GatewayConfig {
         Self::new()
     }
 }
+
+/// The default replay byte budget per session, in MiB.
+pub const DEFAULT_REPLAY_MIB: usize = 32;
+/// The default gateway-wide replay byte budget, in MiB.
+pub const DEFAULT_REPLAY_TOTAL_MIB: usize = 256;
 
 /// The smallest replay ring: clients ack every [`ACK_EVERY`](crate::session::ACK_EVERY) frames,
 /// so a smaller ring could wait for an ack that never comes.
@@ -91,6 +118,8 @@ impl GatewayConfig {
             grace: Duration::from_secs(60),
             max_sessions_per_token: 8,
             replay_frames: 4096,
+            replay_bytes: DEFAULT_REPLAY_MIB << 20,
+            replay_bytes_total: DEFAULT_REPLAY_TOTAL_MIB << 20,
             idle_timeout: Duration::from_secs(30 * 60),
             ping_interval: Duration::from_secs(20),
             ping_timeout: Duration::from_secs(10),
@@ -99,6 +128,11 @@ impl GatewayConfig {
             policy: Policy::default(),
             tls: None,
             grpc_listen: None,
+            header_timeout: Duration::from_secs(10),
+            keepalive_idle: Duration::from_secs(60),
+            grpc_first_bytes_timeout: Duration::from_secs(10),
+            grpc_max_streams: 64,
+            max_connections: 1024,
         }
     }
 
@@ -149,6 +183,24 @@ impl GatewayConfig {
     /// full of frames the client has not acked, the CLI's output waits (backpressure).
     pub fn replay_frames(mut self, n: usize) -> Self {
         self.replay_frames = n.max(MIN_REPLAY_FRAMES);
+        self
+    }
+
+    /// The replay byte budget of one session: when its ring holds this many bytes of frames the
+    /// client has not acked, the CLI's output waits (backpressure; nothing is dropped). Clients
+    /// ack every [`ACK_EVERY`](crate::session::ACK_EVERY) frames, so a session may always hold
+    /// that many unacked frames, whatever their size.
+    pub fn replay_bytes(mut self, bytes: usize) -> Self {
+        self.replay_bytes = bytes;
+        self
+    }
+
+    /// The replay byte budget of the whole gateway: the bytes every session's ring holds
+    /// together. Over it, sessions' CLIs wait until clients ack (each session may still hold
+    /// [`ACK_EVERY`](crate::session::ACK_EVERY) unacked frames, so one slow session never stalls
+    /// the others for good).
+    pub fn replay_bytes_total(mut self, bytes: usize) -> Self {
+        self.replay_bytes_total = bytes;
         self
     }
 
@@ -208,6 +260,40 @@ impl GatewayConfig {
         self
     }
 
+    /// How long a client may take to send a request's headers (HTTP), counted from its first
+    /// byte, or from the connection's start for its first request. Default 10 s.
+    pub fn header_timeout(mut self, d: Duration) -> Self {
+        self.header_timeout = d;
+        self
+    }
+
+    /// How long a connection may stay open with no request in flight, between requests
+    /// (default 60 s). Not the sessions' idle timeout ([`GatewayConfig::idle_timeout`]): an open
+    /// SSE stream, gRPC stream or WebSocket is never closed by it.
+    pub fn keepalive_idle(mut self, d: Duration) -> Self {
+        self.keepalive_idle = d;
+        self
+    }
+
+    /// How long a gRPC connection may take to start its first call (default 10 s).
+    pub fn grpc_first_bytes_timeout(mut self, d: Duration) -> Self {
+        self.grpc_first_bytes_timeout = d;
+        self
+    }
+
+    /// Concurrent gRPC streams (calls) per connection (default 64).
+    pub fn grpc_max_streams(mut self, n: u32) -> Self {
+        self.grpc_max_streams = n.max(1);
+        self
+    }
+
+    /// Open connections the gateway accepts, both listeners and WebSockets together (default
+    /// 1024). Over it a new connection gets `503` (gRPC: `RESOURCE_EXHAUSTED`) and is closed.
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n.max(1);
+        self
+    }
+
     /// How many bearer tokens are accepted (never the tokens themselves).
     pub fn token_count(&self) -> usize {
         self.tokens.len()
@@ -221,6 +307,11 @@ impl GatewayConfig {
     /// The TLS certificate and key files, when TLS is configured.
     pub fn tls_files(&self) -> Option<(&Path, &Path)> {
         self.tls.as_ref().map(|(c, k)| (c.as_path(), k.as_path()))
+    }
+
+    /// The connection cap ([`GatewayConfig::max_connections`]).
+    pub fn max_connections_limit(&self) -> usize {
+        self.max_connections
     }
 
     /// The configured listen address.
@@ -291,12 +382,26 @@ pub struct GatewayFile {
     pub max_sessions_per_token: Option<usize>,
     /// Frames kept per session for resume.
     pub replay_frames: Option<usize>,
+    /// Replay byte budget per session, in MiB.
+    pub replay_mib: Option<usize>,
+    /// Replay byte budget of the whole gateway, in MiB.
+    pub replay_total_mib: Option<usize>,
     /// The per-frame size limit, in MiB.
     pub max_frame_mib: Option<usize>,
     /// Client frames per second per session.
     pub frame_rate: Option<u32>,
     /// Burst of client frames allowed over the rate (default: the rate).
     pub frame_burst: Option<u32>,
+    /// Seconds a client may take to send a request's headers.
+    pub header_timeout_secs: Option<u64>,
+    /// Seconds a connection may stay open with no request in flight.
+    pub keepalive_idle_secs: Option<u64>,
+    /// Seconds a gRPC connection may take to start its first call.
+    pub grpc_first_bytes_secs: Option<u64>,
+    /// Concurrent gRPC streams per connection.
+    pub grpc_max_streams: Option<u32>,
+    /// Open connections, both listeners together.
+    pub max_connections: Option<usize>,
     /// What remote clients may set.
     #[serde(default)]
     pub policy: PolicyFile,
@@ -320,6 +425,9 @@ pub struct PolicyFile {
     pub allow_dangerously_skip_permissions: Option<bool>,
     /// Allow MCP servers other than in-process SDK ones.
     pub allow_external_mcp: Option<bool>,
+    /// The `control_request` subtypes clients may send (default: those the SDK's typed methods
+    /// send; see [`crate::control_policy`]).
+    pub control_subtypes: Option<Vec<String>>,
 }
 
 impl GatewayFile {
@@ -407,6 +515,27 @@ impl GatewayFile {
         if let Some(n) = self.replay_frames {
             c = c.replay_frames(n);
         }
+        if let Some(s) = self.header_timeout_secs {
+            c = c.header_timeout(Duration::from_secs(s));
+        }
+        if let Some(s) = self.keepalive_idle_secs {
+            c = c.keepalive_idle(Duration::from_secs(s));
+        }
+        if let Some(s) = self.grpc_first_bytes_secs {
+            c = c.grpc_first_bytes_timeout(Duration::from_secs(s));
+        }
+        if let Some(n) = self.grpc_max_streams {
+            c = c.grpc_max_streams(n);
+        }
+        if let Some(n) = self.max_connections {
+            c = c.max_connections(n);
+        }
+        if let Some(mib) = self.replay_mib {
+            c = c.replay_bytes(mib_bytes("replay_mib", mib)?);
+        }
+        if let Some(mib) = self.replay_total_mib {
+            c = c.replay_bytes_total(mib_bytes("replay_total_mib", mib)?);
+        }
         if let Some(mib) = self.max_frame_mib {
             let bytes = mib
                 .checked_mul(1024 * 1024)
@@ -443,6 +572,16 @@ impl GatewayFile {
     }
 }
 
+/// `mib` MiB in bytes, or why that is not a usable size.
+fn mib_bytes(key: &'static str, mib: usize) -> Result<usize, ConfigError> {
+    mib.checked_mul(1024 * 1024)
+        .filter(|b| *b > 0)
+        .ok_or_else(|| ConfigError::Invalid {
+            key,
+            message: format!("{mib} MiB is not a usable size"),
+        })
+}
+
 impl PolicyFile {
     /// Apply the keys that are set over `policy`.
     pub fn apply(&self, mut policy: Policy) -> Result<Policy, String> {
@@ -467,6 +606,9 @@ impl PolicyFile {
         }
         if let Some(on) = self.allow_external_mcp {
             policy = policy.allow_external_mcp(on);
+        }
+        if let Some(list) = &self.control_subtypes {
+            policy = policy.control_subtypes(list.iter().cloned());
         }
         Ok(policy)
     }

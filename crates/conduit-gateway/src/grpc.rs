@@ -51,14 +51,12 @@ use std::time::Duration;
 
 use claude_conduit_proto::v1::{self, client_message, server_message};
 use claude_conduit_proto::{Conduit, ConduitServer};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 use tokio_stream::wrappers::ReceiverStream;
-use tokio_util::either::Either;
 use tonic::metadata::MetadataMap;
-use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::GatewayError;
@@ -286,7 +284,7 @@ async fn read_client(
         match result {
             Ok(()) => {}
             Err(InputError::Closed) => return ReaderEnd::Broken,
-            Err(e @ InputError::TooLarge { .. }) => {
+            Err(e @ (InputError::TooLarge { .. } | InputError::Policy { .. })) => {
                 if notices.send(e).await.is_err() {
                     return ReaderEnd::Broken;
                 }
@@ -418,6 +416,12 @@ fn refusal(e: &InputError) -> server_message::Msg {
             seq: seq.unwrap_or(0),
             message,
         },
+        InputError::Policy { seq, .. } => v1::Refused {
+            kind: "policy".into(),
+            seq: seq.unwrap_or(0),
+            message,
+            ..v1::Refused::default()
+        },
         _ => v1::Refused {
             kind: "refused".into(),
             message,
@@ -451,56 +455,37 @@ fn tls_acceptor(config: &crate::GatewayConfig) -> Result<Option<TlsAcceptor>, Ga
 /// Serve the gRPC service over `manager` on `listener` until `shutdown` completes; then stop
 /// accepting, and wait for the open streams to end (they end when their sessions do). Over TLS
 /// when the manager's config has [`GatewayConfig::tls`](crate::GatewayConfig::tls).
+///
+/// Calls pass the [gate](crate::grpc_gate) first (token, unary size limit); connections get the
+/// limits of [`crate::serving`] (first call in time, idle keep-alive, pings, streams per
+/// connection), counted in their own connection cap (`max_connections`).
 pub async fn serve(
     listener: TcpListener,
     manager: SessionManager,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), GatewayError> {
+    let cap = crate::serving::ConnectionCap::new(manager.config().max_connections);
+    serve_capped(listener, manager, cap, shutdown).await
+}
+
+/// [`serve`] with a connection cap shared with the HTTP listener.
+pub(crate) async fn serve_capped(
+    listener: TcpListener,
+    manager: SessionManager,
+    cap: crate::serving::ConnectionCap,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), GatewayError> {
     let config = manager.config();
-    let (interval, timeout) = (config.ping_interval, config.ping_timeout);
     let tls = tls_acceptor(config)?;
     let addr = listener.local_addr().ok();
     tracing::info!(addr = ?addr, tls = tls.is_some(), "gateway gRPC listening");
-    let router = tonic::transport::Server::builder()
-        .http2_keepalive_interval(Some(interval))
-        .http2_keepalive_timeout(Some(timeout))
-        .http2_adaptive_window(Some(true))
-        .add_service(ConduitService::new(manager.clone()).into_server());
-    let served = match tls {
-        None => {
-            router
-                .serve_with_incoming_shutdown(
-                    TcpIncoming::from(listener).with_nodelay(Some(true)),
-                    shutdown,
-                )
-                .await
-        }
-        Some(acceptor) => {
-            router
-                .serve_with_incoming_shutdown(tls_incoming(listener, acceptor), shutdown)
-                .await
-        }
-    };
-    served.map_err(|e| GatewayError::Serve(std::io::Error::other(e)))
-}
-
-/// The TLS connections of `listener`, handshaken by the gateway's listener
-/// ([`GatewayListener`](crate::tls::GatewayListener): in background tasks, bounded in number and
-/// time; failed handshakes are dropped).
-fn tls_incoming(
-    listener: TcpListener,
-    acceptor: TlsAcceptor,
-) -> impl futures::Stream<Item = std::io::Result<tokio_rustls::server::TlsStream<TcpStream>>> {
-    use axum::serve::Listener as _;
-    let listener = crate::tls::GatewayListener::new(listener, Some(acceptor));
-    futures::stream::unfold(listener, |mut listener| async move {
-        loop {
-            // With an acceptor every connection is a TLS one (`Right`).
-            if let (Either::Right(stream), _) = listener.accept().await {
-                return Some((Ok(stream), listener));
-            }
-        }
-    })
+    let limits = crate::serving::Limits::of(config, crate::serving::Front::Grpc);
+    let tokens = Arc::new(config.tokens.clone());
+    let routes = tonic::service::Routes::new(ConduitService::new(manager.clone()).into_server());
+    let gate = crate::grpc_gate::GrpcGate::new(tokens, routes);
+    let listener = crate::tls::GatewayListener::new(listener, tls);
+    crate::serving::serve(listener, gate, limits, cap, shutdown).await;
+    Ok(())
 }
 
 /// The gRPC server running next to axum (see [`Gateway::run`](crate::Gateway::run)).
@@ -511,7 +496,11 @@ pub(crate) struct Running {
 }
 
 /// Start serving on `listener`, if there is one.
-pub(crate) fn spawn(listener: Option<TcpListener>, manager: SessionManager) -> Running {
+pub(crate) fn spawn(
+    listener: Option<TcpListener>,
+    manager: SessionManager,
+    cap: crate::serving::ConnectionCap,
+) -> Running {
     let Some(listener) = listener else {
         return Running {
             stop: None,
@@ -519,7 +508,7 @@ pub(crate) fn spawn(listener: Option<TcpListener>, manager: SessionManager) -> R
         };
     };
     let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(serve(listener, manager, async move {
+    let task = tokio::spawn(serve_capped(listener, manager, cap, async move {
         let _ = stopped.await;
     }));
     Running {

@@ -62,13 +62,16 @@
 //! ```text
 //! 413 {"error":{"kind":"frame_too_large","limit":L,"size":S,"seq":N,"message":"…"},"accepted":k,"skipped":d,"in_seq":N}
 //! 409 {"error":{"kind":"gap","expected":E,"got":G,"message":"…"},"accepted":k,"skipped":d,"in_seq":M}
+//! 403 {"error":{"kind":"policy","seq":N,"message":"…"},"accepted":k,"skipped":d,"in_seq":N}
 //! 410 {"error":{"kind":"closed","message":"…"},"accepted":k,"skipped":d,"in_seq":M}
 //! ```
 //!
 //! An over-limit frame is discarded as it streams (never held in memory), still takes its
 //! sequence number (`in_seq` moves past it, so the frames after it are not a gap) and the session
 //! goes on; the `k` frames before it in the same body were passed to the CLI, the ones after it
-//! were not (send them again). Sending waits while the CLI is not reading: the `POST` simply
+//! were not (send them again). A `policy` refusal ([`crate::control_policy`]: a frame type the
+//! SDK never sends, not JSON) works the same way; a refused *control request* is not a refusal
+//! here: the gateway answers it in the event stream and the body goes on. Sending waits while the CLI is not reading: the `POST` simply
 //! takes longer (backpressure).
 
 use std::sync::Arc;
@@ -459,6 +462,9 @@ fn refused(session: &Session, e: &InputError, accepted: u64, skipped: u64) -> Re
             StatusCode::CONFLICT,
             json!({"kind": "gap", "expected": expected, "got": got}),
         ),
+        InputError::Policy { seq, .. } => {
+            (StatusCode::FORBIDDEN, json!({"kind": "policy", "seq": seq}))
+        }
         InputError::Closed => (StatusCode::GONE, json!({"kind": "closed"})),
     };
     let mut error = error;

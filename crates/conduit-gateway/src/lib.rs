@@ -32,12 +32,15 @@
 //! CLI → client frames are numbered 1, 2, 3, … and kept in a bounded replay ring until the client
 //! acks them (at least every [`session::ACK_EVERY`] frames); a client that reconnects with the
 //! last number it saw gets every later frame once, in order. When the ring is full of unacked
-//! frames the CLI's output waits (backpressure), nothing is dropped. Client → CLI frames are
+//! frames, or over its replay byte budget (per session and gateway-wide), the CLI's output waits
+//! (backpressure), nothing is dropped. Client → CLI frames are
 //! numbered by the client the same way; each (re)connection starts with a hello carrying
 //! `in_seq`, the last client frame the gateway accepted, and the client resends what came after
 //! it; the gateway skips numbers it already has and refuses gaps. A client frame over the
 //! frame-size limit is refused with a typed error (its number counts as used) and the session
-//! goes on.
+//! goes on; so is a frame the [control-frame policy](control_policy) refuses (a refused control
+//! request is answered by the gateway with a `control_response` error in the CLI → client
+//! stream).
 //!
 //! # Wire format of `/v1/sessions/{id}/stream` (WebSocket)
 //!
@@ -47,6 +50,7 @@
 //! | server → client | binary: 8-byte big-endian `seq` ++ frame bytes | CLI frame number `seq` (1, 2, 3, …), verbatim |
 //! | server → client | text `{"in_ack":N}` | client frames up to `N` were accepted (every 16) |
 //! | server → client | text `{"error":{"kind":"frame_too_large","limit","size","seq"}}` | a client frame was refused; the session goes on |
+//! | server → client | text `{"error":{"kind":"policy","seq","message"}}` | a client frame the policy refuses (not a control request); the session goes on |
 //! | server → client | text `{"end":{"code":..,"signal":..,"stderr_tail":".."}}` | the CLI exited; the server then closes (1000) |
 //! | client → server | binary: 8-byte big-endian `seq` ++ frame bytes | client frame number `seq` for the CLI's stdin |
 //! | client → server | text `{"ack":N}` | frames up to `N` were received; the ring may drop them |
@@ -58,7 +62,9 @@
 //! SDK's codec reports it, not the gateway. Resume with `?after=N`: frames with `seq > N` are
 //! replayed, then the stream goes live; `N` counts as an ack. Close codes: 4404 unknown session,
 //! 4409 replaced by a newer connection, 4410 `after` older than the replay ring holds, 4400 bad
-//! `after` or a gap in client frame numbers, 1001 gateway shutting down.
+//! `after` or a gap in client frame numbers, 1001 gateway shutting down, 1009 a message larger
+//! than the frame limit plus [`server::WS_MARGIN`] (refused from its frame header, before its
+//! payload is read).
 //!
 //! permessage-deflate is not offered: tungstenite (under axum and the SDK client) does not
 //! implement it, and the one maintained crate that does (yawc) is not built here; frames are
@@ -69,10 +75,13 @@
 
 pub mod auth;
 pub mod config;
+pub mod control_policy;
 pub mod grpc;
+pub(crate) mod grpc_gate;
 pub mod http;
 pub mod policy;
 pub mod server;
+pub(crate) mod serving;
 pub mod session;
 pub mod tls;
 

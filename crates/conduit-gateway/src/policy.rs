@@ -64,6 +64,9 @@ pub struct Policy {
     denied_flags: BTreeSet<String>,
     allow_dangerously_skip_permissions: bool,
     allow_external_mcp: bool,
+    /// The control subtypes clients may send (`None`: the default list of
+    /// [`crate::control_policy`]).
+    control_subtypes: Option<BTreeSet<String>>,
 }
 
 impl Default for Policy {
@@ -75,6 +78,7 @@ impl Default for Policy {
             denied_flags: BTreeSet::new(),
             allow_dangerously_skip_permissions: false,
             allow_external_mcp: false,
+            control_subtypes: None,
         }
     }
 }
@@ -150,6 +154,28 @@ impl Policy {
     pub fn allow_external_mcp(mut self, on: bool) -> Self {
         self.allow_external_mcp = on;
         self
+    }
+
+    /// The `control_request` subtypes clients may send (replaces the default list, those the
+    /// SDK's typed methods send: [`DEFAULT_CONTROL_SUBTYPES`](crate::control_policy::DEFAULT_CONTROL_SUBTYPES)).
+    /// The rules of [`crate::control_policy`] for particular subtypes (`apply_flag_settings` as
+    /// `--settings`, …) apply whatever the list says.
+    pub fn control_subtypes<I: IntoIterator<Item = S>, S: Into<String>>(
+        mut self,
+        subtypes: I,
+    ) -> Self {
+        self.control_subtypes = Some(subtypes.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// The operator's list of control subtypes, if one replaces the default.
+    pub fn allowed_control_subtypes(&self) -> Option<&BTreeSet<String>> {
+        self.control_subtypes.as_ref()
+    }
+
+    /// Whether MCP servers other than in-process SDK ones are allowed.
+    pub fn external_mcp_allowed(&self) -> bool {
+        self.allow_external_mcp
     }
 
     /// The configured cwd roots.

@@ -47,6 +47,13 @@ const WS_READ_BUFFER: usize = 8 * 1024;
 /// Frames sent per look at the ring.
 const BATCH: usize = 64;
 
+/// How far over the frame limit a WebSocket message may be (the 8-byte sequence number, and
+/// room for a typed `frame_too_large` refusal of a slightly larger frame).
+pub const WS_MARGIN: usize = 64 * 1024;
+
+/// Close code: a message over the size limit (RFC 6455 "message too big").
+pub const CLOSE_TOO_BIG: u16 = 1009;
+
 #[derive(Clone)]
 pub(crate) struct AppState {
     pub(crate) manager: SessionManager,
@@ -119,19 +126,21 @@ impl Gateway {
     ) -> Result<(), GatewayError> {
         let manager = self.manager.clone();
         let app = router(self.manager.clone());
-        let mut grpc = crate::grpc::spawn(self.grpc.map(|(l, _)| l), self.manager.clone());
+        let config = self.manager.config();
+        let cap = crate::serving::ConnectionCap::new(config.max_connections);
+        let limits = crate::serving::Limits::of(config, crate::serving::Front::Http);
+        let mut grpc =
+            crate::grpc::spawn(self.grpc.map(|(l, _)| l), self.manager.clone(), cap.clone());
         let stop_grpc = grpc.stop.take();
         tracing::info!(addr = %self.addr, "gateway listening");
-        let served = axum::serve(self.listener, app)
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                drop(stop_grpc);
-                tracing::info!("gateway shutting down: closing every CLI");
-                manager.shutdown().await;
-            })
-            .await
-            .map_err(GatewayError::Serve);
-        grpc.finish().await.and(served)
+        let shutdown = async move {
+            shutdown.await;
+            drop(stop_grpc);
+            tracing::info!("gateway shutting down: closing every CLI");
+            manager.shutdown().await;
+        };
+        crate::serving::serve(self.listener, app, limits, cap, shutdown).await;
+        grpc.finish().await
     }
 }
 
@@ -252,9 +261,10 @@ async fn stream(
         return error(StatusCode::NOT_FOUND, "no such session");
     };
     let config = state.manager.config();
-    // Room above the frame limit so that a slightly larger frame gets a typed error (and the
-    // connection lives on) instead of a protocol close.
-    let limit = config.max_frame_bytes().saturating_add(1 << 20);
+    // The WebSocket limits follow the frame limit: a message larger than it plus a small margin
+    // is refused from its frame header, before any of it is read (close 1009). Within the margin
+    // a slightly larger frame gets a typed error and the connection lives on.
+    let limit = config.max_frame_bytes().saturating_add(WS_MARGIN);
     let (interval, timeout) = (config.ping_interval, config.ping_timeout);
     // A small read chunk (tungstenite's default is 128 KiB, allocated and zero-filled per
     // connection): an idle session costs little, and large client frames still pass (the buffer
@@ -325,7 +335,12 @@ async fn client_connection(
         let session = session.clone();
         let heard = heard.clone();
         async move {
-            while let Some(Ok(msg)) = rx.next().await {
+            while let Some(msg) = rx.next().await {
+                let msg = match msg {
+                    Ok(m) => m,
+                    // Over the size limit: refused from the frame header, before its payload.
+                    Err(e) => return too_big(e),
+                };
                 heard.store(elapsed_ms(started), Ordering::Relaxed);
                 let result = match msg {
                     Message::Binary(b) => match numbered(b) {
@@ -349,7 +364,7 @@ async fn client_connection(
                 match result {
                     Ok(()) => {}
                     Err(InputError::Closed) => break,
-                    Err(e @ InputError::TooLarge { .. }) => {
+                    Err(e @ (InputError::TooLarge { .. } | InputError::Policy { .. })) => {
                         if notice_tx.send(e).await.is_err() {
                             break;
                         }
@@ -360,9 +375,12 @@ async fn client_connection(
                     }
                 }
             }
+            None
         }
     };
     let mut reader = std::pin::pin!(reader);
+    // Why the reader stopped, when the client sent a message over the size limit.
+    let mut oversize: Option<String> = None;
 
     let mut events = session.subscribe();
     let mut cursor = after;
@@ -400,7 +418,7 @@ async fn client_connection(
                 if !reader_done {
                     tokio::select! {
                         biased;
-                        () = &mut reader => reader_done = true,
+                        r = &mut reader => (reader_done, oversize) = (true, r),
                         () = std::future::ready(()) => {}
                     }
                 }
@@ -430,7 +448,7 @@ async fn client_connection(
             break;
         }
         tokio::select! {
-            () = &mut reader => reader_done = true,
+            r = &mut reader => (reader_done, oversize) = (true, r),
             r = events.changed() => if r.is_err() { break },
             Some(refused) = notices.recv() => {
                 if let InputError::Gap { expected, got } = refused {
@@ -454,6 +472,9 @@ async fn client_connection(
             }
         }
     }
+    if let Some(reason) = oversize {
+        let _ = tx.send(close_message(CLOSE_TOO_BIG, reason)).await;
+    }
     // The reader may have stopped on a refusal the loop did not get to: say why before going.
     if let Ok(InputError::Gap { expected, got }) = notices.try_recv() {
         let reason = format!("frame {got} arrived but {expected} was expected");
@@ -461,6 +482,18 @@ async fn client_connection(
     }
     session.detach(generation);
     tracing::debug!(session = %session.id(), cursor, "client detached");
+}
+
+/// The close reason for a read error that is a message over the size limit (else `None`: the
+/// connection just broke).
+fn too_big(e: axum::Error) -> Option<String> {
+    let inner = e.into_inner();
+    match inner.downcast_ref::<tungstenite::Error>() {
+        Some(tungstenite::Error::Capacity(c)) => Some(format!(
+            "message too big: {c} (the gateway's frame limit, from the hello, plus {WS_MARGIN} bytes)"
+        )),
+        _ => None,
+    }
 }
 
 fn elapsed_ms(since: Instant) -> u64 {
@@ -483,6 +516,9 @@ pub(crate) fn refusal(e: &InputError) -> String {
         InputError::TooLarge { limit, size, seq } => json!({"error": {
             "kind": "frame_too_large", "limit": limit, "size": size, "seq": seq,
             "message": e.to_string(),
+        }}),
+        InputError::Policy { seq, .. } => json!({"error": {
+            "kind": "policy", "seq": seq, "message": e.to_string(),
         }}),
         other => json!({"error": {"kind": "refused", "message": other.to_string()}}),
     }

@@ -17,7 +17,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, Hasher, RandomState};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -31,9 +31,13 @@ use tokio::task::JoinHandle;
 use crate::GatewayError;
 use crate::auth::TokenId;
 use crate::config::GatewayConfig;
+use crate::control_policy::Verdict;
 
 /// Frames the pump takes from the CLI before it wakes the connection, when more are ready.
 const PUMP_BATCH: usize = 64;
+
+/// How many gateway answers ([`Session::answer_for_cli`]) may go over the replay ring's capacity.
+const ANSWER_SLACK: usize = 64;
 
 /// Clients ack at least every this many frames (the replay ring is never smaller than
 /// [`MIN_REPLAY_FRAMES`](crate::config::MIN_REPLAY_FRAMES)).
@@ -120,6 +124,15 @@ pub(crate) enum InputError {
         /// The frame's sequence number, if it had one.
         seq: Option<u64>,
     },
+    /// The gateway's policy refuses the frame (see [`crate::control_policy`]). It was numbered
+    /// (its `seq` counts as accepted) and dropped; the client is told.
+    #[error("refused by the gateway's policy: {message}")]
+    Policy {
+        /// Which rule refused it.
+        message: String,
+        /// The frame's sequence number, if it had one.
+        seq: Option<u64>,
+    },
     /// A numbered frame skipped ahead: frames in between are missing.
     #[error("frame {got} arrived but {expected} was expected")]
     Gap {
@@ -181,6 +194,10 @@ pub struct Session {
     pid: Option<u32>,
     created: SystemTime,
     capacity: usize,
+    /// The replay byte budget of this session.
+    max_bytes: usize,
+    /// The gateway-wide one.
+    budget: Arc<ReplayBudget>,
     state: Mutex<State>,
     /// Bumped on every change a waiter may care about (new frame, ack, end, attach).
     events: watch::Sender<u64>,
@@ -189,6 +206,8 @@ pub struct Session {
     /// a replaced connection and its successor both deliver.
     input_order: tokio::sync::Mutex<()>,
     max_frame: usize,
+    /// What the client's frames may do (see [`crate::control_policy`]).
+    policy: Arc<crate::policy::Policy>,
     closing: watch::Sender<bool>,
     writer: Mutex<Option<JoinHandle<()>>>,
     pump: Mutex<Option<JoinHandle<()>>>,
@@ -197,6 +216,8 @@ pub struct Session {
 #[derive(Debug)]
 struct State {
     ring: VecDeque<(u64, Bytes)>,
+    /// Bytes of the frames in `ring` (also counted in the gateway-wide [`ReplayBudget`]).
+    ring_bytes: usize,
     last_seq: u64,
     acked: u64,
     end: Option<Termination>,
@@ -214,6 +235,68 @@ struct State {
 impl State {
     fn oldest_seq(&self) -> u64 {
         self.ring.front().map_or(self.last_seq + 1, |(s, _)| *s)
+    }
+
+    /// Number `frame` and keep it in the ring.
+    fn push(&mut self, frame: Bytes, budget: &ReplayBudget) {
+        self.last_seq += 1;
+        self.ring_bytes += frame.len();
+        budget.take(frame.len());
+        self.ring.push_back((self.last_seq, frame));
+        self.last_activity = Instant::now();
+    }
+
+    /// Drop the oldest frame (the caller checked that it may go).
+    fn pop(&mut self, budget: &ReplayBudget) {
+        if let Some((_, f)) = self.ring.pop_front() {
+            self.ring_bytes -= f.len();
+            budget.give(f.len());
+        }
+    }
+
+    /// Drop the acked frames at the front while `more` says room is needed.
+    fn pop_acked_while(&mut self, budget: &ReplayBudget, more: impl Fn(&Self) -> bool) {
+        while self.ring.front().is_some_and(|(s, _)| *s <= self.acked) && more(self) {
+            self.pop(budget);
+        }
+    }
+}
+
+/// The gateway-wide replay byte budget: the bytes every session's ring holds, together.
+#[derive(Debug)]
+pub(crate) struct ReplayBudget {
+    limit: usize,
+    used: AtomicUsize,
+    /// Bumped whenever bytes are given back (pumps waiting for room watch it).
+    freed: watch::Sender<u64>,
+    /// A pump waits for gateway-wide room: the reaper then drops acked frames everywhere.
+    starved: AtomicBool,
+}
+
+impl ReplayBudget {
+    fn new(limit: usize) -> Self {
+        Self {
+            limit,
+            used: AtomicUsize::new(0),
+            freed: watch::channel(0).0,
+            starved: AtomicBool::new(false),
+        }
+    }
+
+    fn take(&self, n: usize) {
+        self.used.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn give(&self, n: usize) {
+        if n > 0 {
+            self.used.fetch_sub(n, Ordering::Relaxed);
+            self.freed.send_modify(|v| *v = v.wrapping_add(1));
+        }
+    }
+
+    /// Whether `n` more bytes would go over the limit.
+    fn over(&self, n: usize) -> bool {
+        self.used.load(Ordering::Relaxed).saturating_add(n) > self.limit
     }
 }
 
@@ -404,6 +487,24 @@ impl Session {
                 None => break,
             }
         }
+        match crate::control_policy::check(&self.policy, &frame) {
+            Verdict::Pass => {}
+            Verdict::Answer(reply) => {
+                let queued = self.answer_for_cli(reply);
+                if let Some(seq) = seq {
+                    self.lock().in_seq = seq;
+                }
+                self.bump();
+                return queued.map_err(|message| InputError::Policy { message, seq });
+            }
+            Verdict::Refuse(message) => {
+                if let Some(seq) = seq {
+                    self.lock().in_seq = seq;
+                }
+                self.bump();
+                return Err(InputError::Policy { message, seq });
+            }
+        }
         self.input
             .send(WriterInput::Frame(frame))
             .await
@@ -412,6 +513,23 @@ impl Session {
             self.lock().in_seq = seq;
             self.bump(); // Connections ack client frames from here.
         }
+        Ok(())
+    }
+
+    /// Number `frame` into the CLI → client stream as if the CLI had written it (the gateway's
+    /// answer to a refused control request), so that it reaches the client and survives a
+    /// resume. Never waits: past [`ANSWER_SLACK`] frames over the ring's capacity (a client that
+    /// sends refused requests without reading) the answer is not queued and the error says so.
+    fn answer_for_cli(&self, frame: Bytes) -> Result<(), String> {
+        let message = String::from_utf8_lossy(&frame).into_owned();
+        let mut st = self.lock();
+        if st.ring.len() >= self.capacity + ANSWER_SLACK {
+            return Err(format!(
+                "a control request was refused and its answer could not be queued (the client \
+                 is not reading): {message}"
+            ));
+        }
+        st.push(frame, &self.budget);
         Ok(())
     }
 
@@ -469,6 +587,16 @@ impl Session {
     }
 }
 
+impl Drop for Session {
+    fn drop(&mut self) {
+        let st = self
+            .state
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.budget.give(st.ring_bytes);
+    }
+}
+
 /// The sessions of one gateway. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct SessionManager {
@@ -481,6 +609,7 @@ struct Inner {
     sessions: Mutex<HashMap<String, Arc<Session>>>,
     shutting_down: AtomicBool,
     counter: AtomicU64,
+    budget: Arc<ReplayBudget>,
 }
 
 impl SessionManager {
@@ -488,10 +617,11 @@ impl SessionManager {
     pub fn new(config: GatewayConfig) -> Self {
         let manager = Self {
             inner: Arc::new(Inner {
-                config,
                 sessions: Mutex::new(HashMap::new()),
                 shutting_down: AtomicBool::new(false),
                 counter: AtomicU64::new(0),
+                budget: Arc::new(ReplayBudget::new(config.replay_bytes_total)),
+                config,
             }),
         };
         let weak = Arc::downgrade(&manager.inner);
@@ -578,8 +708,11 @@ impl SessionManager {
             pid: conn.info.pid,
             created: SystemTime::now(),
             capacity: config.replay_frames,
+            max_bytes: config.replay_bytes,
+            budget: self.inner.budget.clone(),
             state: Mutex::new(State {
                 ring: VecDeque::new(),
+                ring_bytes: 0,
                 last_seq: 0,
                 acked: 0,
                 end: None,
@@ -597,6 +730,7 @@ impl SessionManager {
             input: input_tx,
             input_order: tokio::sync::Mutex::new(()),
             max_frame: options.max_frame_bytes(),
+            policy: Arc::new(config.policy.clone()),
             closing,
             writer: Mutex::new(None),
             pump: Mutex::new(None),
@@ -687,6 +821,14 @@ impl SessionManager {
     /// been idle longer than the idle timeout.
     async fn reap(&self) {
         let config = &self.inner.config;
+        let budget = &self.inner.budget;
+        if budget.starved.swap(false, Ordering::Relaxed) {
+            // A session waits for gateway-wide room: frames acked anywhere make it.
+            let all: Vec<_> = self.sessions().values().cloned().collect();
+            for s in all {
+                s.lock().pop_acked_while(budget, |_| true);
+            }
+        }
         let expired: Vec<_> = self
             .sessions()
             .values()
@@ -712,6 +854,12 @@ impl SessionManager {
         let all: Vec<_> = self.sessions().drain().map(|(_, s)| s).collect();
         let grace = self.inner.config.close_grace;
         futures::future::join_all(all.iter().map(|s| s.close(grace))).await;
+    }
+
+    /// Bytes the replay rings of every session hold together (at most about the gateway-wide
+    /// replay budget: see [`GatewayConfig::replay_bytes_total`]).
+    pub fn replay_bytes(&self) -> usize {
+        self.inner.budget.used.load(Ordering::Relaxed)
     }
 
     /// How many sessions exist.
@@ -769,6 +917,7 @@ async fn pump_task<R: FrameReceiver>(
     closing: watch::Receiver<bool>,
 ) {
     let mut events = session.subscribe();
+    let mut freed = session.budget.freed.subscribe();
     // Frames pushed since the last wake-up of the connection: one wake-up per batch of frames
     // that were already there to read, not one per frame.
     let mut unannounced = 0usize;
@@ -789,24 +938,34 @@ async fn pump_task<R: FrameReceiver>(
                 let mut frame = Some(frame);
                 while let Some(f) = frame.take() {
                     events.borrow_and_update();
+                    freed.borrow_and_update();
                     {
                         let mut st = session.lock();
-                        while st.ring.len() >= session.capacity
-                            && st.ring.front().is_some_and(|(s, _)| *s <= st.acked)
-                        {
-                            st.ring.pop_front();
-                        }
+                        let (len, budget) = (f.len(), &*session.budget);
+                        // Clients ack every ACK_EVERY frames: the byte budgets hold back a
+                        // session only once that many frames wait for an ack.
+                        let waiting = |st: &State| st.last_seq - st.acked >= ACK_EVERY;
+                        let full = |st: &State| {
+                            st.ring.len() >= session.capacity
+                                || (st.ring_bytes + len > session.max_bytes && waiting(st))
+                        };
+                        let over = |st: &State| budget.over(len) && waiting(st);
+                        // Room from frames the client acked: for this session's frame and
+                        // byte budgets, and for the gateway-wide one.
+                        st.pop_acked_while(budget, |st| full(st) || budget.over(len));
+                        let fits = st.ring.is_empty() || !(full(&st) || over(&st));
                         // A closing session has no reader left: stop keeping frames.
-                        if st.ring.len() < session.capacity || *closing.borrow() {
-                            if st.ring.len() >= session.capacity {
-                                st.ring.pop_front();
+                        if fits || *closing.borrow() {
+                            while !st.ring.is_empty() && full(&st) {
+                                st.pop(budget);
                             }
-                            st.last_seq += 1;
-                            let seq = st.last_seq;
-                            st.ring.push_back((seq, f));
-                            st.last_activity = Instant::now();
+                            st.push(f, budget);
                             unannounced += 1;
                             continue;
+                        }
+                        if !full(&st) {
+                            // Only the gateway-wide budget is in the way.
+                            budget.starved.store(true, Ordering::Relaxed);
                         }
                     }
                     frame = Some(f);
@@ -817,8 +976,9 @@ async fn pump_task<R: FrameReceiver>(
                         unannounced = 0;
                         events.borrow_and_update();
                     }
-                    if events.changed().await.is_err() {
-                        break;
+                    tokio::select! {
+                        r = events.changed() => if r.is_err() { break },
+                        _ = freed.changed() => {}
                     }
                 }
             }
