@@ -31,7 +31,7 @@ enum Command {
     /// Measure the SDK against the raw-pipe floor (firehose, ping-pong, startup).
     Bench(bench::BenchArgs),
     /// Run the gateway: claude CLI sessions over HTTP and WebSocket, with bearer-token auth.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// The test kit's stand-in CLI (used by `conduit bench`).
     #[command(hide = true, disable_help_flag = true)]
     MockClaude {
@@ -92,7 +92,7 @@ fn main() -> ExitCode {
                     ExitCode::from(query::EXIT_FAILURE)
                 }
             },
-            Command::Serve(args) => serve::run(args).await,
+            Command::Serve(args) => serve::run(*args).await,
             Command::MockClaude { .. } => claude_conduit_testkit::mock_claude::run(),
         }
     })
