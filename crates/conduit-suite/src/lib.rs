@@ -24,6 +24,7 @@ use futures::future::BoxFuture;
 use futures::{Stream, StreamExt};
 
 pub mod callbacks;
+pub mod extend;
 
 /// Where a suite's sessions run.
 pub trait Backend: Send + Sync {

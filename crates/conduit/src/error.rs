@@ -111,6 +111,35 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+
+    /// An event handler refused to send a frame ([`events::Outcome::Refuse`](crate::events::Outcome::Refuse)
+    /// on [`BeforeSend`](crate::events::EventKind::BeforeSend)); nothing was sent.
+    #[error("frame not sent: refused by an event handler: {reason}")]
+    Refused {
+        /// The handler's reason.
+        reason: String,
+    },
+
+    /// A query ran longer than the whole-query timeout of
+    /// [`middleware::TimeoutLayer`](crate::middleware::TimeoutLayer); the session was ended.
+    #[error("the query did not finish within {after:?}")]
+    Timeout {
+        /// The limit.
+        after: Duration,
+    },
+
+    /// A frame of a registered custom type failed its JSON Schema, its validators or its
+    /// typed view (a per-frame error: the stream goes on). `path` is a JSON pointer to the
+    /// failing value (`""` for the whole frame).
+    #[error("custom frame `{type_}` is invalid at `{path}`: {message}")]
+    InvalidFrame {
+        /// The frame's `type` (and `/subtype` when registered by subtype).
+        type_: String,
+        /// JSON pointer to the failing value, e.g. `/payload/count`.
+        path: String,
+        /// What is wrong there.
+        message: String,
+    },
 }
 
 impl Error {
@@ -129,7 +158,10 @@ impl Error {
 
     /// True for errors that concern one frame only: the stream goes on after them.
     pub fn is_frame_error(&self) -> bool {
-        matches!(self, Error::FrameTooLarge { .. } | Error::Decode { .. })
+        matches!(
+            self,
+            Error::FrameTooLarge { .. } | Error::Decode { .. } | Error::InvalidFrame { .. }
+        )
     }
 }
 

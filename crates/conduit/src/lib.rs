@@ -25,8 +25,11 @@ mod protocol;
 pub mod remote;
 pub mod session;
 pub use session::{Client, Messages, Prompt, Query, query, query_with_transport};
+pub mod events;
+pub mod extension;
 pub mod hooks;
 pub mod mcp;
+pub mod middleware;
 pub mod permission;
 pub mod store;
 

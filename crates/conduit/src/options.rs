@@ -228,6 +228,9 @@ pub struct Options {
     pub(crate) extra_args: Vec<(String, Option<String>)>,
     /// `(url, token)` from [`OptionsBuilder::transport`]; `None` for the local subprocess.
     pub(crate) remote: Option<(String, String)>,
+    /// Extension points: event bus, frame filters and sinks, custom types. Never on the
+    /// command line.
+    pub(crate) ext: crate::protocol::ext::ExtConfig,
 }
 
 /// The CLI process: which program, where, with what environment, as whom. Never sent to a
@@ -802,6 +805,11 @@ impl Options {
         c.permission.is_some()
             || !c.hooks.is_empty()
             || c.mcp_servers.values().any(|c| c.as_sdk().is_some())
+            || self
+                .ext
+                .events
+                .as_ref()
+                .is_some_and(|bus| !bus.hook_events().is_empty())
     }
 
     /// Find the CLI and build the transport that runs it with these options.
@@ -870,6 +878,34 @@ impl OptionsBuilder {
     /// Finish building.
     pub fn build(self) -> Options {
         self.o
+    }
+
+    /// Deliver this session's events to `bus` (see [`events`](crate::events)). Handlers for
+    /// CLI hook events must be on the bus before connecting.
+    pub fn events(mut self, bus: crate::events::EventBus) -> Self {
+        self.o.ext.events = Some(bus);
+        self
+    }
+
+    /// Rewrite frames at the frame level (see [`FrameFilter`](crate::extension::FrameFilter)).
+    pub fn frame_filter(
+        mut self,
+        filter: std::sync::Arc<dyn crate::extension::FrameFilter>,
+    ) -> Self {
+        self.o.ext.filters.push(filter);
+        self
+    }
+
+    /// Observe every frame both ways (see [`FrameSink`](crate::extension::FrameSink)).
+    pub fn frame_sink(mut self, sink: std::sync::Arc<dyn crate::extension::FrameSink>) -> Self {
+        self.o.ext.sinks.push(sink);
+        self
+    }
+
+    /// Custom message types and protocol extensions (see [`extension`](crate::extension)).
+    pub fn extensions(mut self, extensions: crate::extension::Extensions) -> Self {
+        self.o.ext.extensions = Some(extensions);
+        self
     }
 
     /// Run this executable instead of discovering `claude`.

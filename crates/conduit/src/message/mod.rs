@@ -163,6 +163,9 @@ pub enum MessageKind {
     ControlResponse(ControlResponse),
     /// `type:"control_cancel_request"`.
     ControlCancel(ControlCancel),
+    /// A frame of a custom type registered in [`Extensions`](crate::extension::Extensions),
+    /// validated and typed (read it with [`Message::custom`]).
+    Custom(crate::extension::CustomMessage),
     /// A frame whose `type` this SDK does not know (`tool_progress`, `auth_status`, …).
     Unknown {
         /// The frame's `type` (empty if it had none).
@@ -219,6 +222,7 @@ impl MessageKind {
             MessageKind::ControlRequest(_) => "control_request",
             MessageKind::ControlResponse(_) => "control_response",
             MessageKind::ControlCancel(_) => "control_cancel_request",
+            MessageKind::Custom(c) => &c.type_,
             MessageKind::Unknown { type_, .. } => type_,
         }
     }
@@ -340,6 +344,29 @@ impl Message {
         &self.raw
     }
 
+    /// A message of a registered custom type (typed already).
+    pub(crate) fn from_custom(raw: Bytes, custom: crate::extension::CustomMessage) -> Self {
+        Message {
+            raw,
+            tag: Tag::Other,
+            kind: std::sync::OnceLock::from(Box::new(MessageKind::Custom(custom))),
+        }
+    }
+
+    /// The typed value of a frame of a registered custom type, if it is a `T` (see
+    /// [`extension`](crate::extension)).
+    pub fn custom<T: 'static>(&self) -> Option<&T> {
+        match self.kind.get().map(|k| &**k) {
+            Some(MessageKind::Custom(c)) => c.get(),
+            _ => None,
+        }
+    }
+
+    /// Whether the frame's `type` is none of the protocol's own (typing not needed).
+    pub(crate) fn is_other_type(&self) -> bool {
+        self.tag == Tag::Other
+    }
+
     /// The typed view.
     pub fn kind(&self) -> &MessageKind {
         self.typed()
@@ -410,6 +437,7 @@ impl Message {
             MessageKind::RateLimit(m) => m.session_id.as_deref(),
             MessageKind::ConversationReset(m) => m.session_id.as_deref(),
             MessageKind::Unknown { value, .. } => value.get("session_id").and_then(Value::as_str),
+            MessageKind::Custom(c) => c.value.get("session_id").and_then(Value::as_str),
             MessageKind::KeepAlive
             | MessageKind::ControlRequest(_)
             | MessageKind::ControlResponse(_)
@@ -428,6 +456,7 @@ impl Message {
             MessageKind::RateLimit(m) => m.uuid.as_deref(),
             MessageKind::ConversationReset(m) => m.uuid.as_deref(),
             MessageKind::Unknown { value, .. } => value.get("uuid").and_then(Value::as_str),
+            MessageKind::Custom(c) => c.value.get("uuid").and_then(Value::as_str),
             MessageKind::KeepAlive
             | MessageKind::ControlRequest(_)
             | MessageKind::ControlResponse(_)

@@ -21,6 +21,7 @@
 //!   MCP handshakes before it answers `initialize`).
 
 mod dispatch;
+pub(crate) mod ext;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -52,6 +53,8 @@ pub(crate) struct EngineConfig {
     pub max_concurrent_callbacks: usize,
     pub idle_timeout: Option<Duration>,
     pub handler: Arc<dyn InboundHandler>,
+    /// Extension points (event bus, frame filters and sinks, custom types); `None`: none.
+    pub ext: Option<Arc<ext::Ext>>,
 }
 
 /// A sender with its futures boxed, so the engine's handle does not carry the transport's type.
@@ -95,6 +98,7 @@ pub(crate) struct Shared {
     background_tasks: Mutex<HashSet<String>>,
     cli_version: OnceLock<String>,
     session_id: OnceLock<String>,
+    ext: Option<Arc<ext::Ext>>,
 }
 
 /// The engine's handle.
@@ -131,6 +135,7 @@ impl Engine {
             background_tasks: Mutex::new(HashSet::new()),
             cli_version: OnceLock::new(),
             session_id: OnceLock::new(),
+            ext: config.ext.clone(),
         });
         let (tx, rx) = mpsc::channel((config.message_buffer / BATCH_MAX).max(2));
         let reader = Reader {
@@ -150,6 +155,7 @@ impl Engine {
             ready: Vec::new().into_iter(),
             shared: shared.clone(),
             costs: CostTracker::default(),
+            events: config.ext.as_ref().and_then(ext::RxEvents::new),
         };
         (Engine { shared }, rx)
     }
@@ -288,6 +294,10 @@ impl Engine {
 
 impl Shared {
     async fn write(&self, frame: Bytes) -> Result<()> {
+        let frame = match &self.ext {
+            Some(ext) => ext.outbound(frame).await?,
+            None => frame,
+        };
         let mut w = self.writer.lock().await;
         match w.as_mut() {
             Some(s) if !self.input_ended.load(Ordering::Acquire) => s.send(frame).await,
@@ -492,6 +502,24 @@ impl<R: FrameReceiver> Reader<R> {
     /// Route one frame: control frames are handled here, everything else goes to the consumer
     /// unparsed.
     fn on_frame(&mut self, frame: Bytes, batch: &mut Batch) {
+        let frame = match &self.shared.ext {
+            Some(ext) => {
+                let (frame, reply) = ext.inbound(frame);
+                if let Some(reply) = reply {
+                    let shared = self.shared.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = shared.write(reply).await {
+                            tracing::debug!(error = %e, "could not send an extension's reply");
+                        }
+                    });
+                }
+                match frame {
+                    Some(f) => f,
+                    None => return,
+                }
+            }
+            None => frame,
+        };
         match frame_type(&frame) {
             FrameType::Message => batch.push(Item::Frame(frame)),
             FrameType::Result => {
@@ -603,6 +631,8 @@ pub(crate) struct MessageRx {
     ready: std::vec::IntoIter<Item>,
     shared: Arc<Shared>,
     costs: CostTracker,
+    /// The event bus's state, when the session has handlers.
+    events: Option<ext::RxEvents>,
 }
 
 impl MessageRx {
@@ -615,6 +645,32 @@ impl MessageRx {
     /// [`recv`](Self::recv) as a poll function, for streams that call it directly (no future
     /// to build and move per message).
     pub(crate) fn poll_recv(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Message>>> {
+        let Some(events) = &mut self.events else {
+            return self.poll_item(cx);
+        };
+        // Handlers of an item's events run before the item is yielded.
+        if let Some((running, _)) = &mut events.pending {
+            std::task::ready!(running.as_mut().poll(cx));
+            return std::task::Poll::Ready(events.pending.take().and_then(|(_, item)| item));
+        }
+        let item = std::task::ready!(self.poll_item(cx));
+        let shared = &self.shared;
+        let Some(events) = &mut self.events else {
+            return std::task::Poll::Ready(item);
+        };
+        match events.events_of(&item, || shared.ended.get().cloned()) {
+            None => std::task::Poll::Ready(item),
+            Some(running) => {
+                events.pending = Some((running, item));
+                self.poll_recv(cx)
+            }
+        }
+    }
+
+    fn poll_item(
         &mut self,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<Message>>> {
@@ -631,11 +687,14 @@ impl MessageRx {
             Item::Ready(r) => *r,
             // Validated here, typed on first access (results and system frames now, for the
             // facts the session keeps; everything else only if the user looks).
-            Item::Frame(frame) => validate_or_type(frame).map(|mut msg| {
+            Item::Frame(frame) => validate_or_type(frame).and_then(|mut msg| {
+                if let Some(custom) = self.shared.ext.as_ref().and_then(|e| e.decode(&msg)) {
+                    return custom;
+                }
                 if msg.is_result() || (msg.is_system() && self.system_matters(msg.raw())) {
                     self.observe(&mut msg);
                 }
-                msg
+                Ok(msg)
             }),
         }))
     }

@@ -25,6 +25,7 @@ async fn engine_with(
             max_concurrent_callbacks: 4,
             idle_timeout: idle,
             handler,
+            ext: None,
         },
     );
     (e, rx, peer)

@@ -102,7 +102,11 @@ impl Client {
     pub async fn connect_with<T: Transport>(transport: T, options: Options) -> Result<Client> {
         // Validate before spawning anything.
         options.argv()?;
-        let registration = options.callbacks.hooks.registration();
+        let mut hooks = options.callbacks.hooks.clone();
+        if let Some(bus) = &options.ext.events {
+            bus.add_cli_hooks(&mut hooks);
+        }
+        let registration = hooks.registration();
         let router = Router {
             permission: options.callbacks.permission.clone(),
             hooks: Arc::new(registration.callbacks),
@@ -118,7 +122,15 @@ impl Client {
         handler: Arc<dyn InboundHandler>,
         initialize: Value,
     ) -> Result<Client> {
+        let bus = options.ext.events.clone();
+        if let Some(bus) = &bus {
+            bus.emit(crate::events::Event::Connect {
+                transport: std::any::type_name::<T>(),
+            })
+            .await;
+        }
         let conn = transport.connect().await?;
+        let ext = options.ext.build(conn.metrics.clone());
         let (engine, rx) = Engine::start(
             conn.sender,
             conn.receiver,
@@ -127,6 +139,7 @@ impl Client {
                 max_concurrent_callbacks: options.runtime.max_concurrent_callbacks,
                 idle_timeout: options.runtime.idle_timeout,
                 handler,
+                ext,
             },
         );
         let messages = Arc::new(Mutex::new(rx));
@@ -147,6 +160,13 @@ impl Client {
             .and_then(Value::as_str)
         {
             engine.set_cli_version(v.to_owned());
+        }
+        if let Some(bus) = &bus {
+            bus.emit(crate::events::Event::Connected {
+                info: conn.info.clone(),
+                cli_version: engine.cli_version().map(str::to_owned),
+            })
+            .await;
         }
         Ok(Client {
             engine,
@@ -373,6 +393,16 @@ pub struct Query {
 impl std::fmt::Debug for Query {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Query").finish_non_exhaustive()
+    }
+}
+
+impl Query {
+    /// A `Query` over any stream of messages (for [middleware](crate::middleware) that
+    /// replaces or wraps a query's stream).
+    pub fn from_stream(stream: impl Stream<Item = Result<Message>> + Send + 'static) -> Self {
+        Query {
+            inner: stream.boxed(),
+        }
     }
 }
 
