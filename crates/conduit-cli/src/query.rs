@@ -13,6 +13,7 @@ use claude_conduit::{Client, Error, Message, Options};
 use futures::StreamExt;
 
 mod ask;
+mod layered;
 mod permissions;
 mod show_hooks;
 
@@ -125,6 +126,20 @@ pub struct QueryArgs {
     /// `CONDUIT_TOKEN` environment variable.
     #[arg(long, value_name = "F", requires = "via")]
     pub token_file: Option<PathBuf>,
+    /// Write every frame of the session, both ways and control frames included, to FILE as
+    /// JSON Lines: `{"ts":"<RFC 3339>","dir":"sdk->cli"|"cli->sdk","frame":{…}}` (appends).
+    #[arg(long, value_name = "FILE")]
+    pub audit: Option<PathBuf>,
+    /// Replace matches of this regular expression with `[REDACTED]` in every frame sent to the
+    /// CLI and in every audited frame (repeatable), e.g. `--redact 'sk-[A-Za-z0-9_-]{20,}'`.
+    #[arg(long, value_name = "REGEX")]
+    pub redact: Vec<String>,
+    /// Stop the query after SECS seconds (the CLI is ended; exit code 4).
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<f64>,
+    /// Retry up to N times when the CLI fails before anything has streamed (never after).
+    #[arg(long, value_name = "N")]
+    pub retries: Option<usize>,
 }
 
 /// The bearer token for `--via`: the first non-blank, non-`#` line of `file`, else
@@ -247,6 +262,9 @@ pub async fn run(args: QueryArgs) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
+    if layered::wanted(&args) {
+        return ExitCode::from(layered::run(&args, options).await);
+    }
     ExitCode::from(run_session(&args.prompt, options, args.output).await)
 }
 

@@ -13,10 +13,12 @@ use crate::extension::FrameFilter;
 
 /// Replaces every match of its patterns in the strings of a frame (values, not keys) with a
 /// replacement (`[REDACTED]` by default). Matching is on the decoded JSON strings, so a frame
-/// stays valid JSON whatever the pattern.
+/// stays valid JSON whatever the pattern. Patterns use the `regex` crate's syntax in ASCII mode,
+/// as hook matchers do (the SDK builds regex without Unicode tables): `\d`, `\w`, `\s` and
+/// classes are ASCII; write non-ASCII text literally.
 #[derive(Debug, Clone)]
 pub struct Redactor {
-    patterns: Vec<regex::Regex>,
+    patterns: Vec<regex::bytes::Regex>,
     replacement: String,
 }
 
@@ -30,7 +32,10 @@ impl Redactor {
         let patterns = patterns
             .into_iter()
             .map(|p| {
-                regex::Regex::new(p.as_ref()).map_err(|e| {
+                regex::bytes::RegexBuilder::new(p.as_ref())
+                    .unicode(false)
+                    .build()
+                    .map_err(|e| {
                     Error::InvalidOptions(format!("redaction pattern `{}`: {e}", p.as_ref()))
                 })
             })
@@ -49,13 +54,19 @@ impl Redactor {
 
     /// `text` with every match replaced.
     pub fn redact_str<'a>(&self, text: &'a str) -> Cow<'a, str> {
-        let mut out = Cow::Borrowed(text);
+        let mut out: Cow<'a, [u8]> = Cow::Borrowed(text.as_bytes());
         for p in &self.patterns {
-            if let Cow::Owned(s) = p.replace_all(&out, regex::NoExpand(&self.replacement)) {
+            if let Cow::Owned(s) =
+                p.replace_all(&out, regex::bytes::NoExpand(self.replacement.as_bytes()))
+            {
                 out = Cow::Owned(s);
             }
         }
-        out
+        match out {
+            Cow::Borrowed(_) => Cow::Borrowed(text),
+            // A match may end inside a multi-byte character (`.` is one byte here).
+            Cow::Owned(bytes) => Cow::Owned(String::from_utf8_lossy(&bytes).into_owned()),
+        }
     }
 
     fn redact_value(&self, value: &mut Value) -> bool {
@@ -80,12 +91,12 @@ impl Redactor {
     /// The frame with every match in its strings replaced (the same bytes when nothing
     /// matches; a frame that is not JSON is redacted as text).
     pub fn redact_frame(&self, frame: Bytes) -> Bytes {
-        let text = String::from_utf8_lossy(&frame);
         // Escapes (`\n`, `\u…`) may hide a match from the raw text: decode those frames.
         let escaped = memchr::memchr(b'\\', &frame).is_some();
-        if !escaped && !self.patterns.iter().any(|p| p.is_match(&text)) {
+        if !escaped && !self.patterns.iter().any(|p| p.is_match(&frame)) {
             return frame;
         }
+        let text = String::from_utf8_lossy(&frame);
         match serde_json::from_slice::<Value>(&frame) {
             Ok(mut value) => {
                 if !self.redact_value(&mut value) {
