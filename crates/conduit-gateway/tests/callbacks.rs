@@ -65,12 +65,18 @@ mod ws {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn extend_bus_deny_beats_allow_for_a_real_pre_tool_use() {
-        extend::bus_low_priority_deny_beats_high_priority_allow_for_a_real_pre_tool_use(&super::Gateway("ws")).await;
+        extend::bus_low_priority_deny_beats_high_priority_allow_for_a_real_pre_tool_use(
+            &super::Gateway("ws"),
+        )
+        .await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn extend_three_layers_order() {
-        extend::three_layers_over_a_real_session_run_before_outside_in_and_after_inside_out(&super::Gateway("ws")).await;
+        extend::three_layers_over_a_real_session_run_before_outside_in_and_after_inside_out(
+            &super::Gateway("ws"),
+        )
+        .await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,12 +7,16 @@ use claude_conduit_suite::{Subprocess, extend};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bus_low_priority_deny_beats_high_priority_allow_for_a_real_pre_tool_use() {
-    extend::bus_low_priority_deny_beats_high_priority_allow_for_a_real_pre_tool_use(&Subprocess).await;
+    extend::bus_low_priority_deny_beats_high_priority_allow_for_a_real_pre_tool_use(&Subprocess)
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_layers_over_a_real_session_run_before_outside_in_and_after_inside_out() {
-    extend::three_layers_over_a_real_session_run_before_outside_in_and_after_inside_out(&Subprocess).await;
+    extend::three_layers_over_a_real_session_run_before_outside_in_and_after_inside_out(
+        &Subprocess,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -83,13 +87,19 @@ mod retry {
         let pid = dir.path().join("pid");
         // The model's tool call kills the CLI mid-turn, after init and the assistant's tool_use
         // have streamed.
-        let h = RealCli::start(&Subprocess, vec![
-            Turn::tool_use(
-                "Bash",
-                claude_conduit_suite::extend::bash(&format!("kill -9 $(cat '{}')", pid.display())),
-            ),
-            Turn::text("never reached"),
-        ])
+        let h = RealCli::start(
+            &Subprocess,
+            vec![
+                Turn::tool_use(
+                    "Bash",
+                    claude_conduit_suite::extend::bash(&format!(
+                        "kill -9 $(cat '{}')",
+                        pid.display()
+                    )),
+                ),
+                Turn::text("never reached"),
+            ],
+        )
         .await;
         let cli = wrapper(dir.path(), &h.env.cli_path(), 0);
         let service = RetryLayer::new(RetryPolicy::new(5).base_delay(Duration::from_millis(10)))

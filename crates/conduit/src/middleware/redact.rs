@@ -36,8 +36,8 @@ impl Redactor {
                     .unicode(false)
                     .build()
                     .map_err(|e| {
-                    Error::InvalidOptions(format!("redaction pattern `{}`: {e}", p.as_ref()))
-                })
+                        Error::InvalidOptions(format!("redaction pattern `{}`: {e}", p.as_ref()))
+                    })
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Redactor {
