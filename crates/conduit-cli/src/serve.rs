@@ -130,6 +130,21 @@ pub struct ServeArgs {
         value_name = "SUBTYPE"
     )]
     control_subtypes: Vec<String>,
+    /// State directory: per-token work directories, conversation owners [default:
+    /// $XDG_STATE_HOME/claude-conduit/gateway, else ~/.local/state/claude-conduit/gateway].
+    #[arg(long, env = "CONDUIT_STATE_DIR", value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// Force Claude Code's sandbox on every session (needs bwrap and socat on Linux).
+    #[arg(long, env = "CONDUIT_SANDBOX")]
+    sandbox: bool,
+    /// Policy: a flag the options template sets that clients may replace (repeatable).
+    #[arg(
+        long = "overridable-flag",
+        env = "CONDUIT_OVERRIDABLE_FLAGS",
+        value_delimiter = ',',
+        value_name = "FLAG"
+    )]
+    overridable_flags: Vec<String>,
 }
 
 fn fail(message: impl std::fmt::Display) -> ExitCode {
@@ -163,8 +178,12 @@ impl ServeArgs {
             keepalive_idle_secs,
             grpc_first_bytes_secs,
             grpc_max_streams,
-            max_connections
+            max_connections,
+            state_dir
         );
+        if self.sandbox {
+            f.sandbox = Some(true);
+        }
         let p = &mut f.policy;
         if !self.cwd_roots.is_empty() {
             p.cwd_roots = Some(self.cwd_roots);
@@ -187,6 +206,9 @@ impl ServeArgs {
         if !self.control_subtypes.is_empty() {
             p.control_subtypes = Some(self.control_subtypes);
         }
+        if !self.overridable_flags.is_empty() {
+            p.overridable_flags = Some(self.overridable_flags);
+        }
         f
     }
 }
@@ -203,6 +225,7 @@ pub async fn run(args: ServeArgs) -> ExitCode {
     // Tokens: a token file named by flag or environment, else CONDUIT_TOKENS, else the file's.
     let env_tokens = std::env::var("CONDUIT_TOKENS").unwrap_or_default();
     let use_env_tokens = args.token_file.is_none() && !env_tokens.trim().is_empty();
+    let config_path = args.config.clone();
     let mut merged = args.merge(file);
     if use_env_tokens {
         merged.token_file = None;
@@ -212,7 +235,16 @@ pub async fn run(args: ServeArgs) -> ExitCode {
         Err(e) => return fail(e),
     };
     if use_env_tokens {
-        config = config.tokens(Tokens::from_comma_list(&env_tokens));
+        let mut tokens = match Tokens::from_comma_list(&env_tokens) {
+            Ok(t) => t,
+            Err(e) => return fail(format!("CONDUIT_TOKENS: {e}")),
+        };
+        // `[[tokens]]` tables with their own token_file come on top.
+        tokens.extend(config.token_list().clone());
+        config = config.tokens(tokens);
+    }
+    if let Some(path) = config_path {
+        config = config.protect_file(path);
     }
     // Only the count is ever shown, never a token.
     let count = config.token_count();
@@ -228,6 +260,14 @@ pub async fn run(args: ServeArgs) -> ExitCode {
     };
     raise_nofile(config.max_connections_limit());
     let policy = config.current_policy().summary();
+    let listen = config.listen_addr();
+    if scheme == "http" && !listen.ip().is_loopback() {
+        eprintln!(
+            "conduit serve: WARNING: listening on {listen}, not a loopback address, without TLS: \
+             bearer tokens and every frame cross the network in clear text (give --tls-cert and \
+             --tls-key; see the security checklist in docs/GATEWAY.md)"
+        );
+    }
     let frame_mib = config.max_frame_bytes() as f64 / (1024.0 * 1024.0);
     let gateway = match claude_conduit_gateway::Gateway::bind(config).await {
         Ok(g) => g,

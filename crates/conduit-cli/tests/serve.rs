@@ -30,7 +30,10 @@ fn serve_needs_tokens_answers_health_and_stops_on_sigterm() {
 
     let mut child = Command::new(env!("CARGO_BIN_EXE_conduit"))
         .args(["serve", "--listen", "127.0.0.1:0"])
-        .env("CONDUIT_TOKENS", "sekrit-1,sekrit-2")
+        .env(
+            "CONDUIT_TOKENS",
+            "sekrit-1-0123456789abcdef,sekrit-2-0123456789abcdef",
+        )
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
@@ -47,7 +50,10 @@ fn serve_needs_tokens_answers_health_and_stops_on_sigterm() {
     assert_eq!(get(&addr, "/health", None), 200);
     assert_eq!(get(&addr, "/v1/sessions", None), 401);
     assert_eq!(get(&addr, "/v1/sessions", Some("nope")), 401);
-    assert_eq!(get(&addr, "/v1/sessions", Some("sekrit-2")), 200);
+    assert_eq!(
+        get(&addr, "/v1/sessions", Some("sekrit-2-0123456789abcdef")),
+        200
+    );
     let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
     let status = child.wait().unwrap();
@@ -69,7 +75,11 @@ fn scratch(name: &str) -> std::path::PathBuf {
 #[test]
 fn serve_reads_listen_and_tokens_from_a_config_file() {
     let dir = scratch("config");
-    std::fs::write(dir.join("tokens.txt"), "# tokens\nfile-sekrit\n").unwrap();
+    std::fs::write(
+        dir.join("tokens.txt"),
+        "# tokens\nfile-sekrit-0123456789abcdef\n",
+    )
+    .unwrap();
     // A relative token_file is relative to the config file's directory.
     std::fs::write(
         dir.join("gateway.toml"),
@@ -99,7 +109,10 @@ fn serve_reads_listen_and_tokens_from_a_config_file() {
     assert!(line.contains("permission modes: plan"), "{line}");
     assert!(!line.contains("sekrit"), "a token was printed: {line}");
     assert_eq!(get(&addr, "/health", None), 200);
-    assert_eq!(get(&addr, "/v1/sessions", Some("file-sekrit")), 200);
+    assert_eq!(
+        get(&addr, "/v1/sessions", Some("file-sekrit-0123456789abcdef")),
+        200
+    );
     assert_eq!(get(&addr, "/v1/sessions", Some("other")), 401);
     let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
@@ -115,7 +128,7 @@ fn serve_refuses_an_unknown_config_key_clearly() {
     let out = Command::new(env!("CARGO_BIN_EXE_conduit"))
         .args(["serve", "--config"])
         .arg(&file)
-        .env("CONDUIT_TOKENS", "t")
+        .env("CONDUIT_TOKENS", "t-0123456789abcdef")
         .output()
         .expect("run");
     assert_eq!(out.status.code(), Some(4));
@@ -123,4 +136,125 @@ fn serve_refuses_an_unknown_config_key_clearly() {
     assert!(err.contains("gateway.toml"), "{err}");
     assert!(err.contains("unknown field `listen_port`"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `POST /v1/sessions` (body `{}`) with `token`: the status and the reply body.
+fn create_session(addr: &str, token: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    write!(
+        s,
+        "POST /v1/sessions HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (
+        status,
+        out.split_once("\r\n\r\n")
+            .map_or(String::new(), |(_, b)| b.to_owned()),
+    )
+}
+
+/// The attack of issue 9 (item 1) on the command itself: `CONDUIT_TOKENS` in the gateway's
+/// environment, a `--cli` wrapper that records the session's environment and directory.
+#[test]
+fn a_session_of_conduit_serve_sees_no_token_and_not_the_gateways_directory() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = scratch("env");
+    let wrapper = dir.join("record-cli.sh");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nenv > '{d}/session.env.tmp'\npwd -P > '{d}/session.cwd'\n\
+             mv '{d}/session.env.tmp' '{d}/session.env'\nexec '{c}' mock-claude \"$@\"\n",
+            d = dir.display(),
+            c = env!("CARGO_BIN_EXE_conduit")
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let tokens = "env-sekrit-1-0123456789abcdef,env-sekrit-2-0123456789abcdef";
+    let mut child = Command::new(env!("CARGO_BIN_EXE_conduit"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--cli"])
+        .arg(&wrapper)
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .env("CONDUIT_TOKENS", tokens)
+        .env("CONDUIT_FRAME_RATE", "1000")
+        .env_remove("CONDUIT_TOKEN_FILE")
+        .env_remove("CONDUIT_CONFIG")
+        .current_dir(&dir)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .expect("listening line")
+        .to_owned();
+    let (status, body) = create_session(&addr, "env-sekrit-2-0123456789abcdef");
+    assert_eq!(status, 201, "{body}");
+    let env_file = dir.join("session.env");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !env_file.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let env = std::fs::read_to_string(&env_file).expect("the wrapper recorded the environment");
+    assert!(
+        !env.contains("sekrit"),
+        "a token reached the session: {env}"
+    );
+    assert!(
+        !env.lines().any(|l| l.starts_with("CONDUIT_")),
+        "a CONDUIT_* variable reached the session: {env}"
+    );
+    let cwd = std::fs::read_to_string(dir.join("session.cwd")).unwrap();
+    let cwd = std::path::Path::new(cwd.trim());
+    assert_ne!(cwd, dir.canonicalize().unwrap());
+    assert!(
+        cwd.starts_with(dir.join("state/work").canonicalize().unwrap()),
+        "{}",
+        cwd.display()
+    );
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    let mut rest = String::new();
+    stderr.read_to_string(&mut rest).unwrap();
+    assert!(!rest.contains("sekrit"), "a token was logged: {rest}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn serve_refuses_short_tokens_and_warns_about_clear_text_beyond_loopback() {
+    let out = Command::new(env!("CARGO_BIN_EXE_conduit"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("CONDUIT_TOKENS", "short-sekrit")
+        .env_remove("CONDUIT_TOKEN_FILE")
+        .env_remove("CONDUIT_CONFIG")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(4));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("at least 16 bytes"), "{err}");
+    assert!(!err.contains("short-sekrit"), "{err}");
+    // 192.0.2.1 (TEST-NET-1) is not this host's: the bind fails after the warning, so nothing
+    // ever listens beyond loopback.
+    let out = Command::new(env!("CARGO_BIN_EXE_conduit"))
+        .args(["serve", "--listen", "192.0.2.1:0"])
+        .env("CONDUIT_TOKENS", "long-enough-sekrit-0123456789")
+        .env_remove("CONDUIT_TOKEN_FILE")
+        .env_remove("CONDUIT_CONFIG")
+        .env_remove("CONDUIT_TLS_CERT")
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.matches("WARNING").count(), 1, "{err}");
+    assert!(err.contains("without TLS"), "{err}");
 }

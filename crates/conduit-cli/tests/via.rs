@@ -21,7 +21,8 @@ fn mock_script(dir: &std::path::Path) -> std::path::PathBuf {
     let path = dir.join("mock-claude.sh");
     std::fs::write(
         &path,
-        format!("#!/bin/sh\nexec '{CONDUIT}' mock-claude \"$@\"\n"),
+        // The knob is in the script: the gateway gives its CLIs an allowlisted environment.
+        format!("#!/bin/sh\nMOCK_CLAUDE_MESSAGES=3 exec '{CONDUIT}' mock-claude \"$@\"\n"),
     )
     .unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -43,7 +44,7 @@ impl Drop for Serve {
 }
 
 fn serve(dir: &std::path::Path) -> Serve {
-    std::fs::write(dir.join("tokens"), "via-sekrit\n").unwrap();
+    std::fs::write(dir.join("tokens"), "via-sekrit-0123456789abcdef\n").unwrap();
     let mut child = Command::new(CONDUIT)
         .args([
             "serve",

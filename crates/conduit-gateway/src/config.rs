@@ -28,6 +28,16 @@
 //! grpc_first_bytes_secs = 10       # a gRPC connection must start a call within this
 //! grpc_max_streams = 64            # concurrent gRPC streams per connection
 //! max_connections = 1024           # open connections, both listeners together
+//! state_dir = "/var/lib/conduit"   # per-token work dirs, conversation owners
+//! sandbox = true                   # Claude Code's sandbox on every session
+//!
+//! [env]                            # extra variables for every session's CLI (never CONDUIT_*)
+//! ANTHROPIC_BASE_URL = "https://llm-proxy.internal"
+//!
+//! [[tokens]]                       # a named token, optionally run as an OS user
+//! name = "alice"
+//! token_file = "alice.token"       # or: a `alice TOKEN` line in token_file
+//! user = "alice"
 //!
 //! [policy]                         # what remote clients may set (see crate::policy)
 //! cwd_roots = ["/srv/projects"]
@@ -37,8 +47,10 @@
 //! allow_dangerously_skip_permissions = false
 //! allow_external_mcp = false
 //! control_subtypes = ["initialize", "interrupt", "set_permission_mode"]  # default: the SDK's
+//! overridable_flags = ["model"]    # template flags clients may replace
 //! ```
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -88,6 +100,27 @@ pub struct GatewayConfig {
     pub(crate) grpc_max_streams: u32,
     /// Open connections, both listeners together.
     pub(crate) max_connections: usize,
+    /// The state directory (`None`: the default, see [`GatewayConfig::state_dir`]).
+    pub(crate) state_dir: Option<PathBuf>,
+    /// Force Claude Code's sandbox on every session.
+    pub(crate) sandbox: bool,
+    /// Files sessions must not read (token files, the config file): `Read(//path)` deny rules
+    /// when the sandbox is on.
+    pub(crate) protected: Vec<PathBuf>,
+    /// The environment the sessions' allowlist is taken from (`None`: this process's).
+    pub(crate) environment: Option<EnvVars>,
+}
+
+/// Environment variables whose `Debug` shows the names only (values may be secrets).
+#[derive(Clone, Default)]
+pub(crate) struct EnvVars(pub(crate) Vec<(String, String)>);
+
+impl std::fmt::Debug for EnvVars {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(k, _)| k))
+            .finish()
+    }
 }
 
 impl Default for GatewayConfig {
@@ -133,6 +166,10 @@ impl GatewayConfig {
             grpc_first_bytes_timeout: Duration::from_secs(10),
             grpc_max_streams: 64,
             max_connections: 1024,
+            state_dir: None,
+            sandbox: false,
+            protected: Vec::new(),
+            environment: None,
         }
     }
 
@@ -294,6 +331,101 @@ impl GatewayConfig {
         self
     }
 
+    /// Where the gateway keeps its state: one work directory per token (a session without a
+    /// cwd starts in its token's) and the record of which token's sessions started which
+    /// conversation. Default: `$XDG_STATE_HOME/claude-conduit/gateway`, else
+    /// `~/.local/state/claude-conduit/gateway`. Created with mode 0700 when first needed; it
+    /// need not exist before.
+    pub fn state_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.state_dir = Some(dir.into());
+        self
+    }
+
+    /// The state directory in force (the configured one, else the default).
+    pub fn state_dir_path(&self) -> PathBuf {
+        self.state_dir.clone().unwrap_or_else(default_state_dir)
+    }
+
+    /// Force Claude Code's own sandbox on every session (Bash runs in bubblewrap on Linux,
+    /// reads of the state directory and of the [protected files](Self::protect_file) are
+    /// denied); clients cannot change these settings. Needs `bwrap` and `socat` on Linux.
+    pub fn sandbox(mut self, on: bool) -> Self {
+        self.sandbox = on;
+        self
+    }
+
+    /// The environment the sessions' CLIs take their allowlisted variables from (see
+    /// [`crate::tenancy`]); default: this process's own, read when the gateway binds. For
+    /// embedders that hold a curated environment (and tests).
+    pub fn environment<I, K, V>(mut self, vars: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        self.environment = Some(EnvVars(
+            vars.into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        ));
+        self
+    }
+
+    /// A file sessions must not read (the gateway adds token files and its config file): with
+    /// the [sandbox](Self::sandbox) on, it gets a `Read(//path)` deny rule.
+    pub fn protect_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.protected.push(path.into());
+        self
+    }
+
+    /// Check what [`Gateway::bind`](crate::Gateway::bind) cannot start with: tokens shorter
+    /// than [`MIN_TOKEN_BYTES`](crate::auth::MIN_TOKEN_BYTES) or badly named, an OS user that
+    /// does not exist, the sandbox with `settings` allowed to clients.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.tokens.validate().map_err(|e| ConfigError::Invalid {
+            key: "tokens",
+            message: e.0,
+        })?;
+        for i in 0..self.tokens.len() {
+            let id = crate::auth::TokenId(i);
+            if let Some(user) = self.tokens.user(id) {
+                match nix::unistd::User::from_name(user) {
+                    Ok(Some(_)) => {}
+                    _ => {
+                        return Err(ConfigError::Invalid {
+                            key: "tokens.user",
+                            message: format!(
+                                "token {}: no OS user `{user}` on this host",
+                                self.tokens.label(id)
+                            ),
+                        });
+                    }
+                }
+            }
+        }
+        if self.sandbox {
+            crate::tenancy::sandbox_settings(&self.options, &self.state_dir_path(), &[], &[])
+                .map_err(|message| ConfigError::Invalid {
+                    key: "sandbox",
+                    message,
+                })?;
+        }
+        if self.sandbox && self.policy.allows_flag("settings") {
+            return Err(ConfigError::Invalid {
+                key: "sandbox",
+                message: "with the sandbox on, clients may not be allowed `settings` (it could \
+                          turn the sandbox off): remove it from allowed_flags"
+                    .into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The accepted tokens (their `Debug` shows only the count).
+    pub fn token_list(&self) -> &Tokens {
+        &self.tokens
+    }
+
     /// How many bearer tokens are accepted (never the tokens themselves).
     pub fn token_count(&self) -> usize {
         self.tokens.len()
@@ -322,6 +454,24 @@ impl GatewayConfig {
     /// The per-frame size limit (the SDK's one setting, from the options template).
     pub fn max_frame_bytes(&self) -> usize {
         self.options.max_frame_bytes()
+    }
+}
+
+/// `$XDG_STATE_HOME/claude-conduit/gateway`, else `$HOME/.local/state/claude-conduit/gateway`
+/// (else a relative `.conduit-state`, when neither variable is set).
+pub fn default_state_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|h| PathBuf::from(h).join(".local/state"))
+        });
+    match base {
+        Some(b) => b.join("claude-conduit/gateway"),
+        None => PathBuf::from(".conduit-state"),
     }
 }
 
@@ -402,9 +552,33 @@ pub struct GatewayFile {
     pub grpc_max_streams: Option<u32>,
     /// Open connections, both listeners together.
     pub max_connections: Option<usize>,
+    /// The state directory (per-token work directories, conversation owners).
+    pub state_dir: Option<PathBuf>,
+    /// Force Claude Code's sandbox on every session.
+    pub sandbox: Option<bool>,
+    /// Extra environment variables for every session's CLI (never `CONDUIT_*`).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Named tokens (`[[tokens]]`), with the OS user their sessions run as.
+    #[serde(default)]
+    pub tokens: Vec<TokenFile>,
     /// What remote clients may set.
     #[serde(default)]
     pub policy: PolicyFile,
+}
+
+/// One `[[tokens]]` table of a [`GatewayFile`].
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct TokenFile {
+    /// The token's name (its label in paths and logs).
+    pub name: String,
+    /// A file holding the token (its first line that is not blank or a `#` comment). Without
+    /// it, `name` refers to a `NAME TOKEN` line of `token_file`.
+    pub token_file: Option<PathBuf>,
+    /// The OS user this token's sessions run as.
+    pub user: Option<String>,
 }
 
 /// The `[policy]` table of a [`GatewayFile`] (see [`Policy`]).
@@ -428,6 +602,8 @@ pub struct PolicyFile {
     /// The `control_request` subtypes clients may send (default: those the SDK's typed methods
     /// send; see [`crate::control_policy`]).
     pub control_subtypes: Option<Vec<String>>,
+    /// Flags the options template sets that clients may replace.
+    pub overridable_flags: Option<Vec<String>>,
 }
 
 impl GatewayFile {
@@ -447,8 +623,10 @@ impl GatewayFile {
             &mut file.tls_cert,
             &mut file.tls_key,
             &mut file.cli,
+            &mut file.state_dir,
         ]
         .into_iter()
+        .chain(file.tokens.iter_mut().map(|t| &mut t.token_file))
         .flatten()
         {
             if p.is_relative() {
@@ -478,7 +656,69 @@ impl GatewayFile {
                 path: path.clone(),
                 source,
             })?;
-            c = c.tokens(tokens);
+            c = c.tokens(tokens).protect_file(path);
+        }
+        for t in &self.tokens {
+            match &t.token_file {
+                Some(path) => {
+                    let text =
+                        std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                            path: path.clone(),
+                            source,
+                        })?;
+                    let token = text
+                        .lines()
+                        .map(str::trim)
+                        .find(|l| !l.is_empty() && !l.starts_with('#'))
+                        .ok_or_else(|| ConfigError::Invalid {
+                            key: "tokens.token_file",
+                            message: format!("{} holds no token", path.display()),
+                        })?;
+                    c.tokens.add_named(&t.name, token, t.user.clone());
+                    c = c.protect_file(path);
+                }
+                None => {
+                    let user = t.user.as_deref().ok_or_else(|| ConfigError::Invalid {
+                        key: "tokens",
+                        message: format!(
+                            "[[tokens]] `{}` needs a token_file or a user (for a `{}  TOKEN` \
+                             line of token_file)",
+                            t.name, t.name
+                        ),
+                    })?;
+                    if !c.tokens.set_user(&t.name, user) {
+                        return Err(ConfigError::Invalid {
+                            key: "tokens",
+                            message: format!(
+                                "[[tokens]] `{}` has no token_file and token_file has no token \
+                                 named `{}`",
+                                t.name, t.name
+                            ),
+                        });
+                    }
+                }
+            }
+        }
+        if let Some(dir) = &self.state_dir {
+            c = c.state_dir(dir);
+        }
+        if let Some(on) = self.sandbox {
+            c = c.sandbox(on);
+        }
+        if !self.env.is_empty() {
+            let mut b = c.options.to_builder();
+            for (k, v) in &self.env {
+                if k.starts_with("CONDUIT_") || k.is_empty() || k.contains('=') {
+                    return Err(ConfigError::Invalid {
+                        key: "env",
+                        message: format!(
+                            "`{k}`: sessions never get CONDUIT_* variables (and a name has no `=`)"
+                        ),
+                    });
+                }
+                b = b.env(k, v);
+            }
+            c.options = b.build();
         }
         match (&self.tls_cert, &self.tls_key) {
             (Some(cert), Some(key)) => c = c.tls(cert, key),
@@ -609,6 +849,9 @@ impl PolicyFile {
         }
         if let Some(list) = &self.control_subtypes {
             policy = policy.control_subtypes(list.iter().cloned());
+        }
+        for f in self.overridable_flags.iter().flatten() {
+            policy = policy.overridable_flag(f.as_str());
         }
         Ok(policy)
     }

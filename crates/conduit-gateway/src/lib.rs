@@ -15,7 +15,10 @@
 //! * [`config`]: [`GatewayConfig`] (listeners, tokens, TLS, the CLI [`Options`] template, limits,
 //!   policy) and the TOML file form; flags, env and keys are in `docs/GATEWAY.md`.
 //! * [`auth`]: bearer tokens, compared in constant time, never logged.
-//! * [`policy`]: what a remote client may set (flags, permission modes, cwd roots, MCP servers).
+//! * [`policy`]: what a remote client may set (flags, permission modes, cwd roots, MCP servers,
+//!   template flags); [`dirs`]: how a client's directory is checked and opened without a race.
+//! * [`tenancy`]: what isolates sessions: the allowlisted environment, the state directory
+//!   (per-token work directories, conversation owners), the optional sandbox.
 //! * [`session`]: [`SessionManager`] — one CLI per session, sequence numbers both ways, the replay
 //!   ring, one attached client at a time, frame-size and frame-rate limits, the reaper.
 //! * [`server`]: the axum router, the WebSocket front and [`Gateway`] (bind, serve, graceful
@@ -76,6 +79,7 @@
 pub mod auth;
 pub mod config;
 pub mod control_policy;
+pub mod dirs;
 pub mod grpc;
 pub(crate) mod grpc_gate;
 pub mod http;
@@ -83,6 +87,7 @@ pub mod policy;
 pub mod server;
 pub(crate) mod serving;
 pub mod session;
+pub mod tenancy;
 pub mod tls;
 
 pub use config::GatewayConfig;
@@ -123,9 +128,17 @@ pub enum GatewayError {
     /// The request's session options are not acceptable.
     #[error("invalid session options: {0}")]
     InvalidOptions(String),
-    /// The CLI could not be started.
-    #[error("cannot start the CLI: {0}")]
+    /// The CLI could not be started. The message clients see says no more (no path, no OS
+    /// error); the details are in the gateway's log and in the source.
+    #[error("cannot start the session's CLI (the gateway's log has the details)")]
     Spawn(#[source] claude_conduit::Error),
+    /// The session's directory (under the state directory) could not be prepared. Clients see
+    /// no path; the details are in the gateway's log.
+    #[error("cannot prepare the session's directory (the gateway's log has the details)")]
+    StateDir(#[source] std::io::Error),
+    /// The configuration cannot work (a token under 16 bytes, an unknown OS user, …).
+    #[error("configuration: {0}")]
+    Config(#[from] crate::config::ConfigError),
     /// The gateway is shutting down.
     #[error("the gateway is shutting down")]
     ShuttingDown,

@@ -3,8 +3,12 @@
 //! A client's [`SessionRequest`] carries CLI flags (`--flag=value` / `--flag`) and a working
 //! directory. The gateway starts from its own options template (CLI path, environment, limits)
 //! and adds the flags the policy accepts; anything else refuses the whole request with
-//! [`GatewayError::InvalidOptions`] naming the flag (HTTP 400, gRPC `INVALID_ARGUMENT`). Flags the
-//! template already sets still apply; a client flag given too comes later on the command line.
+//! [`GatewayError::InvalidOptions`] naming the flag (HTTP 400, gRPC `INVALID_ARGUMENT`).
+//!
+//! Flags the template sets are the operator's: a client flag of the same name is refused unless
+//! the policy marks it [overridable](Policy::overridable_flag) (then it comes later on the command
+//! line and wins). A client flag with exactly the template's value, or with the SDK's default
+//! value (`--system-prompt=`), is dropped instead: it asks for nothing.
 //!
 //! # Default policy
 //!
@@ -24,9 +28,10 @@
 //! working directory, which may be another client's.
 //!
 //! The working directory: without cwd roots (the default) a client cannot set it and the
-//! template's is used. With roots, it must be an absolute path of an existing directory whose
-//! canonical form (symlinks and `..` resolved) lies under the canonical form of a root; the
-//! canonical path is what the CLI gets.
+//! template's is used. With roots, it must be an absolute path that lies under a root once `.`
+//! and `..` are resolved on the string (checked before anything on disk is looked at), of an
+//! existing directory reached without any symbolic link; see [`crate::dirs`] for how it is
+//! opened once and handed to the CLI without a race.
 //!
 //! [`Policy::deny_flag`] removes a flag from everything above (it is then always refused).
 //!
@@ -36,7 +41,7 @@
 //! itself and never takes them from a client, whatever [`Policy::allow_flag`] says.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use claude_conduit::Options;
 use claude_conduit::options::PermissionMode;
@@ -45,6 +50,7 @@ use claude_conduit::remote::SessionRequest;
 use serde_json::Value;
 
 use crate::GatewayError;
+use crate::dirs::{self, PinnedDir};
 
 /// The permission modes a client may pick by default.
 pub const DEFAULT_PERMISSION_MODES: [PermissionMode; 4] = [
@@ -67,6 +73,17 @@ pub struct Policy {
     /// The control subtypes clients may send (`None`: the default list of
     /// [`crate::control_policy`]).
     control_subtypes: Option<BTreeSet<String>>,
+    overridable: BTreeSet<String>,
+}
+
+/// A request checked against the policy: the options, the opened working directory (kept open
+/// until the CLI has started) and the conversation ids the request names.
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    pub(crate) options: Options,
+    pub(crate) cwd: Option<PinnedDir>,
+    /// `(flag, id)` for `--resume` and `--session-id`.
+    pub(crate) conversations: Vec<(String, String)>,
 }
 
 impl Default for Policy {
@@ -79,6 +96,7 @@ impl Default for Policy {
             allow_dangerously_skip_permissions: false,
             allow_external_mcp: false,
             control_subtypes: None,
+            overridable: BTreeSet::new(),
         }
     }
 }
@@ -178,6 +196,21 @@ impl Policy {
         self.allow_external_mcp
     }
 
+    /// Let clients replace this flag (name without `--`) when the options template sets it
+    /// (e.g. `model`); the client's value comes later on the command line. Flags the template
+    /// sets are refused otherwise.
+    pub fn overridable_flag(mut self, name: impl Into<String>) -> Self {
+        self.overridable
+            .insert(name.into().trim_start_matches('-').to_owned());
+        self
+    }
+
+    /// True when clients may pass `name` with any value through [`Policy::allow_flag`] (and it
+    /// is not denied).
+    pub fn allows_flag(&self, name: &str) -> bool {
+        self.allowed_flags.contains(name) && !self.denied_flags.contains(name)
+    }
+
     /// The configured cwd roots.
     pub fn roots(&self) -> &[PathBuf] {
         &self.cwd_roots
@@ -218,28 +251,83 @@ impl Policy {
         modes
     }
 
-    /// The session options for `request` over `template`, or why the request is refused.
+    /// The session options for `request` over `template`, or why the request is refused. The
+    /// working directory is the checked directory's path (the gateway itself spawns from the
+    /// opened directory, see [`crate::dirs`]).
     pub fn apply(
         &self,
         template: &Options,
         request: &SessionRequest,
     ) -> Result<Options, GatewayError> {
+        let p = self.prepare(template, request)?;
+        Ok(match &p.cwd {
+            Some(dir) => p.options.to_builder().cwd(dir.real_path()).build(),
+            None => p.options,
+        })
+    }
+
+    /// [`Policy::apply`] for spawning: the cwd is the opened directory (`/proc/self/fd/N` on
+    /// Linux, with `PWD` set to its path), which must stay open until the CLI has started.
+    pub(crate) fn prepare(
+        &self,
+        template: &Options,
+        request: &SessionRequest,
+    ) -> Result<Prepared, GatewayError> {
+        let template_argv = template
+            .argv()
+            .map_err(|e| GatewayError::InvalidOptions(e.to_string()))?;
+        let default_argv = Options::default().argv().unwrap_or_default();
+        let template_flags: BTreeSet<&str> = template_argv
+            .iter()
+            .filter(|a| !default_argv.contains(a))
+            .map(|a| flag_of(a))
+            .collect();
         let mut b = template.to_builder();
         let flags = request
             .flags()
             .map_err(|e| GatewayError::InvalidOptions(e.to_string()))?;
+        let mut conversations = Vec::new();
         for (name, value) in flags {
             let value = self.check_flag(name, value)?;
+            if template_flags.contains(name) {
+                let arg = match &value {
+                    Some(v) => format!("--{name}={v}"),
+                    None => format!("--{name}"),
+                };
+                if template_argv.contains(&arg) || default_argv.contains(&arg) {
+                    continue; // The template's own value, or the SDK's "not set".
+                }
+                if !self.overridable.contains(name) {
+                    return Err(refuse(format!(
+                        "flag `--{name}` is set by this gateway's session template and is not \
+                         overridable"
+                    )));
+                }
+            }
+            if let (true, Some(v)) = (matches!(name, "resume" | "session-id"), &value) {
+                conversations.push((name.to_owned(), v.clone()));
+            }
             b = b.extra_arg(name, value);
         }
-        if let Some(cwd) = &request.cwd {
-            b = b.cwd(self.check_dir("cwd", cwd)?);
-        }
+        let cwd = match &request.cwd {
+            Some(cwd) => {
+                let dir = dirs::open_under(&self.cwd_roots, "cwd", cwd)?;
+                b = b
+                    .cwd(dir.spawn_path())
+                    .env("PWD", dir.real_path().to_string_lossy());
+                Some(dir)
+            }
+            None => None,
+        };
         let options = b.build();
         options
             .argv()
             .map_err(|e| GatewayError::InvalidOptions(e.to_string()))?;
-        Ok(options)
+        Ok(Prepared {
+            options,
+            cwd,
+            conversations,
+        })
     }
 
     /// Check one flag; returns the value to pass (perhaps rewritten, e.g. a canonical path).
@@ -363,11 +451,11 @@ impl Policy {
                 owned(v)
             }
             RemoteRule::Directory => {
-                let dir = self.check_dir(&format!("--{name}"), v)?;
-                let dir = dir
-                    .to_str()
-                    .ok_or_else(|| refuse(format!("`--{name}`: {} is not UTF-8", dir.display())))?;
-                owned(dir)
+                let dir = dirs::open_under(&self.cwd_roots, &format!("--{name}"), v)?;
+                let real = dir.real_path().to_str().ok_or_else(|| {
+                    refuse(format!("`--{name}`: {v} is not UTF-8 once resolved"))
+                })?;
+                owned(real)
             }
             RemoteRule::Dangerous if self.allow_dangerously_skip_permissions => {
                 Ok(value.map(str::to_owned))
@@ -384,38 +472,12 @@ impl Policy {
             _ => Err(not_allowed(name)),
         }
     }
+}
 
-    /// Resolve `dir` (absolute, existing) and check it lies under a cwd root.
-    fn check_dir(&self, what: &str, dir: &str) -> Result<PathBuf, GatewayError> {
-        if self.cwd_roots.is_empty() {
-            return Err(refuse(format!(
-                "`{what}` cannot be set on this gateway (no cwd roots configured)"
-            )));
-        }
-        let path = Path::new(dir);
-        if !path.is_absolute() {
-            return Err(refuse(format!(
-                "`{what}` must be an absolute path, not `{dir}`"
-            )));
-        }
-        let real =
-            std::fs::canonicalize(path).map_err(|e| refuse(format!("`{what}` {dir}: {e}")))?;
-        if !real.is_dir() {
-            return Err(refuse(format!("`{what}` {dir} is not a directory")));
-        }
-        let inside = self
-            .cwd_roots
-            .iter()
-            .filter_map(|r| std::fs::canonicalize(r).ok())
-            .any(|root| real.starts_with(&root));
-        if inside {
-            Ok(real)
-        } else {
-            Err(refuse(format!(
-                "`{what}` {dir} is outside the directories this gateway allows"
-            )))
-        }
-    }
+/// The flag name of a `--name=value` / `--name` argument.
+fn flag_of(arg: &str) -> &str {
+    let body = arg.trim_start_matches('-');
+    body.split_once('=').map_or(body, |(k, _)| k)
 }
 
 /// Refuse an `--mcp-config` value unless it is inline JSON whose every server is `"type":"sdk"`.
@@ -448,6 +510,7 @@ fn check_sdk_only_mcp(value: &str) -> Result<(), GatewayError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn req(args: &[&str]) -> SessionRequest {
         SessionRequest::with_args(args.iter().copied())

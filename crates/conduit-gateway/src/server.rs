@@ -74,6 +74,7 @@ pub struct Gateway {
 impl Gateway {
     /// Bind the listener and start the session manager.
     pub async fn bind(config: GatewayConfig) -> Result<Self, GatewayError> {
+        config.validate()?;
         let listen = config.listen;
         let tls = match &config.tls {
             Some((cert, key)) => Some(crate::tls::acceptor(cert, key)?),

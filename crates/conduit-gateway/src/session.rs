@@ -30,8 +30,9 @@ use tokio::task::JoinHandle;
 
 use crate::GatewayError;
 use crate::auth::TokenId;
-use crate::config::GatewayConfig;
+use crate::config::{ConfigError, GatewayConfig};
 use crate::control_policy::Verdict;
+use crate::tenancy::{OsUser, StateDir};
 
 /// Frames the pump takes from the CLI before it wakes the connection, when more are ready.
 const PUMP_BATCH: usize = 64;
@@ -191,6 +192,8 @@ impl RateLimiter {
 pub struct Session {
     id: String,
     owner: TokenId,
+    /// The owner's label (see [`crate::auth`]), for the conversations its CLI reports.
+    label: String,
     pid: Option<u32>,
     created: SystemTime,
     capacity: usize,
@@ -606,7 +609,13 @@ pub struct SessionManager {
 #[derive(Debug)]
 struct Inner {
     config: GatewayConfig,
+    /// The allowlisted part of the gateway's environment (see [`crate::tenancy`]).
+    env: crate::config::EnvVars,
+    state: Arc<StateDir>,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
+    /// Sessions being created, per token: they count against the limit until they are in
+    /// `sessions` or have failed. Locked only while `sessions` is held, or alone.
+    reserved: Mutex<HashMap<TokenId, usize>>,
     shutting_down: AtomicBool,
     counter: AtomicU64,
     budget: Arc<ReplayBudget>,
@@ -615,9 +624,25 @@ struct Inner {
 impl SessionManager {
     /// A manager for `config`; starts the reaper task (needs a tokio runtime).
     pub fn new(config: GatewayConfig) -> Self {
+        let state = Arc::new(StateDir::new(
+            config.state_dir_path(),
+            config.tokens.any_user(),
+        ));
+        let env = crate::config::EnvVars(match &config.environment {
+            Some(vars) => vars
+                .0
+                .iter()
+                .filter(|(k, _)| crate::tenancy::env_allowed(k))
+                .cloned()
+                .collect(),
+            None => crate::tenancy::allowed_env(),
+        });
         let manager = Self {
             inner: Arc::new(Inner {
+                env,
+                state,
                 sessions: Mutex::new(HashMap::new()),
+                reserved: Mutex::new(HashMap::new()),
                 shutting_down: AtomicBool::new(false),
                 counter: AtomicU64::new(0),
                 budget: Arc::new(ReplayBudget::new(config.replay_bytes_total)),
@@ -676,6 +701,36 @@ impl SessionManager {
         id
     }
 
+    fn reserved(&self) -> MutexGuard<'_, HashMap<TokenId, usize>> {
+        self.inner
+            .reserved
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Take one of `owner`'s session slots before anything is spawned: live sessions and
+    /// sessions being created count, in one critical section, so concurrent creates cannot
+    /// overshoot the limit. Dropping the reservation gives the slot back.
+    fn reserve(&self, owner: TokenId) -> Result<Reservation<'_>, GatewayError> {
+        let limit = self.inner.config.max_sessions_per_token;
+        let sessions = self.sessions();
+        let live = sessions
+            .values()
+            .filter(|s| s.owner == owner && s.lock().end.is_none())
+            .count();
+        let mut reserved = self.reserved();
+        let pending = reserved.entry(owner).or_insert(0);
+        if live + *pending >= limit {
+            return Err(GatewayError::TooManySessions { limit });
+        }
+        *pending += 1;
+        Ok(Reservation {
+            manager: self,
+            owner,
+            held: true,
+        })
+    }
+
     /// Start a CLI for `owner` with `request` over the gateway's options template.
     pub async fn create(
         &self,
@@ -686,25 +741,82 @@ impl SessionManager {
             return Err(GatewayError::ShuttingDown);
         }
         let config = &self.inner.config;
-        let limit = config.max_sessions_per_token;
-        let owned = self
-            .sessions()
-            .values()
-            .filter(|s| s.owner == owner && s.lock().end.is_none())
-            .count();
-        if owned >= limit {
-            return Err(GatewayError::TooManySessions { limit });
+        let mut reservation = self.reserve(owner)?;
+        let label = config.tokens.label(owner);
+        let sandboxed;
+        let template = if config.sandbox {
+            let others: Vec<String> = (0..config.tokens.len())
+                .map(|i| config.tokens.label(TokenId(i)))
+                .filter(|l| *l != label)
+                .collect();
+            sandboxed = crate::tenancy::sandbox_settings(
+                &config.options,
+                self.inner.state.path(),
+                &others,
+                &config.protected,
+            )
+            .map_err(|message| {
+                tracing::error!(error = %message, "the sandboxed session template cannot be built");
+                GatewayError::Config(ConfigError::Invalid {
+                    key: "sandbox",
+                    message,
+                })
+            })?;
+            &sandboxed
+        } else {
+            &config.options
+        };
+        let prepared = config.policy.prepare(template, request)?;
+        for (flag, id) in &prepared.conversations {
+            if self.inner.state.owner(id).is_some_and(|o| o != label) {
+                tracing::warn!(token = %label, flag = %flag, "refused another token's conversation");
+                return Err(GatewayError::InvalidOptions(format!(
+                    "`--{flag}`: conversation {id} belongs to another token"
+                )));
+            }
         }
-        let options = config.policy.apply(&config.options, request)?;
-        let transport = options
-            .subprocess_transport()
-            .map_err(GatewayError::Spawn)?;
-        let conn = transport.connect().await.map_err(GatewayError::Spawn)?;
+        let state_error = |e: std::io::Error| {
+            tracing::error!(token = %label, error = %e, "cannot prepare a session's directory");
+            GatewayError::StateDir(e)
+        };
+        let user = match config.tokens.user(owner) {
+            Some(name) => Some(OsUser::lookup(name).map_err(state_error)?),
+            None => None,
+        };
+        // The allowlisted environment (never the gateway's whole one), then the template's.
+        let mut env = self.inner.env.0.clone();
+        let mut b = prepared.options.to_builder();
+        if let Some(u) = &user {
+            env.retain(|(k, _)| k != "HOME" && k != "USER");
+            env.push(("HOME".into(), u.home.to_string_lossy().into_owned()));
+            env.push(("USER".into(), u.name.clone()));
+            b = b.user(&u.name);
+        }
+        b = b.base_env(env);
+        // No cwd from the client or the template: the token's own work directory.
+        if prepared.options.cwd().is_none() {
+            b = b.cwd(
+                self.inner
+                    .state
+                    .work_dir(&label, user.as_ref())
+                    .map_err(state_error)?,
+            );
+        }
+        let options = b.build();
+        let spawn_error = |e: claude_conduit::Error| {
+            tracing::error!(token = %label, error = %e, "cannot start a session's CLI");
+            GatewayError::Spawn(e)
+        };
+        let transport = options.subprocess_transport().map_err(spawn_error)?;
+        let conn = transport.connect().await.map_err(spawn_error)?;
+        // The CLI has started in the opened directory: the descriptor may go.
+        drop(prepared.cwd);
         let (input_tx, input_rx) = mpsc::channel(64);
         let (closing, closing_rx) = watch::channel(false);
         let session = Arc::new(Session {
             id: self.new_id(),
             owner,
+            label: label.clone(),
             pid: conn.info.pid,
             created: SystemTime::now(),
             capacity: config.replay_frames,
@@ -741,7 +853,12 @@ impl SessionManager {
             closing_rx.clone(),
             config.close_grace,
         ));
-        let pump = tokio::spawn(pump_task(session.clone(), conn.receiver, closing_rx));
+        let pump = tokio::spawn(pump_task(
+            session.clone(),
+            conn.receiver,
+            closing_rx,
+            self.inner.state.clone(),
+        ));
         *session
             .writer
             .lock()
@@ -750,9 +867,13 @@ impl SessionManager {
             .pump
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(pump);
-        tracing::info!(session = %session.id, pid = ?session.pid, "session created");
+        tracing::info!(session = %session.id, token = %label, pid = ?session.pid, "session created");
         let info = session.info();
-        self.sessions().insert(session.id.clone(), session);
+        {
+            let mut sessions = self.sessions();
+            sessions.insert(session.id.clone(), session);
+            reservation.release();
+        }
         if self.inner.shutting_down.load(Ordering::Relaxed) {
             // Raced with shutdown: do not leave a CLI behind.
             self.delete(owner, &info.id).await;
@@ -878,6 +999,33 @@ impl SessionManager {
     }
 }
 
+/// A session slot taken by [`SessionManager::reserve`]; given back when released or dropped.
+struct Reservation<'a> {
+    manager: &'a SessionManager,
+    owner: TokenId,
+    held: bool,
+}
+
+impl Reservation<'_> {
+    fn release(&mut self) {
+        if std::mem::take(&mut self.held) {
+            let mut reserved = self.manager.reserved();
+            if let Some(n) = reserved.get_mut(&self.owner) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    reserved.remove(&self.owner);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
 /// Client → CLI: write frames; on `closing`, close the CLI gracefully.
 async fn writer_task<S: FrameSender>(
     mut sender: S,
@@ -915,6 +1063,7 @@ async fn pump_task<R: FrameReceiver>(
     session: Arc<Session>,
     mut receiver: R,
     closing: watch::Receiver<bool>,
+    state: Arc<StateDir>,
 ) {
     let mut events = session.subscribe();
     let mut freed = session.budget.freed.subscribe();
@@ -935,6 +1084,11 @@ async fn pump_task<R: FrameReceiver>(
         };
         match item {
             Ok(Some(Ok(frame))) => {
+                // The conversation this session's CLI runs belongs to its token (item: another
+                // token may not `--resume` it).
+                if let Some(id) = crate::tenancy::init_session_id(&frame) {
+                    state.record(&id, &session.label);
+                }
                 let mut frame = Some(frame);
                 while let Some(f) = frame.take() {
                     events.borrow_and_update();

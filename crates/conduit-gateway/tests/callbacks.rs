@@ -35,7 +35,8 @@ impl Backend for Gateway {
                 .listen(loopback)
                 .token(TOKEN)
                 .options(local_options(env).build())
-                .close_grace(Duration::from_secs(2));
+                .close_grace(Duration::from_secs(2))
+                .state_dir(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("gateway-state"));
             if scheme == "grpc" {
                 config = config.grpc_listen(loopback);
             }

@@ -11,7 +11,6 @@ use claude_conduit_gateway::GatewayConfig;
 use claude_conduit_gateway::policy::Policy;
 use futures::StreamExt;
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 mod support;
 use support::*;
@@ -22,24 +21,7 @@ fn config(policy: Policy) -> GatewayConfig {
 
 /// `POST /v1/sessions` with `body`: status and JSON reply.
 async fn create(addr: SocketAddr, body: &Value) -> (u16, Value) {
-    let body = body.to_string();
-    let req = format!(
-        "POST /v1/sessions HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
-         Authorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    s.write_all(req.as_bytes()).await.expect("write");
-    let mut out = Vec::new();
-    tokio::time::timeout(T, s.read_to_end(&mut out))
-        .await
-        .expect("in time")
-        .expect("read");
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").expect("http reply");
-    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    post_session(addr, TOKEN, body).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

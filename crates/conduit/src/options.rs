@@ -240,6 +240,8 @@ pub(crate) struct ProcessOptions {
     pub(crate) cli_path: Option<PathBuf>,
     pub(crate) cwd: Option<PathBuf>,
     pub(crate) env: Vec<(String, Option<String>)>,
+    /// `Some`: the CLI starts from exactly these variables instead of this process's environment.
+    pub(crate) base_env: Option<Vec<(String, String)>>,
     pub(crate) stderr: Option<StderrCallback>,
     pub(crate) user: Option<String>,
     pub(crate) enable_file_checkpointing: bool,
@@ -743,7 +745,8 @@ impl Options {
     }
 
     /// The environment changes for the CLI: `(name, Some(value))` sets, `(name, None)` removes.
-    /// Applied on top of this process's environment.
+    /// Applied on top of this process's environment, or of the
+    /// [`base_env`](OptionsBuilder::base_env) when one is set.
     pub fn env_changes(&self) -> Vec<(String, Option<String>)> {
         let mut e: Vec<(String, Option<String>)> = vec![
             // Inherited from a Claude Code shell, this makes the child refuse to start.
@@ -819,6 +822,12 @@ impl Options {
         let mut t = SubprocessTransport::new(program)
             .args(self.argv()?.into_iter().map(OsString::from))
             .max_frame_bytes(self.runtime.max_frame_bytes);
+        if let Some(base) = &p.base_env {
+            t = t.env_clear();
+            for (k, v) in base {
+                t = t.env(k, v);
+            }
+        }
         for (k, v) in self.env_changes() {
             t = match v {
                 Some(v) => t.env(k, v),
@@ -1096,6 +1105,23 @@ impl OptionsBuilder {
     /// Remove an environment variable from the CLI's environment (e.g. an inherited key).
     pub fn env_remove(mut self, k: impl Into<String>) -> Self {
         self.o.process.env.push((k.into(), None));
+        self
+    }
+    /// Start the CLI from exactly these variables instead of inheriting this process's
+    /// environment (the SDK's own variables and those set with [`env`](Self::env) still apply
+    /// on top). Without it (the default) the CLI inherits the whole environment. The gateway
+    /// uses this to give remote sessions an allowlisted environment.
+    pub fn base_env<I, K, V>(mut self, vars: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        self.o.process.base_env = Some(
+            vars.into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        );
         self
     }
     /// Several environment variables (see [`env`](Self::env)).

@@ -11,8 +11,8 @@ use claude_conduit_gateway::GatewayConfig;
 use claude_conduit_gateway::auth::TokenId;
 use tokio::sync::oneshot;
 
-pub const TOKEN: &str = "test-token-1";
-pub const OTHER: &str = "test-token-2";
+pub const TOKEN: &str = "test-token-1-0123456789";
+pub const OTHER: &str = "test-token-2-0123456789";
 /// Deadline that turns a hang into a failure.
 pub const T: Duration = Duration::from_secs(60);
 
@@ -60,6 +60,13 @@ pub fn config(knobs: &[(&str, &str)]) -> GatewayConfig {
         .token(OTHER)
         .options(o.build())
         .close_grace(Duration::from_secs(2))
+        .state_dir(state_dir())
+}
+
+/// The tests' state directory (per-token work directories, conversation owners): under cargo's
+/// scratch space, never the user's own.
+pub fn state_dir() -> PathBuf {
+    std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("gateway-state")
 }
 
 /// A gateway serving in the background.
@@ -149,4 +156,34 @@ pub fn recording_cli(dir: &std::path::Path, cli: &std::path::Path) -> PathBuf {
 /// What the CLI behind [`recording_cli`] read so far.
 pub fn stdin_log(dir: &std::path::Path) -> String {
     std::fs::read_to_string(dir.join("stdin.log")).unwrap_or_default()
+}
+
+/// `POST /v1/sessions` with `body` and `token`, on a raw connection: status and JSON reply.
+pub async fn post_session(
+    addr: SocketAddr,
+    token: &str,
+    body: &serde_json::Value,
+) -> (u16, serde_json::Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let body = body.to_string();
+    let req = format!(
+        "POST /v1/sessions HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+         Authorization: Bearer {token}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut out = Vec::new();
+    tokio::time::timeout(T, s.read_to_end(&mut out))
+        .await
+        .expect("in time")
+        .expect("read");
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").expect("http reply");
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (
+        status,
+        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+    )
 }

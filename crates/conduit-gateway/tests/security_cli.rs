@@ -1,0 +1,231 @@
+//! Issue 9, part A, with the REAL pinned `claude` CLI behind the gateway (FakeModel, no network):
+//! `--resume` across a token's sessions in its work directory, another token's conversation
+//! refused, and the forced sandbox keeping a Bash tool away from the token file and the state
+//! directory.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::time::Duration;
+
+use claude_conduit::{Message, Options, query};
+use claude_conduit_gateway::GatewayConfig;
+use claude_conduit_gateway::auth::{TokenId, Tokens};
+use claude_conduit_testkit::{CliEnv, FakeModel, Turn};
+use futures::StreamExt;
+use serde_json::json;
+
+mod support;
+use support::{OTHER, T, TOKEN, loopback};
+
+struct RealGateway {
+    model: FakeModel,
+    _env: CliEnv,
+    gw: support::Running,
+}
+
+/// The pinned CLI's environment as the gateway's options template (no cwd: sessions start in
+/// their token's work directory), `adjust` applied to the config.
+async fn real_gateway(
+    turns: Vec<Turn>,
+    state: &Path,
+    adjust: impl FnOnce(GatewayConfig) -> GatewayConfig,
+) -> RealGateway {
+    let model = FakeModel::builder()
+        .turns(turns)
+        .start()
+        .await
+        .expect("fake model");
+    let cli = tokio::task::spawn_blocking(claude_conduit_testkit::ensure_pinned_cli)
+        .await
+        .expect("join")
+        .expect("the pinned claude CLI (scripts/install-cli.sh)");
+    let env = model.cli_env_with(cli).expect("cli env");
+    let template = Options::builder()
+        .cli_path(env.cli_path())
+        .envs(env.envs())
+        .build();
+    let config = GatewayConfig::new()
+        .listen(loopback())
+        .token(TOKEN)
+        .token(OTHER)
+        .options(template)
+        .close_grace(Duration::from_secs(2))
+        .state_dir(state);
+    let gw = support::start(adjust(config)).await;
+    RealGateway {
+        model,
+        _env: env,
+        gw,
+    }
+}
+
+async fn run(prompt: &str, options: Options) -> Vec<Result<Message, claude_conduit::Error>> {
+    tokio::time::timeout(Duration::from_secs(120), query(prompt, options).collect())
+        .await
+        .expect("the query ended in time")
+}
+
+fn ws(gw: &support::Running, token: &str) -> claude_conduit::options::OptionsBuilder {
+    Options::builder()
+        .transport(format!("ws://{}", gw.addr), token)
+        .initialize_timeout(T)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_works_across_a_tokens_sessions_and_not_for_another_token() {
+    let st = tempfile::tempdir().unwrap();
+    let h = real_gateway(
+        vec![Turn::text("first answer"), Turn::text("second answer")],
+        st.path(),
+        |c| c,
+    )
+    .await;
+    let first = run("remember the word pelican", ws(&h.gw, TOKEN).build()).await;
+    let id = first
+        .iter()
+        .flatten()
+        .find_map(|m| m.as_result().and_then(|r| r.session_id.clone()))
+        .expect("a session id");
+    // Another token: refused before any CLI starts.
+    let stolen = run(
+        "what was the word?",
+        ws(&h.gw, OTHER).resume(id.clone()).build(),
+    )
+    .await;
+    let err = stolen
+        .iter()
+        .find_map(|r| r.as_ref().err())
+        .map(ToString::to_string)
+        .expect("another token's resume fails");
+    assert!(err.contains("another token"), "{err}");
+    assert_eq!(h.model.message_requests().len(), 1);
+    // The same token, in a new session: the CLI finds the conversation in the token's directory.
+    let second = run(
+        "what was the word?",
+        ws(&h.gw, TOKEN).resume(id.clone()).build(),
+    )
+    .await;
+    assert!(second.iter().all(Result::is_ok), "{second:?}");
+    let resumed = second
+        .iter()
+        .flatten()
+        .find_map(|m| m.as_result().and_then(|r| r.session_id.clone()));
+    assert_eq!(resumed.as_deref(), Some(id.as_str()));
+    let reqs = h.model.message_requests();
+    assert_eq!(reqs.len(), 2);
+    let convo = serde_json::to_string(reqs[1].messages()).unwrap_or_default();
+    assert!(
+        convo.contains("pelican") && convo.contains("first answer"),
+        "{convo}"
+    );
+    h.gw.shutdown().await;
+}
+
+/// Why the CLI's sandbox cannot run here, if it cannot.
+fn sandbox_unavailable() -> Option<String> {
+    let bwrap = std::process::Command::new("bwrap")
+        .args(["--ro-bind", "/", "/", "true"])
+        .output();
+    match bwrap {
+        Err(e) => {
+            return Some(format!(
+                "bwrap not found ({e}); scripts/test.sh installs it"
+            ));
+        }
+        Ok(o) if !o.status.success() => {
+            return Some(format!(
+                "`bwrap --ro-bind / / true` fails here: {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            ));
+        }
+        Ok(_) => {}
+    }
+    let socat = std::process::Command::new("socat").arg("-V").output();
+    match socat {
+        Ok(o) if o.status.success() => None,
+        _ => Some("socat not found; scripts/test.sh installs it".into()),
+    }
+}
+
+/// What a Bash tool printed, as the model got it.
+fn bash_output(h: &RealGateway) -> String {
+    let reqs = h.model.message_requests();
+    assert_eq!(reqs.len(), 2, "a tool call and the answer after it");
+    serde_json::to_string(reqs[1].messages()).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_forced_sandbox_keeps_a_bash_tool_from_the_token_file_and_the_state_dir() {
+    if let Some(why) = sandbox_unavailable() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let st = tempfile::tempdir().unwrap();
+    let state = st.path().join("state");
+    let token_file = st.path().join("tokens.txt");
+    std::fs::write(&token_file, format!("{TOKEN}\n{OTHER}\n")).unwrap();
+    let tokens = Tokens::from_file(&token_file).unwrap();
+    // Something in the state directory's records and in the other token's work directory.
+    let other = state.join("work").join(tokens.label(TokenId(1)));
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("notes.txt"), "other-tenant-secret").unwrap();
+    std::fs::create_dir_all(state.join("conversations")).unwrap();
+    std::fs::write(state.join("conversations/planted"), "state-record-secret").unwrap();
+    let command = format!(
+        "cat {tf}; cat {st}/conversations/planted; cat {other}/notes.txt; echo finished-$((6*7))",
+        tf = token_file.display(),
+        st = state.display(),
+        other = other.display()
+    );
+    let turns = || {
+        vec![
+            Turn::tool_use(
+                "Bash",
+                json!({"command": command, "description": "read the neighbours"}),
+            ),
+            Turn::text("done"),
+        ]
+    };
+    // The attack, without the sandbox: the tool reads everything the gateway's user can.
+    let open = real_gateway(turns(), &state, |c| c.tokens(tokens.clone())).await;
+    let items = run("look", ws(&open.gw, TOKEN).allowed_tools(["Bash"]).build()).await;
+    assert!(items.iter().all(Result::is_ok), "{items:?}");
+    let out = bash_output(&open);
+    assert!(out.contains("finished-42"), "{out}");
+    assert!(
+        out.contains(OTHER) && out.contains("other-tenant-secret"),
+        "{out}"
+    );
+    open.gw.shutdown().await;
+
+    // With `sandbox = true`: the same tool call sees none of it, and still runs.
+    let boxed = real_gateway(turns(), &state, |c| {
+        c.tokens(tokens.clone())
+            .protect_file(&token_file)
+            .sandbox(true)
+    })
+    .await;
+    let items = run("look", ws(&boxed.gw, TOKEN).allowed_tools(["Bash"]).build()).await;
+    assert!(items.iter().all(Result::is_ok), "{items:?}");
+    let out = bash_output(&boxed);
+    assert!(
+        out.contains("finished-42"),
+        "the command did not run: {out}"
+    );
+    for secret in [TOKEN, OTHER, "state-record-secret", "other-tenant-secret"] {
+        assert!(
+            !out.contains(secret),
+            "the sandboxed tool read {secret}: {out}"
+        );
+    }
+    // The client cannot turn it off.
+    let e = run(
+        "x",
+        ws(&boxed.gw, TOKEN)
+            .extra_arg("settings", Some(r#"{"sandbox":{"enabled":false}}"#.into()))
+            .build(),
+    )
+    .await;
+    assert!(e.iter().any(Result::is_err), "{e:?}");
+    boxed.gw.shutdown().await;
+}
