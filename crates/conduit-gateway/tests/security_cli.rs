@@ -10,7 +10,7 @@ use std::time::Duration;
 use claude_conduit::{Message, Options, query};
 use claude_conduit_gateway::GatewayConfig;
 use claude_conduit_gateway::auth::{TokenId, Tokens};
-use claude_conduit_testkit::{CliEnv, FakeModel, Turn};
+use claude_conduit_testkit::{Block, CliEnv, FakeModel, Turn};
 use futures::StreamExt;
 use serde_json::json;
 
@@ -147,11 +147,28 @@ fn sandbox_unavailable() -> Option<String> {
     }
 }
 
-/// What a Bash tool printed, as the model got it.
-fn bash_output(h: &RealGateway) -> String {
+/// What the Bash tool call `id` gave back, as the model got it.
+fn bash_output(h: &RealGateway, id: &str) -> String {
     let reqs = h.model.message_requests();
-    assert_eq!(reqs.len(), 2, "a tool call and the answer after it");
-    serde_json::to_string(reqs[1].messages()).unwrap_or_default()
+    reqs.last()
+        .and_then(|r| r.tool_result_text(id))
+        .unwrap_or_else(|| panic!("no result of {id} in {} requests", reqs.len()))
+}
+
+/// The plain command: the CLI's own permission check sees the paths.
+const PLAIN: &str = "toolu_sec_env_plain";
+/// The same reads with the paths hidden from any static check (rot13, decoded by the shell):
+/// only the sandbox stands between them and the files.
+const HIDDEN: &str = "toolu_sec_env_hidden";
+
+fn rot13(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            'a'..='z' => char::from(b'a' + (c as u8 - b'a' + 13) % 26),
+            'A'..='Z' => char::from(b'A' + (c as u8 - b'A' + 13) % 26),
+            _ => c,
+        })
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -171,34 +188,55 @@ async fn the_forced_sandbox_keeps_a_bash_tool_from_the_token_file_and_the_state_
     std::fs::write(other.join("notes.txt"), "other-tenant-secret").unwrap();
     std::fs::create_dir_all(state.join("conversations")).unwrap();
     std::fs::write(state.join("conversations/planted"), "state-record-secret").unwrap();
-    let command = format!(
-        "cat {tf}; cat {st}/conversations/planted; cat {other}/notes.txt; echo finished-$((6*7))",
-        tf = token_file.display(),
-        st = state.display(),
-        other = other.display()
-    );
+    let targets = [
+        token_file.clone(),
+        state.join("conversations/planted"),
+        other.join("notes.txt"),
+    ];
+    let plain: String = targets
+        .iter()
+        .map(|p| format!("cat {}; ", p.display()))
+        .chain(["echo finished-$((6*7))".to_owned()])
+        .collect();
+    let hidden: String = targets
+        .iter()
+        .map(|p| {
+            let p = rot13(&p.display().to_string());
+            format!("cat \"$(echo '{p}' | tr A-Za-z N-ZA-Mn-za-m)\"; ")
+        })
+        .chain(["echo finished-$((6*7))".to_owned()])
+        .collect();
     let turns = || {
         vec![
-            Turn::tool_use(
+            Turn::blocks(vec![Block::tool_use_with_id(
+                PLAIN,
                 "Bash",
-                json!({"command": command, "description": "read the neighbours"}),
-            ),
+                json!({"command": plain, "description": "read the neighbours"}),
+            )]),
+            Turn::blocks(vec![Block::tool_use_with_id(
+                HIDDEN,
+                "Bash",
+                json!({"command": hidden, "description": "read them again"}),
+            )]),
             Turn::text("done"),
         ]
     };
+    let secrets = [TOKEN, OTHER, "state-record-secret", "other-tenant-secret"];
     // The attack, without the sandbox: the tool reads everything the gateway's user can.
     let open = real_gateway(turns(), &state, |c| c.tokens(tokens.clone())).await;
     let items = run("look", ws(&open.gw, TOKEN).allowed_tools(["Bash"]).build()).await;
     assert!(items.iter().all(Result::is_ok), "{items:?}");
-    let out = bash_output(&open);
-    assert!(out.contains("finished-42"), "{out}");
-    assert!(
-        out.contains(OTHER) && out.contains("other-tenant-secret"),
-        "{out}"
-    );
+    for id in [PLAIN, HIDDEN] {
+        let out = bash_output(&open, id);
+        assert!(out.contains("finished-42"), "{out}");
+        for secret in secrets {
+            assert!(out.contains(secret), "{id}: {secret} not read: {out}");
+        }
+    }
     open.gw.shutdown().await;
 
-    // With `sandbox = true`: the same tool call sees none of it, and still runs.
+    // With `sandbox = true`: the CLI refuses the plain reads (deny rules), and the hidden ones
+    // run in the sandbox, which does not show the files.
     let boxed = real_gateway(turns(), &state, |c| {
         c.tokens(tokens.clone())
             .protect_file(&token_file)
@@ -207,16 +245,19 @@ async fn the_forced_sandbox_keeps_a_bash_tool_from_the_token_file_and_the_state_
     .await;
     let items = run("look", ws(&boxed.gw, TOKEN).allowed_tools(["Bash"]).build()).await;
     assert!(items.iter().all(Result::is_ok), "{items:?}");
-    let out = bash_output(&boxed);
+    let plain_out = bash_output(&boxed, PLAIN);
+    let hidden_out = bash_output(&boxed, HIDDEN);
     assert!(
-        out.contains("finished-42"),
-        "the command did not run: {out}"
+        hidden_out.contains("finished-42"),
+        "the sandboxed command did not run: {hidden_out}"
     );
-    for secret in [TOKEN, OTHER, "state-record-secret", "other-tenant-secret"] {
-        assert!(
-            !out.contains(secret),
-            "the sandboxed tool read {secret}: {out}"
-        );
+    for out in [&plain_out, &hidden_out] {
+        for secret in secrets {
+            assert!(
+                !out.contains(secret),
+                "the sandboxed tool read {secret}: {out}"
+            );
+        }
     }
     // The client cannot turn it off.
     let e = run(
