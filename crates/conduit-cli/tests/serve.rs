@@ -18,6 +18,19 @@ fn get(addr: &str, path: &str, token: Option<&str>) -> u16 {
     out.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
+/// The first line `conduit serve` prints (`listening on http://ADDR …`) and the address in it.
+fn listening(stderr: &mut impl BufRead) -> (String, String) {
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .expect("listening line")
+        .to_owned();
+    (line, addr)
+}
+
 #[test]
 fn serve_needs_tokens_answers_health_and_stops_on_sigterm() {
     let out = Command::new(env!("CARGO_BIN_EXE_conduit"))
@@ -38,14 +51,7 @@ fn serve_needs_tokens_answers_health_and_stops_on_sigterm() {
         .spawn()
         .expect("spawn");
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    stderr.read_line(&mut line).unwrap();
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .expect("listening line")
-        .to_owned();
+    let (line, addr) = listening(&mut stderr);
     assert!(!line.contains("sekrit"), "a token was printed: {line}");
     assert_eq!(get(&addr, "/health", None), 200);
     assert_eq!(get(&addr, "/v1/sessions", None), 401);
@@ -97,14 +103,7 @@ fn serve_reads_listen_and_tokens_from_a_config_file() {
         .spawn()
         .expect("spawn");
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    stderr.read_line(&mut line).unwrap();
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .expect("listening line")
-        .to_owned();
+    let (line, addr) = listening(&mut stderr);
     assert!(addr.starts_with("127.0.0.1:"), "{line}");
     assert!(line.contains("permission modes: plan"), "{line}");
     assert!(!line.contains("sekrit"), "a token was printed: {line}");
@@ -190,14 +189,7 @@ fn a_session_of_conduit_serve_sees_no_token_and_not_the_gateways_directory() {
         .spawn()
         .expect("spawn");
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    stderr.read_line(&mut line).unwrap();
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .expect("listening line")
-        .to_owned();
+    let (_, addr) = listening(&mut stderr);
     let (status, body) = create_session(&addr, "env-sekrit-2-0123456789abcdef");
     assert_eq!(status, 201, "{body}");
     let env_file = dir.join("session.env");

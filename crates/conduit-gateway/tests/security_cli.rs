@@ -30,16 +30,9 @@ async fn real_gateway(
     state: &Path,
     adjust: impl FnOnce(GatewayConfig) -> GatewayConfig,
 ) -> RealGateway {
-    let model = FakeModel::builder()
-        .turns(turns)
-        .start()
-        .await
-        .expect("fake model");
-    let cli = tokio::task::spawn_blocking(claude_conduit_testkit::ensure_pinned_cli)
-        .await
-        .expect("join")
-        .expect("the pinned claude CLI (scripts/install-cli.sh)");
-    let env = model.cli_env_with(cli).expect("cli env");
+    let model = FakeModel::start(turns).await.expect("fake model");
+    // The CLI is installed on first use (npm): off the runtime's threads.
+    let env = tokio::task::block_in_place(|| model.cli_env()).expect("the pinned CLI's env");
     let template = Options::builder()
         .cli_path(env.cli_path())
         .envs(env.envs())

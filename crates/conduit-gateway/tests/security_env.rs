@@ -29,6 +29,17 @@ struct Record {
     uid: u32,
 }
 
+impl Record {
+    /// The arguments that start with `prefix`, in order.
+    fn args_of(&self, prefix: &str) -> Vec<&str> {
+        self.argv
+            .iter()
+            .map(String::as_str)
+            .filter(|a| a.starts_with(prefix))
+            .collect()
+    }
+}
+
 /// A `--cli` wrapper in `dir` (which must exist) that records `<dir>/<pid>.{cwd,argv,env,uid,
 /// stdin}` and runs mock-claude with the same arguments.
 fn recorder(dir: &Path) -> PathBuf {
@@ -302,11 +313,7 @@ async fn client_flags_cannot_replace_the_templates_unless_overridable() {
         SessionRequest::from_options(&Options::builder().model("operator-model").build()).unwrap();
     let s = create(&gw, 0, &defaults).await.unwrap();
     let r = record(rec.path(), s.pid.unwrap()).await;
-    let models: Vec<_> = r
-        .argv
-        .iter()
-        .filter(|a| a.starts_with("--model="))
-        .collect();
+    let models = r.args_of("--model=");
     assert_eq!(models, ["--model=operator-model"]);
     assert!(
         r.argv
@@ -323,11 +330,7 @@ async fn client_flags_cannot_replace_the_templates_unless_overridable() {
         .await
         .unwrap();
     let r = record(rec.path(), s.pid.unwrap()).await;
-    let models: Vec<_> = r
-        .argv
-        .iter()
-        .filter(|a| a.starts_with("--model="))
-        .collect();
+    let models = r.args_of("--model=");
     assert_eq!(models, ["--model=operator-model", "--model=client-model"]);
     assert!(
         create(&gw, 0, &SessionRequest::with_args(["--max-budget-usd=9"]))
