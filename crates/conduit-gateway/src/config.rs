@@ -912,6 +912,110 @@ allow_external_mcp = true
     }
 
     #[test]
+    fn isolation_keys_named_tokens_and_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let long = "0123456789abcdef-token";
+        std::fs::write(dir.path().join("tokens.txt"), format!("bob {long}-b\n")).unwrap();
+        std::fs::write(
+            dir.path().join("alice.token"),
+            format!("# alice\n{long}-a\n"),
+        )
+        .unwrap();
+        let path = dir.path().join("gateway.toml");
+        std::fs::write(
+            &path,
+            r#"
+token_file = "tokens.txt"
+state_dir = "state"
+sandbox = true
+
+[env]
+ANTHROPIC_BASE_URL = "http://proxy"
+
+[[tokens]]
+name = "alice"
+token_file = "alice.token"
+
+[[tokens]]
+name = "bob"
+user = "root"
+
+[policy]
+overridable_flags = ["model"]
+"#,
+        )
+        .unwrap();
+        let f = GatewayFile::load(&path).unwrap();
+        assert_eq!(f.state_dir, Some(dir.path().join("state")));
+        let c = f.to_config().unwrap();
+        c.validate().unwrap();
+        let t = c.token_list();
+        assert_eq!(t.len(), 2);
+        let bob = t
+            .check(Some(format!("Bearer {long}-b").as_bytes()))
+            .unwrap();
+        let alice = t
+            .check(Some(format!("Bearer {long}-a").as_bytes()))
+            .unwrap();
+        assert_eq!((t.label(bob).as_str(), t.user(bob)), ("bob", Some("root")));
+        assert_eq!((t.label(alice).as_str(), t.user(alice)), ("alice", None));
+        assert_eq!(c.state_dir_path(), dir.path().join("state"));
+        assert!(c.sandbox);
+        assert_eq!(
+            c.protected,
+            vec![
+                dir.path().join("tokens.txt"),
+                dir.path().join("alice.token")
+            ]
+        );
+        let env = c.options.env_changes();
+        assert!(env.contains(&("ANTHROPIC_BASE_URL".into(), Some("http://proxy".into()))));
+
+        let bad = GatewayFile::parse("[env]\nCONDUIT_TOKENS = \"x\"\n").unwrap();
+        assert!(
+            bad.to_config()
+                .unwrap_err()
+                .to_string()
+                .contains("CONDUIT_")
+        );
+        let unknown =
+            GatewayFile::parse("[[tokens]]\nname = \"carol\"\nuser = \"root\"\n").unwrap();
+        assert!(
+            unknown
+                .to_config()
+                .unwrap_err()
+                .to_string()
+                .contains("carol")
+        );
+        let settings =
+            GatewayFile::parse("sandbox = true\n[policy]\nallowed_flags = [\"settings\"]\n")
+                .unwrap();
+        let e = settings
+            .to_config()
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("sandbox"), "{e}");
+        let nobody = GatewayConfig::new().token(format!("{long}-x")).tokens({
+            let mut t = Tokens::default();
+            t.add_named(
+                "x",
+                &format!("{long}-x"),
+                Some("no-such-user-conduit".into()),
+            );
+            t
+        });
+        assert!(
+            nobody
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("no-such-user-conduit")
+        );
+    }
+
+    #[test]
     fn unknown_keys_and_bad_values_are_clear_errors() {
         let e = GatewayFile::parse("listen = \"127.0.0.1:1\"\nbogus_key = 1\n").unwrap_err();
         assert!(e.contains("bogus_key"), "{e}");

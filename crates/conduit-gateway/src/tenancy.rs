@@ -6,7 +6,7 @@
 //!   variables, `NODE_EXTRA_CA_CERTS`, `ANTHROPIC_*`, `CLAUDE_CODE_*`, `CLAUDE_CONFIG_DIR`,
 //!   `DISABLE_*`, `OTEL_*`), plus the operator's `[env]` table (the options template's
 //!   variables). `CONDUIT_*` never (it holds `CONDUIT_TOKENS`).
-//! * **State directory** ([`StateDir`]): `work/<label>` is the directory a session of the token
+//! * **State directory**: `work/<label>` is the directory a session of the token
 //!   `<label>` starts in when neither the client nor the template sets one (one per token, not
 //!   per session: the CLI files conversations by directory, so `--resume` works across a token's
 //!   sessions); `conversations/<id>` records which token's session reported the conversation
