@@ -507,7 +507,21 @@ async fn a_tokens_sessions_run_as_its_user() {
     let mut tokens = Tokens::default();
     tokens.add_named("nob", TOKEN, Some("nobody".into()));
     tokens.add(OTHER.into());
-    let gw = start(recording_config(rec.path(), st.path()).tokens(tokens)).await;
+    let root = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let root_path = root.path().canonicalize().unwrap();
+    let config = recording_config(rec.path(), st.path())
+        .tokens(tokens)
+        .policy(Policy::default().cwd_root(&root_path));
+    let gw = start(config).await;
+    // A client cwd is entered through the opened descriptor, after the switch to the user.
+    let req = SessionRequest::default().cwd(root_path.to_str().unwrap());
+    let s = create(&gw, 0, &req).await.unwrap();
+    let r = record(rec.path(), s.pid.unwrap()).await;
+    assert_eq!(
+        (r.uid, r.cwd.as_path()),
+        (nobody.uid.as_raw(), root_path.as_path())
+    );
     let s = create(&gw, 0, &SessionRequest::default()).await.unwrap();
     let r = record(rec.path(), s.pid.unwrap()).await;
     assert_eq!(r.uid, nobody.uid.as_raw());
