@@ -1477,6 +1477,44 @@ mod tests {
         )));
     }
 
+    /// The environment a CLI started with `o` (a script that records it) gets.
+    async fn child_env(o: OptionsBuilder) -> String {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("cli.sh");
+        std::fs::write(&script, "#!/bin/sh\n/usr/bin/env > \"$0.env\"\n").unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let t = o.cli_path(&script).build().subprocess_transport().unwrap();
+        let mut conn = crate::transport::Transport::connect(t).await.unwrap();
+        use crate::transport::FrameReceiver;
+        while conn.receiver.recv().await.unwrap().is_some() {}
+        std::fs::read_to_string(dir.path().join("cli.sh.env")).unwrap()
+    }
+
+    #[tokio::test]
+    async fn base_env_replaces_the_inherited_environment() {
+        let inherited = child_env(Options::builder().env("MINE", "1")).await;
+        assert!(
+            inherited.lines().any(|l| l.starts_with("PATH=")),
+            "{inherited}"
+        );
+        let based = child_env(
+            Options::builder()
+                .base_env([("ONLY_BASE", "b"), ("HOME", "/h")])
+                .env("MINE", "1"),
+        )
+        .await;
+        let names: Vec<&str> = based
+            .lines()
+            .filter_map(|l| l.split_once('=').map(|(k, _)| k))
+            .collect();
+        for want in ["ONLY_BASE", "HOME", "MINE", "CLAUDE_CODE_ENTRYPOINT"] {
+            assert!(names.contains(&want), "{want} missing: {based}");
+        }
+        assert!(!names.contains(&"PATH"), "inherited PATH: {based}");
+        assert!(based.contains("HOME=/h\n"));
+    }
+
     #[test]
     fn bad_extra_arg_name_is_rejected() {
         let o = Options::builder().extra_arg("a=b", None).build();
