@@ -452,9 +452,10 @@ impl Policy {
             }
             RemoteRule::Directory => {
                 let dir = dirs::open_under(&self.cwd_roots, &format!("--{name}"), v)?;
-                let real = dir.real_path().to_str().ok_or_else(|| {
-                    refuse(format!("`--{name}`: {v} is not UTF-8 once resolved"))
-                })?;
+                let real = dir
+                    .real_path()
+                    .to_str()
+                    .ok_or_else(|| refuse(format!("`--{name}`: {v} is not UTF-8 once resolved")))?;
                 owned(real)
             }
             RemoteRule::Dangerous if self.allow_dangerously_skip_permissions => {
