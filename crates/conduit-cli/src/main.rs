@@ -24,7 +24,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run one prompt through the claude CLI and print the session.
-    Query(query::QueryArgs),
+    Query(Box<query::QueryArgs>),
     /// Run a complete Claude Code session offline against a scripted fake model (or, with
     /// --real, against your own account).
     Demo(demo::DemoArgs),
@@ -83,7 +83,7 @@ fn main() -> ExitCode {
     };
     runtime.block_on(async move {
         match cli.command {
-            Command::Query(args) => query::run(args).await,
+            Command::Query(args) => query::run(*args).await,
             Command::Demo(args) => demo::run(args).await,
             Command::Bench(args) => match bench::run(args).await {
                 Ok(code) => code,
