@@ -76,6 +76,9 @@
 //! [`SubprocessTransport`]: claude_conduit::transport::SubprocessTransport
 //! [`Options`]: claude_conduit::Options
 
+// Module docs link to the crate's internal items (read with --document-private-items).
+#![allow(rustdoc::private_intra_doc_links)]
+
 pub mod auth;
 pub mod config;
 pub mod control_policy;

@@ -98,7 +98,7 @@ impl FrameSink for AuditSink {
 
 /// Audits every frame of each query, both ways, control frames included, after redaction
 /// (a [`RedactLayer`](super::RedactLayer) anywhere in the stack applies first). The format is
-/// [`audit_line`]'s, one line per frame; see docs/EXTENDING.md.
+/// the audit line format (`audit_line`), one line per frame; see docs/EXTENDING.md.
 ///
 /// ```no_run
 /// use claude_conduit::middleware::{AuditLayer, AuditSink, QueryRequest, QueryService};
