@@ -11,7 +11,8 @@ use claude_conduit::Options;
 use claude_conduit_testkit::{FakeModel, Turn, ensure_pinned_cli, pinned_cli_path};
 use serde_json::json;
 
-use crate::query::{EXIT_CLI_NOT_FOUND, EXIT_FAILURE, EXIT_USAGE, OutputFormat, run_session};
+use crate::exit::{Context, EXIT_CLI_NOT_FOUND, EXIT_FAILURE, EXIT_USAGE};
+use crate::query::{OutputFormat, run_session};
 
 const DEMO_PROMPT: &str =
     "Create a file named hello.txt that greets the world, show it, then tell me what you did.";
@@ -81,22 +82,21 @@ pub async fn run(args: DemoArgs) -> ExitCode {
             return ExitCode::from(EXIT_FAILURE);
         }
     };
-    eprintln!("┌──────────────────────────────────────────────────────────────────────┐");
-    eprintln!("│ conduit demo — OFFLINE: the model's answers are SCRIPTED by the test  │");
-    eprintln!("│ kit's FakeModel on {:<51}│", model.base_url());
-    eprintln!("│ The claude CLI, its tool calls and the SDK are real. No API key, no  │");
-    eprintln!("│ network. Run `conduit demo --real` to use your own account.          │");
-    eprintln!("└──────────────────────────────────────────────────────────────────────┘");
+    eprint!(
+        "{}",
+        boxed(&[
+            "conduit demo — OFFLINE: the model's answers are SCRIPTED by the test".to_owned(),
+            format!("kit's FakeModel on {}", model.base_url()),
+            "The claude CLI, its tool calls and the SDK are real. No API key, no".to_owned(),
+            "network. Run `conduit demo --real` to use your own account.".to_owned(),
+        ])
+    );
     eprintln!("> {DEMO_PROMPT}");
-    let mut b = Options::builder()
-        .cli_path(&cli)
-        .cwd(env.cwd())
+    let options = Options::builder()
+        .testkit(&env)
         .allowed_tools(["Bash"])
-        .envs(env.envs());
-    for k in env.vars_to_remove() {
-        b = b.env_remove(k);
-    }
-    let code = run_session(DEMO_PROMPT, b.build(), args.output).await;
+        .build();
+    let code = run_session(DEMO_PROMPT, options, args.output, Context::default()).await;
     let file = env.cwd().join("hello.txt");
     match std::fs::read_to_string(&file) {
         Ok(text) => eprintln!(
@@ -106,6 +106,10 @@ pub async fn run(args: DemoArgs) -> ExitCode {
         ),
         Err(_) => eprintln!("(hello.txt was not created)"),
     }
+    eprintln!(
+        "(the cost shown is what the CLI computes from the fake model's token counts at API \
+         prices: play money, nothing was charged)"
+    );
     ExitCode::from(code)
 }
 
@@ -126,5 +130,40 @@ async fn real(cli: std::path::PathBuf, output: OutputFormat) -> ExitCode {
     eprintln!("conduit demo --real: using your own credentials; this calls the Anthropic API.");
     eprintln!("> Say hello in one short sentence.");
     let options = Options::builder().cli_path(cli).max_turns(1).build();
-    ExitCode::from(run_session("Say hello in one short sentence.", options, output).await)
+    ExitCode::from(
+        run_session(
+            "Say hello in one short sentence.",
+            options,
+            output,
+            Context::default(),
+        )
+        .await,
+    )
+}
+
+/// `lines` in a box drawn with box-drawing characters, every line padded to the widest (counted
+/// in characters: all of them are one column wide).
+fn boxed(lines: &[String]) -> String {
+    let width = lines.iter().map(|l| l.chars().count()).max().unwrap_or(0);
+    let rule = "─".repeat(width + 2);
+    let mut out = format!("┌{rule}┐\n");
+    for l in lines {
+        let pad = width - l.chars().count();
+        out.push_str(&format!("│ {l}{} │\n", " ".repeat(pad)));
+    }
+    out.push_str(&format!("└{rule}┘\n"));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn box_lines_have_one_width() {
+        let b = boxed(&["short".to_owned(), "a longer line — with a dash".to_owned()]);
+        let widths: Vec<usize> = b.lines().map(|l| l.chars().count()).collect();
+        assert_eq!(widths.len(), 4);
+        assert!(widths.iter().all(|w| *w == widths[0]), "{b}");
+    }
 }

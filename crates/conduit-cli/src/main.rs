@@ -1,37 +1,89 @@
 //! `conduit`: Claude Code from the command line, through claude-conduit.
 //!
-//! Subcommands: `query` (run one prompt), `demo` (an offline end-to-end session), `bench`
-//! (benchmarks against the raw-pipe floor), and the hidden `mock-claude` (the test kit's fast
-//! stand-in CLI, so `conduit bench` can find it as its own executable).
+//! Subcommands: `query` (run one prompt), `demo` (an offline end-to-end session), `install-cli`
+//! (the pinned `claude` CLI), `serve` (the gateway), `bench` (benchmarks against the raw-pipe
+//! floor), `completions` and `man`, and the hidden `mock-claude` (the test kit's fast stand-in
+//! CLI, so `conduit bench` can find it as its own executable).
 
+/// The exit-code table: `conduit --help`, `conduit query --help` and
+/// the README (a test compares them) show this one text.
+macro_rules! exit_codes_table {
+    () => {
+        "Exit codes:
+  0  success: the turn ended with a success result
+  1  the session ended with an error result (not logged in, API error, max turns, ...)
+  2  usage: bad command line, invalid options, or options the gateway refused
+  3  no usable claude CLI (not found or not executable): run `conduit install-cli`
+  4  failure: the CLI died, a connection failed, a file could not be read, ..."
+    };
+}
+
+mod args;
 mod bench;
 mod demo;
+mod exit;
+mod install;
+mod logging;
 mod query;
 mod serve;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
+
+use crate::exit::{EXIT_FAILURE, EXIT_USAGE};
 
 /// Claude Code, driven from Rust, over any transport.
 #[derive(Debug, Parser)]
-#[command(name = "conduit", version, about, long_about = None)]
+#[command(
+    name = "conduit",
+    version,
+    about,
+    long_about = None,
+    after_help = AFTER_HELP,
+)]
 struct Cli {
+    /// Log filter: a level (error, warn, info, debug, trace) or directives
+    /// (`warn,claude_conduit=debug`). Over RUST_LOG, which is over CONDUIT_LOG [default: warn;
+    /// serve: warn,claude_conduit_gateway=info].
+    #[arg(long, global = true, value_name = "FILTER", value_parser = logging::parse_filter)]
+    log_level: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
 
+/// The end of `conduit --help`.
+const AFTER_HELP: &str = concat!(
+    "Start with `conduit demo` (offline, nothing to set up but npm), then `conduit install-cli` \
+     and `conduit query \"hello\"` with your own ANTHROPIC_API_KEY or `claude` login.\n\n",
+    "Logging: --log-level, else RUST_LOG, else CONDUIT_LOG, else the default; on stderr, in \
+     colour only on a terminal.\n\n",
+    exit_codes_table!()
+);
+
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run one prompt through the claude CLI and print the session.
+    /// Run one prompt through the claude CLI (local, or on a gateway with --via) and print the
+    /// session.
     Query(Box<query::QueryArgs>),
     /// Run a complete Claude Code session offline against a scripted fake model (or, with
     /// --real, against your own account).
     Demo(demo::DemoArgs),
-    /// Measure the SDK against the raw-pipe floor (firehose, ping-pong, startup).
-    Bench(bench::BenchArgs),
-    /// Run the gateway: claude CLI sessions over HTTP and WebSocket, with bearer-token auth.
+    /// Install the pinned claude CLI (with npm) where conduit looks for it.
+    InstallCli(install::InstallCliArgs),
+    /// Run the gateway: claude CLI sessions for remote clients over WebSocket, HTTP + server-sent
+    /// events and gRPC, with bearer-token auth, a policy for remote options, and optional TLS.
     Serve(Box<serve::ServeArgs>),
+    /// Measure the SDK against the raw-pipe floor (firehose, ping-pong, startup, sessions).
+    Bench(bench::BenchArgs),
+    /// Print a shell completion script: `conduit completions bash > ~/.local/share/bash-completion/completions/conduit`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): `conduit man > conduit.1`.
+    Man,
     /// The test kit's stand-in CLI (used by `conduit bench`).
     #[command(hide = true, disable_help_flag = true)]
     MockClaude {
@@ -58,19 +110,38 @@ fn main() -> ExitCode {
         Err(e) => {
             let _ = e.print();
             return if e.use_stderr() {
-                ExitCode::from(query::EXIT_USAGE)
+                ExitCode::from(EXIT_USAGE)
             } else {
                 ExitCode::SUCCESS
             };
         }
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("CONDUIT_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    match cli.command {
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "conduit",
+                &mut std::io::stdout(),
+            );
+            return ExitCode::SUCCESS;
+        }
+        Command::Man => {
+            return match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("conduit man: {e}");
+                    ExitCode::from(EXIT_FAILURE)
+                }
+            };
+        }
+        _ => {}
+    }
+    let default_filter = match cli.command {
+        Command::Serve(_) => logging::SERVE_DEFAULT,
+        _ => logging::DEFAULT,
+    };
+    logging::init(cli.log_level.as_deref(), default_filter);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -78,22 +149,24 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("conduit: cannot start the async runtime: {e}");
-            return ExitCode::from(query::EXIT_FAILURE);
+            return ExitCode::from(EXIT_FAILURE);
         }
     };
     runtime.block_on(async move {
         match cli.command {
             Command::Query(args) => query::run(*args).await,
             Command::Demo(args) => demo::run(args).await,
+            Command::InstallCli(args) => install::run(args).await,
             Command::Bench(args) => match bench::run(args).await {
                 Ok(code) => code,
                 Err(e) => {
                     eprintln!("conduit bench: {e:#}");
-                    ExitCode::from(query::EXIT_FAILURE)
+                    ExitCode::from(EXIT_FAILURE)
                 }
             },
             Command::Serve(args) => serve::run(*args).await,
             Command::MockClaude { .. } => claude_conduit_testkit::mock_claude::run(),
+            Command::Completions { .. } | Command::Man => ExitCode::SUCCESS,
         }
     })
 }

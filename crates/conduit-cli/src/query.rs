@@ -10,6 +10,8 @@ use claude_conduit::message::{ContentBlock, MessageKind};
 use claude_conduit::options::PermissionMode;
 use claude_conduit::permission::policy::Rule;
 use claude_conduit::{Client, Error, Message, Options};
+
+use crate::exit::{self, Context};
 use futures::StreamExt;
 
 mod ask;
@@ -19,16 +21,7 @@ mod show_hooks;
 
 use permissions::{PermissionFlags, parse_rule};
 
-/// Exit code: the turn ended with a success result.
-pub const EXIT_OK: u8 = 0;
-/// Exit code: the turn ended with an error result.
-pub const EXIT_ERROR_RESULT: u8 = 1;
-/// Exit code: bad command line.
-pub const EXIT_USAGE: u8 = 2;
-/// Exit code: no claude CLI found.
-pub const EXIT_CLI_NOT_FOUND: u8 = 3;
-/// Exit code: the process or the transport failed.
-pub const EXIT_FAILURE: u8 = 4;
+use crate::exit::{EXIT_ERROR_RESULT, EXIT_FAILURE, EXIT_OK};
 
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -61,8 +54,9 @@ pub struct QueryArgs {
     /// System prompt (default: empty, as the official SDKs).
     #[arg(long, value_name = "S")]
     pub system_prompt: Option<String>,
-    /// Stop after this many agentic turns.
-    #[arg(long, value_name = "N")]
+    /// Stop after this many agentic turns (1 or more).
+    #[arg(long, value_name = "N", allow_negative_numbers = true,
+          value_parser = crate::args::number::<u32>(1..=u64::from(u32::MAX)))]
     pub max_turns: Option<u32>,
     /// Working directory of the CLI.
     #[arg(long, value_name = "DIR")]
@@ -120,7 +114,7 @@ pub struct QueryArgs {
     /// Run the session on a conduit gateway (`conduit serve`) instead of a local CLI:
     /// `ws://HOST:PORT`, `wss://…`, `http://…` / `https://…` (server-sent events) or
     /// `grpc://HOST:PORT`. Callbacks (--allow, --ask, hooks) still run here.
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", value_parser = crate::args::gateway_url)]
     pub via: Option<String>,
     /// File holding the gateway's bearer token (first non-comment line); default: the
     /// `CONDUIT_TOKEN` environment variable.
@@ -145,31 +139,37 @@ pub struct QueryArgs {
 /// The bearer token for `--via`: the first non-blank, non-`#` line of `file`, else
 /// `CONDUIT_TOKEN`.
 pub fn gateway_token(file: Option<&std::path::Path>) -> Result<String, Error> {
-    let token = match file {
-        Some(path) => std::fs::read_to_string(path)
-            .map_err(|e| {
-                Error::InvalidOptions(format!(
-                    "cannot read the token file {}: {e}",
-                    path.display()
-                ))
-            })?
-            .lines()
-            .map(str::trim)
-            .find(|l| !l.is_empty() && !l.starts_with('#'))
-            .map(str::to_owned)
-            .unwrap_or_default(),
-        None => std::env::var("CONDUIT_TOKEN").unwrap_or_default(),
+    let Some(path) = file else {
+        return std::env::var("CONDUIT_TOKEN")
+            .ok()
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                Error::InvalidOptions("--via needs a token: --token-file F or CONDUIT_TOKEN".into())
+            });
     };
-    if token.is_empty() {
-        return Err(Error::InvalidOptions(
-            "--via needs a token: --token-file F or CONDUIT_TOKEN".into(),
-        ));
-    }
-    Ok(token)
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::InvalidOptions(format!(
+            "cannot read the token file {}: {e}",
+            path.display()
+        ))
+    })?;
+    text.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            Error::InvalidOptions(format!(
+                "the token file {} holds no token (the first line that is neither blank nor a \
+                 `#` comment is the token)",
+                path.display()
+            ))
+        })
 }
 
 /// The end of `conduit query --help`.
-const PERMISSIONS_HELP: &str = "\
+const PERMISSIONS_HELP: &str = concat!(
+    "\
 Permissions: the CLI asks conduit about each tool call it does not allow by itself. With any of
 --allow, --deny, --read-only or --ask, conduit answers, in this order:
   1. a --deny rule matches       -> denied
@@ -180,7 +180,9 @@ Permissions: the CLI asks conduit about each tool call it does not allow by itse
 A denied call is reported to the model as a denial and the turn goes on. Without any of these
 flags conduit installs no permission callback and the CLI applies its own rules.
 
-Exit codes: 0 success, 1 error result, 2 bad command line, 3 no claude CLI, 4 failure.";
+",
+    exit_codes_table!()
+);
 
 impl QueryArgs {
     /// Options for the SDK.
@@ -258,27 +260,35 @@ pub async fn run(args: QueryArgs) -> ExitCode {
     let options = match args.options() {
         Ok(o) => o,
         Err(e) => {
-            eprintln!("conduit query: {e}");
-            return ExitCode::from(EXIT_USAGE);
+            let ctx = Context { via: None };
+            return ExitCode::from(exit::classify(&e, ctx).report("conduit query"));
         }
     };
     if layered::wanted(&args) {
         return ExitCode::from(layered::run(&args, options).await);
     }
-    ExitCode::from(run_session(&args.prompt, options, args.output).await)
+    let ctx = Context {
+        via: args.via.as_deref(),
+    };
+    ExitCode::from(run_session(&args.prompt, options, args.output, ctx).await)
 }
 
 /// Connect, send `prompt`, print the turn, disconnect; returns the exit code.
 ///
 /// Ctrl-C sends an interrupt; a second Ctrl-C ends the CLI.
-pub async fn run_session(prompt: &str, options: Options, output: OutputFormat) -> u8 {
+pub async fn run_session(
+    prompt: &str,
+    options: Options,
+    output: OutputFormat,
+    ctx: Context<'_>,
+) -> u8 {
     let started = Instant::now();
     let client = match Client::connect(options).await {
         Ok(c) => c,
-        Err(e) => return report_error(&e),
+        Err(e) => return report_error(&e, ctx),
     };
     if let Err(e) = client.send(prompt).await {
-        return report_error(&e);
+        return report_error(&e, ctx);
     }
     let mut printer = Printer::new(output);
     let mut interrupts = 0u32;
@@ -299,7 +309,7 @@ pub async fn run_session(prompt: &str, options: Options, output: OutputFormat) -
                     }
                     Some(Err(e)) => {
                         printer.finish_line();
-                        code = report_error(&e);
+                        code = report_error(&e, ctx);
                         break;
                     }
                     None => break,
@@ -330,18 +340,8 @@ pub async fn run_session(prompt: &str, options: Options, output: OutputFormat) -
     code
 }
 
-fn report_error(e: &Error) -> u8 {
-    eprintln!("conduit: {e}");
-    match e {
-        Error::CliNotFound { .. } => {
-            eprintln!(
-                "hint: install the pinned CLI with scripts/install-cli.sh, or pass --cli PATH / set CONDUIT_CLAUDE_CLI"
-            );
-            EXIT_CLI_NOT_FOUND
-        }
-        Error::InvalidOptions(_) | Error::CwdNotFound(_) => EXIT_USAGE,
-        _ => EXIT_FAILURE,
-    }
+fn report_error(e: &Error, ctx: Context<'_>) -> u8 {
+    exit::classify(e, ctx).report("conduit")
 }
 
 /// Prints messages as text or JSON lines.
@@ -352,6 +352,12 @@ pub struct Printer {
     mid_line: bool,
     /// Text already shown token by token for the current assistant message (partial mode).
     streamed_text: bool,
+    /// Partial mode: a text block is being streamed.
+    in_text_block: bool,
+    /// A text block was printed and nothing else since: the next one gets a separator.
+    after_text: bool,
+    /// The text of the last text block printed (a failed result often repeats it).
+    last_text: String,
 }
 
 impl Printer {
@@ -362,6 +368,9 @@ impl Printer {
             out: std::io::stdout(),
             mid_line: false,
             streamed_text: false,
+            in_text_block: false,
+            after_text: false,
+            last_text: String::new(),
         }
     }
 
@@ -381,18 +390,33 @@ impl Printer {
         match msg.kind() {
             MessageKind::StreamEvent(ev) => {
                 if let Some(t) = ev.text_delta() {
+                    if !self.in_text_block {
+                        separate(&mut out, &mut self.mid_line, self.after_text);
+                        self.in_text_block = true;
+                        self.last_text.clear();
+                    }
                     let _ = out.write_all(t.as_bytes());
                     let _ = out.flush();
+                    self.last_text.push_str(t);
                     self.mid_line = !t.ends_with('\n');
                     self.streamed_text = true;
+                    self.after_text = true;
+                } else if matches!(
+                    ev.event_type(),
+                    "content_block_start" | "content_block_stop" | "message_start"
+                ) {
+                    self.in_text_block = false;
                 }
             }
             MessageKind::Assistant(a) => {
                 for block in a.content() {
                     match block {
                         ContentBlock::Text(t) if !self.streamed_text => {
+                            separate(&mut out, &mut self.mid_line, self.after_text);
                             let _ = write!(out, "{}", t.text);
                             self.mid_line = !t.text.ends_with('\n');
+                            self.after_text = true;
+                            self.last_text.clone_from(&t.text);
                         }
                         ContentBlock::ToolUse(t) => {
                             if self.mid_line {
@@ -400,6 +424,7 @@ impl Printer {
                             }
                             let _ = writeln!(out, "[tool] {} {}", t.name, one_line(&t.input));
                             self.mid_line = false;
+                            self.after_text = false;
                         }
                         _ => {}
                     }
@@ -412,26 +437,28 @@ impl Printer {
                     let _ = writeln!(out);
                     self.mid_line = false;
                 }
-                let status = if r.is_error {
-                    format!("error ({})", r.subtype)
-                } else {
-                    "ok".to_owned()
-                };
                 let cost = r
                     .turn_cost_usd
                     .or(r.total_cost_usd)
                     .map_or_else(|| "n/a".to_owned(), |c| format!("${c:.4}"));
-                if r.is_error
-                    && let Some(text) = r.result.as_deref()
-                {
-                    let _ = writeln!(out, "{text}");
-                }
+                let status = if r.is_error {
+                    // The CLI's own message, unless the last text block already said it.
+                    if let Some(text) = r.result.as_deref()
+                        && text.trim() != self.last_text.trim()
+                    {
+                        let _ = writeln!(out, "{text}");
+                    }
+                    format!("error: {}", failure_summary(r))
+                } else {
+                    "ok".to_owned()
+                };
                 let _ = writeln!(
                     out,
                     "-- {status} · {} turn(s) · cost {cost} · {:.2}s",
                     r.num_turns,
                     started.elapsed().as_secs_f64()
                 );
+                self.after_text = false;
                 let _ = out.flush();
             }
             _ => {}
@@ -444,6 +471,45 @@ impl Printer {
             let _ = writeln!(self.out.lock());
             self.mid_line = false;
         }
+    }
+}
+
+/// Before a text block: end the open line, and leave a blank line after an earlier text block.
+fn separate(out: &mut impl Write, mid_line: &mut bool, after_text: bool) {
+    if *mid_line {
+        let _ = writeln!(out);
+        *mid_line = false;
+    }
+    if after_text {
+        let _ = writeln!(out);
+    }
+}
+
+/// What failed, and how to fix it when we know: the summary line of an error result. Never the
+/// bare subtype (`success` is also the subtype of API failures).
+pub fn failure_summary(r: &claude_conduit::message::ResultMessage) -> String {
+    use claude_conduit::message::ResultSubtype;
+    let text = r.result.as_deref().unwrap_or_default();
+    if text.contains("Not logged in") {
+        return "not logged in: set ANTHROPIC_API_KEY or run claude /login".to_owned();
+    }
+    if r.api_error_status == Some(401) || text.contains("Invalid API key") {
+        return "the API refused the credentials (401): check ANTHROPIC_API_KEY, or run claude \
+                /login"
+            .to_owned();
+    }
+    match r.kind() {
+        ResultSubtype::ErrorMaxTurns => "the turn limit was reached (--max-turns)".to_owned(),
+        ResultSubtype::ErrorMaxBudgetUsd => "the budget limit was reached".to_owned(),
+        ResultSubtype::ErrorDuringExecution => "the turn failed during execution".to_owned(),
+        ResultSubtype::ErrorMaxStructuredOutputRetries => {
+            "no valid structured output after the allowed retries".to_owned()
+        }
+        _ => match r.api_error_status {
+            Some(status) => format!("the API answered with status {status}"),
+            None if r.is_api_error() => "the API call failed".to_owned(),
+            None => format!("the turn failed ({})", r.subtype),
+        },
     }
 }
 

@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use claude_conduit_gateway::auth::Tokens;
 use claude_conduit_gateway::config::GatewayFile;
 
-use crate::query::EXIT_FAILURE;
+use crate::exit::EXIT_FAILURE;
 
 /// Arguments of `conduit serve`.
 #[derive(Debug, clap::Args)]
@@ -230,6 +230,11 @@ pub async fn run(args: ServeArgs) -> ExitCode {
     if use_env_tokens {
         merged.token_file = None;
     }
+    if let Some(path) = &merged.token_file
+        && let Err(message) = check_token_file(path)
+    {
+        return fail(message);
+    }
     let mut config = match merged.to_config() {
         Ok(c) => c,
         Err(e) => return fail(e),
@@ -312,6 +317,20 @@ fn raise_nofile(max_connections: usize) {
              ({max_connections}) plus room for sessions; lower --max-connections or raise the limit"
         );
     }
+}
+
+/// The token file is readable and names at least one token; else what is wrong with it.
+fn check_token_file(path: &std::path::Path) -> Result<(), String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read the token file {}: {e}", path.display()))?;
+    if Tokens::from_lines(&text).is_empty() {
+        return Err(format!(
+            "the token file {} holds no token (one per line; blank lines and `#` comments are \
+             skipped)",
+            path.display()
+        ));
+    }
+    Ok(())
 }
 
 async fn shutdown_signal() {

@@ -4,7 +4,7 @@
 
 use std::process::{Command, Output};
 
-use claude_conduit_testkit::{CliEnv, FakeModel, Turn};
+use claude_conduit_testkit::{Block, CliEnv, FakeModel, Turn};
 
 fn conduit() -> Command {
     Command::new(env!("CARGO_BIN_EXE_conduit"))
@@ -130,6 +130,16 @@ fn demo_runs_offline_says_so_and_exits_0() {
     );
     assert!(stdout.contains("[tool] Bash"), "{stdout}");
     assert!(stderr.contains("the tool really ran"), "{stderr}");
+    // The banner's box: every line as wide as the others.
+    let boxed: Vec<usize> = stderr
+        .lines()
+        .filter(|l| l.starts_with(['┌', '│', '└']))
+        .map(|l| l.chars().count())
+        .collect();
+    assert!(boxed.len() >= 4, "{stderr}");
+    assert!(boxed.iter().all(|w| *w == boxed[0]), "{boxed:?}\n{stderr}");
+    // The cost is the fake model's, and the demo says so.
+    assert!(stderr.contains("nothing was charged"), "{stderr}");
 }
 
 #[test]
@@ -369,4 +379,244 @@ fn help_explains_the_permission_and_hook_flags() {
         assert!(help.contains(flag), "missing {flag} in help");
     }
     assert!(help.contains("/dev/tty"), "{help}");
+}
+
+#[test]
+fn query_not_logged_in_says_so_once_and_sums_up_how_to_fix_it() {
+    let model = start(vec![Turn::text("unreachable: no credentials")]);
+    let mut env = real_cli_env(&model);
+    env.remove_var("ANTHROPIC_API_KEY");
+    let out = query(&env, &["hello"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    let all = format!("{stdout}{stderr}");
+    let about_login = all
+        .lines()
+        .filter(|l| l.to_ascii_lowercase().contains("log"))
+        .count();
+    assert!(
+        about_login <= 2,
+        "login is mentioned {about_login} times:\n{all}"
+    );
+    assert!(!all.contains("(success)"), "{all}");
+    let summary = stdout.lines().last().unwrap_or_default();
+    assert!(
+        summary
+            .starts_with("-- error: not logged in: set ANTHROPIC_API_KEY or run claude /login · "),
+        "{all}"
+    );
+    assert!(
+        model.message_requests().is_empty(),
+        "the model was not called"
+    );
+}
+
+#[test]
+fn query_separates_consecutive_assistant_texts() {
+    for partial in [false, true] {
+        let model = start(vec![Turn::blocks(vec![
+            Block::text("First part."),
+            Block::text("Second part."),
+        ])]);
+        let env = real_cli_env(&model);
+        let args: &[&str] = if partial {
+            &["--include-partial", "two texts"]
+        } else {
+            &["two texts"]
+        };
+        let out = query(&env, args);
+        let (stdout, _) = assert_exit_0(&out);
+        assert!(
+            stdout.contains("First part.\n\nSecond part.\n"),
+            "partial {partial}: {stdout:?}"
+        );
+    }
+}
+
+#[test]
+fn query_cli_that_is_not_executable_says_so() {
+    let out = conduit()
+        .args(["query", "--cli", "/etc/passwd", "hi"])
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("cannot run /etc/passwd: it is not executable"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("not found"), "{stderr}");
+}
+
+#[test]
+fn query_without_a_cli_offers_install_cli_and_lists_each_place_once() {
+    let home = tempfile::tempdir().unwrap();
+    let out = conduit()
+        .args(["query", "hi"])
+        .env_remove("CONDUIT_CLAUDE_CLI")
+        .env("HOME", home.path())
+        .env("XDG_CACHE_HOME", home.path().join("cache"))
+        .env("PATH", "/usr/bin:/bin:/usr/bin:/usr/local/bin")
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("conduit install-cli"), "{stderr}");
+    assert!(!stderr.contains("scripts/install-cli.sh"), "{stderr}");
+    let places: Vec<&str> = stderr
+        .split("looked in: ")
+        .nth(1)
+        .and_then(|r| r.lines().next())
+        .expect("the searched places")
+        .split(", ")
+        .collect();
+    let unique: std::collections::HashSet<&&str> = places.iter().collect();
+    assert_eq!(unique.len(), places.len(), "{places:?}");
+    assert!(places.contains(&"/usr/local/bin/claude"), "{places:?}");
+}
+
+#[test]
+fn numeric_arguments_are_checked_with_their_range() {
+    for (args, expected) in [
+        (
+            vec!["query", "--max-turns", "-1", "hi"],
+            "expected a whole number from 1 to",
+        ),
+        (
+            vec!["query", "--max-turns", "0", "hi"],
+            "expected a whole number from 1 to",
+        ),
+        (
+            vec!["bench", "pingpong", "--turns", "0"],
+            "expected a whole number from 1 to 10000000",
+        ),
+        (
+            vec!["bench", "firehose", "--messages", "0"],
+            "expected a whole number from 1 to",
+        ),
+        (
+            vec!["bench", "startup", "--rounds", "0"],
+            "expected a whole number from 1 to 1000",
+        ),
+    ] {
+        let out = conduit().args(&args).output().expect("run");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert!(!stderr.contains("-- -1"), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn top_level_help_names_every_command_and_the_exit_codes() {
+    let out = conduit().arg("--help").output().expect("run");
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0));
+    for word in [
+        "query",
+        "demo",
+        "install-cli",
+        "serve",
+        "bench",
+        "completions",
+        "man",
+        "gRPC",
+        "Exit codes:",
+        "--log-level",
+        "RUST_LOG",
+        "CONDUIT_LOG",
+    ] {
+        assert!(help.contains(word), "missing {word}: {help}");
+    }
+    assert!(!help.contains("later"), "{help}");
+    assert!(!help.contains("mock-claude"), "{help}");
+}
+
+#[test]
+fn completions_and_man_page() {
+    for (shell, marker) in [
+        ("bash", "_conduit()"),
+        ("zsh", "#compdef conduit"),
+        ("fish", "complete -c conduit"),
+    ] {
+        let out = conduit()
+            .args(["completions", shell])
+            .output()
+            .expect("run");
+        let script = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{shell}");
+        assert!(script.contains(marker), "{shell}: {script}");
+        assert!(
+            script.contains("install-cli"),
+            "{shell}: subcommands are completed"
+        );
+    }
+    let out = conduit()
+        .args(["completions", "tcsh"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let out = conduit().arg("man").output().expect("run");
+    let page = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(page.contains(".TH conduit"), "{page}");
+    assert!(page.contains("install\\-cli"), "{page}");
+}
+
+/// `conduit install-cli` with a stand-in `npm` on PATH that "installs" a claude reporting the
+/// pinned version: where it goes, the size, the binary's path on stdout; a second run finds it.
+#[test]
+fn install_cli_says_where_and_how_big() {
+    use std::os::unix::fs::PermissionsExt;
+    let scratch = tempfile::tempdir().unwrap();
+    let bin = scratch.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let version = claude_conduit_testkit::PINNED_CLI_VERSION;
+    let npm = bin.join("npm");
+    std::fs::write(
+        &npm,
+        format!(
+            "#!/bin/sh\n\
+             if [ \"$1\" = --version ]; then echo 10.0.0; exit 0; fi\n\
+             [ \"$1\" = install ] && [ \"$2\" = --prefix ] || exit 9\n\
+             mkdir -p \"$3/node_modules/.bin\"\n\
+             printf '#!/bin/sh\\necho \"{version} (Claude Code)\"\\n' > \"$3/node_modules/.bin/claude\"\n\
+             chmod +x \"$3/node_modules/.bin/claude\"\n\
+             head -c 2000000 /dev/zero > \"$3/node_modules/payload\"\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&npm, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let cache = scratch.path().join("cache");
+    let run = || {
+        conduit()
+            .arg("install-cli")
+            .env_remove("CONDUIT_CLAUDE_CLI")
+            .env("XDG_CACHE_HOME", &cache)
+            .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+            .output()
+            .expect("run")
+    };
+    let dir = cache.join("claude-conduit/cli").join(version);
+    let expected_bin = dir.join("node_modules/.bin/claude");
+    let out = run();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(stdout.trim(), expected_bin.display().to_string());
+    assert!(
+        stderr.contains(&format!("in {}", dir.display())),
+        "{stderr}"
+    );
+    assert!(stderr.contains("running npm install"), "{stderr}");
+    assert!(
+        stderr.contains("installed claude") && stderr.contains("(2.0 MB)"),
+        "{stderr}"
+    );
+    let again = run();
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert_eq!(again.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("already installed"), "{stderr}");
+    assert!(!stderr.contains("running npm install"), "{stderr}");
 }

@@ -1,6 +1,8 @@
 //! `conduit serve`, run as a user would: tokens from the environment, /health, 401, SIGTERM.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
@@ -249,4 +251,102 @@ fn serve_refuses_short_tokens_and_warns_about_clear_text_beyond_loopback() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.matches("WARNING").count(), 1, "{err}");
     assert!(err.contains("without TLS"), "{err}");
+}
+
+#[test]
+fn serve_token_file_problems_name_the_file() {
+    let dir = scratch("token-file");
+    let missing = dir.join("no-such-tokens");
+    let comments = dir.join("comments-only");
+    std::fs::write(&comments, "# tokens go here\n\n").unwrap();
+    for (file, expected) in [
+        (
+            &missing,
+            format!("cannot read the token file {}: ", missing.display()),
+        ),
+        (
+            &comments,
+            format!("the token file {} holds no token", comments.display()),
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_conduit"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--token-file"])
+            .arg(file)
+            .env_remove("CONDUIT_TOKENS")
+            .output()
+            .expect("run");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(4), "{err}");
+        assert!(err.contains(&expected), "{err}");
+        assert!(!err.contains("config file"), "{err}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The gateway's log at the default level: sessions created and ended, authentication failures;
+/// no token, no colour codes (stderr is a pipe here).
+#[test]
+fn serve_logs_sessions_and_auth_failures_at_the_default_level() {
+    let dir = scratch("logs");
+    let mut gw = support::serve(&dir, &[], &[]);
+    assert_eq!(get(&gw.http, "/v1/sessions", Some("wrong-guess")), 401);
+    let auth = gw.read_until("authentication failed");
+    assert!(auth.contains("authentication failed"), "{auth}");
+    let url = format!("ws://{}", gw.http);
+    let out = support::query_via(&dir, &url, &dir.join("tokens"), &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", support::text(&out).1);
+    let created = gw.read_until("session created");
+    assert!(created.contains("session created"), "{created}");
+    let ended = gw.read_until("CLI ended");
+    assert!(ended.contains("CLI ended"), "{ended}");
+    let first = gw.line.clone();
+    let rest = gw.stop();
+    let all = format!("{first}{auth}{created}{ended}{rest}");
+    assert!(
+        !all.contains("sekrit-token-0123456789abcdef"),
+        "a token was logged: {all}"
+    );
+    assert!(
+        !all.contains("wrong-guess"),
+        "a presented token was logged: {all}"
+    );
+    assert!(!all.contains('\u{1b}'), "colour codes on a pipe: {all:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `--log-level` over `RUST_LOG` over `CONDUIT_LOG`: the session lines are `info`.
+#[test]
+fn serve_log_filter_precedence() {
+    let dir = scratch("log-precedence");
+    // (flag, RUST_LOG, CONDUIT_LOG, are info lines shown?)
+    let cases = [
+        (None, Some("error"), None, false),
+        (Some("info"), Some("error"), None, true),
+        (None, Some("info"), Some("error"), true),
+        (None, None, Some("error"), false),
+    ];
+    for (flag, rust_log, conduit_log, shown) in cases {
+        let mut extra = Vec::new();
+        if let Some(f) = flag {
+            extra.extend(["--log-level", f]);
+        }
+        let mut env = Vec::new();
+        if let Some(v) = rust_log {
+            env.push(("RUST_LOG", v));
+        }
+        if let Some(v) = conduit_log {
+            env.push(("CONDUIT_LOG", v));
+        }
+        let gw = support::serve(&dir, &extra, &env);
+        let url = format!("ws://{}", gw.http);
+        let out = support::query_via(&dir, &url, &dir.join("tokens"), &[]);
+        assert_eq!(out.status.code(), Some(0));
+        let log = gw.stop();
+        assert_eq!(
+            log.contains("session created"),
+            shown,
+            "{flag:?} {rust_log:?} {conduit_log:?}: {log}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -110,9 +110,10 @@ impl ConduitService {
     /// The caller's token, from `authorization: Bearer <token>`.
     fn owner(&self, metadata: &MetadataMap) -> Result<TokenId, Status> {
         let header = metadata.get("authorization").map(|v| v.as_bytes());
-        self.tokens
-            .check(header)
-            .ok_or_else(|| Status::unauthenticated("missing or invalid bearer token"))
+        self.tokens.check(header).ok_or_else(|| {
+            crate::auth_log::auth_failed("grpc");
+            Status::unauthenticated("missing or invalid bearer token")
+        })
     }
 }
 

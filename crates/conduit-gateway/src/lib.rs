@@ -80,6 +80,7 @@
 #![allow(rustdoc::private_intra_doc_links)]
 
 pub mod auth;
+mod auth_log;
 pub mod config;
 pub mod control_policy;
 pub mod dirs;

@@ -183,12 +183,15 @@ async fn require_token(State(state): State<AppState>, mut req: Request, next: Ne
             req.extensions_mut().insert(id);
             next.run(req).await
         }
-        None => (
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Bearer")],
-            Json(json!({"error": "missing or invalid bearer token"})),
-        )
-            .into_response(),
+        None => {
+            crate::auth_log::auth_failed("http");
+            (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                Json(json!({"error": "missing or invalid bearer token"})),
+            )
+                .into_response()
+        }
     }
 }
 

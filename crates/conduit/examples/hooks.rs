@@ -9,8 +9,8 @@
 mod common;
 
 use claude_conduit::hooks::{HookEvent, HookInput, HookMatcher, HookOutput};
+use claude_conduit::testkit::Turn;
 use claude_conduit::{MessageKind, query};
-use claude_conduit_testkit::Turn;
 use futures::StreamExt;
 use serde_json::json;
 

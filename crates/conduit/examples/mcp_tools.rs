@@ -7,17 +7,19 @@
 
 mod common;
 
-use claude_conduit::mcp::schemars::JsonSchema;
 use claude_conduit::mcp::{SdkMcpServer, SdkTool, ToolOutput};
+use claude_conduit::schemars::JsonSchema;
+use claude_conduit::testkit::Turn;
 use claude_conduit::{MessageKind, query};
-use claude_conduit_testkit::Turn;
 use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
 
 /// The arguments of `add`; the doc comments become the schema's descriptions.
 #[derive(Deserialize, JsonSchema)]
-#[schemars(crate = "claude_conduit::mcp::schemars")]
+// schemars comes re-exported with the SDK (no dependency of your own); a derive through the
+// re-export names its path:
+#[schemars(crate = "claude_conduit::schemars")]
 struct Add {
     /// The first number.
     a: f64,

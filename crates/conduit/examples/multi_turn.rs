@@ -3,7 +3,7 @@
 mod common;
 
 use claude_conduit::Client;
-use claude_conduit_testkit::Turn;
+use claude_conduit::testkit::Turn;
 use futures::StreamExt;
 
 #[tokio::main]

@@ -3,8 +3,8 @@
 
 mod common;
 
+use claude_conduit::testkit::Turn;
 use claude_conduit::{MessageKind, query};
-use claude_conduit_testkit::Turn;
 use futures::StreamExt;
 
 #[tokio::main]

@@ -99,7 +99,7 @@ use serde_json::Value;
 
 use crate::hooks::{
     HookCallback, HookDecision, HookEvent, HookInput, HookOutput, HookSpecificOutput,
-    PermissionDecision, PermissionRequestDecision, PreToolUseOutput,
+    PermissionRequestDecision, PreToolUseDecision, PreToolUseOutput,
 };
 use crate::message::Message;
 use crate::transport::{ConnectionInfo, Termination};
@@ -638,18 +638,18 @@ pub fn combine(event: &HookEvent, answers: Vec<HookOutput>) -> HookOutput {
     let mut out = HookOutput::default();
     let mut contexts: Vec<String> = Vec::new();
     let mut messages: Vec<String> = Vec::new();
-    let mut decision: Option<(PermissionDecision, Option<String>)> = None;
+    let mut decision: Option<(PreToolUseDecision, Option<String>)> = None;
     let mut updated_input: Option<Value> = None;
     let mut request: Option<PermissionRequestDecision> = None;
     let mut specific_extra = serde_json::Map::new();
     let mut post_updates: Vec<(String, Value)> = Vec::new();
 
-    fn rank(d: PermissionDecision) -> u8 {
+    fn rank(d: PreToolUseDecision) -> u8 {
         match d {
-            PermissionDecision::Deny => 3,
-            PermissionDecision::Defer => 2,
-            PermissionDecision::Ask => 1,
-            PermissionDecision::Allow => 0,
+            PreToolUseDecision::Deny => 3,
+            PreToolUseDecision::Defer => 2,
+            PreToolUseDecision::Ask => 1,
+            PreToolUseDecision::Allow => 0,
         }
     }
 

@@ -33,6 +33,31 @@ pub mod middleware;
 pub mod permission;
 pub mod store;
 
+/// The `schemars` this SDK's typed tools use (`SdkTool::typed`), so that you need not depend on
+/// it yourself. A derive through this path names it:
+///
+/// ```
+/// use claude_conduit::schemars::JsonSchema;
+///
+/// #[derive(serde::Deserialize, JsonSchema)]
+/// #[schemars(crate = "claude_conduit::schemars")]
+/// struct Add {
+///     a: f64,
+///     b: f64,
+/// }
+/// # let tool = claude_conduit::mcp::SdkTool::typed("add", "Add", |x: Add| async move {
+/// #     Ok(claude_conduit::mcp::ToolOutput::text((x.a + x.b).to_string()))
+/// # });
+/// # assert_eq!(tool.input_schema()["required"], serde_json::json!(["a", "b"]));
+/// ```
+#[cfg(feature = "mcp")]
+pub use schemars;
+
+/// The offline test kit (`FakeModel`, `CliEnv`, the pinned CLI), for
+/// [`OptionsBuilder::testkit`](options::OptionsBuilder::testkit). Cargo feature `testkit`.
+#[cfg(feature = "testkit")]
+pub use claude_conduit_testkit as testkit;
+
 /// The README's code, compiled as doctests so it cannot drift from the API.
 #[cfg(doctest)]
 #[doc = include_str!("../../../README.md")]

@@ -922,6 +922,33 @@ impl OptionsBuilder {
         self.o.process.cli_path = Some(p.into());
         self
     }
+    /// Run the CLI of a test kit environment: its executable, its scratch working directory,
+    /// its environment (`HOME`, `ANTHROPIC_BASE_URL` of the fake model, …) and the removal of the
+    /// inherited `ANTHROPIC_*` / `CLAUDE*` variables. Cargo feature `testkit`.
+    ///
+    /// An offline test of the real CLI in three lines:
+    ///
+    /// ```no_run
+    /// # async fn t() -> Result<(), Box<dyn std::error::Error>> {
+    /// use claude_conduit::Options;
+    /// use claude_conduit::testkit::{FakeModel, Turn};
+    ///
+    /// let model = FakeModel::start([Turn::text("4")]).await?;
+    /// let env = model.cli_env()?; // installs the pinned CLI with npm on first use (blocks)
+    /// let options = Options::builder().testkit(&env).build();
+    /// # let _ = options; Ok(()) }
+    /// ```
+    #[cfg(feature = "testkit")]
+    pub fn testkit(mut self, env: &claude_conduit_testkit::CliEnv) -> Self {
+        self = self
+            .cli_path(env.cli_path())
+            .cwd(env.cwd())
+            .envs(env.envs());
+        for k in env.vars_to_remove() {
+            self = self.env_remove(k);
+        }
+        self
+    }
     /// The system prompt (default: empty, as the official SDKs).
     pub fn system_prompt(mut self, p: impl Into<String>) -> Self {
         self.o.prompt.system_prompt = SystemPrompt::Text(p.into());

@@ -104,11 +104,14 @@ enum Workload {
 
 #[derive(Debug, Clone, clap::Args)]
 struct FirehoseArgs {
-    /// Assistant frames the CLI writes for the one user message (MOCK_CLAUDE_MESSAGES).
-    #[arg(long, default_value_t = 100_000)]
+    /// Assistant frames the CLI writes for the one user message (MOCK_CLAUDE_MESSAGES), 1 to
+    /// 100000000.
+    #[arg(long, default_value_t = 100_000, allow_negative_numbers = true,
+          value_parser = crate::args::number::<u64>(1..=100_000_000))]
     messages: u64,
-    /// Text bytes per assistant frame (MOCK_CLAUDE_TEXT_BYTES).
-    #[arg(long, default_value_t = 200)]
+    /// Text bytes per assistant frame (MOCK_CLAUDE_TEXT_BYTES), 0 to 100000000.
+    #[arg(long, default_value_t = 200, allow_negative_numbers = true,
+          value_parser = crate::args::number::<u64>(0..=100_000_000))]
     bytes: u64,
     #[command(flatten)]
     common: Common,
@@ -116,11 +119,13 @@ struct FirehoseArgs {
 
 #[derive(Debug, Clone, clap::Args)]
 struct PingpongArgs {
-    /// Turns (user messages) per round, on one session.
-    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..))]
+    /// Turns (user messages) per round, on one session, 1 to 10000000.
+    #[arg(long, default_value_t = 2000, allow_negative_numbers = true,
+          value_parser = crate::args::number::<u64>(1..=10_000_000))]
     turns: u64,
-    /// Text bytes of each turn's one assistant frame (MOCK_CLAUDE_TEXT_BYTES).
-    #[arg(long, default_value_t = 32)]
+    /// Text bytes of each turn's one assistant frame (MOCK_CLAUDE_TEXT_BYTES), 0 to 100000000.
+    #[arg(long, default_value_t = 32, allow_negative_numbers = true,
+          value_parser = crate::args::number::<u64>(0..=100_000_000))]
     bytes: u64,
     #[command(flatten)]
     common: Common,
@@ -142,12 +147,14 @@ struct Common {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
-    /// Measured rounds per side, alternating floor and SDK; medians are reported
+    /// Measured rounds per side, alternating floor and SDK, 1 to 1000; medians are reported
     /// [default: 5, startup 21].
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, allow_negative_numbers = true,
+          value_parser = crate::args::number::<u32>(1..=1000))]
     rounds: Option<u32>,
-    /// Unmeasured rounds per side before the measured ones.
-    #[arg(long, default_value_t = 1)]
+    /// Unmeasured rounds per side before the measured ones, 0 to 1000.
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true,
+          value_parser = crate::args::number::<u32>(0..=1000))]
     warmup: u32,
     /// The tokio runtime the SDK side runs on.
     #[arg(long, value_enum, default_value_t = RuntimeKind::MultiThread)]
@@ -159,7 +166,7 @@ struct Common {
     /// process on 127.0.0.1 (with the same mock CLI behind it); a URL (`ws://…`, `grpc://…`)
     /// uses a running `conduit serve` (its CLI must be the mock with the same knobs). The floor
     /// stays a local raw pipe.
-    #[arg(long, value_name = "TRANSPORT|URL")]
+    #[arg(long, value_name = "TRANSPORT|URL", value_parser = crate::args::bench_via)]
     via: Option<String>,
     /// The bearer token file for `--via URL` (default: `CONDUIT_TOKEN`).
     #[arg(long, value_name = "F", requires = "via")]

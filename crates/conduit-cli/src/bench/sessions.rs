@@ -25,13 +25,15 @@ const RSS_PER_SESSION_TARGET_KB: f64 = 64.0;
 #[derive(Debug, Clone, clap::Args)]
 pub struct SessionsArgs {
     /// Sessions to open and hold.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 1000, allow_negative_numbers = true,
+          value_parser = crate::args::number::<usize>(1..=1_000_000))]
     count: usize,
     /// The transport: ws, http or grpc.
-    #[arg(long, default_value = "ws")]
+    #[arg(long, default_value = "ws", value_parser = ["ws", "http", "grpc"])]
     via: String,
     /// Sessions being opened at the same time.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, allow_negative_numbers = true,
+          value_parser = crate::args::number::<usize>(1..=10_000))]
     concurrency: usize,
     /// Print one JSON object instead of text.
     #[arg(long)]

@@ -15,9 +15,16 @@ use claude_conduit::middleware::{
 use futures::StreamExt;
 use tower::{ServiceBuilder, ServiceExt};
 
-use super::{
-    EXIT_ERROR_RESULT, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, Printer, QueryArgs, report_error,
-};
+use super::{Printer, QueryArgs};
+use crate::exit::{Context, EXIT_ERROR_RESULT, EXIT_FAILURE, EXIT_OK, EXIT_USAGE};
+
+/// An error's exit code, printed the one way (`crate::exit`), with the gateway named.
+fn report_error(e: &claude_conduit::Error, args: &QueryArgs) -> u8 {
+    let ctx = Context {
+        via: args.via.as_deref(),
+    };
+    crate::exit::classify(e, ctx).report("conduit")
+}
 
 /// Whether any flag asks for the middleware.
 pub fn wanted(args: &QueryArgs) -> bool {
@@ -31,14 +38,14 @@ pub fn wanted(args: &QueryArgs) -> bool {
 pub async fn run(args: &QueryArgs, options: Options) -> u8 {
     let audit = match args.audit.as_deref().map(AuditSink::file).transpose() {
         Ok(sink) => sink.map(AuditLayer::new),
-        Err(e) => return report_error(&e),
+        Err(e) => return report_error(&e, args),
     };
     let redact = match (!args.redact.is_empty())
         .then(|| RedactLayer::new(&args.redact))
         .transpose()
     {
         Ok(layer) => layer,
-        Err(e) => return report_error(&e),
+        Err(e) => return report_error(&e, args),
     };
     let timeout = match args.timeout {
         Some(secs) if !(secs.is_finite() && secs > 0.0) => {
@@ -60,7 +67,7 @@ pub async fn run(args: &QueryArgs, options: Options) -> u8 {
     let mut stream = tokio::select! {
         r = service.oneshot(request) => match r {
             Ok(s) => s,
-            Err(e) => return report_error(&e),
+            Err(e) => return report_error(&e, args),
         },
         _ = tokio::signal::ctrl_c() => return EXIT_FAILURE,
     };
@@ -78,7 +85,7 @@ pub async fn run(args: &QueryArgs, options: Options) -> u8 {
                 Some(Err(e)) if e.is_frame_error() => eprintln!("conduit: skipped a frame: {e}"),
                 Some(Err(e)) => {
                     printer.finish_line();
-                    code = report_error(&e);
+                    code = report_error(&e, args);
                     break;
                 }
                 None => break,

@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use claude_conduit::Options;
-use claude_conduit_testkit::{CliEnv, FakeModel, Turn};
+use claude_conduit::testkit::{CliEnv, FakeModel, Turn};
 
 /// Keeps the fake model and the scratch environment alive while the example runs.
 pub struct Offline {
@@ -18,18 +18,13 @@ pub async fn options(turns: Vec<Turn>) -> anyhow::Result<(Options, Option<Offlin
         return Ok((Options::default(), None));
     }
     let model = FakeModel::builder().turns(turns).start().await?;
-    let cli = tokio::task::spawn_blocking(claude_conduit_testkit::ensure_pinned_cli).await??;
+    let cli = tokio::task::spawn_blocking(claude_conduit::testkit::ensure_pinned_cli).await??;
     let env = model.cli_env_with(cli)?;
     eprintln!(
         "(offline: answers are scripted by FakeModel at {})",
         model.base_url()
     );
-    let mut b = Options::builder()
-        .cli_path(env.cli_path())
-        .cwd(env.cwd())
-        .envs(env.envs());
-    for k in env.vars_to_remove() {
-        b = b.env_remove(k);
-    }
-    Ok((b.build(), Some(Offline { model, env })))
+    // The real CLI, its scratch HOME and cwd, pointed at the fake model (feature `testkit`).
+    let options = Options::builder().testkit(&env).build();
+    Ok((options, Some(Offline { model, env })))
 }

@@ -85,8 +85,8 @@ pub use input::{
     UserPromptSubmitInput,
 };
 pub use output::{
-    GenericHookOutput, HookDecision, HookOutput, HookSpecificOutput, PermissionDecision,
-    PermissionRequestDecision, PermissionRequestOutput, PostToolUseOutput, PreToolUseOutput,
+    GenericHookOutput, HookDecision, HookOutput, HookSpecificOutput, PermissionRequestDecision,
+    PermissionRequestOutput, PostToolUseOutput, PreToolUseDecision, PreToolUseOutput,
     SessionStartOutput, UserPromptSubmitOutput,
 };
 pub use registry::{HookMatcher, HookRegistration, Hooks, answer, dispatch, dispatch_owned};

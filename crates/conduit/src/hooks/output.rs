@@ -15,7 +15,7 @@ pub enum HookDecision {
     /// `"block"`: block the action (the tool call, the stop, the prompt); `reason` goes to
     /// Claude.
     Block,
-    /// `"approve"`: deprecated for `PreToolUse` (use [`PermissionDecision::Allow`]).
+    /// `"approve"`: deprecated for `PreToolUse` (use [`PreToolUseDecision::Allow`]).
     Approve,
 }
 
@@ -30,9 +30,13 @@ impl HookDecision {
 }
 
 /// `permissionDecision` of a `PreToolUse` output.
+///
+/// Not to be confused with [`crate::permission::PermissionDecision`], the answer of a
+/// `can_use_tool` permission callback: a hook's decision is one of these four words, a
+/// permission callback's answer carries the input to run or the denial message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum PermissionDecision {
+pub enum PreToolUseDecision {
     /// Run the tool without asking (`can_use_tool` is skipped).
     Allow,
     /// Do not run the tool; `permissionDecisionReason` becomes the tool result Claude sees.
@@ -44,14 +48,14 @@ pub enum PermissionDecision {
     Defer,
 }
 
-impl PermissionDecision {
+impl PreToolUseDecision {
     /// The wire name.
     pub fn as_str(self) -> &'static str {
         match self {
-            PermissionDecision::Allow => "allow",
-            PermissionDecision::Deny => "deny",
-            PermissionDecision::Ask => "ask",
-            PermissionDecision::Defer => "defer",
+            PreToolUseDecision::Allow => "allow",
+            PreToolUseDecision::Deny => "deny",
+            PreToolUseDecision::Ask => "ask",
+            PreToolUseDecision::Defer => "defer",
         }
     }
 }
@@ -62,7 +66,7 @@ impl PermissionDecision {
 pub struct PreToolUseOutput {
     /// `permissionDecision`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub permission_decision: Option<PermissionDecision>,
+    pub permission_decision: Option<PreToolUseDecision>,
     /// `permissionDecisionReason`: shown to Claude on deny, to the permission prompt on ask.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub permission_decision_reason: Option<String>,
@@ -386,7 +390,7 @@ pub struct HookOutput {
 }
 
 impl HookOutput {
-    fn pre_tool_use(decision: PermissionDecision, reason: Option<String>) -> Self {
+    fn pre_tool_use(decision: PreToolUseDecision, reason: Option<String>) -> Self {
         HookOutput {
             hook_specific: Some(HookSpecificOutput::PreToolUse(PreToolUseOutput {
                 permission_decision: Some(decision),
@@ -400,24 +404,24 @@ impl HookOutput {
     /// `PreToolUse`: run the tool without asking; `reason` is recorded as
     /// `permissionDecisionReason`.
     pub fn allow_tool(reason: impl Into<String>) -> Self {
-        Self::pre_tool_use(PermissionDecision::Allow, Some(reason.into()))
+        Self::pre_tool_use(PreToolUseDecision::Allow, Some(reason.into()))
     }
 
     /// `PreToolUse`: do not run the tool; Claude gets `reason` as the tool result.
     pub fn deny_tool(reason: impl Into<String>) -> Self {
-        Self::pre_tool_use(PermissionDecision::Deny, Some(reason.into()))
+        Self::pre_tool_use(PreToolUseDecision::Deny, Some(reason.into()))
     }
 
     /// `PreToolUse`: ask as usual (the CLI's permission flow or `can_use_tool`), passing
     /// `reason` on.
     pub fn ask(reason: impl Into<String>) -> Self {
-        Self::pre_tool_use(PermissionDecision::Ask, Some(reason.into()))
+        Self::pre_tool_use(PreToolUseDecision::Ask, Some(reason.into()))
     }
 
     /// `PreToolUse`: stop the run and hand the tool call to the host
     /// (`result.deferred_tool_use`).
     pub fn defer() -> Self {
-        Self::pre_tool_use(PermissionDecision::Defer, None)
+        Self::pre_tool_use(PreToolUseDecision::Defer, None)
     }
 
     /// `PermissionRequest`: allow, with no changes (add them with
@@ -541,7 +545,7 @@ impl HookOutput {
     }
 
     /// The `PreToolUse` permission decision, if this output carries one.
-    pub fn permission_decision(&self) -> Option<PermissionDecision> {
+    pub fn permission_decision(&self) -> Option<PreToolUseDecision> {
         match &self.hook_specific {
             Some(HookSpecificOutput::PreToolUse(output)) => output.permission_decision,
             _ => None,

@@ -221,7 +221,7 @@ fn recorded_answers_round_trip_through_hook_output() {
         "hookEventName": "PreToolUse", "permissionDecision": "deny",
         "permissionDecisionReason": "blocked by probe hook"}}));
     assert_eq!(deny, HookOutput::deny_tool("blocked by probe hook"));
-    assert_eq!(deny.permission_decision(), Some(PermissionDecision::Deny));
+    assert_eq!(deny.permission_decision(), Some(PreToolUseDecision::Deny));
 }
 
 #[test]

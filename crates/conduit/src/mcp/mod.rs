@@ -1,7 +1,8 @@
 //! MCP servers for the CLI: in-process SDK servers and external server configurations.
 //!
-//! **In-process (SDK) servers.** Declare tools ([`SdkTool::new`] for raw JSON arguments,
-//! `SdkTool::typed` for a `serde` + `schemars` type), group them in an [`SdkMcpServer`] and
+//! **In-process (SDK) servers.** Declare tools ([`SdkTool::new`] for raw JSON arguments, with a
+//! JSON Schema or the Python SDK's `{"a": "number"}` shorthand; `SdkTool::typed` for a `serde` +
+//! `schemars` type, schemars re-exported as `claude_conduit::schemars`), group them in an [`SdkMcpServer`] and
 //! register it in the options. The CLI lists it in `--mcp-config` as
 //! `{"type":"sdk","name":N}` and acts as the MCP client: every JSON-RPC message travels in a
 //! `control_request` `{"subtype":"mcp_message","server_name":N,"message":…}`, and the SDK answers
@@ -29,7 +30,9 @@
 //! use claude_conduit::mcp::{SdkMcpServer, SdkTool, ToolOutput};
 //! use serde_json::json;
 //!
-//! #[derive(serde::Deserialize, schemars::JsonSchema)]
+//! // schemars comes with the SDK: derive through its re-export, naming the path.
+//! #[derive(serde::Deserialize, claude_conduit::schemars::JsonSchema)]
+//! #[schemars(crate = "claude_conduit::schemars")]
 //! struct Add {
 //!     /// First addend.
 //!     a: f64,
@@ -71,11 +74,6 @@ mod tool;
 pub use config::{McpServerConfig, mcp_config_json, sdk_servers};
 pub use server::{SdkMcpServer, SdkMcpServerBuilder};
 pub use tool::{SdkTool, ToolAnnotations, ToolContent, ToolError, ToolOutput};
-
-/// The `schemars` version `SdkTool::typed` expects, for `#[derive(JsonSchema)]` without a
-/// direct dependency (`#[schemars(crate = "claude_conduit::mcp::schemars")]`).
-#[cfg(feature = "mcp")]
-pub use schemars;
 
 /// Answers an `mcp_message` control request (its `body`: `server_name` and `message`) with
 /// `{"mcp_response": …}` from the named server.

@@ -314,7 +314,7 @@ async fn failing_tool_is_an_error_result_not_a_protocol_error() {
     let tool = SdkTool::new(
         "fail",
         "Always fails",
-        json!({"type": "object"}),
+        json!({"type": "object", "properties": {}}),
         |_| async { Err::<ToolOutput, _>(ToolError::new("disk full")) },
     );
     let server = SdkMcpServer::builder("s").tool(tool).build();
@@ -331,7 +331,7 @@ async fn failing_tool_is_an_error_result_not_a_protocol_error() {
 
 #[tokio::test]
 async fn panicking_tool_is_caught() {
-    let tool = SdkTool::new("boom", "Panics", json!({"type": "object"}), |_| async {
+    let tool = SdkTool::new("boom", "Panics", json!({}), |_| async {
         if true {
             panic!("kaboom {}", 42);
         }
@@ -406,9 +406,12 @@ async fn output_flagged_as_error() {
 
 #[tokio::test]
 async fn tools_list_carries_annotations_and_meta() {
-    let tool = SdkTool::new("read", "Reads", json!({"type": "object"}), |_| async {
-        Ok(ToolOutput::text(""))
-    })
+    let tool = SdkTool::new(
+        "read",
+        "Reads",
+        json!({"type": "object", "properties": {}}),
+        |_| async { Ok(ToolOutput::text("")) },
+    )
     .annotations(
         ToolAnnotations::new()
             .read_only(true)
@@ -426,7 +429,7 @@ async fn tools_list_carries_annotations_and_meta() {
         &json!({"tools": [{
             "name": "read",
             "description": "Reads",
-            "inputSchema": {"type": "object"},
+            "inputSchema": {"type": "object", "properties": {}},
             "annotations": {
                 "readOnlyHint": true,
                 "destructiveHint": false,
@@ -457,6 +460,80 @@ fn builder_names_and_replaces_tools() {
     assert_eq!(server.config_entry(), json!({"type": "sdk", "name": "srv"}));
     let clone = server.clone();
     assert_eq!(clone.tools().len(), 2);
+}
+
+#[test]
+fn python_shorthand_becomes_an_object_schema_with_every_property_required() {
+    let tool = SdkTool::new(
+        "t",
+        "d",
+        json!({"a": "number", "n": "int", "s": "str", "tags": "list",
+               "why": {"type": "string", "description": "the reason"}}),
+        |_| async { Ok(ToolOutput::text("")) },
+    );
+    assert_eq!(
+        Value::Object(tool.input_schema().clone()),
+        json!({
+            "type": "object",
+            "properties": {
+                "a": {"type": "number"},
+                "n": {"type": "integer"},
+                "s": {"type": "string"},
+                "tags": {"type": "array"},
+                "why": {"type": "string", "description": "the reason"},
+            },
+            "required": ["a", "n", "s", "tags", "why"],
+        })
+    );
+}
+
+#[test]
+fn an_object_with_type_and_properties_is_a_full_schema_used_as_given() {
+    let full = json!({"type": "object", "properties": {"a": {"type": "number"}}, "required": []});
+    let tool = SdkTool::new("t", "d", full.clone(), |_| async {
+        Ok(ToolOutput::text(""))
+    });
+    assert_eq!(Value::Object(tool.input_schema().clone()), full);
+    // `type` alone is not a full schema: it is the shorthand for one property named `type`.
+    let tool = SdkTool::new("t", "d", json!({"type": "string"}), |_| async {
+        Ok(ToolOutput::text(""))
+    });
+    assert_eq!(
+        tool.input_schema()["properties"]["type"],
+        json!({"type": "string"})
+    );
+    let none = SdkTool::new("t", "d", json!({}), |_| async { Ok(ToolOutput::text("")) });
+    assert_eq!(
+        Value::Object(none.input_schema().clone()),
+        json!({"type": "object", "properties": {}})
+    );
+}
+
+#[tokio::test]
+async fn shorthand_arguments_are_checked_before_the_handler_runs() {
+    let add = SdkTool::new(
+        "add",
+        "Add two numbers",
+        json!({"a": "number", "b": "number"}),
+        |args: Value| async move {
+            let sum = args["a"].as_f64().unwrap_or(0.0) + args["b"].as_f64().unwrap_or(0.0);
+            Ok(ToolOutput::text(sum.to_string()))
+        },
+    );
+    assert_eq!(
+        add.call(json!({"a": 1, "b": 2.5})).await,
+        Ok(ToolOutput::text("3.5"))
+    );
+    let bad = add.call(json!({"a": "1", "b": 2})).await;
+    assert_eq!(
+        bad.map_err(|e| e.message().to_owned()),
+        Err("invalid arguments: property `a` should be number, got a string".to_owned())
+    );
+    let missing = add.call(json!({"a": 1})).await;
+    assert_eq!(
+        missing.map_err(|e| e.message().to_owned()),
+        Err("invalid arguments: missing required property `b`".to_owned())
+    );
 }
 
 #[test]
@@ -687,8 +764,8 @@ async fn tool_call_directly() {
 }
 
 /// The re-exported `schemars` works for derives without a direct dependency.
-#[derive(serde::Deserialize, crate::mcp::schemars::JsonSchema)]
-#[schemars(crate = "crate::mcp::schemars")]
+#[derive(serde::Deserialize, crate::schemars::JsonSchema)]
+#[schemars(crate = "crate::schemars")]
 struct ViaReexport {
     #[allow(dead_code)]
     n: u8,

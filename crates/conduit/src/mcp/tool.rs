@@ -254,12 +254,40 @@ impl fmt::Debug for SdkTool {
 impl SdkTool {
     /// A tool taking raw JSON arguments.
     ///
-    /// `input_schema` is the JSON Schema of the arguments (an object schema, such as
-    /// `{"type":"object","properties":{"a":{"type":"number"}},"required":["a"]}`; anything
-    /// else is replaced by an empty object schema). Before the handler runs, the arguments are
-    /// checked against its top level: they must be an object, every `required` property must be
-    /// present and top-level properties must have their declared primitive `type`. A failed
-    /// check becomes an error result starting with `invalid arguments:`.
+    /// `input_schema` is either
+    /// * a **full JSON Schema** of the arguments: a JSON object with both a `type` and a
+    ///   `properties` key, such as
+    ///   `{"type":"object","properties":{"a":{"type":"number"}},"required":["a"]}`, used as
+    ///   given; or
+    /// * the Python SDK's **shorthand**, any other JSON object: property name → type, such as
+    ///   `{"a": "number", "b": "number"}`. Each property becomes required; a type is a JSON
+    ///   Schema type name (`string`, `number`, `integer`, `boolean`, `object`, `array`, `null`)
+    ///   or a Python name for one (`str`, `float`, `int`, `bool`, `dict`, `list`), and a value
+    ///   that is itself an object (`{"type":"string","description":"…"}`) is that property's
+    ///   schema. `{}` is a tool without arguments.
+    ///
+    /// Anything that is not a JSON object is replaced by an empty object schema (with a
+    /// warning). Before the handler runs, the arguments are checked against the schema's top
+    /// level: they must be an object, every `required` property must be present and top-level
+    /// properties must have their declared primitive `type`. A failed check becomes an error
+    /// result starting with `invalid arguments:`.
+    ///
+    /// ```
+    /// use claude_conduit::mcp::{SdkTool, ToolOutput};
+    /// use serde_json::{Value, json};
+    ///
+    /// let add = SdkTool::new(
+    ///     "add",
+    ///     "Add two numbers",
+    ///     json!({"a": "number", "b": "number"}),
+    ///     |args: Value| async move {
+    ///         let sum = args["a"].as_f64().unwrap_or(0.0) + args["b"].as_f64().unwrap_or(0.0);
+    ///         Ok(ToolOutput::text(sum.to_string()))
+    ///     },
+    /// );
+    /// assert_eq!(add.input_schema()["properties"]["a"], json!({"type": "number"}));
+    /// assert_eq!(add.input_schema()["required"], json!(["a", "b"]));
+    /// ```
     pub fn new<F, Fut>(
         name: impl Into<String>,
         description: impl Into<String>,
@@ -272,7 +300,8 @@ impl SdkTool {
     {
         let name = name.into();
         let schema = match input_schema {
-            Value::Object(map) => map,
+            Value::Object(map) if map.contains_key("type") && map.contains_key("properties") => map,
+            Value::Object(shorthand) => schema_from_shorthand(shorthand),
             other => {
                 tracing::warn!(
                     tool = %name,
@@ -430,6 +459,42 @@ fn empty_object_schema() -> Map<String, Value> {
     let mut schema = Map::new();
     schema.insert("type".into(), Value::String("object".into()));
     schema.insert("properties".into(), Value::Object(Map::new()));
+    schema
+}
+
+/// The object schema the Python SDK's `{name: type}` shorthand stands for: every property
+/// required, Python type names mapped to JSON Schema ones, object values used as given.
+fn schema_from_shorthand(shorthand: Map<String, Value>) -> Map<String, Value> {
+    let mut schema = empty_object_schema();
+    let required: Vec<Value> = shorthand.keys().cloned().map(Value::String).collect();
+    let properties: Map<String, Value> = shorthand
+        .into_iter()
+        .map(|(key, ty)| {
+            let property = match ty {
+                Value::String(name) => {
+                    let json_name = match name.as_str() {
+                        "str" => "string",
+                        "float" => "number",
+                        "int" => "integer",
+                        "bool" => "boolean",
+                        "dict" => "object",
+                        "list" => "array",
+                        "None" => "null",
+                        other => other,
+                    };
+                    serde_json::json!({ "type": json_name })
+                }
+                Value::Object(map) => Value::Object(map),
+                // `null`, numbers, arrays: no constraint on this property.
+                _ => Value::Object(Map::new()),
+            };
+            (key, property)
+        })
+        .collect();
+    schema.insert("properties".into(), Value::Object(properties));
+    if !required.is_empty() {
+        schema.insert("required".into(), Value::Array(required));
+    }
     schema
 }
 

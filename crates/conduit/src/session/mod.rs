@@ -184,6 +184,29 @@ impl Client {
         self.send_message(UserInput::new(content)).await
     }
 
+    /// Send a user message: the same as [`send`](Self::send), under the name the Python SDK
+    /// (`ClaudeSDKClient.query`) gives it. Read the answer with
+    /// [`receive_response`](Self::receive_response).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> claude_conduit::Result<()> {
+    /// use claude_conduit::{Client, Options};
+    /// use futures::StreamExt;
+    ///
+    /// let client = Client::connect(Options::default()).await?;
+    /// client.query("What is 2 + 2?").await?; // = client.send(…)
+    /// let mut replies = client.receive_response();
+    /// while let Some(msg) = replies.next().await {
+    ///     if let Some(a) = msg?.as_assistant() {
+    ///         print!("{}", a.text());
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn query(&self, content: impl Into<UserContent>) -> Result<()> {
+        self.send(content).await
+    }
+
     /// Send a fully specified user message.
     pub async fn send_message(&self, message: UserInput) -> Result<()> {
         self.engine.send_user(message.encode()).await
@@ -565,4 +588,34 @@ fn run_query(
             }
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use crate::transport::MemoryTransport;
+
+    /// `Client::query` is `send` under the Python SDK's name: the same user frame reaches the CLI.
+    #[tokio::test]
+    async fn query_sends_the_same_user_frame_as_send() {
+        let (transport, mut peer) = MemoryTransport::pair(16);
+        let connecting = tokio::spawn(Client::connect_with(transport, Options::default()));
+        let init = peer.recv_json().await.expect("initialize");
+        assert_eq!(init["request"]["subtype"], "initialize");
+        peer.send_json(&json!({"type": "control_response", "response": {
+            "subtype": "success", "request_id": init["request_id"], "response": {}}}))
+            .await
+            .expect("reply");
+        let client = connecting.await.expect("join").expect("connect");
+        client.send("via send").await.expect("send");
+        client.query("via query").await.expect("query");
+        let sent = peer.recv_json().await.expect("first user frame");
+        let queried = peer.recv_json().await.expect("second user frame");
+        assert_eq!(sent["type"], "user");
+        assert_eq!(queried["type"], "user");
+        assert_eq!(sent["message"]["content"], "via send");
+        assert_eq!(queried["message"]["content"], "via query");
+        drop(client);
+    }
 }

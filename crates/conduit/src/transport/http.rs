@@ -60,6 +60,13 @@ use crate::codec::DEFAULT_MAX_FRAME_BYTES;
 use crate::error::{Error, Result};
 
 pub use super::relay::{ACK_EVERY, MAX_RECONNECTS};
+
+/// A transport error that keeps `e` as its source (so the cause chain — connection refused, a
+/// TLS alert, … — reaches the user, not only reqwest's top line).
+fn with_source(context: &'static str, e: reqwest::Error) -> Error {
+    Error::transport(context, std::io::Error::other(e))
+}
+
 /// The header that numbers the first frame of a `POST …/frames` body.
 pub const SEQ_HEADER: &str = "conduit-seq";
 /// How long a fresh event stream may take to say hello.
@@ -253,7 +260,7 @@ impl HttpTransport {
             .get(format!("{base}/health"))
             .send()
             .await
-            .map_err(|e| transport_error("checking the gateway's health", e))?;
+            .map_err(|e| with_source("checking the gateway's health", e))?;
         if health.status() != StatusCode::OK {
             let status = health.status();
             return Err(transport_error(
@@ -270,12 +277,12 @@ impl HttpTransport {
             .body(body)
             .send()
             .await
-            .map_err(|e| transport_error("creating a session", e))?;
+            .map_err(|e| with_source("creating a session", e))?;
         let status = resp.status();
         let reply = resp
             .bytes()
             .await
-            .map_err(|e| transport_error("reading the POST /v1/sessions reply", e))?;
+            .map_err(|e| with_source("reading the POST /v1/sessions reply", e))?;
         if !status.is_success() {
             return Err(transport_error(
                 "creating a session",
@@ -349,7 +356,7 @@ impl Shared {
         let resp = req
             .send()
             .await
-            .map_err(|e| OpenError::Transient(transport_error("opening the event stream", e)))?;
+            .map_err(|e| OpenError::Transient(with_source("opening the event stream", e)))?;
         let status = resp.status();
         if !status.is_success() {
             let e = transport_error(
@@ -419,12 +426,12 @@ impl Shared {
             .body(body)
             .send()
             .await
-            .map_err(|e| transport_error("posting frames", e))?;
+            .map_err(|e| with_source("posting frames", e))?;
         let status = resp.status();
         let reply = resp
             .bytes()
             .await
-            .map_err(|e| transport_error("reading the POST …/frames reply", e))?;
+            .map_err(|e| with_source("reading the POST …/frames reply", e))?;
         let v: Value = serde_json::from_slice(&reply).unwrap_or(Value::Null);
         let in_seq = v["in_seq"].as_u64();
         Ok(match status {
@@ -467,7 +474,7 @@ impl Shared {
         if let Some(b) = body {
             req = req.header(CONTENT_TYPE, "application/json").body(b);
         }
-        let resp = req.send().await.map_err(|e| transport_error(context, e))?;
+        let resp = req.send().await.map_err(|e| with_source(context, e))?;
         let status = resp.status();
         if status.is_success() || status == StatusCode::NOT_FOUND || status == StatusCode::GONE {
             return Ok(());

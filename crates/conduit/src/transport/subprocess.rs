@@ -718,7 +718,15 @@ pub fn cli_candidates(explicit: Option<&Path>) -> Vec<PathBuf> {
             out.push(home.join(rel));
         }
     }
-    out
+    unique(out)
+}
+
+/// Each place once (PATH often names a directory twice, or one of the usual places), in the
+/// order of its first mention.
+fn unique(mut paths: Vec<PathBuf>) -> Vec<PathBuf> {
+    let mut seen = std::collections::HashSet::new();
+    paths.retain(|p| seen.insert(p.clone()));
+    paths
 }
 
 /// The directory the project's install script puts the pinned CLI in:
@@ -738,7 +746,24 @@ pub fn pinned_cli_dir() -> Option<PathBuf> {
 
 /// Find the `claude` executable: the explicit path if given, else `CONDUIT_CLAUDE_CLI`, the
 /// pinned copy in the cache, `PATH`, and well-known install locations.
+///
+/// An explicit path that exists but cannot be run (not a file, or no execute permission) is an
+/// [`Error::Spawn`] with [`std::io::ErrorKind::PermissionDenied`] naming it, not "not found".
 pub fn find_cli(explicit: Option<&Path>) -> Result<PathBuf> {
+    if let Some(p) = explicit
+        && let Ok(meta) = std::fs::metadata(p)
+        && !is_executable(p)
+    {
+        let why = if meta.is_dir() {
+            "it is a directory"
+        } else {
+            "it is not executable"
+        };
+        return Err(Error::Spawn {
+            path: p.to_path_buf(),
+            source: std::io::Error::new(std::io::ErrorKind::PermissionDenied, why),
+        });
+    }
     let candidates = cli_candidates(explicit);
     for c in &candidates {
         if is_executable(c) {
@@ -770,6 +795,43 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn explicit_path_that_cannot_run_is_not_not_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("claude");
+        std::fs::write(&file, "not a program").unwrap();
+        for (path, why) in [
+            (file.as_path(), "it is not executable"),
+            (dir.path(), "it is a directory"),
+        ] {
+            match find_cli(Some(path)) {
+                Err(Error::Spawn { path: p, source }) => {
+                    assert_eq!(p, path);
+                    assert_eq!(source.kind(), std::io::ErrorKind::PermissionDenied);
+                    assert_eq!(source.to_string(), why);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn candidates_are_listed_once_each() {
+        let p = |s: &str| PathBuf::from(s);
+        assert_eq!(
+            unique(vec![
+                p("/a/claude"),
+                p("/b/claude"),
+                p("/a/claude"),
+                p("/c/claude")
+            ]),
+            vec![p("/a/claude"), p("/b/claude"), p("/c/claude")]
+        );
+        let all = cli_candidates(None);
+        let unique: std::collections::HashSet<_> = all.iter().collect();
+        assert_eq!(unique.len(), all.len(), "{all:?}");
     }
 
     #[test]

@@ -279,8 +279,8 @@ impl WebSocketTransport {
         } else {
             tokio_tungstenite::connect_async_with_config(request, Some(config), true).await
         };
-        let (socket, _response) =
-            connected.map_err(|e| transport_error("connecting the WebSocket", e))?;
+        let (socket, _response) = connected
+            .map_err(|e| Error::transport("connecting the WebSocket", std::io::Error::other(e)))?;
         Ok(socket)
     }
 }
