@@ -525,3 +525,46 @@ fn one_line(v: &serde_json::Value) -> String {
         s
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use claude_conduit::message::ResultMessage;
+
+    fn result(v: serde_json::Value) -> ResultMessage {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn failure_summaries_say_what_failed_never_the_bare_subtype() {
+        let cases = [
+            (
+                serde_json::json!({"subtype": "success", "is_error": true,
+                    "result": "Not logged in · Please run /login"}),
+                "not logged in: set ANTHROPIC_API_KEY or run claude /login",
+            ),
+            (
+                serde_json::json!({"subtype": "success", "is_error": true,
+                    "api_error_status": 401, "result": "Invalid API key"}),
+                "the API refused the credentials (401): check ANTHROPIC_API_KEY, or run claude /login",
+            ),
+            (
+                serde_json::json!({"subtype": "success", "is_error": true, "api_error_status": 529}),
+                "the API answered with status 529",
+            ),
+            (
+                serde_json::json!({"subtype": "error_max_turns", "is_error": true}),
+                "the turn limit was reached (--max-turns)",
+            ),
+            (
+                serde_json::json!({"subtype": "success", "is_error": true}),
+                "the API call failed",
+            ),
+        ];
+        for (r, expected) in cases {
+            let summary = failure_summary(&result(r));
+            assert_eq!(summary, expected);
+            assert!(!summary.contains("success"), "{summary}");
+        }
+    }
+}
