@@ -13,9 +13,10 @@ use std::time::Duration;
 
 use crate::{Backend, RealCli, collect, types};
 use claude_conduit::hooks::{HookEvent, HookInput, HookMatcher, HookOutput};
-use claude_conduit::mcp::{SdkMcpServer, SdkTool, ToolError, ToolOutput, schemars};
+use claude_conduit::mcp::{SdkMcpServer, SdkTool, ToolError, ToolOutput};
 use claude_conduit::message::ResultMessage;
 use claude_conduit::permission::{PermissionDecision, PermissionRequest};
+use claude_conduit::schemars;
 use claude_conduit::{Client, Error, Message, query};
 use claude_conduit_testkit::Turn;
 use claude_conduit_testkit::fake_model::LoggedRequest;
@@ -886,7 +887,7 @@ pub async fn interrupt_while_a_pre_tool_use_hook_is_pending_cancels_and_drops_it
 // ---------------------------------------------------------------------------------------------
 
 #[derive(serde::Deserialize, schemars::JsonSchema)]
-#[schemars(crate = "claude_conduit::mcp::schemars")]
+#[schemars(crate = "claude_conduit::schemars")]
 struct AddArgs {
     /// First addend.
     a: i64,
