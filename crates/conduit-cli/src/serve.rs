@@ -323,7 +323,7 @@ fn raise_nofile(max_connections: usize) {
 fn check_token_file(path: &std::path::Path) -> Result<(), String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read the token file {}: {e}", path.display()))?;
-    if Tokens::from_lines(&text).is_empty() {
+    if matches!(Tokens::from_lines(&text), Ok(t) if t.is_empty()) {
         return Err(format!(
             "the token file {} holds no token (one per line; blank lines and `#` comments are \
              skipped)",
