@@ -63,7 +63,7 @@
 //!
 //! Frames are binary so that a frame that is not valid JSON (or UTF-8) still passes verbatim; the
 //! SDK's codec reports it, not the gateway. Resume with `?after=N`: frames with `seq > N` are
-//! replayed, then the stream goes live; `N` counts as an ack. Close codes: 4404 unknown session,
+//! replayed, then the stream goes live; `N` counts as an ack. An unknown session (or another token's) is an HTTP 404 at the handshake. Close codes:
 //! 4409 replaced by a newer connection, 4410 `after` older than the replay ring holds, 4400 bad
 //! `after` or a gap in client frame numbers, 1001 gateway shutting down, 1009 a message larger
 //! than the frame limit plus [`server::WS_MARGIN`] (refused from its frame header, before its
@@ -84,9 +84,8 @@ mod auth_log;
 pub mod config;
 pub mod control_policy;
 pub mod dirs;
-pub mod grpc;
+pub mod front;
 pub(crate) mod grpc_gate;
-pub mod http;
 pub mod policy;
 pub mod server;
 pub(crate) mod serving;
@@ -95,17 +94,20 @@ pub mod tenancy;
 pub mod tls;
 
 pub use config::GatewayConfig;
+pub use front::{grpc, http};
 pub use server::{Gateway, serve};
 pub use session::{SessionInfo, SessionManager};
 
-/// Close code: the session does not exist.
-pub const CLOSE_UNKNOWN_SESSION: u16 = 4404;
+use claude_conduit::transport::relay::wire::close;
+/// Close code: the session does not exist (reserved: an unknown session is an HTTP 404 at the
+/// handshake).
+pub const CLOSE_UNKNOWN_SESSION: u16 = close::UNKNOWN_SESSION;
 /// Close code: a newer connection took the session over.
-pub const CLOSE_REPLACED: u16 = 4409;
+pub const CLOSE_REPLACED: u16 = close::REPLACED;
 /// Close code: `after` is older than the replay ring holds.
-pub const CLOSE_REPLAY_TOO_OLD: u16 = 4410;
-/// Close code: `after` is ahead of the stream.
-pub const CLOSE_BAD_RESUME: u16 = 4400;
+pub const CLOSE_REPLAY_TOO_OLD: u16 = close::REPLAY_TOO_OLD;
+/// Close code: `after` is ahead of the stream, or a client frame number skipped ahead.
+pub const CLOSE_BAD_RESUME: u16 = close::BAD_RESUME;
 
 /// What can go wrong in the gateway.
 #[derive(Debug, thiserror::Error)]

@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use claude_conduit::transport::relay::wire::{ErrorInfo, is_json_object, kind};
 use claude_conduit::transport::{FrameReceiver, FrameSender, Termination, Transport};
 use futures::FutureExt;
 use serde::{Deserialize, Serialize};
@@ -41,8 +42,9 @@ const PUMP_BATCH: usize = 64;
 const ANSWER_SLACK: usize = 64;
 
 /// Clients ack at least every this many frames (the replay ring is never smaller than
-/// [`MIN_REPLAY_FRAMES`](crate::config::MIN_REPLAY_FRAMES)).
-pub const ACK_EVERY: u64 = 16;
+/// [`MIN_REPLAY_FRAMES`](crate::config::MIN_REPLAY_FRAMES)). Defined once, in the wire types
+/// the SDK's clients share.
+pub use claude_conduit::transport::relay::wire::ACK_EVERY;
 
 pub use claude_conduit::remote::SessionRequest;
 
@@ -69,26 +71,8 @@ pub struct SessionInfo {
     pub exit_code: Option<i32>,
 }
 
-/// The client-visible end of a session: how the CLI ended.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct EndInfo {
-    /// Exit code.
-    pub code: Option<i32>,
-    /// Signal.
-    pub signal: Option<i32>,
-    /// The tail of the CLI's stderr.
-    pub stderr_tail: String,
-}
-
-impl From<&Termination> for EndInfo {
-    fn from(t: &Termination) -> Self {
-        Self {
-            code: t.code,
-            signal: t.signal,
-            stderr_tail: t.stderr_tail.clone(),
-        }
-    }
-}
+/// The client-visible end of a session: how the CLI ended (the wire's `end`).
+pub type EndInfo = claude_conduit::transport::relay::wire::End;
 
 /// What a client hands [`Session::to_cli`].
 #[derive(Debug)]
@@ -134,6 +118,15 @@ pub(crate) enum InputError {
         /// The frame's sequence number, if it had one.
         seq: Option<u64>,
     },
+    /// The frame is not one JSON object (what the CLI reads as a line of input). It was numbered
+    /// (its `seq` counts as accepted) and dropped, never forwarded; the client is told.
+    #[error("{reason}")]
+    BadFrame {
+        /// Why.
+        reason: String,
+        /// The frame's sequence number, if it had one.
+        seq: Option<u64>,
+    },
     /// A numbered frame skipped ahead: frames in between are missing.
     #[error("frame {got} arrived but {expected} was expected")]
     Gap {
@@ -142,6 +135,37 @@ pub(crate) enum InputError {
         /// What arrived.
         got: u64,
     },
+}
+
+impl InputError {
+    /// The refusal as the wire carries it (`{"error":{"kind",…}}`, gRPC `Refused`).
+    pub(crate) fn info(&self) -> ErrorInfo {
+        match self {
+            Self::TooLarge { limit, size, seq } => ErrorInfo::too_large(*limit, *size, *seq),
+            Self::BadFrame { seq, .. } => ErrorInfo {
+                seq: *seq,
+                ..ErrorInfo::new(kind::BAD_FRAME, self)
+            },
+            Self::Policy { seq, .. } => ErrorInfo {
+                seq: *seq,
+                ..ErrorInfo::new(kind::POLICY, self)
+            },
+            Self::Gap { expected, got } => ErrorInfo {
+                expected: Some(*expected),
+                got: Some(*got),
+                ..ErrorInfo::new(kind::GAP, self)
+            },
+            Self::Closed => ErrorInfo::new(kind::CLOSED, self),
+        }
+    }
+
+    /// Whether only the one frame was refused and the session goes on.
+    pub(crate) fn is_per_frame(&self) -> bool {
+        matches!(
+            self,
+            Self::TooLarge { .. } | Self::BadFrame { .. } | Self::Policy { .. }
+        )
+    }
 }
 
 /// What [`Session::attach`] tells a client.
@@ -233,6 +257,8 @@ struct State {
     /// The highest client frame sequence number accepted.
     in_seq: u64,
     rate: Option<RateLimiter>,
+    /// The CLI is being closed because the gateway shuts down.
+    shutting_down: bool,
 }
 
 impl State {
@@ -308,6 +334,9 @@ impl ReplayBudget {
 pub(crate) enum Outbound {
     Frames(Vec<(u64, Bytes)>),
     End(EndInfo),
+    /// The gateway is shutting down (after every frame was sent): the client should reconnect
+    /// later, to this gateway or another (WebSocket 1001, gRPC `UNAVAILABLE`).
+    ShuttingDown,
     Replaced,
     Dropped,
     Wait,
@@ -429,6 +458,7 @@ impl Session {
             return Outbound::Frames(frames);
         }
         match &st.end {
+            Some(_) if st.shutting_down => Outbound::ShuttingDown,
             Some(t) => Outbound::End(t.into()),
             None => Outbound::Wait,
         }
@@ -476,6 +506,16 @@ impl Session {
             return Err(InputError::TooLarge {
                 limit: self.max_frame,
                 size: frame.len(),
+                seq,
+            });
+        }
+        // The CLI ends the session on a line that is not a JSON object: never forward one.
+        if !is_json_object(&frame) {
+            if let Some(seq) = seq {
+                self.lock().in_seq = seq;
+            }
+            return Err(InputError::BadFrame {
+                reason: "a frame must be one JSON object".into(),
                 seq,
             });
         }
@@ -834,6 +874,7 @@ impl SessionManager {
                 detached_since: Some(Instant::now()),
                 last_activity: Instant::now(),
                 in_seq: 0,
+                shutting_down: false,
                 rate: config
                     .frame_rate
                     .map(|(rate, burst)| RateLimiter::new(rate, burst, Instant::now())),
@@ -973,6 +1014,9 @@ impl SessionManager {
     pub async fn shutdown(&self) {
         self.inner.shutting_down.store(true, Ordering::Relaxed);
         let all: Vec<_> = self.sessions().drain().map(|(_, s)| s).collect();
+        for s in &all {
+            s.lock().shutting_down = true;
+        }
         let grace = self.inner.config.close_grace;
         futures::future::join_all(all.iter().map(|s| s.close(grace))).await;
     }

@@ -50,7 +50,8 @@ async fn refusals_are_400_naming_the_flag() {
     ] {
         let (status, reply) = create(gw.addr, &body).await;
         assert_eq!(status, 400, "{body}: {reply}");
-        let msg = reply["error"].as_str().unwrap_or_default();
+        assert_eq!(reply["error"]["kind"], "refused", "{body}: {reply}");
+        let msg = reply["error"]["message"].as_str().unwrap_or_default();
         assert!(msg.contains(needle), "{body}: {msg}");
     }
     // Allowed flags start a session.

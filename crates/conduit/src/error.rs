@@ -102,6 +102,26 @@ pub enum Error {
     #[error("the session is closed")]
     Closed,
 
+    /// The gateway (`conduit serve`) refused or ended something, with a machine-readable kind.
+    /// [`GatewayErrorKind::is_frame_error`] kinds concern one frame only: the stream goes on.
+    #[error("gateway: {kind}{}: {message}", status_desc(status))]
+    Gateway {
+        /// What went wrong.
+        kind: GatewayErrorKind,
+        /// The HTTP status, WebSocket close code or gRPC status code that carried it.
+        status: Option<GatewayStatus>,
+        /// The gateway's (or the connection's) words.
+        message: String,
+        /// The underlying failure, when there is one (a connection error, a TLS error, …).
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    },
+
+    /// The operation needs a cargo feature of `claude-conduit` this build does not have
+    /// (`websocket`, `http`, `grpc`, `tls`).
+    #[error("this needs the `{0}` cargo feature of claude-conduit (this build has none)")]
+    FeatureDisabled(&'static str),
+
     /// A transport-level I/O failure.
     #[error("transport error ({context}): {source}")]
     Transport {
@@ -156,12 +176,148 @@ impl Error {
         Error::Transport { context, source }
     }
 
+    /// A [`Error::Gateway`] of `kind` with `message`, carried by `status`.
+    pub fn gateway(
+        kind: GatewayErrorKind,
+        status: Option<GatewayStatus>,
+        message: impl std::fmt::Display,
+    ) -> Self {
+        Error::Gateway {
+            kind,
+            status,
+            message: message.to_string(),
+            source: None,
+        }
+    }
+
+    /// A [`Error::Gateway`] keeping `source` as its cause.
+    pub fn gateway_caused(
+        kind: GatewayErrorKind,
+        status: Option<GatewayStatus>,
+        message: impl std::fmt::Display,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Error::Gateway {
+            kind,
+            status,
+            message: message.to_string(),
+            source: Some(Box::new(source)),
+        }
+    }
+
+    /// The kind of a [`Error::Gateway`], `None` for other errors.
+    pub fn gateway_kind(&self) -> Option<GatewayErrorKind> {
+        match self {
+            Error::Gateway { kind, .. } => Some(*kind),
+            _ => None,
+        }
+    }
+
     /// True for errors that concern one frame only: the stream goes on after them.
     pub fn is_frame_error(&self) -> bool {
-        matches!(
-            self,
-            Error::FrameTooLarge { .. } | Error::Decode { .. } | Error::InvalidFrame { .. }
-        )
+        match self {
+            Error::FrameTooLarge { .. } | Error::Decode { .. } | Error::InvalidFrame { .. } => true,
+            Error::Gateway { kind, .. } => kind.is_frame_error(),
+            _ => false,
+        }
+    }
+}
+
+/// What a gateway said went wrong ([`Error::Gateway`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum GatewayErrorKind {
+    /// Missing or invalid bearer token (HTTP 401, gRPC `UNAUTHENTICATED`).
+    Unauthorized,
+    /// No such session, or another token's (HTTP 404, gRPC `NOT_FOUND`, close 4404).
+    NotFound,
+    /// The resume point is older than the gateway's replay ring (close 4410, gRPC
+    /// `OUT_OF_RANGE`, HTTP 410): frames were lost for this client.
+    ReplayTooOld,
+    /// The resume point, or a client frame number, does not fit the session (close 4400).
+    BadResume,
+    /// A newer connection took the session over (close 4409, gRPC `ABORTED`).
+    Replaced,
+    /// The operator's policy refused a request or a frame (per frame: the stream goes on).
+    Refused,
+    /// A frame that is not a JSON object, or a malformed control message (per frame: the stream
+    /// goes on).
+    BadFrame,
+    /// A request the gateway could not take (bad options, bad body, message too big).
+    InvalidRequest,
+    /// Too many sessions for this token.
+    TooManySessions,
+    /// The gateway is shutting down, overloaded or unreachable, and reconnecting did not help.
+    Unavailable,
+    /// The gateway broke the protocol (a gap in sequence numbers, an unexpected message).
+    Protocol,
+    /// Anything else.
+    Other,
+}
+
+impl GatewayErrorKind {
+    /// The kind for a wire `kind` string (`transport::relay::wire::kind`).
+    pub fn from_wire(kind: &str) -> Self {
+        match kind {
+            "unauthorized" => Self::Unauthorized,
+            "not_found" => Self::NotFound,
+            "replay_too_old" => Self::ReplayTooOld,
+            "bad_resume" | "gap" => Self::BadResume,
+            "replaced" => Self::Replaced,
+            "refused" | "policy" => Self::Refused,
+            "bad_frame" => Self::BadFrame,
+            "bad_body" | "bad_request" | "frame_too_large" | "invalid_options" => {
+                Self::InvalidRequest
+            }
+            "too_many_sessions" => Self::TooManySessions,
+            "unavailable" | "closed" => Self::Unavailable,
+            _ => Self::Other,
+        }
+    }
+
+    /// True for kinds that concern one frame only.
+    pub fn is_frame_error(self) -> bool {
+        matches!(self, Self::Refused | Self::BadFrame)
+    }
+}
+
+impl std::fmt::Display for GatewayErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Unauthorized => "unauthorized",
+            Self::NotFound => "not found",
+            Self::ReplayTooOld => "replay too old",
+            Self::BadResume => "bad resume",
+            Self::Replaced => "replaced",
+            Self::Refused => "refused",
+            Self::BadFrame => "bad frame",
+            Self::InvalidRequest => "invalid request",
+            Self::TooManySessions => "too many sessions",
+            Self::Unavailable => "unavailable",
+            Self::Protocol => "protocol error",
+            Self::Other => "error",
+        })
+    }
+}
+
+/// What carried a gateway error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum GatewayStatus {
+    /// An HTTP status code.
+    Http(u16),
+    /// A WebSocket close code.
+    Close(u16),
+    /// A gRPC status code (`tonic::Code as i32`).
+    Grpc(i32),
+}
+
+fn status_desc(status: &Option<GatewayStatus>) -> String {
+    match status {
+        None => String::new(),
+        Some(GatewayStatus::Http(s)) => format!(" (HTTP {s})"),
+        Some(GatewayStatus::Close(c)) => format!(" (close code {c})"),
+        Some(GatewayStatus::Grpc(c)) => format!(" (gRPC status {c})"),
     }
 }
 

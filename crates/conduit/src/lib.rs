@@ -16,7 +16,7 @@ pub mod codec;
 pub mod error;
 pub mod message;
 
-pub use error::{Error, Result};
+pub use error::{Error, GatewayErrorKind, GatewayStatus, Result};
 pub use message::{Message, MessageKind};
 pub mod options;
 pub mod transport;

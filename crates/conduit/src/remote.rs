@@ -265,10 +265,8 @@ pub(crate) async fn connect(remote: Remote, options: Options) -> Result<crate::C
 }
 
 #[cfg(not(all(feature = "websocket", feature = "http", feature = "grpc")))]
-fn missing_feature(name: &str) -> Error {
-    Error::InvalidOptions(format!(
-        "this build of claude-conduit has no `{name}` transport (enable the cargo feature `{name}`)"
-    ))
+fn missing_feature(name: &'static str) -> Error {
+    Error::FeatureDisabled(name)
 }
 
 #[cfg(test)]

@@ -13,33 +13,27 @@
 //! reconnects), acks with `Ack{seq}` every [`ACK_EVERY`] frames, and keeps the frames it sent
 //! until the gateway acks them (`InAck{seq}`, and `in_seq` in every hello).
 //!
-//! One driver task owns the stream; the two halves talk to it through bounded channels, so
-//! backpressure reaches HTTP/2 flow control. When the stream ends without an `End` (status
-//! `UNAVAILABLE`, a reset, a dropped connection), the driver opens a new stream (tonic's channel
-//! reconnects the HTTP/2 connection if need be) up to [`MAX_RECONNECTS`] times (backoff
-//! 100 ms·2^k, ±50 % jitter) with `after = <last seq>`; the gateway replays exactly the frames
-//! after it, and frames already seen are skipped by sequence number, so the stream arrives in
-//! order, each frame once. The other way, after each hello the driver resends the frames the
-//! gateway had not accepted yet (`seq > in_seq`), and then an end of input or close it had asked
-//! for (both idempotent on the gateway). Statuses after which retrying cannot help
-//! (`NOT_FOUND`, `OUT_OF_RANGE`, `ABORTED`, `UNAUTHENTICATED`, …) end the stream with an error.
-//! Every reconnect counts in [`TransportMetrics`].
+//! Sequencing, acks, resends and reconnects are the relay core's (`transport::relay`): this
+//! module only encodes and decodes. When the stream ends without an `End` (status
+//! `UNAVAILABLE`, a reset, a dropped connection) the driver opens a new stream (tonic's channel
+//! reconnects the HTTP/2 connection if need be) per its
+//! [`ReconnectPolicy`](super::relay::ReconnectPolicy) with `after = <last seq>`, and resends
+//! what the gateway had not accepted, then an end of input or close asked for before. Statuses
+//! after which retrying cannot help (`NOT_FOUND`, `OUT_OF_RANGE`, `ABORTED`, `UNAUTHENTICATED`,
+//! …) end the stream with an [`Error::Gateway`].
 //!
 //! A frame larger than the gateway's limit (`max_frame_bytes` in the hello; until then this
-//! transport's own) is refused by [`FrameSender::send`] with [`Error::FrameTooLarge`]; one the
+//! transport's own) is refused by [`FrameSender::send`](super::FrameSender::send) with [`Error::FrameTooLarge`]; one the
 //! gateway refuses anyway (`Refused`) arrives as a per-frame `Err` on the receiving half. The
 //! session goes on in both cases.
 //!
 //! `grpcs://` (HTTP/2 over TLS, ALPN `h2`) needs the `tls` cargo feature: tonic's channel runs
 //! over a tokio-rustls connection with the SDK's rustls config (`transport::tls`:
-//! webpki roots plus `CONDUIT_TLS_CA`). Without the feature it is an [`Error::InvalidOptions`].
+//! webpki roots plus `CONDUIT_TLS_CA`). Without the feature it is an [`Error::FeatureDisabled`].
 
-use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bytes::Bytes;
 use claude_conduit_proto::ConduitClient;
 use claude_conduit_proto::v1::{self, client_message, server_message};
 use tokio::sync::mpsc;
@@ -48,21 +42,18 @@ use tonic::metadata::{AsciiMetadataValue, MetadataValue};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Status, Streaming};
 
-use super::relay::{Event, backoff, transport_error};
-use super::{Connection, ConnectionInfo, FrameSender, Termination, Transport, TransportMetrics};
+use super::relay::wire::Hello;
+use super::relay::{Failure, Incoming, Outgoing, ReconnectPolicy, Wire, WireConn};
+use super::{Connection, Termination, Transport};
 use crate::codec::DEFAULT_MAX_FRAME_BYTES;
-use crate::error::{Error, Result};
+use crate::error::{Error, GatewayErrorKind, GatewayStatus, Result};
 
 pub use super::relay::{ACK_EVERY, MAX_RECONNECTS};
-/// How long a fresh stream may take to say hello.
-const HELLO_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long connecting to the gateway may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// HTTP/2 keepalive: ping this often, give up on the connection after the timeout.
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Room above the frame limit for the protobuf envelope.
-const MESSAGE_MARGIN: usize = 1 << 20;
 /// Messages buffered toward the gateway on one stream.
 const OUT_BUFFER: usize = 64;
 
@@ -104,19 +95,33 @@ impl std::fmt::Debug for GrpcTransport {
     }
 }
 
-/// A status from the gateway as an SDK error.
-fn status_error(context: &'static str, s: &Status) -> Error {
-    match s.code() {
-        Code::InvalidArgument => Error::InvalidOptions(s.message().to_owned()),
-        // A transport failure's status says only "transport error": add its causes.
-        code => match std::error::Error::source(s) {
-            Some(cause) => transport_error(
-                context,
-                format!("{code:?}: {}: {}", s.message(), error_chain(cause)),
-            ),
-            None => transport_error(context, format!("{code:?}: {}", s.message())),
-        },
+/// The kind of a gateway status.
+fn status_kind(code: Code) -> GatewayErrorKind {
+    match code {
+        Code::Unauthenticated | Code::PermissionDenied => GatewayErrorKind::Unauthorized,
+        Code::NotFound => GatewayErrorKind::NotFound,
+        Code::OutOfRange => GatewayErrorKind::ReplayTooOld,
+        Code::FailedPrecondition => GatewayErrorKind::BadResume,
+        Code::Aborted => GatewayErrorKind::Replaced,
+        Code::InvalidArgument => GatewayErrorKind::InvalidRequest,
+        Code::ResourceExhausted => GatewayErrorKind::TooManySessions,
+        Code::Unavailable | Code::Cancelled | Code::DeadlineExceeded => {
+            GatewayErrorKind::Unavailable
+        }
+        _ => GatewayErrorKind::Other,
     }
+}
+
+/// A status from the gateway as an SDK error (the status, with its causes, as the source).
+fn status_error(context: &'static str, s: Status) -> Error {
+    // `CreateSession` answers the operator's policy refusals with `INVALID_ARGUMENT`.
+    let kind = if s.code() == Code::InvalidArgument && context == "CreateSession" {
+        GatewayErrorKind::Refused
+    } else {
+        status_kind(s.code())
+    };
+    let message = format!("{context}: {}", s.message());
+    Error::gateway_caused(kind, Some(GatewayStatus::Grpc(s.code() as i32)), message, s)
 }
 
 /// `http://host:port` for `http://`, `grpc://` or a bare `host:port`; `https://host:port` for
@@ -129,10 +134,7 @@ fn http_endpoint(endpoint: &str) -> Result<String> {
             if scheme.eq_ignore_ascii_case("https") || scheme.eq_ignore_ascii_case("grpcs") =>
         {
             if !cfg!(feature = "tls") {
-                return Err(Error::InvalidOptions(format!(
-                    "{scheme}:// needs the `tls` cargo feature of claude-conduit (this build has \
-                     none)"
-                )));
+                return Err(Error::FeatureDisabled("tls"));
             }
             (rest, true)
         }
@@ -154,7 +156,7 @@ fn http_endpoint(endpoint: &str) -> Result<String> {
 }
 
 fn message_limit(max_frame: usize) -> usize {
-    max_frame.saturating_add(MESSAGE_MARGIN)
+    max_frame.saturating_add(super::relay::wire::ENVELOPE_MARGIN)
 }
 
 impl GrpcTransport {
@@ -252,13 +254,20 @@ async fn connect_channel(endpoint: &str) -> Result<Channel> {
         let connector = TlsConnector {
             config: Arc::new(config),
         };
-        return ep.connect_with_connector(connector).await.map_err(|e| {
-            transport_error("connecting to the gateway (gRPC over TLS)", error_chain(&e))
-        });
+        return ep
+            .connect_with_connector(connector)
+            .await
+            .map_err(|e| unreachable("connecting to the gateway (gRPC over TLS)", e));
     }
     ep.connect()
         .await
-        .map_err(|e| transport_error("connecting to the gateway (gRPC)", error_chain(&e)))
+        .map_err(|e| unreachable("connecting to the gateway (gRPC)", e))
+}
+
+/// The gateway could not be reached: the causes in the message, the error as the source.
+fn unreachable(context: &str, e: tonic::transport::Error) -> Error {
+    let message = format!("{context}: {}", error_chain(&e));
+    Error::gateway_caused(GatewayErrorKind::Unavailable, None, message, e)
 }
 
 /// tonic's connector for `grpcs://`: TCP to the URI's authority (port 443 if none), then TLS
@@ -353,15 +362,7 @@ async fn create(
         .create_session(authorized(message, &bearer(token)?))
         .await
         .map(tonic::Response::into_inner)
-        .map_err(|s| status_error("CreateSession", &s))
-}
-
-/// What the sending half asks the driver to do.
-#[derive(Debug)]
-enum Out {
-    Frame(Bytes),
-    EndInput,
-    Close,
+        .map_err(|s| status_error("CreateSession", s))
 }
 
 impl Transport for GrpcTransport {
@@ -369,58 +370,20 @@ impl Transport for GrpcTransport {
     type Receiver = GrpcReceiver;
 
     async fn connect(self) -> Result<Connection<GrpcSender, GrpcReceiver>> {
-        let started = Instant::now();
-        let client = self.client().await?;
-        let metrics = Arc::new(TransportMetrics::default());
-        let (out_tx, out_rx) = mpsc::channel(64);
-        let (ev_tx, ev_rx) = mpsc::channel(64);
-        let limit = Arc::new(AtomicUsize::new(self.max_frame));
-        let info = ConnectionInfo {
-            description: format!("grpc {} session {}", self.endpoint, self.session_id),
-            ..ConnectionInfo::default()
-        };
-        let mut driver = Driver {
+        let wire = GrpcWire {
             bearer: bearer(&self.token)?,
-            session_id: self.session_id,
-            client,
-            metrics: metrics.clone(),
-            out: out_rx,
-            events: ev_tx,
-            last_seq: 0,
-            acked: 0,
-            out_seq: 0,
-            unacked: VecDeque::new(),
-            limit: limit.clone(),
-            input_ended: false,
-            close_requested: false,
+            client: self.client().await?,
+            session_id: self.session_id.clone(),
         };
-        let stream = driver
-            .open()
-            .await
-            .map_err(|s| status_error("opening the gRPC session stream", &s))?;
-        metrics.set_connect_time(started.elapsed());
-        tokio::spawn(driver.run(stream));
-        Ok(Connection {
-            sender: GrpcSender {
-                tx: Some(out_tx),
-                metrics: metrics.clone(),
-                limit,
-            },
-            receiver: super::relay::GatewayReceiver::new(ev_rx),
-            metrics,
-            info,
-        })
+        let description = format!("grpc {} session {}", self.endpoint, self.session_id);
+        super::relay::connect(
+            wire,
+            self.max_frame,
+            ReconnectPolicy::default(),
+            description,
+        )
+        .await
     }
-}
-
-/// Why one stream's life ended.
-enum StreamEnd {
-    /// The session ended or the transport is no longer used: stop.
-    Done,
-    /// The stream dropped: open another.
-    Dropped(String),
-    /// Reconnecting cannot help.
-    Fatal(Error),
 }
 
 /// Statuses after which a new stream cannot help.
@@ -439,335 +402,117 @@ fn is_fatal(code: Code) -> bool {
     )
 }
 
-fn status_end(s: &Status) -> StreamEnd {
-    if is_fatal(s.code()) {
-        StreamEnd::Fatal(transport_error(
-            "the gateway ended the session stream",
-            format!("{:?}: {}", s.code(), s.message()),
-        ))
+fn status_failure(s: Status) -> Failure {
+    let fatal = is_fatal(s.code());
+    let e = status_error("the gateway ended the session stream", s);
+    if fatal {
+        Failure::Fatal(e)
     } else {
-        StreamEnd::Dropped(format!("{:?}: {}", s.code(), s.message()))
+        Failure::Transient(e)
     }
 }
 
-/// One open `Stream` call.
-struct Stream {
-    tx: mpsc::Sender<v1::ClientMessage>,
-    rx: Streaming<v1::ServerMessage>,
-}
-
-struct Driver {
-    session_id: String,
+/// The gRPC wire of one session: `Stream` calls on a shared channel.
+struct GrpcWire {
     bearer: AsciiMetadataValue,
     client: Client,
-    metrics: Arc<TransportMetrics>,
-    out: mpsc::Receiver<Out>,
-    events: mpsc::Sender<Event>,
-    /// The newest gateway frame seen.
-    last_seq: u64,
-    /// The newest gateway frame acked.
-    acked: u64,
-    /// The newest sequence number given to one of our frames.
-    out_seq: u64,
-    /// Our frames the gateway has not acknowledged yet, oldest first.
-    unacked: VecDeque<(u64, Bytes)>,
-    /// The frame-size limit the sending half enforces (the gateway's, once it said).
-    limit: Arc<AtomicUsize>,
-    /// End of input was asked for (resent after a reconnect; idempotent on the gateway).
-    input_ended: bool,
-    /// A close was asked for (resent after a reconnect; idempotent on the gateway).
-    close_requested: bool,
+    session_id: String,
+}
+
+/// One open `Stream` call.
+struct GrpcConn {
+    tx: mpsc::Sender<v1::ClientMessage>,
+    rx: Streaming<v1::ServerMessage>,
 }
 
 fn client_message(msg: client_message::Msg) -> v1::ClientMessage {
     v1::ClientMessage { msg: Some(msg) }
 }
 
-fn numbered(seq: u64, data: Bytes) -> v1::ClientMessage {
-    client_message(client_message::Msg::Frame(v1::Frame { seq, data }))
-}
+impl Wire for GrpcWire {
+    type Conn = GrpcConn;
 
-/// A permit to send on the stream, then the next thing the sending half wants sent.
-async fn next_out<'a>(
-    tx: &'a mpsc::Sender<v1::ClientMessage>,
-    out: &mut mpsc::Receiver<Out>,
-) -> Option<(mpsc::Permit<'a, v1::ClientMessage>, Option<Out>)> {
-    let permit = tx.reserve().await.ok()?;
-    Some((permit, out.recv().await))
-}
-
-impl Driver {
-    /// Open a `Stream` call that resumes after `last_seq`.
-    async fn open(&mut self) -> std::result::Result<Stream, Status> {
+    async fn open(&self, after: u64) -> Result<GrpcConn, Failure> {
         let (tx, rx) = mpsc::channel(OUT_BUFFER);
         let attach = client_message(client_message::Msg::Attach(v1::Attach {
             session_id: self.session_id.clone(),
-            after: self.last_seq,
+            after,
         }));
-        tx.try_send(attach)
-            .map_err(|_| Status::internal("a fresh channel is full"))?;
+        if tx.try_send(attach).is_err() {
+            return Err(Failure::Fatal(Error::Closed));
+        }
         let request = authorized(ReceiverStream::new(rx), &self.bearer);
-        let response = self.client.stream(request).await?;
-        Ok(Stream {
+        let response = self
+            .client
+            .clone()
+            .stream(request)
+            .await
+            .map_err(status_failure)?;
+        Ok(GrpcConn {
             tx,
             rx: response.into_inner(),
         })
     }
+}
 
-    async fn run(mut self, mut stream: Stream) {
+impl WireConn for GrpcConn {
+    async fn recv(&mut self) -> Result<Incoming, Failure> {
         loop {
-            let reason = match self.pump(&mut stream).await {
-                StreamEnd::Done => return,
-                StreamEnd::Fatal(e) => {
-                    self.metrics.error();
-                    let _ = self.events.send(Event::Failed(e)).await;
-                    return;
+            let msg = match self.rx.message().await {
+                Ok(Some(v1::ServerMessage { msg: Some(m) })) => m,
+                Ok(Some(_)) => continue,
+                Ok(None) => {
+                    return Err(Failure::Transient(Error::gateway(
+                        GatewayErrorKind::Unavailable,
+                        None,
+                        "the gRPC stream ended without an end",
+                    )));
                 }
-                StreamEnd::Dropped(reason) => reason,
+                Err(s) => return Err(status_failure(s)),
             };
-            tracing::debug!(reason = %reason, last_seq = self.last_seq, "gateway stream dropped");
-            match self.reconnect().await {
-                Ok(s) => stream = s,
-                Err(e) => {
-                    self.metrics.error();
-                    let _ = self.events.send(Event::Failed(e)).await;
-                    return;
+            return Ok(match msg {
+                server_message::Msg::Hello(h) => Incoming::Hello(Hello {
+                    in_seq: h.in_seq,
+                    max_frame_bytes: h.max_frame_bytes,
+                    session: h.session,
+                }),
+                server_message::Msg::Frame(f) => Incoming::Frame(f.seq, f.data),
+                server_message::Msg::InAck(a) => Incoming::InAck(a.seq),
+                server_message::Msg::Refused(r) => {
+                    Incoming::Refused(super::relay::refusal_error(super::relay::wire::ErrorInfo {
+                        limit: Some(r.limit),
+                        size: Some(r.size),
+                        ..super::relay::wire::ErrorInfo::new(&r.kind, r.message)
+                    }))
                 }
-            }
-        }
-    }
-
-    async fn reconnect(&mut self) -> Result<Stream> {
-        let mut last = String::new();
-        for attempt in 0..MAX_RECONNECTS {
-            tokio::select! {
-                () = tokio::time::sleep(backoff(attempt)) => {}
-                () = self.events.closed() => return Err(Error::Closed),
-            }
-            match self.open().await {
-                Ok(stream) => {
-                    self.metrics.reconnect();
-                    self.acked = self.last_seq;
-                    return Ok(stream);
-                }
-                Err(s) if is_fatal(s.code()) => {
-                    return Err(status_error("resuming the gRPC session stream", &s));
-                }
-                Err(s) => last = format!("{:?}: {}", s.code(), s.message()),
-            }
-        }
-        Err(transport_error(
-            "reconnecting to the gateway (gRPC)",
-            format!("gave up after {MAX_RECONNECTS} attempts: {last}"),
-        ))
-    }
-
-    /// Move messages on one stream until it ends.
-    async fn pump(&mut self, stream: &mut Stream) -> StreamEnd {
-        // The gateway speaks first: its hello says which of our frames it has.
-        match tokio::time::timeout(HELLO_TIMEOUT, stream.rx.message()).await {
-            Ok(Ok(Some(v1::ServerMessage {
-                msg: Some(server_message::Msg::Hello(hello)),
-            }))) => {
-                if let Some(end) = self.on_hello(stream, &hello).await {
-                    return end;
-                }
-            }
-            Ok(Ok(Some(other))) => {
-                return StreamEnd::Fatal(transport_error(
-                    "reading the gateway stream",
-                    format!("expected a hello, got {other:?}"),
-                ));
-            }
-            Ok(Ok(None)) => return StreamEnd::Dropped("end of stream before the hello".into()),
-            Ok(Err(s)) => return status_end(&s),
-            Err(_) => return StreamEnd::Dropped("no hello from the gateway in time".into()),
-        }
-        let mut out_open = true;
-        loop {
-            let want_ack = self.last_seq - self.acked >= ACK_EVERY;
-            tokio::select! {
-                msg = stream.rx.message() => match msg {
-                    Ok(Some(m)) => {
-                        if let Some(end) = self.on_message(stream, m).await {
-                            return end;
-                        }
-                    }
-                    Ok(None) => return StreamEnd::Dropped("stream ended without an end".into()),
-                    Err(s) => return status_end(&s),
-                },
-                permit = stream.tx.reserve(), if want_ack => match permit {
-                    Ok(permit) => {
-                        permit.send(client_message(client_message::Msg::Ack(v1::Ack {
-                            seq: self.last_seq,
-                        })));
-                        self.acked = self.last_seq;
-                    }
-                    Err(_) => return StreamEnd::Dropped("request stream closed".into()),
-                },
-                next = next_out(&stream.tx, &mut self.out), if out_open => {
-                    let Some((permit, out)) = next else {
-                        return StreamEnd::Dropped("request stream closed".into());
-                    };
-                    match out {
-                        Some(Out::Frame(f)) => {
-                            // Kept until acked: resent after a reconnect if need be.
-                            self.out_seq += 1;
-                            self.unacked.push_back((self.out_seq, f.clone()));
-                            permit.send(numbered(self.out_seq, f));
-                        }
-                        Some(Out::EndInput) => {
-                            self.input_ended = true;
-                            permit.send(client_message(client_message::Msg::EndInput(
-                                v1::EndInput {},
-                            )));
-                        }
-                        Some(Out::Close) => {
-                            self.close_requested = true;
-                            permit.send(client_message(client_message::Msg::Close(v1::Close {})));
-                        }
-                        None => out_open = false,
-                    }
-                }
-                () = self.events.closed() => {
-                    // Nobody reads any more: leave (dropping the call cancels it); the gateway
-                    // keeps the session for its grace period.
-                    return StreamEnd::Done;
-                }
-            }
-        }
-    }
-
-    /// Take in a hello: the gateway's limit, which of our frames it has; resend the rest.
-    async fn on_hello(&mut self, stream: &Stream, hello: &v1::Hello) -> Option<StreamEnd> {
-        if let Ok(limit) = usize::try_from(hello.max_frame_bytes)
-            && limit > 0
-        {
-            self.limit.store(limit, Ordering::Relaxed);
-        }
-        self.forget_through(hello.in_seq);
-        let mut resend: Vec<v1::ClientMessage> = self
-            .unacked
-            .iter()
-            .map(|(seq, f)| numbered(*seq, f.clone()))
-            .collect();
-        if self.input_ended {
-            resend.push(client_message(client_message::Msg::EndInput(
-                v1::EndInput {},
-            )));
-        }
-        if self.close_requested {
-            resend.push(client_message(client_message::Msg::Close(v1::Close {})));
-        }
-        for msg in resend {
-            if stream.tx.send(msg).await.is_err() {
-                return Some(StreamEnd::Dropped("request stream closed".into()));
-            }
-        }
-        None
-    }
-
-    /// One gateway message after the hello. `Some` ends this stream.
-    async fn on_message(&mut self, stream: &Stream, m: v1::ServerMessage) -> Option<StreamEnd> {
-        match m.msg? {
-            server_message::Msg::Frame(f) => self.on_frame(f).await,
-            server_message::Msg::InAck(a) => {
-                self.forget_through(a.seq);
-                None
-            }
-            server_message::Msg::Hello(h) => self.on_hello(stream, &h).await,
-            server_message::Msg::Refused(r) => {
-                let refused = if r.kind == "frame_too_large" {
-                    Error::FrameTooLarge {
-                        limit: usize::try_from(r.limit).unwrap_or(usize::MAX),
-                        size: usize::try_from(r.size).unwrap_or(usize::MAX),
-                    }
-                } else {
-                    transport_error("the gateway refused a frame", r.message)
-                };
-                self.metrics.error();
-                if self.events.send(Event::Refused(refused)).await.is_err() {
-                    return Some(StreamEnd::Done);
-                }
-                None
-            }
-            server_message::Msg::End(end) => {
-                let t = Termination {
+                server_message::Msg::End(end) => Incoming::End(Termination {
                     code: end.code,
                     signal: end.signal,
                     stderr_tail: end.stderr_tail,
-                };
-                let _ = self.events.send(Event::End(t)).await;
-                Some(StreamEnd::Done)
-            }
+                }),
+            });
         }
     }
 
-    async fn on_frame(&mut self, f: v1::Frame) -> Option<StreamEnd> {
-        if f.seq <= self.last_seq {
-            return None; // Seen before a reconnect.
-        }
-        if f.seq != self.last_seq + 1 {
-            return Some(StreamEnd::Fatal(transport_error(
-                "reading the gateway stream",
-                format!("gap in sequence numbers: {} after {}", f.seq, self.last_seq),
-            )));
-        }
-        self.metrics.frame_received(f.data.len());
-        if self.events.send(Event::Frame(f.data)).await.is_err() {
-            return Some(StreamEnd::Done);
-        }
-        self.last_seq = f.seq;
-        None
-    }
-
-    /// Drop our frames up to `seq`: the gateway has them.
-    fn forget_through(&mut self, seq: u64) {
-        while self.unacked.front().is_some_and(|(s, _)| *s <= seq) {
-            self.unacked.pop_front();
-        }
+    async fn send(&mut self, out: Outgoing) -> Result<(), Failure> {
+        let msg = match out {
+            Outgoing::Frame(seq, data) => client_message::Msg::Frame(v1::Frame { seq, data }),
+            Outgoing::Ack(seq) => client_message::Msg::Ack(v1::Ack { seq }),
+            Outgoing::EndInput => client_message::Msg::EndInput(v1::EndInput {}),
+            Outgoing::Close => client_message::Msg::Close(v1::Close {}),
+        };
+        self.tx.send(client_message(msg)).await.map_err(|_| {
+            Failure::Transient(Error::gateway(
+                GatewayErrorKind::Unavailable,
+                None,
+                "the gRPC request stream closed",
+            ))
+        })
     }
 }
 
 /// Sending half of a [`GrpcTransport`].
-#[derive(Debug)]
-pub struct GrpcSender {
-    tx: Option<mpsc::Sender<Out>>,
-    metrics: Arc<TransportMetrics>,
-    limit: Arc<AtomicUsize>,
-}
-
-impl FrameSender for GrpcSender {
-    async fn send(&mut self, frame: Bytes) -> Result<()> {
-        let tx = self.tx.as_ref().ok_or(Error::Closed)?;
-        let len = frame.len();
-        let limit = self.limit.load(Ordering::Relaxed);
-        if len > limit {
-            return Err(Error::FrameTooLarge { limit, size: len });
-        }
-        tx.send(Out::Frame(frame))
-            .await
-            .map_err(|_| Error::Closed)?;
-        self.metrics.frame_sent(len);
-        Ok(())
-    }
-
-    async fn end_input(&mut self) -> Result<()> {
-        if let Some(tx) = self.tx.take() {
-            let _ = tx.send(Out::EndInput).await;
-        }
-        Ok(())
-    }
-
-    /// Ask the gateway to close the CLI gracefully (end input, wait, signal); the receiving half
-    /// then ends with the CLI's termination.
-    async fn close(mut self, _grace: Duration) -> Result<()> {
-        if let Some(tx) = self.tx.take() {
-            let _ = tx.send(Out::Close).await;
-        }
-        Ok(())
-    }
-}
+pub type GrpcSender = super::relay::GatewaySender;
 
 /// Receiving half of a [`GrpcTransport`].
 pub type GrpcReceiver = super::relay::GatewayReceiver;
@@ -792,7 +537,7 @@ mod tests {
                 assert_eq!(http_endpoint(tls).ok().as_deref(), Some("https://h:4"));
             } else {
                 assert!(
-                    matches!(http_endpoint(tls), Err(Error::InvalidOptions(_))),
+                    matches!(http_endpoint(tls), Err(Error::FeatureDisabled("tls"))),
                     "{tls}"
                 );
             }

@@ -18,59 +18,46 @@
 //!   says `in_seq`, the highest client frame the session has.
 //! * `POST /v1/sessions/{id}/end_input` and `DELETE /v1/sessions/{id}` (close).
 //!
-//! Three tasks share one pooled [`reqwest::Client`] (connect timeout, user agent
-//! `claude-conduit/<version>`):
-//!
-//! * the **reader** owns the event stream. It parses events as bytes arrive (a line is split off
-//!   the read buffer without copying, and the buffer is scanned once), skips frames it has seen
-//!   (`seq <= last`), and when the stream drops without an `end` reconnects up to
-//!   [`MAX_RECONNECTS`] times (backoff 100 ms·2^k, ±50 % jitter) with `Last-Event-ID` set to the
-//!   last frame seen: the gateway replays what came after it, so frames arrive in order, each
-//!   once. Reconnects count in [`TransportMetrics`]. A stream silent for 60 s (the gateway pings
-//!   every 20 s) counts as dropped.
-//! * the **acker** posts the newest sequence number to ack, coalescing.
-//! * the **writer** numbers client frames 1, 2, 3, … and posts what is queued in one body (up to
-//!   1 MiB; a larger frame goes alone, uncopied). It keeps frames until a reply's `in_seq` (or a
-//!   hello's) covers them; a failed `POST` is retried with backoff from the first unconfirmed
-//!   frame, and the gateway skips the ones it already has.
+//! Sequencing, acks, resends and reconnects are the relay core's (`transport::relay`); this
+//! module only encodes and decodes, over one pooled [`reqwest::Client`] (connect timeout, user
+//! agent `claude-conduit/<version>`). A connection is the event stream plus a **poster** task
+//! that sends our side as requests, in order: client frames numbered 1, 2, 3, … (what is queued
+//! goes in one body, up to 1 MiB; a larger frame goes alone, uncopied), acks (coalesced), end of
+//! input and close. A reply's `in_seq` confirms frames; a failed request is retried per the
+//! [`ReconnectPolicy`](super::relay::ReconnectPolicy). The event parser splits lines off the
+//! read buffer without copying and scans the buffer once. A stream silent for 60 s (the gateway
+//! pings every 20 s) counts as dropped; the driver then resumes with `Last-Event-ID`.
 //!
 //! A frame larger than the gateway's limit (`max_frame_bytes` in the hello) is refused by
-//! [`FrameSender::send`] with [`Error::FrameTooLarge`]; one the gateway refuses anyway (a `413`)
+//! [`FrameSender::send`](super::FrameSender::send) with [`Error::FrameTooLarge`]; one the gateway refuses anyway (a `413`)
 //! arrives as a per-frame `Err` on the receiving half. The session goes on in both cases.
 //!
-//! [`FrameSender::close`] deletes the session on the gateway (which closes the CLI gracefully,
+//! [`FrameSender::close`](super::FrameSender::close) deletes the session on the gateway (which closes the CLI gracefully,
 //! with the gateway's own grace period); the receiving half then ends with the CLI's
 //! termination from the `end` event. `https://` needs the `tls` cargo feature (rustls with the
-//! SDK's config, see `transport::tls`); without it, it is an [`Error::InvalidOptions`].
+//! SDK's config, see `transport::tls`); without it, it is an [`Error::FeatureDisabled`].
 
-use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use serde_json::Value;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 
-use super::relay::{Event, backoff, transport_error};
-use super::{Connection, ConnectionInfo, FrameSender, Termination, Transport, TransportMetrics};
+use super::relay::wire;
+use super::relay::{
+    Failure, Incoming, Outgoing, ReconnectPolicy, Wire, WireConn, http_error, refusal_error,
+};
+use super::{Connection, Transport};
 use crate::codec::DEFAULT_MAX_FRAME_BYTES;
-use crate::error::{Error, Result};
+use crate::error::{Error, GatewayErrorKind, Result};
 
 pub use super::relay::{ACK_EVERY, MAX_RECONNECTS};
 
-/// A transport error that keeps `e` as its source (so the cause chain — connection refused, a
-/// TLS alert, … — reaches the user, not only reqwest's top line).
-fn with_source(context: &'static str, e: reqwest::Error) -> Error {
-    Error::transport(context, std::io::Error::other(e))
-}
-
 /// The header that numbers the first frame of a `POST …/frames` body.
-pub const SEQ_HEADER: &str = "conduit-seq";
-/// How long a fresh event stream may take to say hello.
-const HELLO_TIMEOUT: Duration = Duration::from_secs(30);
+pub const SEQ_HEADER: &str = wire::SEQ_HEADER;
 /// How long the event stream may stay silent (the gateway pings every 20 s by default).
 const STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Connect timeout of every request.
@@ -154,7 +141,9 @@ fn build_client(base: &str) -> Result<reqwest::Client> {
         .tcp_keepalive_retries(3)
         .pool_idle_timeout(Duration::from_secs(90))
         .build()
-        .map_err(|e| transport_error("building the HTTP client", e))
+        .map_err(|e| {
+            Error::gateway_caused(GatewayErrorKind::Other, None, "building the HTTP client", e)
+        })
 }
 
 /// The rustls config reqwest gets (it has no crypto provider of its own): the SDK's, with ALPN
@@ -187,9 +176,7 @@ fn check_base(base_url: &str) -> Result<String> {
         )));
     };
     if !cfg!(feature = "tls") && scheme.eq_ignore_ascii_case("https") {
-        return Err(Error::InvalidOptions(
-            "https:// needs the `tls` cargo feature of claude-conduit (this build has none)".into(),
-        ));
+        return Err(Error::FeatureDisabled("tls"));
     }
     if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
         return Err(Error::InvalidOptions(format!(
@@ -209,14 +196,6 @@ fn bearer(token: &str) -> Result<HeaderValue> {
         .map_err(|_| Error::InvalidOptions("the token is not a valid header value".into()))?;
     v.set_sensitive(true);
     Ok(v)
-}
-
-/// The body of a reply, for error messages (bounded).
-async fn reply_text(resp: reqwest::Response) -> String {
-    match resp.bytes().await {
-        Ok(b) => crate::error::excerpt(&b, 512),
-        Err(_) => String::new(),
-    }
 }
 
 impl HttpTransport {
@@ -260,13 +239,11 @@ impl HttpTransport {
             .get(format!("{base}/health"))
             .send()
             .await
-            .map_err(|e| with_source("checking the gateway's health", e))?;
+            .map_err(|e| unreachable("checking the gateway's health", e))?;
         if health.status() != StatusCode::OK {
-            let status = health.status();
-            return Err(transport_error(
-                "checking the gateway's health",
-                format!("GET /health: status {status}: {}", reply_text(health).await),
-            ));
+            let status = health.status().as_u16();
+            let body = health.bytes().await.unwrap_or_default();
+            return Err(http_error("checking the gateway's health", status, &body));
         }
         let body = serde_json::to_vec(request)
             .map_err(|e| Error::InvalidOptions(format!("session request: {e}")))?;
@@ -277,20 +254,14 @@ impl HttpTransport {
             .body(body)
             .send()
             .await
-            .map_err(|e| with_source("creating a session", e))?;
+            .map_err(|e| unreachable("creating a session", e))?;
         let status = resp.status();
         let reply = resp
             .bytes()
             .await
-            .map_err(|e| with_source("reading the POST /v1/sessions reply", e))?;
+            .map_err(|e| unreachable("reading the POST /v1/sessions reply", e))?;
         if !status.is_success() {
-            return Err(transport_error(
-                "creating a session",
-                format!(
-                    "POST /v1/sessions: status {status}: {}",
-                    crate::error::excerpt(&reply, 512)
-                ),
-            ));
+            return Err(http_error("creating a session", status.as_u16(), &reply));
         }
         let v: Value = serde_json::from_slice(&reply).map_err(|e| Error::decode(&reply, e))?;
         let id = v["id"]
@@ -302,7 +273,12 @@ impl HttpTransport {
     }
 }
 
-/// What every task needs to make requests.
+/// The gateway could not be reached (or the connection broke): the error as the source.
+fn unreachable(context: &'static str, e: reqwest::Error) -> Error {
+    Error::gateway_caused(GatewayErrorKind::Unavailable, None, context, e)
+}
+
+/// What every request of a session needs.
 struct Shared {
     client: reqwest::Client,
     /// `{base}/v1/sessions/{id}`.
@@ -312,161 +288,77 @@ struct Shared {
     max_frame: usize,
 }
 
-/// The session's `hello`.
-#[derive(Debug, Clone, Copy)]
-struct Hello {
-    in_seq: u64,
-    max_frame_bytes: Option<usize>,
-}
-
-/// Why opening an event stream failed.
-enum OpenError {
-    /// Worth another try (connection refused, 5xx, dropped before the hello).
-    Transient(Error),
-    /// Retrying cannot help (unknown session, too old a resume, bad token).
-    Fatal(Error),
-}
-
-impl OpenError {
-    fn into_error(self) -> Error {
-        match self {
-            Self::Transient(e) | Self::Fatal(e) => e,
-        }
-    }
-}
-
 impl Shared {
     fn url(&self, tail: &str) -> String {
         format!("{}{tail}", self.session_url)
     }
 
-    /// `GET …/events` resuming after `after`, read up to its hello.
-    async fn open_stream(
-        &self,
-        after: u64,
-    ) -> std::result::Result<(EventStream, Hello), OpenError> {
-        let mut req = self
-            .client
-            .get(self.url("/events"))
-            .header(AUTHORIZATION, self.auth.clone())
-            .header(ACCEPT, "text/event-stream");
-        if after > 0 {
-            req = req.header("last-event-id", after.to_string());
-        }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| OpenError::Transient(with_source("opening the event stream", e)))?;
-        let status = resp.status();
-        if !status.is_success() {
-            let e = transport_error(
-                "opening the event stream",
-                format!("status {status}: {}", reply_text(resp).await),
-            );
-            let transient = status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS;
-            return Err(if transient {
-                OpenError::Transient(e)
-            } else {
-                OpenError::Fatal(e)
-            });
-        }
-        let mut stream = EventStream {
-            response: resp,
-            parser: SseParser::new(self.max_frame.saturating_add(LINE_SLACK)),
-        };
-        let first = tokio::time::timeout(HELLO_TIMEOUT, stream.next())
-            .await
-            .map_err(|_| {
-                OpenError::Transient(transport_error(
-                    "opening the event stream",
-                    "no hello from the gateway in time",
-                ))
-            })?;
-        let event = match first {
-            Ok(Some(ev)) => ev,
-            Ok(None) => {
-                return Err(OpenError::Transient(transport_error(
-                    "opening the event stream",
-                    "the stream ended before the hello",
-                )));
-            }
-            Err(StreamError::Dropped(why)) => {
-                return Err(OpenError::Transient(transport_error(
-                    "opening the event stream",
-                    why,
-                )));
-            }
-            Err(StreamError::Fatal(e)) => return Err(OpenError::Fatal(e)),
-        };
-        if event.name.as_deref() != Some("hello") {
-            return Err(OpenError::Fatal(transport_error(
-                "opening the event stream",
-                format!("expected a hello, got event {:?}", event.name),
-            )));
-        }
-        let v: Value = serde_json::from_slice(&event.data)
-            .map_err(|e| OpenError::Fatal(Error::decode(&event.data, e)))?;
-        let hello = Hello {
-            in_seq: v["in_seq"].as_u64().unwrap_or(0),
-            max_frame_bytes: v["max_frame_bytes"]
-                .as_u64()
-                .and_then(|n| usize::try_from(n).ok()),
-        };
-        Ok((stream, hello))
-    }
-
-    /// `POST …/frames` with `frames` numbered from `first`.
-    async fn post_frames(&self, first: u64, body: Bytes) -> std::result::Result<PostReply, Error> {
+    /// `POST …/frames` with the frames of `body` numbered from `first`.
+    async fn post_frames(&self, first: u64, body: Bytes) -> Result<PostReply, Failure> {
         let resp = self
             .client
             .post(self.url("/frames"))
             .header(AUTHORIZATION, self.auth.clone())
             .header(CONTENT_TYPE, "application/x-ndjson")
-            .header(SEQ_HEADER, first.to_string())
+            .header(wire::SEQ_HEADER, first.to_string())
             .body(body)
             .send()
             .await
-            .map_err(|e| with_source("posting frames", e))?;
+            .map_err(|e| Failure::Transient(unreachable("posting frames", e)))?;
         let status = resp.status();
         let reply = resp
             .bytes()
             .await
-            .map_err(|e| with_source("reading the POST …/frames reply", e))?;
-        let v: Value = serde_json::from_slice(&reply).unwrap_or(Value::Null);
-        let in_seq = v["in_seq"].as_u64();
+            .map_err(|e| Failure::Transient(unreachable("reading the POST …/frames reply", e)))?;
+        let parsed: FramesReply = serde_json::from_slice(&reply).unwrap_or_default();
         Ok(match status {
             StatusCode::OK => PostReply::Accepted {
-                in_seq: in_seq.unwrap_or(0),
+                in_seq: parsed.in_seq,
             },
-            StatusCode::PAYLOAD_TOO_LARGE if v["error"]["kind"] == "frame_too_large" => {
-                PostReply::TooLarge {
-                    in_seq: in_seq.unwrap_or(0),
-                    limit: json_usize(&v["error"]["limit"]),
-                    size: json_usize(&v["error"]["size"]),
+            _ if parsed.error.as_ref().is_some_and(|e| {
+                [
+                    wire::kind::FRAME_TOO_LARGE,
+                    wire::kind::BAD_FRAME,
+                    wire::kind::POLICY,
+                ]
+                .contains(&e.kind.as_str())
+            }) =>
+            {
+                PostReply::Refused {
+                    in_seq: parsed.in_seq,
+                    error: refusal_error(parsed.error.unwrap_or_default()),
                 }
             }
-            StatusCode::NOT_FOUND | StatusCode::GONE => PostReply::Gone,
-            s if s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS => {
-                return Err(transport_error(
+            // Frames were lost on the way (a resumed connection raced an older one): resend
+            // after the next hello.
+            StatusCode::CONFLICT => {
+                return Err(Failure::Transient(http_error(
                     "posting frames",
-                    format!("status {s}: {}", crate::error::excerpt(&reply, 512)),
-                ));
+                    status.as_u16(),
+                    &reply,
+                )));
             }
-            s => PostReply::Refused(transport_error(
-                "the gateway refused frames",
-                format!("status {s}: {}", crate::error::excerpt(&reply, 512)),
-            )),
+            s => {
+                let e = http_error("posting frames", s.as_u16(), &reply);
+                return Err(
+                    if s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS {
+                        Failure::Transient(e)
+                    } else {
+                        Failure::Fatal(e)
+                    },
+                );
+            }
         })
     }
 
-    /// A bodyless request that should answer 2xx (or 404/410 once the session is gone).
+    /// A request that should answer 2xx (or 404/410 once the session is gone).
     async fn simple(
         &self,
         method: reqwest::Method,
         url: String,
         body: Option<String>,
         context: &'static str,
-    ) -> std::result::Result<(), Error> {
+    ) -> Result<(), Failure> {
         let mut req = self
             .client
             .request(method, url)
@@ -474,16 +366,33 @@ impl Shared {
         if let Some(b) = body {
             req = req.header(CONTENT_TYPE, "application/json").body(b);
         }
-        let resp = req.send().await.map_err(|e| with_source(context, e))?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| Failure::Transient(unreachable(context, e)))?;
         let status = resp.status();
         if status.is_success() || status == StatusCode::NOT_FOUND || status == StatusCode::GONE {
             return Ok(());
         }
-        Err(transport_error(
-            context,
-            format!("status {status}: {}", reply_text(resp).await),
-        ))
+        let body = resp.bytes().await.unwrap_or_default();
+        let e = http_error(context, status.as_u16(), &body);
+        Err(
+            if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+                Failure::Transient(e)
+            } else {
+                Failure::Fatal(e)
+            },
+        )
     }
+}
+
+/// The reply to a `POST …/frames`.
+#[derive(Debug, Default, serde::Deserialize)]
+struct FramesReply {
+    #[serde(default)]
+    in_seq: u64,
+    #[serde(default)]
+    error: Option<wire::ErrorInfo>,
 }
 
 /// What the gateway said to a `POST …/frames`.
@@ -491,30 +400,327 @@ enum PostReply {
     Accepted {
         in_seq: u64,
     },
-    TooLarge {
+    /// One frame refused (too large, not a JSON object); the others were taken.
+    Refused {
         in_seq: u64,
-        limit: usize,
-        size: usize,
+        error: Error,
     },
-    /// The session (or its CLI) is gone.
-    Gone,
-    /// A refusal that retrying cannot fix (a gap, a bad token).
-    Refused(Error),
 }
 
-fn json_usize(v: &Value) -> usize {
-    v.as_u64()
-        .and_then(|n| usize::try_from(n).ok())
-        .unwrap_or(0)
+/// The HTTP wire of one session.
+struct HttpWire {
+    shared: Arc<Shared>,
+    policy: ReconnectPolicy,
 }
 
-/// What the sending half asks the writer to do.
-#[derive(Debug)]
-enum Out {
-    Frame(Bytes),
-    EndInput,
-    /// Delete the session; the writer answers when done.
+/// One open event stream, and the poster task that sends our side with requests.
+struct HttpConn {
+    events: EventStream,
+    poster: mpsc::Sender<Post>,
+    replies: mpsc::Receiver<Result<Incoming, Failure>>,
+}
+
+/// What the poster is asked to send.
+enum Post {
+    Out(Outgoing),
+    /// Close the session (`DELETE`), then answer.
     Close(oneshot::Sender<()>),
+}
+
+impl Wire for HttpWire {
+    type Conn = HttpConn;
+
+    async fn open(&self, after: u64) -> Result<HttpConn, Failure> {
+        let shared = &self.shared;
+        let mut req = shared
+            .client
+            .get(shared.url("/events"))
+            .header(AUTHORIZATION, shared.auth.clone())
+            .header(ACCEPT, "text/event-stream");
+        if after > 0 {
+            req = req.header("last-event-id", after.to_string());
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| Failure::Transient(unreachable("opening the event stream", e)))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let body = resp.bytes().await.unwrap_or_default();
+            let e = http_error("opening the event stream", status.as_u16(), &body);
+            return Err(
+                if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+                    Failure::Transient(e)
+                } else {
+                    Failure::Fatal(e)
+                },
+            );
+        }
+        let (poster, posts) = mpsc::channel(MAX_BATCH_FRAMES);
+        let (replies_tx, replies) = mpsc::channel(16);
+        tokio::spawn(
+            Poster {
+                shared: shared.clone(),
+                policy: self.policy,
+                posts,
+                replies: replies_tx,
+                held: None,
+            }
+            .run(),
+        );
+        Ok(HttpConn {
+            events: EventStream {
+                response: resp,
+                parser: SseParser::new(shared.max_frame.saturating_add(LINE_SLACK)),
+            },
+            poster,
+            replies,
+        })
+    }
+}
+
+impl WireConn for HttpConn {
+    async fn recv(&mut self) -> Result<Incoming, Failure> {
+        loop {
+            let event = tokio::select! {
+                ev = self.events.next() => ev?,
+                Some(reply) = self.replies.recv() => return reply,
+            };
+            let Some(event) = event else {
+                return Err(Failure::Transient(Error::gateway(
+                    GatewayErrorKind::Unavailable,
+                    None,
+                    "the event stream ended without an end",
+                )));
+            };
+            if let Some(incoming) = decode_event(event)? {
+                return Ok(incoming);
+            }
+        }
+    }
+
+    async fn send(&mut self, out: Outgoing) -> Result<(), Failure> {
+        let closed = || {
+            Failure::Transient(Error::gateway(
+                GatewayErrorKind::Unavailable,
+                None,
+                "the request poster stopped",
+            ))
+        };
+        if let Outgoing::Close = out {
+            // Wait until the gateway answered the DELETE (after the frames queued before).
+            let (tx, rx) = oneshot::channel();
+            self.poster
+                .send(Post::Close(tx))
+                .await
+                .map_err(|_| closed())?;
+            return rx.await.map_err(|_| closed());
+        }
+        self.poster.send(Post::Out(out)).await.map_err(|_| closed())
+    }
+}
+
+/// One server-sent event as a message; `None` for events to ignore.
+fn decode_event(event: SseEvent) -> Result<Option<Incoming>, Failure> {
+    let protocol = |m: String| Failure::Fatal(Error::gateway(GatewayErrorKind::Protocol, None, m));
+    Ok(Some(match event.name.as_deref() {
+        None | Some("message") => {
+            let Some(seq) = event.id.as_deref().and_then(|id| id.parse::<u64>().ok()) else {
+                return Err(protocol(format!(
+                    "a frame event without a sequence number: id {:?}",
+                    event.id
+                )));
+            };
+            Incoming::Frame(seq, event.data)
+        }
+        Some("hello") => {
+            let hello: wire::Hello = serde_json::from_slice(&event.data)
+                .map_err(|e| protocol(format!("a bad hello: {e}")))?;
+            Incoming::Hello(hello)
+        }
+        Some("end") => {
+            let end: wire::End = serde_json::from_slice(&event.data).unwrap_or_default();
+            Incoming::End(end.into())
+        }
+        Some("error") => {
+            let info: wire::ErrorInfo = serde_json::from_slice(&event.data)
+                .unwrap_or_else(|_| wire::ErrorInfo::new(wire::kind::INTERNAL, "no reason given"));
+            let kind = GatewayErrorKind::from_wire(&info.kind);
+            let e = Error::gateway(
+                kind,
+                None,
+                format!("the gateway ended the event stream: {}", info.message),
+            );
+            return Err(if info.kind == wire::kind::UNAVAILABLE {
+                Failure::Transient(e)
+            } else {
+                Failure::Fatal(e)
+            });
+        }
+        Some(_) => return Ok(None), // Unknown events: newer gateways may send more.
+    }))
+}
+
+/// The poster task of one connection: sends our frames (batched), acks (coalesced), end of
+/// input and close as requests, in order, and hands the replies to the connection. It ends with
+/// the connection (when its queue closes).
+struct Poster {
+    shared: Arc<Shared>,
+    policy: ReconnectPolicy,
+    posts: mpsc::Receiver<Post>,
+    replies: mpsc::Sender<Result<Incoming, Failure>>,
+    /// A request taken while batching, handled next.
+    held: Option<Post>,
+}
+
+impl Poster {
+    async fn run(mut self) {
+        loop {
+            let post = match self.held.take() {
+                Some(p) => p,
+                None => match self.posts.recv().await {
+                    Some(p) => p,
+                    None => return,
+                },
+            };
+            let result = match post {
+                Post::Out(Outgoing::Frame(seq, frame)) => self.frames(seq, frame).await,
+                Post::Out(Outgoing::Ack(n)) => {
+                    let n = self.coalesce_acks(n);
+                    let body = Some(format!("{{\"ack\":{n}}}"));
+                    self.retrying("acking frames", reqwest::Method::POST, "/ack", body)
+                        .await
+                }
+                Post::Out(Outgoing::EndInput) => {
+                    self.retrying(
+                        "ending the input",
+                        reqwest::Method::POST,
+                        "/end_input",
+                        None,
+                    )
+                    .await
+                }
+                Post::Out(Outgoing::Close) => Ok(()),
+                Post::Close(done) => {
+                    let r = self
+                        .retrying("closing the session", reqwest::Method::DELETE, "", None)
+                        .await;
+                    let _ = done.send(());
+                    r
+                }
+            };
+            if let Err(f) = result {
+                let _ = self.replies.send(Err(f)).await;
+                return;
+            }
+        }
+    }
+
+    /// The newest of the acks queued right now.
+    fn coalesce_acks(&mut self, mut n: u64) -> u64 {
+        while let Ok(p) = self.posts.try_recv() {
+            match p {
+                Post::Out(Outgoing::Ack(m)) => n = n.max(m),
+                other => {
+                    self.held = Some(other);
+                    break;
+                }
+            }
+        }
+        n
+    }
+
+    /// Post `first` and the frames queued behind it (up to a batch), retrying failures.
+    async fn frames(&mut self, first: u64, frame: Bytes) -> Result<(), Failure> {
+        let mut frames = vec![frame];
+        let mut bytes = frames[0].len() + 1;
+        while bytes < MAX_BATCH_BYTES && frames.len() < MAX_BATCH_FRAMES {
+            match self.posts.try_recv() {
+                Ok(Post::Out(Outgoing::Frame(seq, f))) if seq == first + frames.len() as u64 => {
+                    bytes += f.len() + 1;
+                    frames.push(f);
+                }
+                Ok(other) => {
+                    self.held = Some(other);
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        let mut first = first;
+        while !frames.is_empty() {
+            let body = if frames.len() == 1 {
+                frames[0].clone()
+            } else {
+                let mut body = BytesMut::with_capacity(bytes);
+                for f in &frames {
+                    body.put_slice(f);
+                    body.put_u8(b'\n');
+                }
+                body.freeze()
+            };
+            let reply = self
+                .with_retries(|shared| {
+                    let body = body.clone();
+                    async move { shared.post_frames(first, body).await }
+                })
+                .await?;
+            let in_seq = match reply {
+                PostReply::Accepted { in_seq } => {
+                    frames.clear();
+                    in_seq
+                }
+                PostReply::Refused { in_seq, error } => {
+                    let _ = self.replies.send(Ok(Incoming::Refused(error))).await;
+                    // The frames after the refused one were not taken: post them again.
+                    let taken = in_seq
+                        .saturating_sub(first - 1)
+                        .clamp(1, frames.len() as u64);
+                    frames.drain(..taken as usize);
+                    first = in_seq + 1;
+                    bytes = frames.iter().map(|f| f.len() + 1).sum();
+                    in_seq
+                }
+            };
+            let _ = self.replies.send(Ok(Incoming::InAck(in_seq))).await;
+        }
+        Ok(())
+    }
+
+    async fn retrying(
+        &self,
+        context: &'static str,
+        method: reqwest::Method,
+        tail: &'static str,
+        body: Option<String>,
+    ) -> Result<(), Failure> {
+        self.with_retries(|shared| {
+            let (method, body) = (method.clone(), body.clone());
+            async move { shared.simple(method, shared.url(tail), body, context).await }
+        })
+        .await
+    }
+
+    /// Run a request, retrying transient failures per the policy (while the connection lives).
+    async fn with_retries<T, F, Fut>(&self, request: F) -> Result<T, Failure>
+    where
+        F: Fn(Arc<Shared>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, Failure>>,
+    {
+        let mut attempt = 0;
+        loop {
+            match request(self.shared.clone()).await {
+                Err(Failure::Transient(e))
+                    if attempt < self.policy.attempts && !self.replies.is_closed() =>
+                {
+                    tracing::debug!(error = %e, "a request to the gateway failed: retrying");
+                    tokio::time::sleep(self.policy.delay(attempt)).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
 }
 
 impl Transport for HttpTransport {
@@ -522,7 +728,6 @@ impl Transport for HttpTransport {
     type Receiver = HttpReceiver;
 
     async fn connect(self) -> Result<Connection<HttpSender, HttpReceiver>> {
-        let started = Instant::now();
         let base = check_base(&self.base_url)?;
         let client = match &self.client {
             Some(c) => c.clone(),
@@ -534,461 +739,10 @@ impl Transport for HttpTransport {
             auth: bearer(&self.token)?,
             max_frame: self.max_frame,
         });
-        let (stream, hello) = shared.open_stream(0).await.map_err(OpenError::into_error)?;
-        let metrics = Arc::new(TransportMetrics::default());
-        metrics.set_connect_time(started.elapsed());
-        let limit = Arc::new(AtomicUsize::new(
-            hello.max_frame_bytes.unwrap_or(self.max_frame),
-        ));
-        let (out_tx, out_rx) = mpsc::channel(64);
-        let (ev_tx, ev_rx) = mpsc::channel(64);
-        let (ack_tx, ack_rx) = watch::channel(0u64);
-        let (in_seq_tx, in_seq_rx) = watch::channel(hello.in_seq);
-        tokio::spawn(ack_task(shared.clone(), ack_rx));
-        tokio::spawn(
-            Writer {
-                shared: shared.clone(),
-                out: out_rx,
-                events: ev_tx.clone(),
-                in_seq: in_seq_rx,
-                out_seq: 0,
-                unacked: VecDeque::new(),
-                held: None,
-            }
-            .run(),
-        );
-        tokio::spawn(
-            Reader {
-                shared,
-                metrics: metrics.clone(),
-                events: ev_tx,
-                last_seq: 0,
-                acked: 0,
-                ack: ack_tx,
-                in_seq: in_seq_tx,
-                limit: limit.clone(),
-            }
-            .run(stream),
-        );
-        Ok(Connection {
-            sender: HttpSender {
-                tx: Some(out_tx),
-                input_ended: false,
-                metrics: metrics.clone(),
-                limit,
-            },
-            receiver: super::relay::GatewayReceiver::new(ev_rx),
-            metrics,
-            info: ConnectionInfo {
-                description: format!("http {} session {}", base, self.session_id),
-                ..ConnectionInfo::default()
-            },
-        })
-    }
-}
-
-/// Why one event stream's life ended.
-enum StreamEnd {
-    /// The session ended or nobody reads any more: stop.
-    Done,
-    /// The stream dropped: reconnect.
-    Dropped(String),
-    /// Reconnecting cannot help.
-    Fatal(Error),
-}
-
-/// The reader task: the event stream, resumes, acks.
-struct Reader {
-    shared: Arc<Shared>,
-    metrics: Arc<TransportMetrics>,
-    events: mpsc::Sender<Event>,
-    /// The newest gateway frame seen.
-    last_seq: u64,
-    /// The newest sequence number handed to the acker (or implied by a resume).
-    acked: u64,
-    ack: watch::Sender<u64>,
-    /// Each hello's `in_seq`, for the writer.
-    in_seq: watch::Sender<u64>,
-    /// The frame-size limit the sending half enforces.
-    limit: Arc<AtomicUsize>,
-}
-
-impl Reader {
-    async fn run(mut self, mut stream: EventStream) {
-        loop {
-            let reason = match self.pump(&mut stream).await {
-                StreamEnd::Done => return,
-                StreamEnd::Fatal(e) => {
-                    self.metrics.error();
-                    let _ = self.events.send(Event::Failed(e)).await;
-                    return;
-                }
-                StreamEnd::Dropped(reason) => reason,
-            };
-            tracing::debug!(reason = %reason, last_seq = self.last_seq, "gateway event stream dropped");
-            drop(stream);
-            match self.reconnect().await {
-                Ok(s) => stream = s,
-                Err(e) => {
-                    self.metrics.error();
-                    let _ = self.events.send(Event::Failed(e)).await;
-                    return;
-                }
-            }
-        }
-    }
-
-    async fn reconnect(&mut self) -> Result<EventStream> {
-        let mut last = String::new();
-        for attempt in 0..MAX_RECONNECTS {
-            tokio::time::sleep(backoff(attempt)).await;
-            if self.events.is_closed() {
-                return Err(Error::Closed);
-            }
-            match self.shared.open_stream(self.last_seq).await {
-                Ok((stream, hello)) => {
-                    self.metrics.reconnect();
-                    // The resume counts as an ack of everything up to `last_seq`.
-                    self.acked = self.last_seq;
-                    self.on_hello(hello);
-                    return Ok(stream);
-                }
-                Err(OpenError::Fatal(e)) => return Err(e),
-                Err(OpenError::Transient(e)) => last = e.to_string(),
-            }
-        }
-        Err(transport_error(
-            "reconnecting to the gateway",
-            format!("gave up after {MAX_RECONNECTS} attempts: {last}"),
-        ))
-    }
-
-    fn on_hello(&self, hello: Hello) {
-        if let Some(limit) = hello.max_frame_bytes {
-            self.limit.store(limit, Ordering::Relaxed);
-        }
-        self.in_seq.send_replace(hello.in_seq);
-    }
-
-    async fn pump(&mut self, stream: &mut EventStream) -> StreamEnd {
-        loop {
-            let next = tokio::select! {
-                next = stream.next() => next,
-                () = self.events.closed() => return StreamEnd::Done,
-            };
-            let event = match next {
-                Ok(Some(ev)) => ev,
-                Ok(None) => return StreamEnd::Dropped("the stream ended without an end".into()),
-                Err(StreamError::Dropped(why)) => return StreamEnd::Dropped(why),
-                Err(StreamError::Fatal(e)) => return StreamEnd::Fatal(e),
-            };
-            if let Some(end) = self.on_event(event).await {
-                return end;
-            }
-        }
-    }
-
-    /// One event. `Some` ends this stream.
-    async fn on_event(&mut self, event: SseEvent) -> Option<StreamEnd> {
-        match event.name.as_deref() {
-            None | Some("message") => {}
-            Some("end") => {
-                let v: Value = serde_json::from_slice(&event.data).unwrap_or(Value::Null);
-                let t = Termination {
-                    code: v["code"].as_i64().and_then(|c| i32::try_from(c).ok()),
-                    signal: v["signal"].as_i64().and_then(|c| i32::try_from(c).ok()),
-                    stderr_tail: v["stderr_tail"].as_str().unwrap_or_default().to_owned(),
-                };
-                let _ = self.events.send(Event::End(t)).await;
-                return Some(StreamEnd::Done);
-            }
-            Some("error") => {
-                let v: Value = serde_json::from_slice(&event.data).unwrap_or(Value::Null);
-                let message = v["message"].as_str().unwrap_or("no reason given");
-                return Some(StreamEnd::Fatal(transport_error(
-                    "the gateway ended the event stream",
-                    format!("{}: {message}", v["kind"].as_str().unwrap_or("error")),
-                )));
-            }
-            Some("hello") => {
-                // Only the first event of a stream is a hello; tolerate a repeat.
-                return None;
-            }
-            Some(_) => return None, // Unknown events: newer gateways may send more.
-        }
-        let Some(seq) = event.id.as_deref().and_then(|id| id.parse::<u64>().ok()) else {
-            return Some(StreamEnd::Fatal(transport_error(
-                "reading the event stream",
-                format!("a frame event without a sequence number: id {:?}", event.id),
-            )));
-        };
-        if seq <= self.last_seq {
-            return None; // Seen before a reconnect.
-        }
-        if seq != self.last_seq + 1 {
-            return Some(StreamEnd::Fatal(transport_error(
-                "reading the event stream",
-                format!("gap in sequence numbers: {seq} after {}", self.last_seq),
-            )));
-        }
-        self.metrics.frame_received(event.data.len());
-        if self.events.send(Event::Frame(event.data)).await.is_err() {
-            return Some(StreamEnd::Done);
-        }
-        self.last_seq = seq;
-        if self.last_seq - self.acked >= ACK_EVERY {
-            self.ack.send_replace(self.last_seq);
-            self.acked = self.last_seq;
-        }
-        None
-    }
-}
-
-/// Post the newest sequence number to ack (coalescing); retry a failed ack a few times.
-async fn ack_task(shared: Arc<Shared>, mut ack: watch::Receiver<u64>) {
-    let url = shared.url("/ack");
-    let mut sent = 0u64;
-    let mut failures = 0u32;
-    loop {
-        if failures == 0 && ack.changed().await.is_err() {
-            return;
-        }
-        let n = *ack.borrow_and_update();
-        if n <= sent {
-            failures = 0;
-            continue;
-        }
-        let body = format!("{{\"ack\":{n}}}");
-        match shared
-            .simple(
-                reqwest::Method::POST,
-                url.clone(),
-                Some(body),
-                "acking frames",
-            )
-            .await
-        {
-            Ok(()) => {
-                sent = n;
-                failures = 0;
-            }
-            Err(e) => {
-                tracing::debug!(error = %e, "ack failed");
-                failures += 1;
-                if failures > MAX_RECONNECTS {
-                    failures = 0; // Give up on this one; the next ack (or a resume) covers it.
-                } else {
-                    tokio::select! {
-                        () = tokio::time::sleep(backoff(failures - 1)) => {}
-                        r = ack.changed() => if r.is_err() { return },
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// The writer task: numbers client frames and posts them.
-struct Writer {
-    shared: Arc<Shared>,
-    out: mpsc::Receiver<Out>,
-    events: mpsc::Sender<Event>,
-    in_seq: watch::Receiver<u64>,
-    /// The newest sequence number given to one of our frames.
-    out_seq: u64,
-    /// Our frames the gateway has not confirmed yet, oldest first.
-    unacked: VecDeque<(u64, Bytes)>,
-    /// A message taken while batching, handled next.
-    held: Option<Out>,
-}
-
-/// Why the writer stops.
-enum WriterStop {
-    /// The session is gone: frames can no longer be delivered.
-    Gone,
-    Failed(Error),
-}
-
-impl Writer {
-    async fn run(mut self) {
-        loop {
-            let msg = match self.held.take() {
-                Some(m) => m,
-                None => tokio::select! {
-                    m = self.out.recv() => match m {
-                        Some(m) => m,
-                        None => return,
-                    },
-                    r = self.in_seq.changed() => {
-                        if r.is_err() {
-                            // The reader is gone; keep serving the sending half.
-                            match self.out.recv().await {
-                                Some(m) => m,
-                                None => return,
-                            }
-                        } else {
-                            let n = *self.in_seq.borrow_and_update();
-                            self.forget_through(n);
-                            continue;
-                        }
-                    }
-                },
-            };
-            let result = match msg {
-                Out::Frame(frame) => {
-                    self.number(frame);
-                    self.batch();
-                    self.flush().await
-                }
-                Out::EndInput => {
-                    self.retrying(|s| {
-                        let url = s.url("/end_input");
-                        async move {
-                            s.simple(reqwest::Method::POST, url, None, "ending the input")
-                                .await
-                        }
-                    })
-                    .await
-                }
-                Out::Close(done) => {
-                    let result = self
-                        .retrying(|s| {
-                            let url = s.session_url.clone();
-                            async move {
-                                s.simple(reqwest::Method::DELETE, url, None, "closing the session")
-                                    .await
-                            }
-                        })
-                        .await;
-                    let _ = done.send(());
-                    if let Err(WriterStop::Failed(e)) = result {
-                        tracing::debug!(error = %e, "closing the session failed");
-                    }
-                    return;
-                }
-            };
-            match result {
-                Ok(()) => {}
-                Err(WriterStop::Gone) => return,
-                Err(WriterStop::Failed(e)) => {
-                    let _ = self.events.send(Event::Failed(e)).await;
-                    return;
-                }
-            }
-        }
-    }
-
-    fn number(&mut self, frame: Bytes) {
-        self.out_seq += 1;
-        self.unacked.push_back((self.out_seq, frame));
-    }
-
-    /// Take what else is queued (frames only) into the batch.
-    fn batch(&mut self) {
-        let mut bytes: usize = self.unacked.iter().map(|(_, f)| f.len() + 1).sum();
-        while bytes < MAX_BATCH_BYTES && self.unacked.len() < MAX_BATCH_FRAMES {
-            match self.out.try_recv() {
-                Ok(Out::Frame(f)) => {
-                    bytes += f.len() + 1;
-                    self.number(f);
-                }
-                Ok(other) => {
-                    self.held = Some(other);
-                    break;
-                }
-                Err(_) => break,
-            }
-        }
-    }
-
-    fn forget_through(&mut self, seq: u64) {
-        while self.unacked.front().is_some_and(|(s, _)| *s <= seq) {
-            self.unacked.pop_front();
-        }
-    }
-
-    /// The body for the frames at the front: one frame alone (uncopied) or several joined.
-    fn next_body(&self) -> Option<(u64, Bytes)> {
-        let (first, frame) = self.unacked.front()?;
-        if frame.len() >= MAX_BATCH_BYTES || self.unacked.len() == 1 {
-            return Some((*first, frame.clone()));
-        }
-        let mut body = BytesMut::new();
-        for (_, f) in self.unacked.iter().take(MAX_BATCH_FRAMES) {
-            if !body.is_empty() && body.len() + f.len() >= MAX_BATCH_BYTES {
-                break;
-            }
-            body.put_slice(f);
-            body.put_u8(b'\n');
-        }
-        Some((*first, body.freeze()))
-    }
-
-    /// Post every unconfirmed frame; retry failures with backoff.
-    async fn flush(&mut self) -> std::result::Result<(), WriterStop> {
-        let mut failures = 0u32;
-        loop {
-            let confirmed = *self.in_seq.borrow_and_update();
-            self.forget_through(confirmed);
-            let Some((first, body)) = self.next_body() else {
-                return Ok(());
-            };
-            match self.shared.post_frames(first, body).await {
-                Ok(PostReply::Accepted { in_seq }) => {
-                    failures = 0;
-                    self.forget_through(in_seq);
-                }
-                Ok(PostReply::TooLarge {
-                    in_seq,
-                    limit,
-                    size,
-                }) => {
-                    failures = 0;
-                    self.forget_through(in_seq);
-                    let refused = Error::FrameTooLarge { limit, size };
-                    if self.events.send(Event::Refused(refused)).await.is_err() {
-                        return Err(WriterStop::Gone);
-                    }
-                }
-                Ok(PostReply::Gone) => {
-                    self.unacked.clear();
-                    return Err(WriterStop::Gone);
-                }
-                Ok(PostReply::Refused(e)) => return Err(WriterStop::Failed(e)),
-                Err(e) => {
-                    failures += 1;
-                    if failures > MAX_RECONNECTS {
-                        return Err(WriterStop::Failed(transport_error(
-                            "posting frames",
-                            format!("gave up after {MAX_RECONNECTS} retries: {e}"),
-                        )));
-                    }
-                    tracing::debug!(error = %e, first, "posting frames failed: retrying");
-                    tokio::time::sleep(backoff(failures - 1)).await;
-                }
-            }
-        }
-    }
-
-    /// Run a request, retrying failures with backoff.
-    async fn retrying<F, Fut>(&self, request: F) -> std::result::Result<(), WriterStop>
-    where
-        F: Fn(Arc<Shared>) -> Fut,
-        Fut: std::future::Future<Output = std::result::Result<(), Error>>,
-    {
-        let mut failures = 0u32;
-        loop {
-            match request(self.shared.clone()).await {
-                Ok(()) => return Ok(()),
-                Err(e) => {
-                    failures += 1;
-                    if failures > MAX_RECONNECTS {
-                        return Err(WriterStop::Failed(e));
-                    }
-                    tokio::time::sleep(backoff(failures - 1)).await;
-                }
-            }
-        }
+        let policy = ReconnectPolicy::default();
+        let description = format!("http {} session {}", base, self.session_id);
+        let wire = HttpWire { shared, policy };
+        super::relay::connect(wire, self.max_frame, policy, description).await
     }
 }
 
@@ -1003,12 +757,6 @@ struct SseEvent {
     data: Bytes,
 }
 
-/// Why reading the event stream stopped.
-enum StreamError {
-    Dropped(String),
-    Fatal(Error),
-}
-
 /// An open event stream: the response body and the parser over it.
 struct EventStream {
     response: reqwest::Response,
@@ -1016,19 +764,22 @@ struct EventStream {
 }
 
 impl EventStream {
-    /// The next event; `Ok(None)` at the end of the body.
-    async fn next(&mut self) -> std::result::Result<Option<SseEvent>, StreamError> {
+    /// The next event; `Ok(None)` at the end of the body. Cancel-safe.
+    async fn next(&mut self) -> Result<Option<SseEvent>, Failure> {
         loop {
-            if let Some(ev) = self.parser.next_event().map_err(StreamError::Fatal)? {
+            if let Some(ev) = self.parser.next_event().map_err(Failure::Fatal)? {
                 return Ok(Some(ev));
             }
+            let dropped = |m: String| {
+                Failure::Transient(Error::gateway(GatewayErrorKind::Unavailable, None, m))
+            };
             match tokio::time::timeout(STREAM_IDLE_TIMEOUT, self.response.chunk()).await {
                 Err(_) => {
-                    return Err(StreamError::Dropped(format!(
+                    return Err(dropped(format!(
                         "the event stream was silent for {STREAM_IDLE_TIMEOUT:?}"
                     )));
                 }
-                Ok(Err(e)) => return Err(StreamError::Dropped(e.to_string())),
+                Ok(Err(e)) => return Err(dropped(format!("the event stream dropped: {e}"))),
                 Ok(Ok(None)) => return Ok(None),
                 Ok(Ok(Some(chunk))) => self.parser.push(&chunk),
             }
@@ -1088,9 +839,13 @@ impl SseParser {
         let Some(at) = memchr::memchr2(b'\n', b'\r', &self.buf[self.scanned..]) else {
             self.scanned = self.buf.len();
             if self.buf.len() > self.max_line {
-                return Err(transport_error(
-                    "reading the event stream",
-                    format!("an event line over {} bytes", self.max_line),
+                return Err(Error::gateway(
+                    GatewayErrorKind::Protocol,
+                    None,
+                    format!(
+                        "reading the event stream: an event line over {} bytes",
+                        self.max_line
+                    ),
                 ));
             }
             return Ok(None);
@@ -1170,55 +925,7 @@ impl SseParser {
 }
 
 /// Sending half of an [`HttpTransport`].
-#[derive(Debug)]
-pub struct HttpSender {
-    tx: Option<mpsc::Sender<Out>>,
-    input_ended: bool,
-    metrics: Arc<TransportMetrics>,
-    limit: Arc<AtomicUsize>,
-}
-
-impl FrameSender for HttpSender {
-    async fn send(&mut self, frame: Bytes) -> Result<()> {
-        let tx = match &self.tx {
-            Some(tx) if !self.input_ended => tx,
-            _ => return Err(Error::Closed),
-        };
-        let len = frame.len();
-        let limit = self.limit.load(Ordering::Relaxed);
-        if len > limit {
-            return Err(Error::FrameTooLarge { limit, size: len });
-        }
-        tx.send(Out::Frame(frame))
-            .await
-            .map_err(|_| Error::Closed)?;
-        self.metrics.frame_sent(len);
-        Ok(())
-    }
-
-    async fn end_input(&mut self) -> Result<()> {
-        if !self.input_ended {
-            self.input_ended = true;
-            if let Some(tx) = &self.tx {
-                let _ = tx.send(Out::EndInput).await;
-            }
-        }
-        Ok(())
-    }
-
-    /// Delete the session on the gateway (after the frames queued before): the gateway closes
-    /// the CLI with its own grace period, and the receiving half then ends with the CLI's
-    /// termination. Waits until the gateway has answered, at most `grace` + 10 s.
-    async fn close(mut self, grace: Duration) -> Result<()> {
-        if let Some(tx) = self.tx.take() {
-            let (done_tx, done_rx) = oneshot::channel();
-            if tx.send(Out::Close(done_tx)).await.is_ok() {
-                let _ = tokio::time::timeout(grace + Duration::from_secs(10), done_rx).await;
-            }
-        }
-        Ok(())
-    }
-}
+pub type HttpSender = super::relay::GatewaySender;
 
 /// Receiving half of an [`HttpTransport`].
 pub type HttpReceiver = super::relay::GatewayReceiver;
@@ -1327,7 +1034,7 @@ mod tests {
         } else {
             assert!(matches!(
                 check_base("https://h:1"),
-                Err(Error::InvalidOptions(_))
+                Err(Error::FeatureDisabled("tls"))
             ));
         }
         assert!(check_base("ws://h:1").is_err());

@@ -14,10 +14,9 @@
 
 #[cfg(feature = "grpc")]
 pub mod grpc;
+pub mod relay;
 #[cfg(any(feature = "websocket", feature = "http", feature = "grpc"))]
-mod relay;
-#[cfg(any(feature = "websocket", feature = "http", feature = "grpc"))]
-pub use relay::GatewayReceiver;
+pub use relay::{GatewayReceiver, GatewaySender};
 #[cfg(feature = "http")]
 pub mod http;
 pub mod memory;

@@ -12,49 +12,41 @@
 //! reconnects), acks with `{"ack":N}` every [`ACK_EVERY`] frames, and keeps the frames it sent
 //! until the gateway acks them (`{"in_ack":N}`, and `in_seq` in every hello).
 //!
-//! One driver task owns the socket (handle/driver split); the two halves talk to it through
-//! bounded channels, so backpressure reaches the socket. When the socket drops without an `end`,
-//! the driver reconnects up to [`MAX_RECONNECTS`] times (backoff 100 ms·2^k, ±50 % jitter) with
-//! `?after=<last seq>`; the gateway replays exactly the frames after it, and frames already seen
-//! are skipped by sequence number, so the stream arrives in order, each frame once. The other way,
-//! after each hello the driver resends the frames the gateway had not accepted yet (`seq >
-//! in_seq`); the gateway skips any it already has. Every reconnect counts in
-//! [`TransportMetrics`].
+//! The sequencing, acks, resends and reconnects are the relay core's (`transport::relay`): this
+//! module only encodes and decodes. After a dropped socket the driver reconnects per its
+//! [`ReconnectPolicy`](super::relay::ReconnectPolicy) with `?after=<last seq>` (frames seen
+//! before are skipped), resends the frames the gateway has not confirmed and an end of input or
+//! close asked for before; close codes and handshake statuses after which retrying cannot help
+//! (4400, 4404, 4409, 4410, 1009; 401, 404) end the stream with an [`Error::Gateway`]. It stops
+//! reconnecting as soon as nobody reads the receiving half.
 //!
 //! A frame larger than the gateway's limit (`max_frame_bytes` in the hello; until then this
-//! transport's own) is refused by [`FrameSender::send`] with [`Error::FrameTooLarge`]; one the
-//! gateway refuses anyway arrives as a per-frame `Err` on the receiving half. The session goes on
-//! in both cases.
+//! transport's own) is refused by [`FrameSender::send`](super::FrameSender::send) with
+//! [`Error::FrameTooLarge`]; one the gateway refuses anyway arrives as a per-frame `Err` on the
+//! receiving half. The session goes on in both cases.
 //!
 //! [`WebSocketTransport::create_session`] speaks a minimal HTTP/1.1 by hand (one request,
 //! `Connection: close`) to avoid an HTTP client dependency.
 
-use std::collections::VecDeque;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
-
-use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use super::relay::{Event, backoff, transport_error};
-use super::{Connection, ConnectionInfo, FrameSender, Termination, Transport, TransportMetrics};
+use super::relay::wire::{self, ClientControl, ServerText, True};
+use super::relay::{
+    Failure, Incoming, Outgoing, ReconnectPolicy, Wire, WireConn, close_error, http_error,
+    refusal_error,
+};
+use super::{Connection, Transport};
 use crate::codec::DEFAULT_MAX_FRAME_BYTES;
-use crate::error::{Error, Result};
+use crate::error::{Error, GatewayErrorKind, GatewayStatus, Result};
 
 pub use super::relay::{ACK_EVERY, MAX_RECONNECTS};
-/// How long a fresh socket may take to say hello.
-const HELLO_TIMEOUT: Duration = Duration::from_secs(30);
-/// Close codes after which reconnecting cannot help.
-const FATAL_CLOSE_CODES: [u16; 4] = [4400, 4404, 4409, 4410];
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -140,9 +132,7 @@ impl WebSocketTransport {
         request: &crate::remote::SessionRequest,
     ) -> Result<Self> {
         if remote.scheme().is_tls() && !cfg!(feature = "tls") {
-            return Err(Error::InvalidOptions(
-                "wss:// needs the `tls` cargo feature of claude-conduit".into(),
-            ));
+            return Err(Error::FeatureDisabled("tls"));
         }
         // `https://host:port[/prefix]` for wss://: `open` then speaks wss.
         let base = remote.http_base();
@@ -183,9 +173,7 @@ impl WebSocketTransport {
             #[cfg(not(feature = "tls"))]
             {
                 drop(tcp);
-                return Err(Error::InvalidOptions(
-                    "https:// needs the `tls` cargo feature of claude-conduit".into(),
-                ));
+                return Err(Error::FeatureDisabled("tls"));
             }
         } else {
             Box::new(tcp)
@@ -215,16 +203,14 @@ impl WebSocketTransport {
             .to_ascii_lowercase()
             .contains("transfer-encoding: chunked")
         {
-            return Err(transport_error(
-                "POST /v1/sessions",
-                "chunked replies are not supported",
+            return Err(Error::gateway(
+                GatewayErrorKind::Protocol,
+                Some(GatewayStatus::Http(status)),
+                "POST /v1/sessions: chunked replies are not supported",
             ));
         }
         if status != 201 && status != 200 {
-            return Err(transport_error(
-                "POST /v1/sessions",
-                format!("status {status}: {}", body.trim()),
-            ));
+            return Err(http_error("creating a session", status, body.as_bytes()));
         }
         let v: Value = serde_json::from_str(body).map_err(|e| Error::decode(body.as_bytes(), e))?;
         v["id"]
@@ -233,35 +219,43 @@ impl WebSocketTransport {
             .ok_or_else(|| Error::decode(body.as_bytes(), "no `id` in the reply"))
     }
 
-    async fn open(&self, after: u64) -> Result<Socket> {
+    /// The session id.
+    pub fn session_id(&self) -> &str {
+        &self.session_id
+    }
+
+    async fn open(&self, after: u64) -> Result<Socket, Failure> {
         let (tls, plain) = match self.base_url.split_once("://") {
             Some((s, rest)) if s.eq_ignore_ascii_case("https") || s.eq_ignore_ascii_case("wss") => {
                 (true, format!("http://{rest}"))
             }
             _ => (false, self.base_url.clone()),
         };
-        let (host, prefix) = split_base(&plain)?;
+        let (host, prefix) = split_base(&plain).map_err(Failure::Fatal)?;
         let scheme = if tls { "wss" } else { "ws" };
         let url = format!(
             "{scheme}://{host}{prefix}/v1/sessions/{}/stream?after={after}",
             self.session_id
         );
-        let mut request = url
-            .into_client_request()
-            .map_err(|e| transport_error("building the WebSocket request", e))?;
-        let auth = format!("Bearer {}", self.token)
-            .parse()
-            .map_err(|_| Error::InvalidOptions("the token is not a valid header value".into()))?;
+        let mut request = url.into_client_request().map_err(|e| {
+            Failure::Fatal(Error::InvalidOptions(format!("WebSocket request: {e}")))
+        })?;
+        let auth = format!("Bearer {}", self.token).parse().map_err(|_| {
+            Failure::Fatal(Error::InvalidOptions(
+                "the token is not a valid header value".into(),
+            ))
+        })?;
         request.headers_mut().insert("authorization", auth);
-        let limit = self.max_frame.saturating_add(64);
+        let limit = self.max_frame.saturating_add(wire::ENVELOPE_MARGIN);
         let config = WebSocketConfig::default()
             .max_message_size(Some(limit))
             .max_frame_size(Some(limit));
         let connected = if tls {
             #[cfg(feature = "tls")]
             {
-                let connector =
-                    tokio_tungstenite::Connector::Rustls(super::tls::default_client_config()?);
+                let connector = tokio_tungstenite::Connector::Rustls(
+                    super::tls::default_client_config().map_err(Failure::Fatal)?,
+                );
                 tokio_tungstenite::connect_async_tls_with_config(
                     request,
                     Some(config),
@@ -272,24 +266,106 @@ impl WebSocketTransport {
             }
             #[cfg(not(feature = "tls"))]
             {
-                return Err(Error::InvalidOptions(
-                    "wss:// needs the `tls` cargo feature of claude-conduit".into(),
-                ));
+                return Err(Failure::Fatal(Error::FeatureDisabled("tls")));
             }
         } else {
             tokio_tungstenite::connect_async_with_config(request, Some(config), true).await
         };
-        let (socket, _response) = connected
-            .map_err(|e| Error::transport("connecting the WebSocket", std::io::Error::other(e)))?;
-        Ok(socket)
+        match connected {
+            Ok((socket, _response)) => Ok(socket),
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                let status = response.status().as_u16();
+                let body = response.body().as_deref().unwrap_or_default();
+                let e = http_error("opening the WebSocket", status, body);
+                Err(if status >= 500 || status == 429 {
+                    Failure::Transient(e)
+                } else {
+                    Failure::Fatal(e)
+                })
+            }
+            Err(e) => Err(Failure::Transient(Error::gateway_caused(
+                GatewayErrorKind::Unavailable,
+                None,
+                "connecting the WebSocket",
+                e,
+            ))),
+        }
     }
 }
 
-/// What the sending half asks the driver to do.
-#[derive(Debug)]
-enum Out {
-    Frame(Bytes),
-    Text(&'static str),
+impl Wire for WebSocketTransport {
+    type Conn = Socket;
+
+    async fn open(&self, after: u64) -> Result<Socket, Failure> {
+        WebSocketTransport::open(self, after).await
+    }
+}
+
+impl WireConn for Socket {
+    async fn recv(&mut self) -> Result<Incoming, Failure> {
+        loop {
+            let message = match self.next().await {
+                Some(Ok(m)) => m,
+                Some(Err(e)) => return Err(dropped(e)),
+                None => {
+                    return Err(Failure::Transient(Error::gateway(
+                        GatewayErrorKind::Unavailable,
+                        None,
+                        "the WebSocket ended without an end",
+                    )));
+                }
+            };
+            return match message {
+                Message::Binary(b) => match wire::split_numbered(b) {
+                    Some((seq, frame)) => Ok(Incoming::Frame(seq, frame)),
+                    None => Err(protocol(
+                        "a binary message shorter than its sequence number",
+                    )),
+                },
+                Message::Text(t) => match serde_json::from_str::<ServerText>(t.as_str()) {
+                    Ok(ServerText::Hello(h)) => Ok(Incoming::Hello(h)),
+                    Ok(ServerText::InAck(n)) => Ok(Incoming::InAck(n)),
+                    Ok(ServerText::Error(info)) => Ok(Incoming::Refused(refusal_error(info))),
+                    Ok(ServerText::End(end)) => Ok(Incoming::End(end.into())),
+                    Err(e) => Err(protocol(format!("unknown gateway message: {e}"))),
+                },
+                Message::Close(frame) => {
+                    let (code, reason) = frame
+                        .map(|f| (u16::from(f.code), f.reason.to_string()))
+                        .unwrap_or((1005, String::new()));
+                    Err(close_error(code, &reason))
+                }
+                Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
+            };
+        }
+    }
+
+    async fn send(&mut self, out: Outgoing) -> Result<(), Failure> {
+        let message = match out {
+            Outgoing::Frame(seq, frame) => Message::Binary(wire::numbered(seq, &frame)),
+            Outgoing::Ack(n) => Message::Text(ClientControl::Ack(n).to_json().into()),
+            Outgoing::EndInput => Message::Text(ClientControl::EndInput(True).to_json().into()),
+            Outgoing::Close => Message::Text(ClientControl::Close(True).to_json().into()),
+        };
+        SinkExt::send(self, message).await.map_err(dropped)
+    }
+
+    async fn finish(mut self) {
+        let _ = self.close(None).await;
+    }
+}
+
+fn dropped(e: tokio_tungstenite::tungstenite::Error) -> Failure {
+    Failure::Transient(Error::gateway_caused(
+        GatewayErrorKind::Unavailable,
+        None,
+        "the WebSocket dropped",
+        e,
+    ))
+}
+
+fn protocol(message: impl std::fmt::Display) -> Failure {
+    Failure::Fatal(Error::gateway(GatewayErrorKind::Protocol, None, message))
 }
 
 impl Transport for WebSocketTransport {
@@ -297,363 +373,14 @@ impl Transport for WebSocketTransport {
     type Receiver = WebSocketReceiver;
 
     async fn connect(self) -> Result<Connection<WebSocketSender, WebSocketReceiver>> {
-        let started = Instant::now();
-        let socket = self.open(0).await?;
-        let metrics = Arc::new(TransportMetrics::default());
-        metrics.set_connect_time(started.elapsed());
-        let (out_tx, out_rx) = mpsc::channel(64);
-        let (ev_tx, ev_rx) = mpsc::channel(64);
-        let limit = Arc::new(AtomicUsize::new(self.max_frame));
-        let info = ConnectionInfo {
-            description: format!("websocket {} session {}", self.base_url, self.session_id),
-            ..ConnectionInfo::default()
-        };
-        tokio::spawn(
-            Driver {
-                transport: self,
-                metrics: metrics.clone(),
-                out: out_rx,
-                events: ev_tx,
-                last_seq: 0,
-                acked: 0,
-                out_seq: 0,
-                unacked: VecDeque::new(),
-                limit: limit.clone(),
-            }
-            .run(socket),
-        );
-        Ok(Connection {
-            sender: WebSocketSender {
-                tx: Some(out_tx),
-                metrics: metrics.clone(),
-                limit,
-            },
-            receiver: super::relay::GatewayReceiver::new(ev_rx),
-            metrics,
-            info,
-        })
+        let description = format!("websocket {} session {}", self.base_url, self.session_id);
+        let max_frame = self.max_frame;
+        super::relay::connect(self, max_frame, ReconnectPolicy::default(), description).await
     }
-}
-
-/// Why one socket's life ended.
-enum SocketEnd {
-    /// The session ended or the transport is no longer used: stop.
-    Done,
-    /// The socket dropped: reconnect.
-    Dropped(String),
-    /// Reconnecting cannot help.
-    Fatal(Error),
-}
-
-struct Driver {
-    transport: WebSocketTransport,
-    metrics: Arc<TransportMetrics>,
-    out: mpsc::Receiver<Out>,
-    events: mpsc::Sender<Event>,
-    /// The newest gateway frame seen.
-    last_seq: u64,
-    /// The newest gateway frame acked.
-    acked: u64,
-    /// The newest sequence number given to one of our frames.
-    out_seq: u64,
-    /// Our frames the gateway has not acknowledged yet, oldest first.
-    unacked: VecDeque<(u64, Bytes)>,
-    /// The frame-size limit the sending half enforces (the gateway's, once it said).
-    limit: Arc<AtomicUsize>,
-}
-
-/// `seq ++ frame`, as the gateway expects numbered client frames.
-fn numbered(seq: u64, frame: &[u8]) -> Message {
-    let mut buf = Vec::with_capacity(8 + frame.len());
-    buf.extend_from_slice(&seq.to_be_bytes());
-    buf.extend_from_slice(frame);
-    Message::Binary(buf.into())
-}
-
-impl Driver {
-    async fn run(mut self, mut socket: Socket) {
-        let mut pending: Option<Message> = None;
-        loop {
-            let why = self.pump(&mut socket, &mut pending).await;
-            let reason = match why {
-                SocketEnd::Done => return,
-                SocketEnd::Fatal(e) => {
-                    self.metrics.error();
-                    let _ = self.events.send(Event::Failed(e)).await;
-                    return;
-                }
-                SocketEnd::Dropped(reason) => reason,
-            };
-            tracing::debug!(reason = %reason, last_seq = self.last_seq, "gateway socket dropped");
-            match self.reconnect().await {
-                Ok(s) => socket = s,
-                Err(e) => {
-                    self.metrics.error();
-                    let _ = self.events.send(Event::Failed(e)).await;
-                    return;
-                }
-            }
-        }
-    }
-
-    async fn reconnect(&mut self) -> Result<Socket> {
-        let mut last = String::new();
-        for attempt in 0..MAX_RECONNECTS {
-            tokio::time::sleep(backoff(attempt)).await;
-            match self.transport.open(self.last_seq).await {
-                Ok(socket) => {
-                    self.metrics.reconnect();
-                    self.acked = self.last_seq;
-                    return Ok(socket);
-                }
-                Err(e) => last = e.to_string(),
-            }
-        }
-        Err(transport_error(
-            "reconnecting to the gateway",
-            format!("gave up after {MAX_RECONNECTS} attempts: {last}"),
-        ))
-    }
-
-    /// Move messages on one socket until it ends.
-    async fn pump(&mut self, socket: &mut Socket, pending: &mut Option<Message>) -> SocketEnd {
-        // The gateway speaks first: its hello says which of our frames it has.
-        match tokio::time::timeout(HELLO_TIMEOUT, socket.next()).await {
-            Ok(Some(Ok(Message::Text(t)))) => {
-                if let Some(end) = self.on_text(socket, t.as_str()).await {
-                    return end;
-                }
-            }
-            Ok(Some(Ok(Message::Close(frame)))) => return close_end(frame),
-            Ok(Some(Ok(other))) => {
-                return SocketEnd::Fatal(transport_error(
-                    "reading the gateway stream",
-                    format!("expected a hello, got {other:?}"),
-                ));
-            }
-            Ok(Some(Err(e))) => return SocketEnd::Dropped(e.to_string()),
-            Ok(None) => return SocketEnd::Dropped("end of stream before the hello".into()),
-            Err(_) => return SocketEnd::Dropped("no hello from the gateway in time".into()),
-        }
-        if let Some(msg) = pending.take()
-            && let Err(e) = socket.send(msg.clone()).await
-        {
-            *pending = Some(msg);
-            return SocketEnd::Dropped(e.to_string());
-        }
-        let mut out_open = true;
-        loop {
-            tokio::select! {
-                msg = socket.next() => match msg {
-                    Some(Ok(Message::Binary(b))) => {
-                        if let Some(end) = self.on_frame(socket, b).await {
-                            return end;
-                        }
-                    }
-                    Some(Ok(Message::Text(t))) => {
-                        if let Some(end) = self.on_text(socket, t.as_str()).await {
-                            return end;
-                        }
-                    }
-                    Some(Ok(Message::Close(frame))) => return close_end(frame),
-                    Some(Ok(_)) => {}
-                    Some(Err(e)) => return SocketEnd::Dropped(e.to_string()),
-                    None => return SocketEnd::Dropped("end of stream".into()),
-                },
-                out = self.out.recv(), if out_open => {
-                    let msg = match out {
-                        Some(Out::Frame(f)) => {
-                            // Kept until acked: resent after a reconnect if need be.
-                            self.out_seq += 1;
-                            let msg = numbered(self.out_seq, &f);
-                            self.unacked.push_back((self.out_seq, f));
-                            if let Err(e) = socket.send(msg).await {
-                                return SocketEnd::Dropped(e.to_string());
-                            }
-                            continue;
-                        }
-                        Some(Out::Text(t)) => Message::Text(t.into()),
-                        None => {
-                            out_open = false;
-                            continue;
-                        }
-                    };
-                    if let Err(e) = socket.send(msg.clone()).await {
-                        *pending = Some(msg);
-                        return SocketEnd::Dropped(e.to_string());
-                    }
-                }
-                () = self.events.closed() => {
-                    // Nobody reads any more: leave; the gateway keeps the session for its grace.
-                    let _ = socket.close(None).await;
-                    return SocketEnd::Done;
-                }
-            }
-        }
-    }
-
-    async fn on_frame(&mut self, socket: &mut Socket, b: Bytes) -> Option<SocketEnd> {
-        if b.len() < 8 {
-            return Some(SocketEnd::Fatal(transport_error(
-                "reading the gateway stream",
-                "binary message shorter than its sequence number",
-            )));
-        }
-        let mut seq_bytes = [0u8; 8];
-        seq_bytes.copy_from_slice(&b[..8]);
-        let seq = u64::from_be_bytes(seq_bytes);
-        if seq <= self.last_seq {
-            return None; // Seen before a reconnect.
-        }
-        if seq != self.last_seq + 1 {
-            return Some(SocketEnd::Fatal(transport_error(
-                "reading the gateway stream",
-                format!("gap in sequence numbers: {} after {}", seq, self.last_seq),
-            )));
-        }
-        let frame = b.slice(8..);
-        self.metrics.frame_received(frame.len());
-        if self.events.send(Event::Frame(frame)).await.is_err() {
-            return Some(SocketEnd::Done);
-        }
-        self.last_seq = seq;
-        if self.last_seq - self.acked >= ACK_EVERY {
-            let ack = json!({"ack": self.last_seq}).to_string();
-            if let Err(e) = socket.send(Message::Text(ack.into())).await {
-                return Some(SocketEnd::Dropped(e.to_string()));
-            }
-            self.acked = self.last_seq;
-        }
-        None
-    }
-
-    /// Drop our frames up to `seq`: the gateway has them.
-    fn forget_through(&mut self, seq: u64) {
-        while self.unacked.front().is_some_and(|(s, _)| *s <= seq) {
-            self.unacked.pop_front();
-        }
-    }
-
-    /// A text message from the gateway: hello, in_ack, error or end. `Some` ends this socket.
-    async fn on_text(&mut self, socket: &mut Socket, text: &str) -> Option<SocketEnd> {
-        let v: Value = match serde_json::from_str(text) {
-            Ok(v) => v,
-            Err(e) => return Some(SocketEnd::Fatal(Error::decode(text.as_bytes(), e))),
-        };
-        if let Some(hello) = v.get("hello") {
-            if let Some(limit) = hello["max_frame_bytes"]
-                .as_u64()
-                .and_then(|l| usize::try_from(l).ok())
-            {
-                self.limit.store(limit, Ordering::Relaxed);
-            }
-            let in_seq = hello["in_seq"].as_u64().unwrap_or(0);
-            self.forget_through(in_seq);
-            for (seq, frame) in &self.unacked {
-                if let Err(e) = socket.send(numbered(*seq, frame)).await {
-                    return Some(SocketEnd::Dropped(e.to_string()));
-                }
-            }
-            return None;
-        }
-        if let Some(n) = v.get("in_ack").and_then(Value::as_u64) {
-            self.forget_through(n);
-            return None;
-        }
-        if let Some(err) = v.get("error") {
-            let refused = if err["kind"] == "frame_too_large" {
-                Error::FrameTooLarge {
-                    limit: json_usize(&err["limit"]),
-                    size: json_usize(&err["size"]),
-                }
-            } else {
-                transport_error(
-                    "the gateway refused a frame",
-                    err["message"].as_str().unwrap_or("no reason given"),
-                )
-            };
-            self.metrics.error();
-            if self.events.send(Event::Refused(refused)).await.is_err() {
-                return Some(SocketEnd::Done);
-            }
-            return None;
-        }
-        let Some(end) = v.get("end") else {
-            return Some(SocketEnd::Fatal(Error::decode(
-                text.as_bytes(),
-                "unknown gateway message",
-            )));
-        };
-        let t = Termination {
-            code: end["code"].as_i64().and_then(|c| i32::try_from(c).ok()),
-            signal: end["signal"].as_i64().and_then(|c| i32::try_from(c).ok()),
-            stderr_tail: end["stderr_tail"].as_str().unwrap_or_default().to_owned(),
-        };
-        let _ = socket.close(None).await;
-        let _ = self.events.send(Event::End(t)).await;
-        Some(SocketEnd::Done)
-    }
-}
-
-fn json_usize(v: &Value) -> usize {
-    v.as_u64()
-        .and_then(|n| usize::try_from(n).ok())
-        .unwrap_or(0)
-}
-
-/// How a close frame from the gateway ends the socket.
-fn close_end(frame: Option<tokio_tungstenite::tungstenite::protocol::CloseFrame>) -> SocketEnd {
-    let (code, reason) = frame
-        .map(|f| (u16::from(f.code), f.reason.to_string()))
-        .unwrap_or((1005, String::new()));
-    if FATAL_CLOSE_CODES.contains(&code) {
-        return SocketEnd::Fatal(transport_error(
-            "gateway closed the session stream",
-            format!("close code {code}: {reason}"),
-        ));
-    }
-    SocketEnd::Dropped(format!("closed without an end ({code} {reason})"))
 }
 
 /// Sending half of a [`WebSocketTransport`].
-#[derive(Debug)]
-pub struct WebSocketSender {
-    tx: Option<mpsc::Sender<Out>>,
-    metrics: Arc<TransportMetrics>,
-    limit: Arc<AtomicUsize>,
-}
-
-impl FrameSender for WebSocketSender {
-    async fn send(&mut self, frame: Bytes) -> Result<()> {
-        let tx = self.tx.as_ref().ok_or(Error::Closed)?;
-        let len = frame.len();
-        let limit = self.limit.load(Ordering::Relaxed);
-        if len > limit {
-            return Err(Error::FrameTooLarge { limit, size: len });
-        }
-        tx.send(Out::Frame(frame))
-            .await
-            .map_err(|_| Error::Closed)?;
-        self.metrics.frame_sent(len);
-        Ok(())
-    }
-
-    async fn end_input(&mut self) -> Result<()> {
-        if let Some(tx) = self.tx.take() {
-            let _ = tx.send(Out::Text(r#"{"end_input":true}"#)).await;
-        }
-        Ok(())
-    }
-
-    /// Ask the gateway to close the CLI gracefully (end input, wait, signal); the receiving half
-    /// then ends with the CLI's termination.
-    async fn close(mut self, _grace: Duration) -> Result<()> {
-        if let Some(tx) = self.tx.take() {
-            let _ = tx.send(Out::Text(r#"{"close":true}"#)).await;
-        }
-        Ok(())
-    }
-}
+pub type WebSocketSender = super::relay::GatewaySender;
 
 /// Receiving half of a [`WebSocketTransport`].
 pub type WebSocketReceiver = super::relay::GatewayReceiver;

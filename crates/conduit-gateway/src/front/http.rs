@@ -64,7 +64,11 @@
 //! 409 {"error":{"kind":"gap","expected":E,"got":G,"message":"…"},"accepted":k,"skipped":d,"in_seq":M}
 //! 403 {"error":{"kind":"policy","seq":N,"message":"…"},"accepted":k,"skipped":d,"in_seq":N}
 //! 410 {"error":{"kind":"closed","message":"…"},"accepted":k,"skipped":d,"in_seq":M}
+//! 400 {"error":{"kind":"bad_frame","seq":N,"message":"…"},"accepted":k,"skipped":d,"in_seq":N}
 //! ```
+//!
+//! A line that is not one JSON object is refused with `bad_frame` (it never reaches the CLI);
+//! like an over-limit frame it takes its sequence number and the session goes on.
 //!
 //! An over-limit frame is discarded as it streams (never held in memory), still takes its
 //! sequence number (`in_seq` moves past it, so the frames after it are not a gap) and the session
@@ -92,12 +96,14 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_util::codec::Decoder;
 
+use claude_conduit::transport::relay::wire::{self, ErrorInfo, kind};
+
+use super::{AppState, error, error_response, no_session};
 use crate::auth::TokenId;
-use crate::server::AppState;
 use crate::session::{AttachError, Input, InputError, Outbound, Session};
 
 /// The request header that numbers the first frame of a `POST …/frames` body.
-pub const SEQ_HEADER: &str = "conduit-seq";
+pub const SEQ_HEADER: &str = wire::SEQ_HEADER;
 /// The resume header of server-sent events.
 pub const LAST_EVENT_ID: &str = "last-event-id";
 
@@ -120,29 +126,6 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/v1/sessions/{id}/frames", post(frames))
         .route("/v1/sessions/{id}/ack", post(ack))
         .route("/v1/sessions/{id}/end_input", post(end_input))
-}
-
-/// `{"error":{"kind":…,"message":…, extra…}}` with `status`.
-fn refusal(
-    status: StatusCode,
-    kind: &str,
-    message: impl std::fmt::Display,
-    extra: Value,
-) -> Response {
-    let mut error = json!({"kind": kind, "message": message.to_string()});
-    if let (Some(e), Value::Object(more)) = (error.as_object_mut(), extra) {
-        e.extend(more);
-    }
-    (status, Json(json!({"error": error}))).into_response()
-}
-
-fn no_session() -> Response {
-    refusal(
-        StatusCode::NOT_FOUND,
-        "not_found",
-        "no such session",
-        Value::Null,
-    )
 }
 
 #[derive(Debug, Deserialize)]
@@ -169,48 +152,52 @@ async fn events(
         Some(Ok(v)) => match v.parse::<u64>() {
             Ok(n) => n,
             Err(_) => {
-                return refusal(
+                return error(
                     StatusCode::BAD_REQUEST,
-                    "bad_resume",
+                    kind::BAD_RESUME,
                     "Last-Event-ID is not a sequence number",
-                    Value::Null,
                 );
             }
         },
         Some(Err(_)) => {
-            return refusal(
+            return error(
                 StatusCode::BAD_REQUEST,
-                "bad_resume",
+                kind::BAD_RESUME,
                 "Last-Event-ID is not a sequence number",
-                Value::Null,
             );
         }
     };
     let attached = match session.attach(after) {
         Ok(a) => a,
         Err(AttachError::TooOld { after, oldest }) => {
-            return refusal(
+            let message = format!("replay too old: after={after}, oldest kept seq={oldest}");
+            return error_response(
                 StatusCode::GONE,
-                "replay_too_old",
-                format!("replay too old: after={after}, oldest kept seq={oldest}"),
-                json!({"after": after, "oldest": oldest}),
+                ErrorInfo {
+                    after: Some(after),
+                    oldest: Some(oldest),
+                    ..ErrorInfo::new(kind::REPLAY_TOO_OLD, message)
+                },
             );
         }
         Err(AttachError::Ahead { after, last }) => {
-            return refusal(
+            let message = format!("bad resume: after={after} but last seq={last}");
+            return error_response(
                 StatusCode::BAD_REQUEST,
-                "bad_resume",
-                format!("bad resume: after={after} but last seq={last}"),
-                json!({"after": after, "last": last}),
+                ErrorInfo {
+                    after: Some(after),
+                    last: Some(last),
+                    ..ErrorInfo::new(kind::BAD_RESUME, message)
+                },
             );
         }
     };
     tracing::debug!(session = %session.id(), after, in_seq = attached.in_seq, "event stream attached");
-    let hello = json!({
-        "session": session.id(),
-        "in_seq": attached.in_seq,
-        "max_frame_bytes": session.max_frame_bytes(),
-    });
+    let hello = wire::Hello {
+        in_seq: attached.in_seq,
+        max_frame_bytes: session.max_frame_bytes() as u64,
+        session: session.id().to_owned(),
+    };
     let (tx, rx) = mpsc::channel(BODY_CHUNKS);
     let keep_alive = state.manager.config().ping_interval;
     tokio::spawn(produce(
@@ -219,7 +206,7 @@ async fn events(
             generation: attached.generation,
         },
         after,
-        event("hello", &hello.to_string()),
+        event("hello", &serde_json::to_string(&hello).unwrap_or_default()),
         keep_alive,
         tx,
     ));
@@ -291,8 +278,15 @@ async fn produce(
                 return;
             }
             Outbound::Replaced => {
-                let data = json!({"kind": "replaced", "message": "replaced by a newer connection"});
-                let _ = tx.send(Ok(event("error", &data.to_string()))).await;
+                let data = ErrorInfo::new(kind::REPLACED, "replaced by a newer connection");
+                let data = serde_json::to_string(&data).unwrap_or_default();
+                let _ = tx.send(Ok(event("error", &data))).await;
+                return;
+            }
+            Outbound::ShuttingDown => {
+                let data = ErrorInfo::new(kind::UNAVAILABLE, "the gateway is shutting down");
+                let data = serde_json::to_string(&data).unwrap_or_default();
+                let _ = tx.send(Ok(event("error", &data))).await;
                 return;
             }
             Outbound::Dropped => {
@@ -375,14 +369,15 @@ async fn frames(
     };
     let mut next = match headers.get(SEQ_HEADER) {
         None => None,
+        // 0 is "unnumbered", as on every wire.
         Some(v) => match v.to_str().ok().and_then(|s| s.trim().parse::<u64>().ok()) {
-            Some(n) if n >= 1 => Some(n),
-            _ => {
-                return refusal(
+            Some(0) => None,
+            Some(n) => Some(n),
+            None => {
+                return error(
                     StatusCode::BAD_REQUEST,
-                    "bad_request",
-                    "Conduit-Seq must be a sequence number (1, 2, 3, …)",
-                    Value::Null,
+                    kind::BAD_REQUEST,
+                    "Conduit-Seq must be a sequence number (1, 2, 3, …; 0: unnumbered)",
                 );
             }
         },
@@ -405,13 +400,13 @@ async fn frames(
                 match data.next().await {
                     Some(Ok(chunk)) => buf.extend_from_slice(&chunk),
                     Some(Err(e)) => {
-                        return refusal(StatusCode::BAD_REQUEST, "bad_body", e, Value::Null);
+                        return error(StatusCode::BAD_REQUEST, kind::BAD_BODY, e);
                     }
                     None => eof = true,
                 }
                 continue;
             }
-            Err(e) => return refusal(StatusCode::BAD_REQUEST, "bad_body", e, Value::Null),
+            Err(e) => return error(StatusCode::BAD_REQUEST, kind::BAD_BODY, e),
         };
         let seq = next;
         next = next.map(|n| n + 1);
@@ -424,7 +419,7 @@ async fn frames(
             Err(claude_conduit::Error::FrameTooLarge { size, .. }) => {
                 session.refuse_oversize(seq, size).await
             }
-            Err(e) => return refusal(StatusCode::BAD_REQUEST, "bad_body", e, Value::Null),
+            Err(e) => return error(StatusCode::BAD_REQUEST, kind::BAD_BODY, e),
         };
         if let Err(e) = result {
             drain(&mut data).await;
@@ -453,24 +448,15 @@ async fn drain(data: &mut BodyDataStream) {
 
 /// The reply for a refused frame.
 fn refused(session: &Session, e: &InputError, accepted: u64, skipped: u64) -> Response {
-    let (status, error) = match e {
-        InputError::TooLarge { limit, size, seq } => (
-            StatusCode::PAYLOAD_TOO_LARGE,
-            json!({"kind": "frame_too_large", "limit": limit, "size": size, "seq": seq}),
-        ),
-        InputError::Gap { expected, got } => (
-            StatusCode::CONFLICT,
-            json!({"kind": "gap", "expected": expected, "got": got}),
-        ),
-        InputError::Policy { seq, .. } => {
-            (StatusCode::FORBIDDEN, json!({"kind": "policy", "seq": seq}))
-        }
-        InputError::Closed => (StatusCode::GONE, json!({"kind": "closed"})),
+    let status = match e {
+        InputError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        InputError::BadFrame { .. } => StatusCode::BAD_REQUEST,
+        InputError::Gap { .. } => StatusCode::CONFLICT,
+        InputError::Policy { .. } => StatusCode::FORBIDDEN,
+        InputError::Closed => StatusCode::GONE,
     };
-    let mut error = error;
-    error["message"] = Value::String(e.to_string());
     let body = json!({
-        "error": error,
+        "error": e.info(),
         "accepted": accepted,
         "skipped": skipped,
         "in_seq": session.in_seq(),
@@ -502,11 +488,10 @@ async fn ack(
             session.ack(n);
             StatusCode::NO_CONTENT.into_response()
         }
-        None => refusal(
+        None => error(
             StatusCode::BAD_REQUEST,
-            "bad_request",
+            kind::BAD_REQUEST,
             "expected {\"ack\":N} or ?ack=N",
-            Value::Null,
         ),
     }
 }

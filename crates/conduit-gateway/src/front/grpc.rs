@@ -34,6 +34,8 @@
 //!   the CLI gracefully;
 //! * a client frame over the limit gets `Refused{kind: "frame_too_large", limit, size, seq,
 //!   message}` and the session lives on;
+//! * a client frame that is not one JSON object gets `Refused{kind: "bad_frame", …}`, never
+//!   reaches the CLI, and the session lives on;
 //! * when the CLI exits the gateway sends `End{code, signal, stderr_tail}` and ends the stream
 //!   with status OK.
 //!
@@ -41,7 +43,9 @@
 //! the replay ring holds), `INVALID_ARGUMENT` (`after` ahead of the stream, or no `Attach`
 //! first), `FAILED_PRECONDITION` (a client frame number skipped ahead), `ABORTED` (a newer
 //! stream took the session over), `UNAVAILABLE` (dropped by the gateway, e.g.
-//! [`SessionManager::kick`]: resume with `after`). Dead peers are found by HTTP/2 keepalive
+//! [`SessionManager::kick`], or the gateway shutting down: resume with `after`),
+//! `INVALID_ARGUMENT` / `RESOURCE_EXHAUSTED` (a client message that does not decode, or is over
+//! the frame limit plus 1 MiB: the session lives on, resume with `after`). Dead peers are found by HTTP/2 keepalive
 //! pings (the configured ping interval and timeout).
 
 use std::future::Future;
@@ -65,6 +69,7 @@ use crate::session::{
     ACK_EVERY, AttachError, Attached, EndInfo, Input, InputError, Outbound, Session,
     SessionManager, SessionRequest,
 };
+use claude_conduit::transport::relay::wire::ENVELOPE_MARGIN;
 
 /// Frames sent per look at the ring.
 const BATCH: usize = 64;
@@ -72,9 +77,6 @@ const BATCH: usize = 64;
 const OUT_BUFFER: usize = 64;
 /// How long a new stream may take to send its `Attach`.
 const ATTACH_TIMEOUT: Duration = Duration::from_secs(30);
-/// Room above the frame limit for the protobuf envelope, so that a slightly larger frame gets a
-/// typed refusal instead of a transport error.
-const MESSAGE_MARGIN: usize = 1 << 20;
 /// How long shutdown waits for gRPC connections to close after every CLI is gone.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
 
@@ -101,7 +103,7 @@ impl ConduitService {
             .manager
             .config()
             .max_frame_bytes()
-            .saturating_add(MESSAGE_MARGIN);
+            .saturating_add(ENVELOPE_MARGIN);
         ConduitServer::new(self)
             .max_decoding_message_size(limit)
             .max_encoding_message_size(limit)
@@ -245,12 +247,33 @@ impl Conduit for ConduitService {
 }
 
 /// How the client's half of a stream ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 enum ReaderEnd {
     /// The client finished sending (half-close); it may still be reading.
     HalfClosed,
     /// The stream broke, the CLI is gone, or the client broke the protocol.
     Broken,
+    /// A client message could not be taken (undecodable, too large): end the stream with this
+    /// status; the session lives on and can be resumed.
+    Refused(Status),
+}
+
+/// The status for a client message tonic could not read: `INVALID_ARGUMENT` for one that does
+/// not decode, `RESOURCE_EXHAUSTED` for one over the message limit; `None` when the stream
+/// itself broke (nobody to tell).
+fn unreadable(s: &Status) -> Option<Status> {
+    let message = s.message();
+    if message.contains("too large") || s.code() == tonic::Code::OutOfRange {
+        Some(Status::resource_exhausted(format!(
+            "a client message over the limit (frame limit plus {ENVELOPE_MARGIN} bytes): {message}"
+        )))
+    } else if message.contains("decode") {
+        Some(Status::invalid_argument(format!(
+            "a client message that does not decode: {message}"
+        )))
+    } else {
+        None
+    }
 }
 
 /// Client messages to the session; refusals go to the writer through `notices`.
@@ -263,7 +286,7 @@ async fn read_client(
         let msg = match inbound.message().await {
             Ok(Some(m)) => m,
             Ok(None) => return ReaderEnd::HalfClosed,
-            Err(_) => return ReaderEnd::Broken,
+            Err(s) => return unreadable(&s).map_or(ReaderEnd::Broken, ReaderEnd::Refused),
         };
         let result = match msg.msg {
             Some(client_message::Msg::Frame(f)) => {
@@ -285,12 +308,12 @@ async fn read_client(
         match result {
             Ok(()) => {}
             Err(InputError::Closed) => return ReaderEnd::Broken,
-            Err(e @ (InputError::TooLarge { .. } | InputError::Policy { .. })) => {
+            Err(e) if e.is_per_frame() => {
                 if notices.send(e).await.is_err() {
                     return ReaderEnd::Broken;
                 }
             }
-            Err(e @ InputError::Gap { .. }) => {
+            Err(e) => {
                 let _ = notices.send(e).await;
                 return ReaderEnd::Broken;
             }
@@ -354,6 +377,12 @@ async fn connection(
                 let _ = tx.send(message(end_message(end))).await;
                 break;
             }
+            Outbound::ShuttingDown => {
+                let _ = tx
+                    .send(Err(Status::unavailable("the gateway is shutting down")))
+                    .await;
+                break;
+            }
             Outbound::Replaced => {
                 let _ = tx
                     .send(Err(Status::aborted("replaced by a newer connection")))
@@ -385,8 +414,13 @@ async fn connection(
             }
             r = &mut reader, if !reader_done => {
                 reader_done = true;
-                if !matches!(r, Ok(ReaderEnd::HalfClosed)) {
-                    break;
+                match r {
+                    Ok(ReaderEnd::HalfClosed) => {}
+                    Ok(ReaderEnd::Refused(status)) => {
+                        let _ = tx.send(Err(status)).await;
+                        break;
+                    }
+                    _ => break,
                 }
             }
             r = events.changed() => if r.is_err() { break },
@@ -408,26 +442,13 @@ fn end_message(end: EndInfo) -> server_message::Msg {
 
 /// The message that tells a client its frame was refused.
 fn refusal(e: &InputError) -> server_message::Msg {
-    let message = e.to_string();
-    server_message::Msg::Refused(match e {
-        InputError::TooLarge { limit, size, seq } => v1::Refused {
-            kind: "frame_too_large".into(),
-            limit: u64_of(*limit),
-            size: u64_of(*size),
-            seq: seq.unwrap_or(0),
-            message,
-        },
-        InputError::Policy { seq, .. } => v1::Refused {
-            kind: "policy".into(),
-            seq: seq.unwrap_or(0),
-            message,
-            ..v1::Refused::default()
-        },
-        _ => v1::Refused {
-            kind: "refused".into(),
-            message,
-            ..v1::Refused::default()
-        },
+    let info = e.info();
+    server_message::Msg::Refused(v1::Refused {
+        kind: info.kind,
+        limit: info.limit.unwrap_or(0),
+        size: info.size.unwrap_or(0),
+        seq: info.seq.unwrap_or(0),
+        message: info.message,
     })
 }
 

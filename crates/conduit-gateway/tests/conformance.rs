@@ -1,0 +1,268 @@
+//! One conformance suite for the gateway's wires, generated per wire by a macro: the same
+//! behaviour through the SDK's WebSocket, HTTP and gRPC clients against the real gateway with
+//! `mock-claude` (connect and a firehose that needs acks, cut and resume, end of input across a
+//! cut, per-frame refusals, auth, shutdown).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use bytes::Bytes;
+use claude_conduit::remote::{Remote, SessionRequest};
+use claude_conduit::transport::grpc::GrpcTransport;
+use claude_conduit::transport::http::HttpTransport;
+use claude_conduit::transport::websocket::WebSocketTransport;
+use claude_conduit::transport::{FrameReceiver, FrameSender, Transport};
+use claude_conduit::{Error, GatewayErrorKind};
+use serde_json::Value;
+
+mod support;
+use support::*;
+
+/// The SDK transports, opened the same way.
+trait Wire: Transport + Sized + std::fmt::Debug {
+    /// `scheme://addr` of `gw` for this wire.
+    fn url(gw: &Running) -> String;
+    async fn open(remote: &Remote) -> claude_conduit::Result<Self>;
+}
+
+impl Wire for WebSocketTransport {
+    fn url(gw: &Running) -> String {
+        format!("ws://{}", gw.addr)
+    }
+    async fn open(remote: &Remote) -> claude_conduit::Result<Self> {
+        Self::open_session(remote, &SessionRequest::default()).await
+    }
+}
+
+impl Wire for HttpTransport {
+    fn url(gw: &Running) -> String {
+        format!("http://{}", gw.addr)
+    }
+    async fn open(remote: &Remote) -> claude_conduit::Result<Self> {
+        Self::open_session(remote, &SessionRequest::default()).await
+    }
+}
+
+impl Wire for GrpcTransport {
+    fn url(gw: &Running) -> String {
+        gw.grpc_url()
+    }
+    async fn open(remote: &Remote) -> claude_conduit::Result<Self> {
+        Self::open_session(remote, &SessionRequest::default()).await
+    }
+}
+
+const USER: &[u8] = br#"{"type":"user","message":{"role":"user","content":"go"},"parent_tool_use_id":null,"session_id":"default"}"#;
+
+/// The one session of `TOKEN` on `gw`.
+fn session_id(gw: &Running) -> String {
+    gw.only_session().id
+}
+
+/// Receive until the stream ends: the frames' `type`s, per-frame errors, and the end.
+async fn drain<R: FrameReceiver>(
+    rx: &mut R,
+    mut on_frame: impl FnMut(usize),
+) -> (Vec<String>, Vec<Error>, claude_conduit::Result<()>) {
+    let mut types = Vec::new();
+    let mut refusals = Vec::new();
+    let end = loop {
+        match tokio::time::timeout(T, rx.recv()).await.expect("in time") {
+            Ok(Some(Ok(frame))) => {
+                let v: Value = serde_json::from_slice(&frame).expect("a JSON frame");
+                types.push(v["type"].as_str().unwrap_or_default().to_owned());
+                on_frame(types.len());
+            }
+            Ok(Some(Err(e))) => refusals.push(e),
+            Ok(None) => break Ok(()),
+            Err(e) => break Err(e),
+        }
+    };
+    (types, refusals, end)
+}
+
+/// Every assistant message of mock-claude's turn of `n`, then its result.
+fn assert_turn(types: &[String], n: usize) {
+    let assistants = types.iter().filter(|t| *t == "assistant").count();
+    assert_eq!(assistants, n, "{types:?}");
+    assert_eq!(
+        types.last().map(String::as_str),
+        Some("result"),
+        "{types:?}"
+    );
+}
+
+/// A long turn through a small replay ring: it only completes if the client acks.
+async fn firehose<W: Wire>() {
+    let gw = start(config(&[("MOCK_CLAUDE_MESSAGES", "2000")]).replay_frames(64)).await;
+    let remote = Remote::parse(&W::url(&gw), TOKEN).unwrap();
+    let conn = W::open(&remote)
+        .await
+        .expect("open")
+        .connect()
+        .await
+        .expect("connect");
+    let (mut tx, mut rx) = (conn.sender, conn.receiver);
+    tx.send(Bytes::from_static(USER)).await.unwrap();
+    tx.end_input().await.unwrap();
+    let (types, refusals, end) = drain(&mut rx, |_| {}).await;
+    end.expect("a clean end");
+    assert!(refusals.is_empty(), "{refusals:?}");
+    assert_turn(&types, 2000);
+    assert_eq!(rx.termination().and_then(|t| t.code), Some(0));
+    gw.shutdown().await;
+}
+
+/// The connection is cut twice mid-turn: every frame arrives once, in order.
+async fn cut_and_resume<W: Wire>() {
+    let gw = start(
+        config(&[
+            ("MOCK_CLAUDE_MESSAGES", "300"),
+            ("MOCK_CLAUDE_DELAY_MS", "2"),
+        ])
+        .replay_frames(64),
+    )
+    .await;
+    let remote = Remote::parse(&W::url(&gw), TOKEN).unwrap();
+    let conn = W::open(&remote)
+        .await
+        .expect("open")
+        .connect()
+        .await
+        .expect("connect");
+    let metrics = conn.metrics.clone();
+    let (mut tx, mut rx) = (conn.sender, conn.receiver);
+    let id = session_id(&gw);
+    tx.send(Bytes::from_static(USER)).await.unwrap();
+    tx.end_input().await.unwrap();
+    let (types, _, end) = drain(&mut rx, |n| {
+        if n == 40 || n == 160 {
+            assert!(gw.manager.kick(&id));
+        }
+    })
+    .await;
+    end.expect("a clean end");
+    assert_turn(&types, 300);
+    assert!(metrics.snapshot().reconnects >= 1);
+    gw.shutdown().await;
+}
+
+/// End of input asked for while the connection is down still reaches the CLI (once): it
+/// finishes its turn and exits 0.
+async fn end_of_input_across_a_cut<W: Wire>() {
+    let gw = start(config(&[("MOCK_CLAUDE_MESSAGES", "5")])).await;
+    let remote = Remote::parse(&W::url(&gw), TOKEN).unwrap();
+    let conn = W::open(&remote)
+        .await
+        .expect("open")
+        .connect()
+        .await
+        .expect("connect");
+    let (mut tx, mut rx) = (conn.sender, conn.receiver);
+    let id = session_id(&gw);
+    tx.send(Bytes::from_static(USER)).await.unwrap();
+    assert!(gw.manager.kick(&id));
+    tx.end_input().await.unwrap();
+    let (types, _, end) = drain(&mut rx, |_| {}).await;
+    end.expect("a clean end");
+    assert_turn(&types, 5);
+    assert_eq!(rx.termination().and_then(|t| t.code), Some(0));
+    gw.shutdown().await;
+}
+
+/// A frame that is not a JSON object is refused with a typed error and never reaches the CLI;
+/// the session goes on.
+async fn refusals<W: Wire>() {
+    let gw = start(config(&[("MOCK_CLAUDE_MESSAGES", "3")])).await;
+    let remote = Remote::parse(&W::url(&gw), TOKEN).unwrap();
+    let conn = W::open(&remote)
+        .await
+        .expect("open")
+        .connect()
+        .await
+        .expect("connect");
+    let (mut tx, mut rx) = (conn.sender, conn.receiver);
+    tx.send(Bytes::from_static(b"[1,2,3]")).await.unwrap();
+    tx.send(Bytes::from_static(USER)).await.unwrap();
+    tx.end_input().await.unwrap();
+    let (types, refusals, end) = drain(&mut rx, |_| {}).await;
+    end.expect("a clean end");
+    assert_turn(&types, 3);
+    assert_eq!(refusals.len(), 1, "{refusals:?}");
+    assert_eq!(refusals[0].gateway_kind(), Some(GatewayErrorKind::BadFrame));
+    assert!(refusals[0].is_frame_error());
+    assert_eq!(rx.termination().and_then(|t| t.code), Some(0));
+    gw.shutdown().await;
+}
+
+/// A bad token is a typed `Unauthorized`; another token's session does not exist.
+async fn auth<W: Wire>() {
+    let gw = start(config(&[])).await;
+    let bad = Remote::parse(&W::url(&gw), "not-a-token").unwrap();
+    let e = W::open(&bad).await.expect_err("refused");
+    assert_eq!(
+        e.gateway_kind(),
+        Some(GatewayErrorKind::Unauthorized),
+        "{e}"
+    );
+    gw.shutdown().await;
+}
+
+/// Gateway shutdown is not a normal end: the client gets `Unavailable` once it cannot come back.
+async fn shutdown<W: Wire>() {
+    let gw = start(config(&[])).await;
+    let remote = Remote::parse(&W::url(&gw), TOKEN).unwrap();
+    let conn = W::open(&remote)
+        .await
+        .expect("open")
+        .connect()
+        .await
+        .expect("connect");
+    let mut rx = conn.receiver;
+    gw.shutdown().await;
+    let (_, _, end) = drain(&mut rx, |_| {}).await;
+    let e = end.expect_err("not a clean end");
+    assert_eq!(e.gateway_kind(), Some(GatewayErrorKind::Unavailable), "{e}");
+}
+
+macro_rules! conformance {
+    ($($wire:ident: $transport:ty),* $(,)?) => {$(
+        mod $wire {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn firehose_needs_acks_and_arrives_whole() {
+                firehose::<$transport>().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn cut_and_resume_delivers_every_frame_once_in_order() {
+                cut_and_resume::<$transport>().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn end_of_input_survives_a_cut() {
+                end_of_input_across_a_cut::<$transport>().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_bad_frame_is_refused_and_the_session_goes_on() {
+                refusals::<$transport>().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_bad_token_is_unauthorized() {
+                auth::<$transport>().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn shutdown_is_unavailable() {
+                shutdown::<$transport>().await;
+            }
+        }
+    )*};
+}
+
+conformance! {
+    websocket: WebSocketTransport,
+    http: HttpTransport,
+    grpc: GrpcTransport,
+}

@@ -1,0 +1,443 @@
+//! The one client driver: a task that owns the connection of any [`Wire`], keeps the
+//! [`SeqState`] across reconnects and follows the [`ReconnectPolicy`]; the [`GatewaySender`] and
+//! [`GatewayReceiver`] halves talk to it through bounded channels, so backpressure reaches the
+//! connection.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+
+use super::wire::{ErrorInfo, Hello, kind};
+use super::{Accept, Failure, ReconnectPolicy, SeqState};
+use crate::error::{Error, GatewayErrorKind, Result};
+use crate::transport::{
+    Connection, ConnectionInfo, FrameReceiver, FrameSender, Termination, TransportMetrics,
+};
+
+/// How long a fresh connection may take to say hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(30);
+/// Messages queued between the halves and the driver.
+const QUEUE: usize = 64;
+
+/// What arrives from the gateway on a connection.
+#[derive(Debug)]
+pub(crate) enum Incoming {
+    Hello(Hello),
+    Frame(u64, Bytes),
+    InAck(u64),
+    /// The gateway refused one of our frames; the stream goes on.
+    Refused(Error),
+    End(Termination),
+}
+
+/// What the driver sends to the gateway.
+#[derive(Debug)]
+pub(crate) enum Outgoing {
+    Frame(u64, Bytes),
+    Ack(u64),
+    EndInput,
+    Close,
+}
+
+/// One wire (WebSocket, HTTP + server-sent events, gRPC): how to open a connection to the
+/// session that resumes after a sequence number. Adapters only encode and decode; sequencing,
+/// acks, resends and reconnects are the driver's.
+pub(crate) trait Wire: Send + Sync + 'static {
+    /// An open connection.
+    type Conn: WireConn;
+    /// Open a connection resuming after gateway frame `after`.
+    fn open(&self, after: u64) -> impl Future<Output = Result<Self::Conn, Failure>> + Send;
+}
+
+/// An open connection of a [`Wire`].
+pub(crate) trait WireConn: Send + 'static {
+    /// The next message. Cancel-safe. An `Err` ends the connection.
+    fn recv(&mut self) -> impl Future<Output = Result<Incoming, Failure>> + Send;
+    /// Send one message (waits for room).
+    fn send(&mut self, out: Outgoing) -> impl Future<Output = Result<(), Failure>> + Send;
+    /// Leave politely (a close frame, …), after the session ended or nobody reads any more.
+    fn finish(self) -> impl Future<Output = ()> + Send
+    where
+        Self: Sized,
+    {
+        async {}
+    }
+}
+
+/// The error for a refusal the gateway sent about one of our frames.
+pub(crate) fn refusal_error(info: ErrorInfo) -> Error {
+    if info.kind == kind::FRAME_TOO_LARGE {
+        let n = |v: Option<u64>| v.and_then(|v| usize::try_from(v).ok()).unwrap_or(0);
+        return Error::FrameTooLarge {
+            limit: n(info.limit),
+            size: n(info.size),
+        };
+    }
+    Error::gateway(GatewayErrorKind::from_wire(&info.kind), None, info.message)
+}
+
+/// What the sending half asks the driver to do.
+#[derive(Debug)]
+enum Out {
+    Frame(Bytes),
+    EndInput,
+    /// Close the session; answered once it went out.
+    Close(oneshot::Sender<()>),
+}
+
+/// What the driver hands the receiving half.
+#[derive(Debug)]
+enum Event {
+    Frame(Bytes),
+    Refused(Error),
+    End(Termination),
+    Failed(Error),
+}
+
+/// Open `wire` (resuming from the start), wait for its hello and start the driver.
+pub(crate) async fn connect<W: Wire>(
+    wire: W,
+    max_frame: usize,
+    policy: ReconnectPolicy,
+    description: String,
+) -> Result<Connection<GatewaySender, GatewayReceiver>> {
+    let started = Instant::now();
+    let mut seq = SeqState::new();
+    let (conn, hello) = greet(&wire, &mut seq).await.map_err(Failure::into_error)?;
+    let metrics = Arc::new(TransportMetrics::default());
+    metrics.set_connect_time(started.elapsed());
+    let limit = Arc::new(AtomicUsize::new(max_frame));
+    let (out_tx, out_rx) = mpsc::channel(QUEUE);
+    let (ev_tx, ev_rx) = mpsc::channel(QUEUE);
+    tokio::spawn(
+        Driver {
+            wire,
+            seq,
+            policy,
+            metrics: metrics.clone(),
+            out: out_rx,
+            out_open: true,
+            events: ev_tx,
+            limit: limit.clone(),
+        }
+        .run(conn, hello),
+    );
+    Ok(Connection {
+        sender: GatewaySender {
+            tx: Some(out_tx),
+            input_ended: false,
+            metrics: metrics.clone(),
+            limit,
+        },
+        receiver: GatewayReceiver {
+            rx: ev_rx,
+            ended: None,
+        },
+        metrics,
+        info: ConnectionInfo {
+            description,
+            ..ConnectionInfo::default()
+        },
+    })
+}
+
+/// Open a connection resuming after what `seq` delivered and read its hello.
+async fn greet<W: Wire>(wire: &W, seq: &mut SeqState) -> Result<(W::Conn, Hello), Failure> {
+    let mut conn = wire.open(seq.resume_after()).await?;
+    seq.on_connect();
+    match tokio::time::timeout(HELLO_TIMEOUT, conn.recv()).await {
+        Ok(Ok(Incoming::Hello(h))) => Ok((conn, h)),
+        Ok(Ok(other)) => Err(Failure::Fatal(Error::gateway(
+            GatewayErrorKind::Protocol,
+            None,
+            format!("expected a hello, got {other:?}"),
+        ))),
+        Ok(Err(f)) => Err(f),
+        Err(_) => Err(Failure::Transient(Error::gateway(
+            GatewayErrorKind::Unavailable,
+            None,
+            "no hello from the gateway in time",
+        ))),
+    }
+}
+
+struct Driver<W: Wire> {
+    wire: W,
+    seq: SeqState,
+    policy: ReconnectPolicy,
+    metrics: Arc<TransportMetrics>,
+    out: mpsc::Receiver<Out>,
+    out_open: bool,
+    events: mpsc::Sender<Event>,
+    /// The frame-size limit the sending half enforces (the gateway's, once it said).
+    limit: Arc<AtomicUsize>,
+}
+
+impl<W: Wire> Driver<W> {
+    async fn run(mut self, mut conn: W::Conn, mut hello: Hello) {
+        loop {
+            let failure = match self.pump(&mut conn, hello).await {
+                Ok(()) => {
+                    conn.finish().await;
+                    return;
+                }
+                Err(f) => f,
+            };
+            drop(conn);
+            let failure = match failure {
+                Failure::Transient(e) => {
+                    tracing::debug!(error = %e, after = self.seq.resume_after(), "gateway connection dropped");
+                    match self.reconnect(e).await {
+                        Ok(Some((c, h))) => {
+                            (conn, hello) = (c, h);
+                            continue;
+                        }
+                        Ok(None) => return, // Nobody reads any more.
+                        Err(e) => e,
+                    }
+                }
+                Failure::Fatal(e) => e,
+            };
+            self.metrics.error();
+            let _ = self.events.send(Event::Failed(failure)).await;
+            return;
+        }
+    }
+
+    /// Reconnect per the policy. `Ok(None)`: nobody reads any more, stop quietly.
+    async fn reconnect(&mut self, mut last: Error) -> Result<Option<(W::Conn, Hello)>> {
+        for attempt in 0..self.policy.attempts {
+            let (wire, seq, events) = (&self.wire, &mut self.seq, &self.events);
+            let delay = self.policy.delay(attempt);
+            let greeted = tokio::select! {
+                () = events.closed() => return Ok(None),
+                g = async {
+                    tokio::time::sleep(delay).await;
+                    greet(wire, seq).await
+                } => g,
+            };
+            match greeted {
+                Ok(c) => {
+                    self.metrics.reconnect();
+                    return Ok(Some(c));
+                }
+                Err(Failure::Fatal(e)) => return Err(e),
+                Err(Failure::Transient(e)) => last = e,
+            }
+        }
+        Err(Error::gateway_caused(
+            GatewayErrorKind::Unavailable,
+            None,
+            format!(
+                "reconnecting to the gateway: gave up after {} attempts",
+                self.policy.attempts
+            ),
+            last,
+        ))
+    }
+
+    /// Take in a hello: the gateway's limit, which of our frames it has; resend the rest, then
+    /// an end of input or close asked for before.
+    async fn on_hello(&mut self, conn: &mut W::Conn, hello: Hello) -> Result<(), Failure> {
+        if let Ok(limit) = usize::try_from(hello.max_frame_bytes)
+            && limit > 0
+        {
+            self.limit.store(limit, Ordering::Relaxed);
+        }
+        let resend = self.seq.on_hello(hello.in_seq);
+        for (seq, frame) in resend.frames {
+            conn.send(Outgoing::Frame(seq, frame)).await?;
+        }
+        if resend.end_input {
+            conn.send(Outgoing::EndInput).await?;
+        }
+        if resend.close {
+            conn.send(Outgoing::Close).await?;
+        }
+        Ok(())
+    }
+
+    /// Move messages on one connection until it ends. `Ok`: stop (the session ended or nobody
+    /// reads any more).
+    async fn pump(&mut self, conn: &mut W::Conn, hello: Hello) -> Result<(), Failure> {
+        self.on_hello(conn, hello).await?;
+        loop {
+            if let Some(n) = self.seq.take_ack() {
+                conn.send(Outgoing::Ack(n)).await?;
+            }
+            tokio::select! {
+                m = conn.recv() => match m? {
+                    Incoming::Frame(seq, data) => match self.seq.accept(seq) {
+                        Accept::Skip => {}
+                        Accept::Deliver => {
+                            self.metrics.frame_received(data.len());
+                            if self.events.send(Event::Frame(data)).await.is_err() {
+                                return Ok(());
+                            }
+                        }
+                        Accept::Gap { expected, got } => {
+                            return Err(Failure::Fatal(Error::gateway(
+                                GatewayErrorKind::Protocol,
+                                None,
+                                format!("gap in sequence numbers: {got} arrived, {expected} expected"),
+                            )));
+                        }
+                    },
+                    Incoming::InAck(n) => self.seq.confirm(n),
+                    Incoming::Hello(h) => self.on_hello(conn, h).await?,
+                    Incoming::Refused(e) => {
+                        self.metrics.error();
+                        if self.events.send(Event::Refused(e)).await.is_err() {
+                            return Ok(());
+                        }
+                    }
+                    Incoming::End(t) => {
+                        let _ = self.events.send(Event::End(t)).await;
+                        return Ok(());
+                    }
+                },
+                out = self.out.recv(), if self.out_open => match out {
+                    Some(Out::Frame(f)) => {
+                        let seq = self.seq.push(f.clone());
+                        conn.send(Outgoing::Frame(seq, f)).await?;
+                    }
+                    Some(Out::EndInput) => {
+                        if self.seq.end_input() {
+                            conn.send(Outgoing::EndInput).await?;
+                        }
+                    }
+                    Some(Out::Close(done)) => {
+                        if self.seq.close() {
+                            conn.send(Outgoing::Close).await?;
+                        }
+                        let _ = done.send(());
+                    }
+                    None => self.out_open = false,
+                },
+                () = self.events.closed() => return Ok(()),
+            }
+        }
+    }
+}
+
+/// The sending half of a gateway connection (every wire).
+#[derive(Debug)]
+pub struct GatewaySender {
+    tx: Option<mpsc::Sender<Out>>,
+    input_ended: bool,
+    metrics: Arc<TransportMetrics>,
+    limit: Arc<AtomicUsize>,
+}
+
+impl FrameSender for GatewaySender {
+    /// Send one frame: numbered, kept until the gateway confirms it, resent after a reconnect.
+    /// A frame over the gateway's limit is refused here with [`Error::FrameTooLarge`].
+    async fn send(&mut self, frame: Bytes) -> Result<()> {
+        let tx = match &self.tx {
+            Some(tx) if !self.input_ended => tx,
+            _ => return Err(Error::Closed),
+        };
+        let len = frame.len();
+        let limit = self.limit.load(Ordering::Relaxed);
+        if len > limit {
+            return Err(Error::FrameTooLarge { limit, size: len });
+        }
+        tx.send(Out::Frame(frame))
+            .await
+            .map_err(|_| Error::Closed)?;
+        self.metrics.frame_sent(len);
+        Ok(())
+    }
+
+    /// End the CLI's input, after the frames sent before. Survives reconnects (resent after
+    /// each hello; idempotent on the gateway).
+    async fn end_input(&mut self) -> Result<()> {
+        if !std::mem::replace(&mut self.input_ended, true)
+            && let Some(tx) = &self.tx
+        {
+            let _ = tx.send(Out::EndInput).await;
+        }
+        Ok(())
+    }
+
+    /// Ask the gateway to close the CLI gracefully (end input, wait, signal, with the
+    /// gateway's grace); the receiving half then ends with the CLI's termination. Waits until
+    /// the request went out, at most `grace` + 10 s.
+    async fn close(mut self, grace: Duration) -> Result<()> {
+        if let Some(tx) = self.tx.take() {
+            let (done_tx, done_rx) = oneshot::channel();
+            if tx.send(Out::Close(done_tx)).await.is_ok() {
+                let _ = tokio::time::timeout(grace + Duration::from_secs(10), done_rx).await;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The receiving half of a gateway connection (every wire).
+#[derive(Debug)]
+pub struct GatewayReceiver {
+    rx: mpsc::Receiver<Event>,
+    ended: Option<Termination>,
+}
+
+impl FrameReceiver for GatewayReceiver {
+    async fn recv(&mut self) -> Result<Option<Result<Bytes>>> {
+        if self.ended.is_some() {
+            return Ok(None);
+        }
+        match self.rx.recv().await {
+            Some(Event::Frame(f)) => Ok(Some(Ok(f))),
+            Some(Event::Refused(e)) => Ok(Some(Err(e))),
+            Some(Event::End(t)) => {
+                self.ended = Some(t);
+                Ok(None)
+            }
+            Some(Event::Failed(e)) => {
+                self.ended = Some(Termination {
+                    stderr_tail: e.to_string(),
+                    ..Termination::default()
+                });
+                Err(e)
+            }
+            None => {
+                self.ended = Some(Termination::default());
+                Ok(None)
+            }
+        }
+    }
+
+    fn termination(&self) -> Option<Termination> {
+        self.ended.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_receiver_ends_with_the_termination_and_stays_ended() {
+        let (tx, rx) = mpsc::channel(4);
+        let mut r = GatewayReceiver { rx, ended: None };
+        tx.send(Event::Frame(Bytes::from_static(b"{}")))
+            .await
+            .unwrap();
+        tx.send(Event::Refused(Error::FrameTooLarge { limit: 1, size: 2 }))
+            .await
+            .unwrap();
+        tx.send(Event::End(Termination::clean())).await.unwrap();
+        assert_eq!(r.recv().await.unwrap().unwrap().unwrap(), "{}");
+        assert!(matches!(
+            r.recv().await.unwrap().unwrap(),
+            Err(Error::FrameTooLarge { .. })
+        ));
+        assert!(r.recv().await.unwrap().is_none());
+        assert_eq!(r.termination(), Some(Termination::clean()));
+        assert!(r.recv().await.unwrap().is_none());
+    }
+}
