@@ -59,10 +59,12 @@
 //! | client → server | text `{"ack":N}` | frames up to `N` were received; the ring may drop them |
 //! | client → server | text `{"end_input":true}` | end the CLI's stdin |
 //! | client → server | text `{"close":true}` | gracefully close the CLI (end input, wait, signal) |
-//! | client → server | any other text | one unnumbered frame for the CLI's stdin (simple clients) |
+//! | client → server | any other JSON object as text | one unnumbered frame for the CLI's stdin (simple clients) |
+//! | server → client | text `{"error":{"kind":"bad_frame"/"frame_too_large",…}}` | a refused client frame (not one JSON object, a malformed control message, a binary message under 8 bytes, over the limit); the session goes on |
 //!
-//! Frames are binary so that a frame that is not valid JSON (or UTF-8) still passes verbatim; the
-//! SDK's codec reports it, not the gateway. Resume with `?after=N`: frames with `seq > N` are
+//! CLI frames are binary so that one that is not valid JSON (or UTF-8) still passes verbatim; the
+//! SDK's codec reports it, not the gateway. Client frames must be one JSON object each (the CLI
+//! ends the session on anything else): others are refused. docs/WIRE.md describes every wire. Resume with `?after=N`: frames with `seq > N` are
 //! replayed, then the stream goes live; `N` counts as an ack. An unknown session (or another token's) is an HTTP 404 at the handshake. Close codes:
 //! 4409 replaced by a newer connection, 4410 `after` older than the replay ring holds, 4400 bad
 //! `after` or a gap in client frame numbers, 1001 gateway shutting down, 1009 a message larger

@@ -348,7 +348,7 @@ async fn graceful_shutdown_closes_every_cli() {
         assert_eq!(status, 201);
         pids.push(u32::try_from(info["pid"].as_u64().unwrap()).unwrap());
     }
-    // A connected client sees the end.
+    // A connected client is told to come back later (1001), not that its session ended.
     let (_, list) = http(gw.addr, "GET", "/v1/sessions", Some(TOKEN), None).await;
     let id = list["sessions"][0]["id"].as_str().unwrap().to_owned();
     let mut ws = raw_socket(gw.addr, &id, 0).await;
@@ -357,13 +357,15 @@ async fn graceful_shutdown_closes_every_cli() {
     for pid in pids {
         wait_gone(pid).await;
     }
-    let mut saw_end = false;
+    let mut close = None;
     while let Ok(Some(Ok(msg))) = tokio::time::timeout(T, ws.next()).await {
-        if let WsMessage::Text(t) = msg {
-            saw_end |= t.as_str().contains("\"end\"");
+        match msg {
+            WsMessage::Text(t) => assert!(!t.as_str().contains("\"end\""), "{t}"),
+            WsMessage::Close(f) => close = f.map(|f| u16::from(f.code)),
+            _ => {}
         }
     }
-    assert!(saw_end);
+    assert_eq!(close, Some(1001));
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }
 

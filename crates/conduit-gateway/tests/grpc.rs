@@ -165,7 +165,11 @@ async fn every_call_needs_a_valid_bearer_token() {
     else {
         panic!("a wrong token is refused")
     };
-    assert!(err.to_string().contains("Unauthenticated"), "{err}");
+    assert_eq!(
+        err.gateway_kind(),
+        Some(claude_conduit::GatewayErrorKind::Unauthorized),
+        "{err}"
+    );
     assert!(gw.manager.is_empty());
     gw.shutdown().await;
 }
@@ -531,7 +535,8 @@ async fn gateway_shutdown_ends_streams_and_leaves_no_cli_behind() {
         pids.push(info.pid.unwrap());
         ids.push(info.id);
     }
-    // A connected SDK transport sees the end.
+    // A connected SDK transport is told the gateway went away (`UNAVAILABLE`), not that its
+    // session ended; it cannot come back.
     let transport = GrpcTransport::new(gw.grpc_url(), ids[0].clone(), TOKEN);
     let mut conn = tokio::time::timeout(T, transport.connect())
         .await
@@ -544,11 +549,13 @@ async fn gateway_shutdown_ends_streams_and_leaves_no_cli_behind() {
     }
     let end = tokio::time::timeout(T, conn.receiver.recv())
         .await
-        .expect("in time")
-        .expect("an orderly end");
-    assert!(end.is_none(), "{end:?}");
-    let t = conn.receiver.termination().expect("termination");
-    assert!(t.code.is_some() || t.signal.is_some(), "{t:?}");
+        .expect("in time");
+    let e = end.expect_err("not a normal end");
+    assert_eq!(
+        e.gateway_kind(),
+        Some(claude_conduit::GatewayErrorKind::Unavailable),
+        "{e}"
+    );
     assert!(tokio::net::TcpStream::connect(grpc).await.is_err());
 }
 

@@ -395,9 +395,12 @@ async fn posted_frames_skip_duplicates_refuse_gaps_and_oversize_and_the_session_
         (Some(3), Some(5))
     );
     assert_eq!(reply["in_seq"], 2);
-    // Bad header.
-    let (status, _) = post_frames(gw.addr, &id, Some(0), user_line("x").as_bytes()).await;
+    // A bad header (0 is "unnumbered", as on every wire; this is not a number).
+    let path = format!("/v1/sessions/{id}/frames");
+    let bad = [("Conduit-Seq", "three".to_owned())];
+    let (status, reply) = http(gw.addr, "POST", &path, Some(TOKEN), &bad, b"{}").await;
     assert_eq!(status, 400);
+    assert_eq!(reply["error"]["kind"], "bad_request", "{reply}");
     // Frame 3 passes, frame 4 is over the limit (refused, numbered), frame 5 is not read.
     let huge = user_line(&"x".repeat(LIMIT + 100));
     let body = format!(

@@ -120,7 +120,21 @@ fn status_error(context: &'static str, s: Status) -> Error {
     } else {
         status_kind(s.code())
     };
-    let message = format!("{context}: {}", s.message());
+    let mut message = format!("{context}: {}", s.message());
+    // A transport failure's status says only "transport error": name its causes, and it is the
+    // connection that failed.
+    let kind = match std::error::Error::source(&s) {
+        Some(cause) => {
+            message.push_str(": ");
+            message.push_str(&error_chain(cause));
+            if s.code() == Code::Unknown {
+                GatewayErrorKind::Unavailable
+            } else {
+                kind
+            }
+        }
+        None => kind,
+    };
     Error::gateway_caused(kind, Some(GatewayStatus::Grpc(s.code() as i32)), message, s)
 }
 

@@ -110,7 +110,12 @@ pub(crate) async fn connect<W: Wire>(
     let (conn, hello) = greet(&wire, &mut seq).await.map_err(Failure::into_error)?;
     let metrics = Arc::new(TransportMetrics::default());
     metrics.set_connect_time(started.elapsed());
-    let limit = Arc::new(AtomicUsize::new(max_frame));
+    // The gateway's limit is known before the first send.
+    let limit = match usize::try_from(hello.max_frame_bytes) {
+        Ok(l) if l > 0 => l,
+        _ => max_frame,
+    };
+    let limit = Arc::new(AtomicUsize::new(limit));
     let (out_tx, out_rx) = mpsc::channel(QUEUE);
     let (ev_tx, ev_rx) = mpsc::channel(QUEUE);
     tokio::spawn(
