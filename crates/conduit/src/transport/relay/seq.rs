@@ -212,7 +212,7 @@ mod tests {
     #[derive(Debug, Clone)]
     enum Up {
         Frame(u64),
-        Ack(u64),
+        Ack,
         EndInput,
     }
     #[derive(Debug, Clone)]
@@ -235,7 +235,7 @@ mod tests {
                     true
                 }
                 Up::Frame(_) => false, // A gap: the gateway closes the connection.
-                Up::Ack(_) => true,
+                Up::Ack => true,
                 Up::EndInput => {
                     self.end_input_seen += 1;
                     if self.cli_eof == 0 {
@@ -285,6 +285,10 @@ mod tests {
         delivered: Vec<u64>,
         sent: u64,
         input_ended: bool,
+        /// Whether this connection's hello arrived: like the driver, the client sends nothing
+        /// on a connection before (what the sending half asks meanwhile waits).
+        greeted: bool,
+        waiting: VecDeque<Step>,
     }
 
     impl World {
@@ -297,6 +301,8 @@ mod tests {
                 delivered: Vec::new(),
                 sent: 0,
                 input_ended: false,
+                greeted: false,
+                waiting: VecDeque::new(),
             };
             w.connect();
             w
@@ -306,6 +312,7 @@ mod tests {
         fn connect(&mut self) {
             self.up.clear();
             self.down.clear();
+            self.greeted = false;
             let after = self.client.resume_after();
             self.client.on_connect();
             self.down.push_back(Down::Hello(self.gateway.in_seq));
@@ -322,12 +329,17 @@ mod tests {
                     if r.end_input {
                         self.up.push_back(Up::EndInput);
                     }
+                    self.greeted = true;
+                    while let Some(step) = self.waiting.pop_front() {
+                        self.run(step);
+                    }
                 }
                 Down::Frame(seq) => match self.client.accept(seq) {
                     Accept::Deliver => {
                         self.delivered.push(seq);
                         if let Some(n) = self.client.take_ack() {
-                            self.up.push_back(Up::Ack(n));
+                            assert_eq!(n, seq);
+                            self.up.push_back(Up::Ack);
                         }
                     }
                     Accept::Skip => {}
@@ -338,6 +350,10 @@ mod tests {
         }
 
         fn run(&mut self, step: Step) {
+            if matches!(step, Step::Send | Step::EndInput) && !self.greeted {
+                self.waiting.push_back(step);
+                return;
+            }
             match step {
                 Step::Send if !self.input_ended => {
                     self.sent += 1;
