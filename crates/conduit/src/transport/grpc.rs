@@ -45,7 +45,6 @@ use tonic::{Code, Request, Status, Streaming};
 use super::relay::wire::Hello;
 use super::relay::{Failure, Incoming, Outgoing, ReconnectPolicy, Wire, WireConn};
 use super::{Connection, Termination, Transport};
-use crate::codec::DEFAULT_MAX_FRAME_BYTES;
 use crate::error::{Error, GatewayErrorKind, GatewayStatus, Result};
 
 pub use super::relay::{ACK_EVERY, MAX_RECONNECTS};
@@ -174,32 +173,7 @@ fn message_limit(max_frame: usize) -> usize {
 }
 
 impl GrpcTransport {
-    /// The session `session_id` on the gateway at `endpoint` (`grpc://host:port` or
-    /// `http://host:port`; `grpcs://` or `https://` with the `tls` feature), with `token`.
-    pub fn new(
-        endpoint: impl Into<String>,
-        session_id: impl Into<String>,
-        token: impl Into<String>,
-    ) -> Self {
-        Self {
-            endpoint: endpoint.into(),
-            session_id: session_id.into(),
-            token: token.into(),
-            max_frame: DEFAULT_MAX_FRAME_BYTES,
-            channel: None,
-        }
-    }
-
-    /// The per-frame size limit (default 256 MiB, like the SDK's).
-    pub fn max_frame_bytes(mut self, limit: usize) -> Self {
-        self.max_frame = limit;
-        self
-    }
-
-    /// The session id.
-    pub fn session_id(&self) -> &str {
-        &self.session_id
-    }
+    super::relay::gateway_transport_accessors!(endpoint, channel: None);
 
     /// Create a session on `remote` for `request` (`CreateSession`) and return the transport for
     /// it (which reuses the HTTP/2 connection).

@@ -48,10 +48,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::relay::wire;
 use super::relay::{
-    Failure, Incoming, Outgoing, ReconnectPolicy, Wire, WireConn, http_error, refusal_error,
+    Failure, Incoming, Outgoing, ReconnectPolicy, Wire, WireConn, http_error, http_failure,
+    refusal_error,
 };
 use super::{Connection, Transport};
-use crate::codec::DEFAULT_MAX_FRAME_BYTES;
 use crate::error::{Error, GatewayErrorKind, Result};
 
 pub use super::relay::{ACK_EVERY, MAX_RECONNECTS};
@@ -199,32 +199,7 @@ fn bearer(token: &str) -> Result<HeaderValue> {
 }
 
 impl HttpTransport {
-    /// The session `session_id` on the gateway at `base_url` (`http://host:port[/prefix]`), with
-    /// `token`.
-    pub fn new(
-        base_url: impl Into<String>,
-        session_id: impl Into<String>,
-        token: impl Into<String>,
-    ) -> Self {
-        Self {
-            base_url: base_url.into(),
-            session_id: session_id.into(),
-            token: token.into(),
-            max_frame: DEFAULT_MAX_FRAME_BYTES,
-            client: None,
-        }
-    }
-
-    /// The per-frame size limit for frames received (default 256 MiB, like the SDK's).
-    pub fn max_frame_bytes(mut self, limit: usize) -> Self {
-        self.max_frame = limit;
-        self
-    }
-
-    /// The session id.
-    pub fn session_id(&self) -> &str {
-        &self.session_id
-    }
+    super::relay::gateway_transport_accessors!(base_url, client: None);
 
     /// Check the gateway's health (`GET /health`), create a session on `remote` for `request`
     /// (`POST /v1/sessions`) and return the transport for it; [`Transport::connect`] then opens
@@ -338,16 +313,7 @@ impl Shared {
                     &reply,
                 )));
             }
-            s => {
-                let e = http_error("posting frames", s.as_u16(), &reply);
-                return Err(
-                    if s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS {
-                        Failure::Transient(e)
-                    } else {
-                        Failure::Fatal(e)
-                    },
-                );
-            }
+            s => return Err(http_failure("posting frames", s.as_u16(), &reply)),
         })
     }
 
@@ -375,14 +341,7 @@ impl Shared {
             return Ok(());
         }
         let body = resp.bytes().await.unwrap_or_default();
-        let e = http_error(context, status.as_u16(), &body);
-        Err(
-            if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
-                Failure::Transient(e)
-            } else {
-                Failure::Fatal(e)
-            },
-        )
+        Err(http_failure(context, status.as_u16(), &body))
     }
 }
 
@@ -447,14 +406,11 @@ impl Wire for HttpWire {
         let status = resp.status();
         if !status.is_success() {
             let body = resp.bytes().await.unwrap_or_default();
-            let e = http_error("opening the event stream", status.as_u16(), &body);
-            return Err(
-                if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
-                    Failure::Transient(e)
-                } else {
-                    Failure::Fatal(e)
-                },
-            );
+            return Err(http_failure(
+                "opening the event stream",
+                status.as_u16(),
+                &body,
+            ));
         }
         let (poster, posts) = mpsc::channel(MAX_BATCH_FRAMES);
         let (replies_tx, replies) = mpsc::channel(16);

@@ -40,10 +40,9 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use super::relay::wire::{self, ClientControl, ServerText, True};
 use super::relay::{
     Failure, Incoming, Outgoing, ReconnectPolicy, Wire, WireConn, close_error, http_error,
-    refusal_error,
+    http_failure, refusal_error,
 };
 use super::{Connection, Transport};
-use crate::codec::DEFAULT_MAX_FRAME_BYTES;
 use crate::error::{Error, GatewayErrorKind, GatewayStatus, Result};
 
 pub use super::relay::{ACK_EVERY, MAX_RECONNECTS};
@@ -106,25 +105,7 @@ fn split_base(base_url: &str) -> Result<(String, String)> {
 }
 
 impl WebSocketTransport {
-    /// The session `session_id` on the gateway at `base_url` (`http://host:port`), with `token`.
-    pub fn new(
-        base_url: impl Into<String>,
-        session_id: impl Into<String>,
-        token: impl Into<String>,
-    ) -> Self {
-        Self {
-            base_url: base_url.into(),
-            session_id: session_id.into(),
-            token: token.into(),
-            max_frame: DEFAULT_MAX_FRAME_BYTES,
-        }
-    }
-
-    /// The per-frame size limit (default 256 MiB, like the SDK's).
-    pub fn max_frame_bytes(mut self, limit: usize) -> Self {
-        self.max_frame = limit;
-        self
-    }
+    super::relay::gateway_transport_accessors!(base_url);
 
     /// Create a session on `remote` for `request` and return the transport for it.
     pub async fn open_session(
@@ -219,11 +200,6 @@ impl WebSocketTransport {
             .ok_or_else(|| Error::decode(body.as_bytes(), "no `id` in the reply"))
     }
 
-    /// The session id.
-    pub fn session_id(&self) -> &str {
-        &self.session_id
-    }
-
     async fn open(&self, after: u64) -> Result<Socket, Failure> {
         let (tls, plain) = match self.base_url.split_once("://") {
             Some((s, rest)) if s.eq_ignore_ascii_case("https") || s.eq_ignore_ascii_case("wss") => {
@@ -274,14 +250,12 @@ impl WebSocketTransport {
         match connected {
             Ok((socket, _response)) => Ok(socket),
             Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
-                let status = response.status().as_u16();
                 let body = response.body().as_deref().unwrap_or_default();
-                let e = http_error("opening the WebSocket", status, body);
-                Err(if status >= 500 || status == 429 {
-                    Failure::Transient(e)
-                } else {
-                    Failure::Fatal(e)
-                })
+                Err(http_failure(
+                    "opening the WebSocket",
+                    response.status().as_u16(),
+                    body,
+                ))
             }
             Err(e) => Err(Failure::Transient(Error::gateway_caused(
                 GatewayErrorKind::Unavailable,

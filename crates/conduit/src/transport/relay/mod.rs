@@ -15,6 +15,43 @@ pub mod wire;
 #[cfg(any(feature = "websocket", feature = "http", feature = "grpc"))]
 mod driver;
 
+/// What every gateway transport has (`new`, `max_frame_bytes`, `session_id`): one definition
+/// for the three.
+#[cfg(any(feature = "websocket", feature = "http", feature = "grpc"))]
+macro_rules! gateway_transport_accessors {
+    ($url:ident $(, $field:ident: $value:expr)*) => {
+        /// The session `session_id` on the gateway at `url` (the forms the module docs list),
+        /// with `token`.
+        pub fn new(
+            url: impl Into<String>,
+            session_id: impl Into<String>,
+            token: impl Into<String>,
+        ) -> Self {
+            Self {
+                $url: url.into(),
+                session_id: session_id.into(),
+                token: token.into(),
+                max_frame: $crate::codec::DEFAULT_MAX_FRAME_BYTES,
+                $($field: $value,)*
+            }
+        }
+
+        /// The per-frame size limit (default 256 MiB, like the SDK's); the gateway's own limit
+        /// (from its hello) applies to what this side sends.
+        pub fn max_frame_bytes(mut self, limit: usize) -> Self {
+            self.max_frame = limit;
+            self
+        }
+
+        /// The session id.
+        pub fn session_id(&self) -> &str {
+            &self.session_id
+        }
+    };
+}
+#[cfg(any(feature = "websocket", feature = "http", feature = "grpc"))]
+pub(crate) use gateway_transport_accessors;
+
 use std::hash::{BuildHasher, Hasher, RandomState};
 use std::time::Duration;
 
@@ -121,6 +158,16 @@ pub fn http_error(context: &str, status: u16, body: &[u8]) -> Error {
         Some(GatewayStatus::Http(status)),
         format!("{context}: {message}"),
     )
+}
+
+/// [`http_error`], classified: 5xx and 429 are worth another attempt, the rest is not.
+pub fn http_failure(context: &str, status: u16, body: &[u8]) -> Failure {
+    let e = http_error(context, status, body);
+    if status >= 500 || status == 429 {
+        Failure::Transient(e)
+    } else {
+        Failure::Fatal(e)
+    }
 }
 
 /// The error for a WebSocket close code (and its reason) that came without an `end`.
