@@ -126,11 +126,8 @@ fn status_error(context: &'static str, s: Status) -> Error {
         Some(cause) => {
             message.push_str(": ");
             message.push_str(&error_chain(cause));
-            if s.code() == Code::Unknown {
-                GatewayErrorKind::Unavailable
-            } else {
-                kind
-            }
+            // Only a client-side failure has a source (statuses from the gateway have none).
+            GatewayErrorKind::Unavailable
         }
         None => kind,
     };
