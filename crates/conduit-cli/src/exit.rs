@@ -10,7 +10,7 @@
 
 use std::fmt::Write as _;
 
-use claude_conduit::Error;
+use claude_conduit::{Error, GatewayErrorKind};
 
 /// Exit code: the turn ended with a success result.
 pub const EXIT_OK: u8 = 0;
@@ -65,34 +65,25 @@ pub struct Context<'a> {
     pub via: Option<&'a str>,
 }
 
-/// A gateway's refusal of the session options, found in an error: `Some(reason)`.
-///
-/// The one place that knows how a refusal looks today: over WebSocket and HTTP a transport error
-/// `status 400: {"error": …}` from `POST /v1/sessions`, over gRPC an `InvalidOptions` (from
-/// `INVALID_ARGUMENT`). When the SDK's typed gateway errors land this becomes one match arm on
-/// `Error::Gateway { kind: Refused, .. }`.
+/// The operator's policy refusing a session's options: `Error::Gateway { kind: Refused, .. }`
+/// from `POST /v1/sessions` (WebSocket, HTTP) or `CreateSession` (gRPC). The reason is the
+/// gateway's words, without the SDK's context prefix.
 fn gateway_refusal(e: &Error, ctx: Context<'_>) -> Option<String> {
-    let via = ctx.via?;
+    ctx.via?;
     match e {
-        Error::Transport { source, .. } => {
-            // `status 400: {…}` (WebSocket) or `POST /v1/sessions: status 400 Bad Request: {…}`.
-            let text = source.to_string();
-            let status = &text[text.find("status 400")?..];
-            Some(match status.find('{') {
-                Some(body) => error_body_message(&status[body..]),
-                None => status.to_owned(),
-            })
+        Error::Gateway {
+            kind: GatewayErrorKind::Refused,
+            message,
+            ..
+        } => {
+            let reason = ["creating a session: ", "CreateSession: "]
+                .iter()
+                .find_map(|p| message.strip_prefix(p))
+                .unwrap_or(message);
+            Some(reason.to_owned())
         }
-        // Local checks of the URL run before the connection (see `query::check_via`), so an
-        // `InvalidOptions` from a gRPC session is the gateway's `INVALID_ARGUMENT`.
-        Error::InvalidOptions(reason) if is_grpc(via) => Some(reason.clone()),
         _ => None,
     }
-}
-
-fn is_grpc(url: &str) -> bool {
-    let scheme = url.split("://").next().unwrap_or_default();
-    scheme.eq_ignore_ascii_case("grpc") || scheme.eq_ignore_ascii_case("grpcs")
 }
 
 fn is_tls(url: &str) -> bool {
@@ -100,20 +91,6 @@ fn is_tls(url: &str) -> bool {
     ["wss", "https", "grpcs"]
         .iter()
         .any(|s| scheme.eq_ignore_ascii_case(s))
-}
-
-/// The message of a gateway error body: `{"error":"…"}` or `{"error":{"kind":…,"message":…}}`;
-/// the body itself when it is neither.
-pub fn error_body_message(body: &str) -> String {
-    let body = body.trim();
-    let Ok(v) = serde_json::from_str::<serde_json::Value>(body) else {
-        return body.to_owned();
-    };
-    let error = &v["error"];
-    error
-        .as_str()
-        .or_else(|| error["message"].as_str())
-        .map_or_else(|| body.to_owned(), str::to_owned)
 }
 
 /// `error: cause: cause…`, each distinct message once (a wrapper that repeats its source's text,
