@@ -169,14 +169,14 @@ async fn require_token(State(state): State<AppState>, mut req: Request, next: Ne
         None => {
             crate::auth_log::auth_failed("http");
             (
-            [(header::WWW_AUTHENTICATE, "Bearer")],
-            error(
-                StatusCode::UNAUTHORIZED,
-                kind::UNAUTHORIZED,
-                "missing or invalid bearer token",
-            ),
-        )
-            .into_response()
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                error(
+                    StatusCode::UNAUTHORIZED,
+                    kind::UNAUTHORIZED,
+                    "missing or invalid bearer token",
+                ),
+            )
+                .into_response()
         }
     }
 }
