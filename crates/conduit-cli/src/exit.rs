@@ -193,29 +193,29 @@ mod tests {
 
     #[test]
     fn refusals_are_usage_errors_with_the_gateways_reason_on_every_transport() {
-        for reply in [
-            r#"status 400: {"error":"the flag --settings is not allowed"}"#,
-            r#"POST /v1/sessions: status 400 Bad Request: {"error":"the flag --settings is not allowed"}"#,
-            r#"status 400: {"error":{"kind":"refused","message":"the flag --settings is not allowed"}}"#,
+        // As the SDK's transports type them: `creating a session: …` (WebSocket, HTTP) and
+        // `CreateSession: …` (gRPC).
+        for (message, ctx) in [
+            ("creating a session: the flag --settings is not allowed", WS),
+            ("CreateSession: the flag --settings is not allowed", GRPC),
         ] {
-            let f = classify(&transport(reply), WS);
-            assert_eq!(f.code, EXIT_USAGE);
+            let e = Error::gateway(GatewayErrorKind::Refused, None, message);
+            let f = classify(&e, ctx);
             assert_eq!(
-                f.message,
-                "gateway refused the options: the flag --settings is not allowed"
+                (f.code, f.message.as_str()),
+                (
+                    EXIT_USAGE,
+                    "gateway refused the options: the flag --settings is not allowed"
+                )
             );
         }
-        let f = classify(
-            &Error::InvalidOptions("the flag --settings is not allowed".into()),
-            GRPC,
+        // Another kind from the gateway is not a refusal of the options.
+        let e = Error::gateway(
+            GatewayErrorKind::Unauthorized,
+            None,
+            "creating a session: no",
         );
-        assert_eq!(
-            (f.code, f.message.as_str()),
-            (
-                EXIT_USAGE,
-                "gateway refused the options: the flag --settings is not allowed"
-            )
-        );
+        assert_ne!(classify(&e, WS).code, EXIT_USAGE);
         // Locally, an invalid option is not the gateway's doing.
         let f = classify(&Error::InvalidOptions("x".into()), Context::default());
         assert_eq!(
