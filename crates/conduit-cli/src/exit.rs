@@ -157,11 +157,11 @@ fn connection_failure(e: &Error, ctx: Context<'_>) -> Failure {
     f
 }
 
-/// What a plain-text client sees when the server speaks TLS: no HTTP status line (`status 0`),
+/// What a plain-text client sees when the server speaks TLS: no HTTP status line,
 /// or an HTTP parser or HTTP/2 framing error.
 fn looks_like_tls_on_the_other_end(text: &str) -> bool {
     [
-        "status 0:",
+        "no HTTP status line",
         "invalid HTTP version",
         "connection closed before message completed",
         "frame with invalid size",
@@ -273,7 +273,12 @@ mod tests {
             f.hints.iter().any(|h| h.contains("CONDUIT_TLS_CA")),
             "{f:?}"
         );
-        let f = classify(&transport("status 0: "), WS);
+        let plain = Error::gateway(
+            GatewayErrorKind::Protocol,
+            None,
+            "creating a session: the reply (7 bytes) has no HTTP status line",
+        );
+        let f = classify(&plain, WS);
         assert!(f.hints.iter().any(|h| h.contains("wss://")), "{f:?}");
     }
 

@@ -1169,10 +1169,12 @@ async fn pump_task<R: FrameReceiver>(
                     frame = Some(f);
                     // Full of unacked frames: let the connection send them, then wait for an
                     // ack (or for the session to close).
+                    // (Our own bump wakes this loop once more: it then finds the ring still
+                    // full and waits. Marking the bump seen here instead would also swallow an
+                    // ack that landed since the check above, and stall until the next ping.)
                     if unannounced > 0 {
                         session.bump();
                         unannounced = 0;
-                        events.borrow_and_update();
                     }
                     tokio::select! {
                         r = events.changed() => if r.is_err() { break },

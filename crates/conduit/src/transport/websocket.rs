@@ -180,6 +180,17 @@ impl WebSocketTransport {
             .nth(1)
             .and_then(|s| s.parse::<u16>().ok())
             .unwrap_or(0);
+        if status == 0 {
+            // Not HTTP at all: typically a TLS server answering a plain-text request.
+            return Err(Error::gateway(
+                GatewayErrorKind::Protocol,
+                None,
+                format!(
+                    "creating a session: the reply ({} bytes) has no HTTP status line",
+                    response.len()
+                ),
+            ));
+        }
         if head
             .to_ascii_lowercase()
             .contains("transfer-encoding: chunked")
