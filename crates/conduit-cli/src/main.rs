@@ -24,6 +24,7 @@ mod demo;
 mod exit;
 mod install;
 mod logging;
+mod plugins;
 mod query;
 mod serve;
 
@@ -74,6 +75,8 @@ enum Command {
     /// Run the gateway: claude CLI sessions for remote clients over WebSocket, HTTP + server-sent
     /// events and gRPC, with bearer-token auth, a policy for remote options, and optional TLS.
     Serve(Box<serve::ServeArgs>),
+    /// SDK and gateway plugins (not the claude CLI's own): list, check, or create one.
+    Plugins(plugins::PluginsArgs),
     /// Measure the SDK against the raw-pipe floor (firehose, ping-pong, startup, sessions).
     Bench(bench::BenchArgs),
     /// Print a shell completion script: `conduit completions bash > ~/.local/share/bash-completion/completions/conduit`.
@@ -165,6 +168,7 @@ fn main() -> ExitCode {
                 }
             },
             Command::Serve(args) => serve::run(*args).await,
+            Command::Plugins(args) => plugins::run(args).await,
             Command::MockClaude { .. } => claude_conduit_testkit::mock_claude::run(),
             Command::Completions { .. } | Command::Man => ExitCode::SUCCESS,
         }

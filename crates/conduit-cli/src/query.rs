@@ -134,6 +134,11 @@ pub struct QueryArgs {
     /// Retry up to N times when the CLI fails before anything has streamed (never after).
     #[arg(long, value_name = "N")]
     pub retries: Option<usize>,
+    /// Run the plugins in DIR (each subdirectory with a `plugin.toml`; see docs/PLUGINS.md) in
+    /// this session: their hook handlers and MCP tools. Any plugin problem is an error (exit 2).
+    /// Not the claude CLI's `--plugin-dir`.
+    #[arg(long = "plugins", value_name = "DIR")]
+    pub plugins: Option<PathBuf>,
 }
 
 /// The bearer token for `--via`: the first non-blank, non-`#` line of `file`, else
@@ -264,13 +269,35 @@ pub async fn run(args: QueryArgs) -> ExitCode {
             return ExitCode::from(exit::classify(&e, ctx).report("conduit query"));
         }
     };
-    if layered::wanted(&args) {
-        return ExitCode::from(layered::run(&args, options).await);
-    }
-    let ctx = Context {
-        via: args.via.as_deref(),
+    let mut plugins = None;
+    let options = match &args.plugins {
+        None => options,
+        Some(dir) => match crate::plugins::start(dir, std::iter::empty()).await {
+            Ok((manager, watcher)) => {
+                let options = options.to_builder().plugins(&manager).build();
+                plugins = Some((manager, watcher));
+                options
+            }
+            Err(problems) => {
+                for p in &problems {
+                    eprintln!("conduit query: plugin: {p}");
+                }
+                return ExitCode::from(crate::exit::EXIT_USAGE);
+            }
+        },
     };
-    ExitCode::from(run_session(&args.prompt, options, args.output, ctx).await)
+    let code = if layered::wanted(&args) {
+        layered::run(&args, options).await
+    } else {
+        let ctx = Context {
+            via: args.via.as_deref(),
+        };
+        run_session(&args.prompt, options, args.output, ctx).await
+    };
+    if let Some((manager, _watcher)) = plugins {
+        manager.shutdown().await;
+    }
+    ExitCode::from(code)
 }
 
 /// Connect, send `prompt`, print the turn, disconnect; returns the exit code.

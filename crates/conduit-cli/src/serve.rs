@@ -145,6 +145,13 @@ pub struct ServeArgs {
         value_name = "FLAG"
     )]
     overridable_flags: Vec<String>,
+    /// Plugins acting on every session (the gateway's own hooks and MCP tools; clients cannot
+    /// switch them off): a directory of plugin directories, each with a `plugin.toml`. Watched:
+    /// changed plugins are reloaded, new ones loaded, removed ones unloaded. Their
+    /// configuration comes from `[plugins.NAME]` in --config. See docs/PLUGINS.md. (Not the
+    /// claude CLI's `--plugin-dir`.)
+    #[arg(long = "plugins", env = "CONDUIT_PLUGINS", value_name = "DIR")]
+    plugins_dir: Option<PathBuf>,
 }
 
 fn fail(message: impl std::fmt::Display) -> ExitCode {
@@ -179,7 +186,8 @@ impl ServeArgs {
             grpc_first_bytes_secs,
             grpc_max_streams,
             max_connections,
-            state_dir
+            state_dir,
+            plugins_dir
         );
         if self.sandbox {
             f.sandbox = Some(true);
@@ -274,6 +282,37 @@ pub async fn run(args: ServeArgs) -> ExitCode {
         );
     }
     let frame_mib = config.max_frame_bytes() as f64 / (1024.0 * 1024.0);
+    let mut _watcher = None;
+    if let Some(dir) = &merged.plugins_dir {
+        let configs = merged
+            .plugins
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or_default()));
+        let (manager, watcher) = match crate::plugins::start(dir, configs).await {
+            Ok(x) => x,
+            Err(problems) => {
+                for p in &problems {
+                    eprintln!("conduit serve: plugin: {p}");
+                }
+                return fail(format!(
+                    "{} plugin problem(s) in {}",
+                    problems.len(),
+                    dir.display()
+                ));
+            }
+        };
+        eprintln!(
+            "conduit serve: plugins from {}: {}",
+            dir.display(),
+            crate::plugins::summary(&manager)
+        );
+        _watcher = watcher;
+        config = config.plugins(manager);
+    } else if let Some(name) = merged.plugins.keys().next() {
+        return fail(format!(
+            "`[plugins.{name}]` is configured but no plugin directory is (--plugins DIR)"
+        ));
+    }
     let gateway = match claude_conduit_gateway::Gateway::bind(config).await {
         Ok(g) => g,
         Err(e) => return fail(e),

@@ -109,6 +109,10 @@ pub struct GatewayConfig {
     pub(crate) protected: Vec<PathBuf>,
     /// The environment the sessions' allowlist is taken from (`None`: this process's).
     pub(crate) environment: Option<EnvVars>,
+    /// Plugins acting on every session (see [`crate::plugins`]).
+    pub(crate) plugins: Option<claude_conduit::plugin::PluginManager>,
+    /// Protocol extensions seeing every session's frames both ways (see [`crate::plugins`]).
+    pub(crate) extensions: Option<claude_conduit::extension::Extensions>,
 }
 
 /// Environment variables whose `Debug` shows the names only (values may be secrets).
@@ -170,7 +174,28 @@ impl GatewayConfig {
             sandbox: false,
             protected: Vec::new(),
             environment: None,
+            plugins: None,
+            extensions: None,
         }
+    }
+
+    /// Run these plugins on every session (see [`crate::plugins`]): their hook handlers answer
+    /// the CLI's hooks through matchers the gateway adds itself, their MCP tools are on every
+    /// session; clients cannot switch them off. Load them (and set their configuration) first.
+    pub fn plugins(mut self, manager: claude_conduit::plugin::PluginManager) -> Self {
+        self.plugins = Some(manager);
+        self
+    }
+
+    /// Protocol extensions for every session's frames, both ways (see [`crate::plugins`]).
+    pub fn extensions(mut self, extensions: claude_conduit::extension::Extensions) -> Self {
+        self.extensions = Some(extensions).filter(|e| !e.is_empty());
+        self
+    }
+
+    /// The plugin manager, when plugins are configured.
+    pub fn plugin_manager(&self) -> Option<&claude_conduit::plugin::PluginManager> {
+        self.plugins.as_ref()
     }
 
     /// The address to listen on (port 0 picks a free port).
@@ -565,6 +590,11 @@ pub struct GatewayFile {
     /// What remote clients may set.
     #[serde(default)]
     pub policy: PolicyFile,
+    /// The plugin directory (`conduit serve --plugins DIR`).
+    pub plugins_dir: Option<PathBuf>,
+    /// Plugin configurations, `[plugins.NAME]`, validated against each plugin's schema.
+    #[serde(default)]
+    pub plugins: BTreeMap<String, toml::Value>,
 }
 
 /// One `[[tokens]]` table of a [`GatewayFile`].
@@ -624,6 +654,7 @@ impl GatewayFile {
             &mut file.tls_key,
             &mut file.cli,
             &mut file.state_dir,
+            &mut file.plugins_dir,
         ]
         .into_iter()
         .chain(file.tokens.iter_mut().map(|t| &mut t.token_file))

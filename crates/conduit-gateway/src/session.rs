@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use claude_conduit::extension::Direction;
 use claude_conduit::transport::relay::wire::{ErrorInfo, is_json_object, kind};
 use claude_conduit::transport::{FrameReceiver, FrameSender, Termination, Transport};
 use futures::FutureExt;
@@ -235,6 +236,10 @@ pub struct Session {
     max_frame: usize,
     /// What the client's frames may do (see [`crate::control_policy`]).
     policy: Arc<crate::policy::Policy>,
+    /// The gateway's plugins on this session (see [`crate::plugins`]).
+    plugins: Option<Arc<crate::plugins::SessionPlugins>>,
+    /// Gateway-side protocol extensions.
+    extensions: Option<claude_conduit::extension::Extensions>,
     closing: watch::Sender<bool>,
     writer: Mutex<Option<JoinHandle<()>>>,
     pump: Mutex<Option<JoinHandle<()>>>,
@@ -548,15 +553,92 @@ impl Session {
                 return Err(InputError::Policy { message, seq });
             }
         }
-        self.input
-            .send(WriterInput::Frame(frame))
-            .await
-            .map_err(|_| InputError::Closed)?;
+        let frame = match &self.extensions {
+            Some(ext) => {
+                let (frame, reply) = ext.intercept(Direction::SdkToCli, frame);
+                let queued = reply.map(|r| self.answer_for_cli(r));
+                match frame {
+                    Some(f) => f,
+                    None => {
+                        if let Some(seq) = seq {
+                            self.lock().in_seq = seq;
+                        }
+                        self.bump();
+                        return match queued {
+                            Some(Err(message)) => Err(InputError::Policy { message, seq }),
+                            _ => Ok(()),
+                        };
+                    }
+                }
+            }
+            None => frame,
+        };
+        let frames = match &self.plugins {
+            Some(p) => match p.from_client(frame) {
+                Ok(frames) => frames,
+                Err((message, answer)) => {
+                    tracing::warn!(session = %self.id, %message, "refused a client frame that would bypass the gateway's plugins");
+                    let queued = answer.map(|a| self.answer_for_cli(a));
+                    if let Some(seq) = seq {
+                        self.lock().in_seq = seq;
+                    }
+                    self.bump();
+                    return match queued {
+                        Some(queued) => {
+                            queued.map_err(|message| InputError::Policy { message, seq })
+                        }
+                        None => Err(InputError::Policy { message, seq }),
+                    };
+                }
+            },
+            None => vec![frame],
+        };
+        for frame in frames {
+            self.input
+                .send(WriterInput::Frame(frame))
+                .await
+                .map_err(|_| InputError::Closed)?;
+        }
         if let Some(seq) = seq {
             self.lock().in_seq = seq;
             self.bump(); // Connections ack client frames from here.
         }
         Ok(())
+    }
+
+    /// A CLI frame, before it is numbered: the gateway's plugins answer their own requests
+    /// (written back to the CLI, never shown to the client), then the protocol extensions run
+    /// (a reply goes back to the CLI). `None`: not for the client.
+    fn from_cli(&self, frame: Bytes) -> Option<Bytes> {
+        let frame = match &self.plugins {
+            Some(p) => match p.from_cli(frame) {
+                crate::plugins::FromCli::Forward(f) => f,
+                crate::plugins::FromCli::Swallow => return None,
+                crate::plugins::FromCli::Answer(id, answer) => {
+                    let (input, p) = (self.input.clone(), p.clone());
+                    tokio::spawn(async move {
+                        let reply = answer.await;
+                        let _ = input.send(WriterInput::Frame(reply)).await;
+                        p.answered(&id);
+                    });
+                    return None;
+                }
+            },
+            None => frame,
+        };
+        match &self.extensions {
+            Some(ext) => {
+                let (frame, reply) = ext.intercept(Direction::CliToSdk, frame);
+                if let Some(reply) = reply {
+                    let input = self.input.clone();
+                    tokio::spawn(async move {
+                        let _ = input.send(WriterInput::Frame(reply)).await;
+                    });
+                }
+                frame
+            }
+            None => Some(frame),
+        }
     }
 
     /// Number `frame` into the CLI → client stream as if the CLI had written it (the gateway's
@@ -842,6 +924,15 @@ impl SessionManager {
                     .map_err(state_error)?,
             );
         }
+        let plugins = config
+            .plugins
+            .as_ref()
+            .and_then(crate::plugins::SessionPlugins::new);
+        if let Some(p) = &plugins {
+            for server in p.servers() {
+                b = b.sdk_mcp_server(server.clone());
+            }
+        }
         let options = b.build();
         let spawn_error = |e: claude_conduit::Error| {
             tracing::error!(token = %label, error = %e, "cannot start a session's CLI");
@@ -884,6 +975,8 @@ impl SessionManager {
             input_order: tokio::sync::Mutex::new(()),
             max_frame: options.max_frame_bytes(),
             policy: Arc::new(config.policy.clone()),
+            plugins,
+            extensions: config.extensions.clone(),
             closing,
             writer: Mutex::new(None),
             pump: Mutex::new(None),
@@ -1133,6 +1226,9 @@ async fn pump_task<R: FrameReceiver>(
                 if let Some(id) = crate::tenancy::init_session_id(&frame) {
                     state.record(&id, &session.label);
                 }
+                let Some(frame) = session.from_cli(frame) else {
+                    continue;
+                };
                 let mut frame = Some(frame);
                 while let Some(f) = frame.take() {
                     events.borrow_and_update();

@@ -25,6 +25,7 @@
 //! | `Reconnect` | a network transport reconnected (seen with the next message) | `Stop` |
 //! | `SessionMoved` | the CLI's session id changed (`system/init` with a new id) | `Stop` |
 //! | `Disconnect` | the CLI's output ended (once per session) | `Stop` |
+//! | `Plugin` | a plugin changed state, or its reload failed (see [`plugin`](crate::plugin)) | `Stop` |
 //! | `Hook(event)` | the CLI fires a hook event (`PreToolUse`, `Stop`, …) | `Answer(output)`, `AnswerAndStop(output)`, `Stop` |
 //!
 //! `Stop` ends the chain: handlers after it are not run for this event. An outcome that does not
@@ -131,6 +132,8 @@ pub enum EventKind {
     Disconnect,
     /// A CLI hook event (served through the CLI's hook callbacks).
     Hook(HookEvent),
+    /// A plugin changed state (see [`plugin`](crate::plugin), feature `plugins`).
+    Plugin,
 }
 
 impl EventKind {
@@ -147,6 +150,7 @@ impl EventKind {
             EventKind::SessionMoved => 7,
             EventKind::Disconnect => 8,
             EventKind::Hook(_) => 9,
+            EventKind::Plugin => 10,
         }
     }
 }
@@ -203,6 +207,19 @@ pub enum Event {
         /// How the CLI ended, when known.
         termination: Option<Termination>,
     },
+    /// A plugin changed state (`discovered`, `resolved`, `initializing`, `active`, `failed`,
+    /// `unloading`, `unloaded`), or a reload of it failed while the old version kept serving
+    /// (`state` stays `active`, `error` says why).
+    Plugin {
+        /// The plugin.
+        name: String,
+        /// Its version.
+        version: String,
+        /// The state it is in now.
+        state: &'static str,
+        /// What went wrong, for `failed` and failed reloads.
+        error: Option<String>,
+    },
     /// A CLI hook event.
     Hook {
         /// The hook's input (typed per event).
@@ -226,6 +243,7 @@ impl Event {
             Event::SessionMoved { .. } => EventKind::SessionMoved,
             Event::Disconnect { .. } => EventKind::Disconnect,
             Event::Hook { input, .. } => EventKind::Hook(input.event()),
+            Event::Plugin { .. } => EventKind::Plugin,
         }
     }
 }

@@ -193,9 +193,9 @@ impl CustomType {
     fn check(&self, value: Value) -> std::result::Result<CustomMessage, Invalid> {
         #[cfg(feature = "schema")]
         if let Some(schema) = &self.schema
-            && let Some(e) = schema.iter_errors(&value).next()
+            && let Some(e) = schema_error(schema, &value)
         {
-            return Err(Invalid::new(e.instance_path().as_str(), e.to_string()));
+            return Err(e);
         }
         for v in &self.validators {
             v(&value)?;
@@ -208,6 +208,16 @@ impl CustomType {
             typed,
         })
     }
+}
+
+/// The first failure of `value` against a compiled JSON Schema (shared by custom types and
+/// plugin configurations).
+#[cfg(feature = "schema")]
+pub(crate) fn schema_error(schema: &jsonschema::Validator, value: &Value) -> Option<Invalid> {
+    schema
+        .iter_errors(value)
+        .next()
+        .map(|e| Invalid::new(e.instance_path().as_str(), e.to_string()))
 }
 
 /// A JSON pointer for serde_path_to_error's path (`a.b[0]` → `/a/b/0`).

@@ -31,6 +31,8 @@ pub mod hooks;
 pub mod mcp;
 pub mod middleware;
 pub mod permission;
+#[cfg(feature = "plugins")]
+pub mod plugin;
 pub mod store;
 
 /// The `schemars` this SDK's typed tools use (`SdkTool::typed`), so that you need not depend on

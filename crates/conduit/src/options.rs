@@ -896,6 +896,22 @@ impl OptionsBuilder {
         self
     }
 
+    /// Run the plugins of `manager` in this session (feature `plugins`): the manager's bus
+    /// becomes the session's (replacing an earlier [`events`](Self::events); register your own
+    /// handlers on [`PluginManager::bus`](crate::plugin::PluginManager::bus) or build the
+    /// manager [`with_bus`](crate::plugin::PluginManager::with_bus)), and each active plugin's
+    /// MCP tools become an SDK MCP server named after it. Taken now: hook events and tools of
+    /// plugins loaded later reach sessions built later; a reloaded plugin's new version serves
+    /// this session's next calls.
+    #[cfg(feature = "plugins")]
+    pub fn plugins(mut self, manager: &crate::plugin::PluginManager) -> Self {
+        self.o.ext.events = Some(manager.bus().clone());
+        for server in manager.mcp_servers() {
+            self = self.sdk_mcp_server(server);
+        }
+        self
+    }
+
     /// Rewrite frames at the frame level (see [`FrameFilter`](crate::extension::FrameFilter)).
     pub fn frame_filter(
         mut self,
