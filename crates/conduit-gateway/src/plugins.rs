@@ -17,8 +17,9 @@
 //!   `control_response` to a request the gateway is answering.
 //!
 //! **Protocol extensions** ([`GatewayConfig::extensions`](crate::GatewayConfig::extensions)) see
-//! every frame of every session in both directions (client frames after the control-frame
-//! policy, CLI frames before they are numbered); a reply goes back to where the frame came from.
+//! every frame of every session in both directions (client frames before the control-frame
+//! policy, which then judges what they pass on; CLI frames before they are numbered); a reply
+//! goes back to where the frame came from.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -535,24 +535,8 @@ impl Session {
                 None => break,
             }
         }
-        match crate::control_policy::check(&self.policy, &frame) {
-            Verdict::Pass => {}
-            Verdict::Answer(reply) => {
-                let queued = self.answer_for_cli(reply);
-                if let Some(seq) = seq {
-                    self.lock().in_seq = seq;
-                }
-                self.bump();
-                return queued.map_err(|message| InputError::Policy { message, seq });
-            }
-            Verdict::Refuse(message) => {
-                if let Some(seq) = seq {
-                    self.lock().in_seq = seq;
-                }
-                self.bump();
-                return Err(InputError::Policy { message, seq });
-            }
-        }
+        // Protocol extensions see the client's frame first; what they pass on (or replace it
+        // with) is what the control-frame policy judges.
         let frame = match &self.extensions {
             Some(ext) => {
                 let (frame, reply) = ext.intercept(Direction::SdkToCli, frame);
@@ -573,6 +557,24 @@ impl Session {
             }
             None => frame,
         };
+        match crate::control_policy::check(&self.policy, &frame) {
+            Verdict::Pass => {}
+            Verdict::Answer(reply) => {
+                let queued = self.answer_for_cli(reply);
+                if let Some(seq) = seq {
+                    self.lock().in_seq = seq;
+                }
+                self.bump();
+                return queued.map_err(|message| InputError::Policy { message, seq });
+            }
+            Verdict::Refuse(message) => {
+                if let Some(seq) = seq {
+                    self.lock().in_seq = seq;
+                }
+                self.bump();
+                return Err(InputError::Policy { message, seq });
+            }
+        }
         let frames = match &self.plugins {
             Some(p) => match p.from_client(frame) {
                 Ok(frames) => frames,
