@@ -101,7 +101,11 @@ async fn next_events(log: &Arc<Mutex<Vec<String>>>, seen: &mut usize, want: &str
         {
             let l = log.lock().unwrap();
             let new: Vec<String> = l[*seen..].to_vec();
-            if new.iter().any(|e| e.contains(want)) {
+            // `name:state` matches exactly; anything longer, as a part.
+            if new
+                .iter()
+                .any(|e| e == want || (want.contains(' ') && e.contains(want)))
+            {
                 *seen = l.len();
                 return new;
             }
@@ -158,7 +162,7 @@ async fn hot_reload_between_the_turns_of_a_live_session() {
 
     // A broken version: the old one keeps serving, the failure is reported.
     rhai(dir.path(), "policy", "fn pre_tool_use(input) { #{ ", "");
-    let events = next_events(&log, &mut seen, "keeps serving").await;
+    let events = next_events(&log, &mut seen, "the old version keeps serving").await;
     assert!(
         events
             .iter()
@@ -243,7 +247,7 @@ async fn runaway_plugins_are_stopped_or_restarted_and_the_session_goes_on() {
     rhai(
         dir.path(),
         "spin",
-        "fn pre_tool_use(input) { loop { } }",
+        "fn pre_tool_use(input) { let n = 0; loop { n += 1; } }",
         "[limits]\nmax_operations = 0\nmax_wall_ms = 300\n",
     );
     rhai(

@@ -660,6 +660,13 @@ impl PluginManager {
         {
             Ok(()) => Ok(()),
             Err(e) if was_active => {
+                // Not retried until the files change again.
+                if let Some(d) = &dir {
+                    let print = fingerprint(d);
+                    if let Some(l) = lock(&self.inner.table).get_mut(name) {
+                        l.fingerprint = print;
+                    }
+                }
                 let e = format!("reload failed, the old version keeps serving: {e}");
                 *lock(&live.last_error) = Some(e.clone());
                 self.transition(name, PluginState::Active, Some(e.clone()))
@@ -698,6 +705,8 @@ impl PluginManager {
         }
         let version = self.start(&manifest, dir, live).await?;
         let old = live.swap(Some(version));
+        // A new version starts with a clean slate (its failures count on).
+        *lock(&live.last_error) = None;
         {
             let mut table = lock(&self.inner.table);
             if let Some(l) = table.get_mut(name) {
