@@ -161,7 +161,7 @@ impl SessionPlugins {
     /// A client frame on its way to the CLI (after the control-frame policy): the frames to
     /// write instead (the gateway's own initialize first, when needed), or why it is refused
     /// (with the error `control_response` to send the client, for a control request).
-    pub(crate) fn from_client(&self, frame: Bytes) -> Result<Vec<Bytes>, (String, Option<Bytes>)> {
+    pub(crate) fn client_frame(&self, frame: Bytes) -> Result<Vec<Bytes>, (String, Option<Bytes>)> {
         let mut out = Vec::with_capacity(2);
         if is_control(&frame)
             && let Ok(mut v) = serde_json::from_slice::<Value>(&frame)
@@ -271,7 +271,7 @@ impl SessionPlugins {
     }
 
     /// A CLI frame: forwarded, swallowed, or answered by the gateway.
-    pub(crate) fn from_cli(self: &Arc<Self>, frame: Bytes) -> FromCli {
+    pub(crate) fn cli_frame(self: &Arc<Self>, frame: Bytes) -> FromCli {
         if !is_control(&frame) {
             return FromCli::Forward(frame);
         }
@@ -336,7 +336,7 @@ impl SessionPlugins {
         self.lock().answering.insert(id.clone());
         let this = self.clone();
         Box::pin(async move {
-            let reply = if hook {
+            if hook {
                 let input = HookInput::from_wire(request.get("input").cloned().unwrap_or_default());
                 let tool_use_id = request
                     .get("tool_use_id")
@@ -350,8 +350,7 @@ impl SessionPlugins {
                     Ok(v) => success(&id, v.unwrap_or_default()),
                     Err(e) => failure(&id, &e),
                 }
-            };
-            reply
+            }
         })
     }
 
@@ -387,7 +386,7 @@ mod tests {
     fn a_client_initialize_keeps_its_hooks_and_gets_the_gateways() {
         let s = session();
         let out = s
-            .from_client(frame(json!({"type": "control_request", "request_id": "r1",
+            .client_frame(frame(json!({"type": "control_request", "request_id": "r1",
                 "request": {"subtype": "initialize", "hooks": {"PreToolUse": [
                     {"matcher": "Bash", "hookCallbackIds": ["hook_0"]}]}}})))
             .unwrap();
@@ -397,7 +396,7 @@ mod tests {
         assert_eq!(ids, ["hook_0", "gw_0"]);
         // Initialized: no initialize of the gateway's own before the next frame.
         let next = s
-            .from_client(frame(
+            .client_frame(frame(
                 json!({"type": "user", "message": {"role": "user", "content": "hi"}}),
             ))
             .unwrap();
@@ -408,7 +407,7 @@ mod tests {
     fn without_a_client_initialize_the_gateway_sends_its_own_first_and_swallows_the_answer() {
         let s = session();
         let out = s
-            .from_client(frame(
+            .client_frame(frame(
                 json!({"type": "user", "message": {"role": "user", "content": "hi"}}),
             ))
             .unwrap();
@@ -418,9 +417,9 @@ mod tests {
         assert_eq!(callback_ids(&init["request"]), ["gw_0"]);
         let answer = frame(json!({"type": "control_response", "response": {
             "subtype": "success", "request_id": "gw_init_1", "response": {}}}));
-        assert!(matches!(s.from_cli(answer.clone()), FromCli::Swallow));
+        assert!(matches!(s.cli_frame(answer.clone()), FromCli::Swallow));
         // Only once.
-        assert!(matches!(s.from_cli(answer), FromCli::Forward(_)));
+        assert!(matches!(s.cli_frame(answer), FromCli::Forward(_)));
     }
 
     #[tokio::test]
@@ -431,7 +430,7 @@ mod tests {
                 "input": {"session_id": "s", "transcript_path": "/t", "cwd": "/",
                     "hook_event_name": "PreToolUse", "tool_name": "Bash",
                     "tool_input": {"command": "ls"}, "tool_use_id": "t"}}}));
-        let FromCli::Answer(id, answer) = s.from_cli(request) else {
+        let FromCli::Answer(id, answer) = s.cli_frame(request) else {
             panic!("the gateway answers its own callbacks")
         };
         assert_eq!(id, "cli-7");
@@ -440,7 +439,7 @@ mod tests {
             "subtype": "success", "request_id": "cli-7",
             "response": {"hookSpecificOutput": {"hookEventName": "PreToolUse",
                 "permissionDecision": "allow"}}}}));
-        let (message, reply) = s.from_client(forged.clone()).unwrap_err();
+        let (message, reply) = s.client_frame(forged.clone()).unwrap_err();
         assert!(message.contains("answered by the gateway"), "{message}");
         assert!(reply.is_none());
         let reply: Value = serde_json::from_slice(&answer.await).unwrap();
@@ -453,7 +452,7 @@ mod tests {
         // A client's own callbacks pass through to it.
         let theirs = frame(json!({"type": "control_request", "request_id": "cli-8",
             "request": {"subtype": "hook_callback", "callback_id": "hook_0", "input": {}}}));
-        assert!(matches!(s.from_cli(theirs), FromCli::Forward(_)));
+        assert!(matches!(s.cli_frame(theirs), FromCli::Forward(_)));
         // Claiming the gateway's ids or request ids is refused, with an error answer.
         for bad in [
             json!({"type": "control_request", "request_id": "r2", "request": {
@@ -462,7 +461,7 @@ mod tests {
             json!({"type": "control_request", "request_id": "gw_init_1",
                 "request": {"subtype": "interrupt"}}),
         ] {
-            let (message, reply) = s.from_client(frame(bad)).unwrap_err();
+            let (message, reply) = s.client_frame(frame(bad)).unwrap_err();
             assert!(message.contains("gw_"), "{message}");
             let reply: Value = serde_json::from_slice(&reply.unwrap()).unwrap();
             assert_eq!(reply["response"]["subtype"], "error");

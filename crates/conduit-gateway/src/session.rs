@@ -576,7 +576,7 @@ impl Session {
             }
         }
         let frames = match &self.plugins {
-            Some(p) => match p.from_client(frame) {
+            Some(p) => match p.client_frame(frame) {
                 Ok(frames) => frames,
                 Err((message, answer)) => {
                     tracing::warn!(session = %self.id, %message, "refused a client frame that would bypass the gateway's plugins");
@@ -611,9 +611,9 @@ impl Session {
     /// A CLI frame, before it is numbered: the gateway's plugins answer their own requests
     /// (written back to the CLI, never shown to the client), then the protocol extensions run
     /// (a reply goes back to the CLI). `None`: not for the client.
-    fn from_cli(&self, frame: Bytes) -> Option<Bytes> {
+    fn cli_frame(&self, frame: Bytes) -> Option<Bytes> {
         let frame = match &self.plugins {
-            Some(p) => match p.from_cli(frame) {
+            Some(p) => match p.cli_frame(frame) {
                 crate::plugins::FromCli::Forward(f) => f,
                 crate::plugins::FromCli::Swallow => return None,
                 crate::plugins::FromCli::Answer(id, answer) => {
@@ -1228,7 +1228,7 @@ async fn pump_task<R: FrameReceiver>(
                 if let Some(id) = crate::tenancy::init_session_id(&frame) {
                     state.record(&id, &session.label);
                 }
-                let Some(frame) = session.from_cli(frame) else {
+                let Some(frame) = session.cli_frame(frame) else {
                     continue;
                 };
                 let mut frame = Some(frame);

@@ -68,8 +68,7 @@ async fn turn(client: &Client, h: &RealCli, prompt: &str) -> String {
         .iter()
         .filter_map(|m| m["content"].as_array())
         .flatten()
-        .filter(|b| b["type"] == "tool_result")
-        .last()
+        .rfind(|b| b["type"] == "tool_result")
         .map(|b| b["tool_use_id"].as_str().unwrap_or_default().to_owned())
         .expect("a tool_result reached the model");
     last.tool_result_text(&id).unwrap_or_default()
