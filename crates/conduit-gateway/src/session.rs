@@ -23,7 +23,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use claude_conduit::transport::relay::wire::{ErrorInfo, is_json_object, kind};
-use claude_conduit::transport::{FrameReceiver, FrameSender, Termination, Transport};
+use claude_conduit::transport::{FrameReceiver, FrameSender, Received, Termination, Transport};
 use futures::FutureExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
@@ -1127,7 +1127,7 @@ async fn pump_task<R: FrameReceiver>(
             receiver.recv().await
         };
         match item {
-            Ok(Some(Ok(frame))) => {
+            Ok(Received::Frame(frame)) => {
                 // The conversation this session's CLI runs belongs to its token (item: another
                 // token may not `--resume` it).
                 if let Some(id) = crate::tenancy::init_session_id(&frame) {
@@ -1182,8 +1182,12 @@ async fn pump_task<R: FrameReceiver>(
                     }
                 }
             }
-            Ok(Some(Err(e))) => tracing::warn!(session = %session.id, error = %e, "frame skipped"),
-            Ok(None) => break receiver.termination().unwrap_or_default(),
+            Ok(Received::Bad(e)) => {
+                tracing::warn!(session = %session.id, error = %e, "frame skipped");
+            }
+            Ok(Received::End) => break receiver.termination().unwrap_or_default(),
+            // Outcomes a newer SDK may add: nothing to deliver.
+            Ok(other) => tracing::warn!(session = %session.id, ?other, "frame skipped"),
             Err(e) => {
                 let mut t = Termination::default();
                 t.stderr_tail = e.to_string();

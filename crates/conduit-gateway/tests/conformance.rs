@@ -9,7 +9,9 @@ use claude_conduit::remote::{Remote, SessionRequest};
 use claude_conduit::transport::grpc::GrpcTransport;
 use claude_conduit::transport::http::HttpTransport;
 use claude_conduit::transport::websocket::WebSocketTransport;
-use claude_conduit::transport::{FrameReceiver, FrameSender, Transport};
+use claude_conduit::transport::{
+    FrameReceiver, FrameSender, GatewayTransport, Received, Transport,
+};
 use claude_conduit::{Error, GatewayErrorKind};
 use serde_json::Value;
 
@@ -66,13 +68,14 @@ async fn drain<R: FrameReceiver>(
     let mut refusals = Vec::new();
     let end = loop {
         match tokio::time::timeout(T, rx.recv()).await.expect("in time") {
-            Ok(Some(Ok(frame))) => {
+            Ok(Received::Frame(frame)) => {
                 let v: Value = serde_json::from_slice(&frame).expect("a JSON frame");
                 types.push(v["type"].as_str().unwrap_or_default().to_owned());
                 on_frame(types.len());
             }
-            Ok(Some(Err(e))) => refusals.push(e),
-            Ok(None) => break Ok(()),
+            Ok(Received::Bad(e)) => refusals.push(e),
+            Ok(Received::End) => break Ok(()),
+            Ok(other) => panic!("unexpected {other:?}"),
             Err(e) => break Err(e),
         }
     };

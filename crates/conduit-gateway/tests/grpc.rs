@@ -6,8 +6,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
+use claude_conduit::transport::GatewayTransport;
 use claude_conduit::transport::grpc::GrpcTransport;
-use claude_conduit::transport::{FrameReceiver, FrameSender, Transport};
+use claude_conduit::transport::{FrameReceiver, FrameSender, Received, Transport};
 use claude_conduit::{Client, Error, Message, Options};
 use claude_conduit_proto::ConduitClient;
 use claude_conduit_proto::v1::{self, client_message, server_message};
@@ -419,10 +420,10 @@ async fn an_oversize_client_frame_is_refused_and_the_session_goes_on() {
     // per-frame error on the receiver); either way the stream goes on.
     drop((tx, rx));
     let request = claude_conduit::remote::SessionRequest::default();
-    let id = GrpcTransport::create_session(&gw.grpc_url(), TOKEN, &request)
+    let id = GrpcTransport::create_session(&gw.grpc_remote(), &request)
         .await
         .expect("create");
-    let transport = GrpcTransport::new(gw.grpc_url(), id, TOKEN);
+    let transport = GrpcTransport::new(&gw.grpc_remote(), id);
     let mut conn = tokio::time::timeout(T, transport.connect())
         .await
         .expect("in time")
@@ -433,15 +434,14 @@ async fn an_oversize_client_frame_is_refused_and_the_session_goes_on() {
             let item = tokio::time::timeout(T, conn.receiver.recv())
                 .await
                 .expect("in time")
-                .expect("no transport error")
-                .expect("not the end");
+                .expect("no transport error");
             match item {
-                Ok(_) => {} // A frame of the CLI's before the refusal.
-                Err(Error::FrameTooLarge { limit, size }) => {
+                Received::Frame(_) => {} // A frame of the CLI's before the refusal.
+                Received::Bad(Error::FrameTooLarge { limit, size }) => {
                     assert_eq!((limit, size), (LIMIT, LIMIT + 1));
                     break;
                 }
-                Err(e) => panic!("{e}"),
+                other => panic!("{other:?}"),
             }
         },
         Err(e) => panic!("{e}"),
@@ -453,7 +453,7 @@ async fn an_oversize_client_frame_is_refused_and_the_session_goes_on() {
             .await
             .expect("in time")
             .expect("no transport error")
-            .expect("not the end")
+            .frame()
             .expect("a frame");
         let v: serde_json::Value = serde_json::from_slice(&f).unwrap();
         saw_result = v["type"] == "result";
@@ -537,7 +537,7 @@ async fn gateway_shutdown_ends_streams_and_leaves_no_cli_behind() {
     }
     // A connected SDK transport is told the gateway went away (`UNAVAILABLE`), not that its
     // session ended; it cannot come back.
-    let transport = GrpcTransport::new(gw.grpc_url(), ids[0].clone(), TOKEN);
+    let transport = GrpcTransport::new(&gw.grpc_remote(), ids[0].clone());
     let mut conn = tokio::time::timeout(T, transport.connect())
         .await
         .expect("in time")

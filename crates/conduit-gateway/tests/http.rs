@@ -8,7 +8,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use claude_conduit::remote::{Remote, SessionRequest};
 use claude_conduit::transport::http::HttpTransport;
-use claude_conduit::transport::{FrameReceiver, FrameSender, Transport};
+use claude_conduit::transport::{
+    FrameReceiver, FrameSender, GatewayTransport, Received, Transport,
+};
 use claude_conduit::{Client, Error, Message, Options};
 use futures::StreamExt;
 use serde_json::{Value, json};
@@ -590,12 +592,16 @@ async fn the_transport_refuses_an_oversize_frame_locally_and_goes_on() {
         Err(Error::Closed)
     ));
     let mut types = Vec::new();
-    while let Some(frame) = tokio::time::timeout(T, rx.recv())
-        .await
-        .expect("in time")
-        .expect("no transport error")
-    {
-        let frame = frame.expect("no frame errors");
+    loop {
+        let frame = match tokio::time::timeout(T, rx.recv())
+            .await
+            .expect("in time")
+            .expect("no transport error")
+        {
+            Received::Frame(f) => f,
+            Received::End => break,
+            other => panic!("no frame errors: {other:?}"),
+        };
         let v: Value = serde_json::from_slice(&frame).unwrap();
         types.push(v["type"].as_str().unwrap_or_default().to_owned());
     }

@@ -94,6 +94,16 @@ impl Running {
         format!("grpc://{}", self.grpc())
     }
 
+    /// The WebSocket listener as an SDK [`Remote`] with `TOKEN`.
+    pub fn ws_remote(&self) -> claude_conduit::remote::Remote {
+        claude_conduit::remote::Remote::parse(&format!("ws://{}", self.addr), TOKEN).unwrap()
+    }
+
+    /// The gRPC listener as an SDK [`Remote`] with `TOKEN`.
+    pub fn grpc_remote(&self) -> claude_conduit::remote::Remote {
+        claude_conduit::remote::Remote::parse(&self.grpc_url(), TOKEN).unwrap()
+    }
+
     /// Stop serving and wait (bounded) until every CLI is closed.
     pub async fn shutdown(mut self) {
         if let Some(s) = self.stop.take() {
