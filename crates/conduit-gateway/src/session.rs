@@ -19,7 +19,11 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, Hasher, RandomState};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+// The runtime's clock (not `std`'s): grace periods, idle timeouts and frame rates follow tokio's
+// time, so tests can pause and advance it.
+use tokio::time::Instant;
 
 use bytes::Bytes;
 use claude_conduit::transport::relay::wire::{ErrorInfo, is_json_object, kind};
@@ -262,6 +266,16 @@ struct State {
 }
 
 impl State {
+    /// Whether the reaper closes this session at `now`: its client has been gone longer than
+    /// `grace`, or nothing happened for longer than `idle` (client attached or not).
+    fn expired(&self, now: Instant, grace: Duration, idle: Duration) -> bool {
+        let detached_too_long = self.attached == 0
+            && self
+                .detached_since
+                .is_some_and(|t| now.saturating_duration_since(t) > grace);
+        detached_too_long || now.saturating_duration_since(self.last_activity) > idle
+    }
+
     fn oldest_seq(&self) -> u64 {
         self.ring.front().map_or(self.last_seq + 1, |(s, _)| *s)
     }
@@ -991,17 +1005,11 @@ impl SessionManager {
                 s.lock().pop_acked_while(budget, |_| true);
             }
         }
+        let now = Instant::now();
         let expired: Vec<_> = self
             .sessions()
             .values()
-            .filter(|s| {
-                let st = s.lock();
-                let detached_too_long = st.attached == 0
-                    && st
-                        .detached_since
-                        .is_some_and(|t| t.elapsed() > config.grace);
-                detached_too_long || st.last_activity.elapsed() > config.idle_timeout
-            })
+            .filter(|s| s.lock().expired(now, config.grace, config.idle_timeout))
             .map(|s| (s.owner, s.id.clone()))
             .collect();
         for (owner, id) in expired {
@@ -1203,6 +1211,55 @@ async fn pump_task<R: FrameReceiver>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn fresh_state() -> State {
+        State {
+            ring: VecDeque::new(),
+            ring_bytes: 0,
+            last_seq: 0,
+            acked: 0,
+            end: None,
+            attached: 0,
+            kicked: 0,
+            next_generation: 0,
+            detached_since: Some(Instant::now()),
+            last_activity: Instant::now(),
+            in_seq: 0,
+            rate: None,
+            shutting_down: false,
+        }
+    }
+
+    /// Grace period and idle timeout on tokio's paused clock: exact, no sleeping.
+    #[tokio::test(start_paused = true)]
+    async fn the_reaper_counts_grace_and_idle_time_on_the_runtime_clock() {
+        let (grace, idle) = (Duration::from_secs(60), Duration::from_secs(1800));
+        let tick = Duration::from_millis(1);
+        let mut st = fresh_state();
+        tokio::time::advance(grace).await;
+        assert!(
+            !st.expired(Instant::now(), grace, idle),
+            "at the grace period"
+        );
+        tokio::time::advance(tick).await;
+        assert!(
+            st.expired(Instant::now(), grace, idle),
+            "past the grace period"
+        );
+        // An attached client keeps it, until nothing happens for the idle timeout.
+        st.attached = 1;
+        assert!(!st.expired(Instant::now(), grace, idle));
+        tokio::time::advance(idle - grace - tick).await;
+        assert!(
+            !st.expired(Instant::now(), grace, idle),
+            "at the idle timeout"
+        );
+        tokio::time::advance(tick).await;
+        assert!(st.expired(Instant::now(), grace, idle), "idle");
+        // Traffic resets the idle clock.
+        st.push(Bytes::from_static(b"{}"), &ReplayBudget::new(1 << 20));
+        assert!(!st.expired(Instant::now(), grace, idle));
+    }
 
     #[test]
     fn rate_limiter_allows_a_burst_then_paces() {

@@ -1,7 +1,7 @@
 //! One conformance suite for the gateway's wires, generated per wire by a macro: the same
 //! behaviour through the SDK's WebSocket, HTTP and gRPC clients against the real gateway with
-//! `mock-claude` (connect and a firehose that needs acks, cut and resume, end of input across a
-//! cut, per-frame refusals, auth, shutdown).
+//! `mock-claude` (connect and a firehose that needs acks, cut and resume at the transport and at
+//! the `Client` level, end of input across a cut, per-frame refusals, auth, health, shutdown).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use bytes::Bytes;
@@ -12,7 +12,8 @@ use claude_conduit::transport::websocket::WebSocketTransport;
 use claude_conduit::transport::{
     FrameReceiver, FrameSender, GatewayTransport, Received, Transport,
 };
-use claude_conduit::{Error, GatewayErrorKind};
+use claude_conduit::{Client, Error, GatewayErrorKind, Message, Options};
+use futures::StreamExt;
 use serde_json::Value;
 
 mod support;
@@ -148,6 +149,85 @@ async fn cut_and_resume<W: Wire>() {
     gw.shutdown().await;
 }
 
+/// The mock's numbers of the assistant messages (the tail of their uuids).
+fn assistant_seqs(items: &[Message]) -> Vec<u64> {
+    items
+        .iter()
+        .filter(|m| m.as_assistant().is_some())
+        .map(|m| {
+            let uuid = m.uuid().unwrap_or_default();
+            u64::from_str_radix(&uuid[uuid.len().saturating_sub(12)..], 16).unwrap_or(0)
+        })
+        .collect()
+}
+
+/// A whole SDK session (`Client::connect` with the wire's URL) cut twice mid-turn: every
+/// assistant message arrives once, in order, and the session answers the next turn.
+async fn client_session_across_cuts<W: Wire>() {
+    let gw = start(
+        config(&[
+            ("MOCK_CLAUDE_MESSAGES", "300"),
+            ("MOCK_CLAUDE_DELAY_MS", "2"),
+        ])
+        .replay_frames(64),
+    )
+    .await;
+    let options = Options::builder().transport(W::url(&gw), TOKEN).build();
+    let client = tokio::time::timeout(T, Client::connect(options))
+        .await
+        .expect("in time")
+        .expect("connect");
+    let id = session_id(&gw);
+    client.send("go").await.expect("send");
+    let mut stream = client.receive_response();
+    let mut items = Vec::new();
+    let mut kicks = 0;
+    let consume = async {
+        while let Some(m) = stream.next().await {
+            let m = m.expect("no errors");
+            if m.as_assistant().is_some() && [30, 150].contains(&assistant_seqs(&items).len()) {
+                assert!(gw.manager.kick(&id));
+                kicks += 1;
+            }
+            items.push(m);
+        }
+    };
+    tokio::time::timeout(T, consume).await.expect("in time");
+    drop(stream);
+    assert_eq!(kicks, 2);
+    let seqs = assistant_seqs(&items);
+    assert_eq!(seqs.len(), 300);
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0] + 1),
+        "order or duplicates"
+    );
+    assert!(items.last().and_then(Message::as_result).is_some());
+    let m = client.metrics().snapshot();
+    assert!(m.reconnects >= 1, "{m:?}");
+    client.send("again").await.expect("send");
+    let items: Vec<Message> =
+        tokio::time::timeout(T, client.receive_response().collect::<Vec<_>>())
+            .await
+            .expect("in time")
+            .into_iter()
+            .map(|m| m.expect("no errors"))
+            .collect();
+    assert_eq!(assistant_seqs(&items).len(), 300);
+    assert!(items.last().and_then(Message::as_result).is_some());
+    client.disconnect().await.expect("disconnect");
+    gw.shutdown().await;
+}
+
+/// The gateway's health, through the wire's own check (no token needed).
+async fn health<W: Wire + GatewayTransport>() {
+    let gw = start(config(&[])).await;
+    let anonymous = Remote::parse(&W::url(&gw), "").unwrap();
+    W::health(&anonymous).await.expect("healthy");
+    gw.shutdown().await;
+    let e = W::health(&anonymous).await.expect_err("nobody there");
+    assert_eq!(e.gateway_kind(), Some(GatewayErrorKind::Unavailable), "{e}");
+}
+
 /// End of input asked for while the connection is down still reaches the CLI (once): it
 /// finishes its turn and exits 0.
 async fn end_of_input_across_a_cut<W: Wire>() {
@@ -239,6 +319,16 @@ macro_rules! conformance {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn cut_and_resume_delivers_every_frame_once_in_order() {
                 cut_and_resume::<$transport>().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_client_session_survives_cuts_and_answers_again() {
+                client_session_across_cuts::<$transport>().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn health_needs_no_token() {
+                health::<$transport>().await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
