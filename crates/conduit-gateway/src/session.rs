@@ -266,6 +266,26 @@ struct State {
 }
 
 impl State {
+    /// A new session's state: nothing sent yet, no client yet (the grace period runs).
+    fn new(rate: Option<RateLimiter>) -> Self {
+        let now = Instant::now();
+        Self {
+            ring: VecDeque::new(),
+            ring_bytes: 0,
+            last_seq: 0,
+            acked: 0,
+            end: None,
+            attached: 0,
+            kicked: 0,
+            next_generation: 0,
+            detached_since: Some(now),
+            last_activity: now,
+            in_seq: 0,
+            rate,
+            shutting_down: false,
+        }
+    }
+
     /// Whether the reaper closes this session at `now`: its client has been gone longer than
     /// `grace`, or nothing happened for longer than `idle` (client attached or not).
     fn expired(&self, now: Instant, grace: Duration, idle: Duration) -> bool {
@@ -876,23 +896,11 @@ impl SessionManager {
             capacity: config.replay_frames,
             max_bytes: config.replay_bytes,
             budget: self.inner.budget.clone(),
-            state: Mutex::new(State {
-                ring: VecDeque::new(),
-                ring_bytes: 0,
-                last_seq: 0,
-                acked: 0,
-                end: None,
-                attached: 0,
-                kicked: 0,
-                next_generation: 0,
-                detached_since: Some(Instant::now()),
-                last_activity: Instant::now(),
-                in_seq: 0,
-                shutting_down: false,
-                rate: config
+            state: Mutex::new(State::new(
+                config
                     .frame_rate
                     .map(|(rate, burst)| RateLimiter::new(rate, burst, Instant::now())),
-            }),
+            )),
             events: watch::channel(0).0,
             input: input_tx,
             input_order: tokio::sync::Mutex::new(()),
@@ -1212,30 +1220,12 @@ async fn pump_task<R: FrameReceiver>(
 mod tests {
     use super::*;
 
-    fn fresh_state() -> State {
-        State {
-            ring: VecDeque::new(),
-            ring_bytes: 0,
-            last_seq: 0,
-            acked: 0,
-            end: None,
-            attached: 0,
-            kicked: 0,
-            next_generation: 0,
-            detached_since: Some(Instant::now()),
-            last_activity: Instant::now(),
-            in_seq: 0,
-            rate: None,
-            shutting_down: false,
-        }
-    }
-
     /// Grace period and idle timeout on tokio's paused clock: exact, no sleeping.
     #[tokio::test(start_paused = true)]
     async fn the_reaper_counts_grace_and_idle_time_on_the_runtime_clock() {
         let (grace, idle) = (Duration::from_secs(60), Duration::from_secs(1800));
         let tick = Duration::from_millis(1);
-        let mut st = fresh_state();
+        let mut st = State::new(None);
         tokio::time::advance(grace).await;
         assert!(
             !st.expired(Instant::now(), grace, idle),

@@ -10,7 +10,7 @@ use claude_conduit::transport::grpc::GrpcTransport;
 use claude_conduit::transport::http::HttpTransport;
 use claude_conduit::transport::websocket::WebSocketTransport;
 use claude_conduit::transport::{
-    FrameReceiver, FrameSender, GatewayTransport, Received, Transport,
+    Connection, FrameReceiver, FrameSender, GatewayTransport, Received, Transport,
 };
 use claude_conduit::{Client, Error, GatewayErrorKind, Message, Options};
 use futures::StreamExt;
@@ -83,6 +83,30 @@ async fn drain<R: FrameReceiver>(
     (types, refusals, end)
 }
 
+/// A connection to a new session of `TOKEN` on `gw` over `W`.
+async fn connected<W: Wire>(gw: &Running) -> Connection<W::Sender, W::Receiver> {
+    let remote = Remote::parse(&W::url(gw), TOKEN).unwrap();
+    W::open(&remote)
+        .await
+        .expect("open")
+        .connect()
+        .await
+        .expect("connect")
+}
+
+/// A gateway whose turns are long enough to cut in the middle (300 messages 2 ms apart),
+/// through a replay ring of 64.
+async fn long_turns() -> Running {
+    start(
+        config(&[
+            ("MOCK_CLAUDE_MESSAGES", "300"),
+            ("MOCK_CLAUDE_DELAY_MS", "2"),
+        ])
+        .replay_frames(64),
+    )
+    .await
+}
+
 /// Every assistant message of mock-claude's turn of `n`, then its result.
 fn assert_turn(types: &[String], n: usize) {
     let assistants = types.iter().filter(|t| *t == "assistant").count();
@@ -97,13 +121,7 @@ fn assert_turn(types: &[String], n: usize) {
 /// A long turn through a small replay ring: it only completes if the client acks.
 async fn firehose<W: Wire>() {
     let gw = start(config(&[("MOCK_CLAUDE_MESSAGES", "2000")]).replay_frames(64)).await;
-    let remote = Remote::parse(&W::url(&gw), TOKEN).unwrap();
-    let conn = W::open(&remote)
-        .await
-        .expect("open")
-        .connect()
-        .await
-        .expect("connect");
+    let conn = connected::<W>(&gw).await;
     let (mut tx, mut rx) = (conn.sender, conn.receiver);
     tx.send(Bytes::from_static(USER)).await.unwrap();
     tx.end_input().await.unwrap();
@@ -117,21 +135,8 @@ async fn firehose<W: Wire>() {
 
 /// The connection is cut twice mid-turn: every frame arrives once, in order.
 async fn cut_and_resume<W: Wire>() {
-    let gw = start(
-        config(&[
-            ("MOCK_CLAUDE_MESSAGES", "300"),
-            ("MOCK_CLAUDE_DELAY_MS", "2"),
-        ])
-        .replay_frames(64),
-    )
-    .await;
-    let remote = Remote::parse(&W::url(&gw), TOKEN).unwrap();
-    let conn = W::open(&remote)
-        .await
-        .expect("open")
-        .connect()
-        .await
-        .expect("connect");
+    let gw = long_turns().await;
+    let conn = connected::<W>(&gw).await;
     let metrics = conn.metrics.clone();
     let (mut tx, mut rx) = (conn.sender, conn.receiver);
     let id = session_id(&gw);
@@ -149,29 +154,10 @@ async fn cut_and_resume<W: Wire>() {
     gw.shutdown().await;
 }
 
-/// The mock's numbers of the assistant messages (the tail of their uuids).
-fn assistant_seqs(items: &[Message]) -> Vec<u64> {
-    items
-        .iter()
-        .filter(|m| m.as_assistant().is_some())
-        .map(|m| {
-            let uuid = m.uuid().unwrap_or_default();
-            u64::from_str_radix(&uuid[uuid.len().saturating_sub(12)..], 16).unwrap_or(0)
-        })
-        .collect()
-}
-
 /// A whole SDK session (`Client::connect` with the wire's URL) cut twice mid-turn: every
 /// assistant message arrives once, in order, and the session answers the next turn.
 async fn client_session_across_cuts<W: Wire>() {
-    let gw = start(
-        config(&[
-            ("MOCK_CLAUDE_MESSAGES", "300"),
-            ("MOCK_CLAUDE_DELAY_MS", "2"),
-        ])
-        .replay_frames(64),
-    )
-    .await;
+    let gw = long_turns().await;
     let options = Options::builder().transport(W::url(&gw), TOKEN).build();
     let client = tokio::time::timeout(T, Client::connect(options))
         .await
@@ -204,14 +190,7 @@ async fn client_session_across_cuts<W: Wire>() {
     assert!(items.last().and_then(Message::as_result).is_some());
     let m = client.metrics().snapshot();
     assert!(m.reconnects >= 1, "{m:?}");
-    client.send("again").await.expect("send");
-    let items: Vec<Message> =
-        tokio::time::timeout(T, client.receive_response().collect::<Vec<_>>())
-            .await
-            .expect("in time")
-            .into_iter()
-            .map(|m| m.expect("no errors"))
-            .collect();
+    let items = turn(&client, "again").await;
     assert_eq!(assistant_seqs(&items).len(), 300);
     assert!(items.last().and_then(Message::as_result).is_some());
     client.disconnect().await.expect("disconnect");
@@ -232,13 +211,7 @@ async fn health<W: Wire + GatewayTransport>() {
 /// finishes its turn and exits 0.
 async fn end_of_input_across_a_cut<W: Wire>() {
     let gw = start(config(&[("MOCK_CLAUDE_MESSAGES", "5")])).await;
-    let remote = Remote::parse(&W::url(&gw), TOKEN).unwrap();
-    let conn = W::open(&remote)
-        .await
-        .expect("open")
-        .connect()
-        .await
-        .expect("connect");
+    let conn = connected::<W>(&gw).await;
     let (mut tx, mut rx) = (conn.sender, conn.receiver);
     let id = session_id(&gw);
     tx.send(Bytes::from_static(USER)).await.unwrap();
@@ -255,13 +228,7 @@ async fn end_of_input_across_a_cut<W: Wire>() {
 /// the session goes on.
 async fn refusals<W: Wire>() {
     let gw = start(config(&[("MOCK_CLAUDE_MESSAGES", "3")])).await;
-    let remote = Remote::parse(&W::url(&gw), TOKEN).unwrap();
-    let conn = W::open(&remote)
-        .await
-        .expect("open")
-        .connect()
-        .await
-        .expect("connect");
+    let conn = connected::<W>(&gw).await;
     let (mut tx, mut rx) = (conn.sender, conn.receiver);
     tx.send(Bytes::from_static(b"[1,2,3]")).await.unwrap();
     tx.send(Bytes::from_static(USER)).await.unwrap();
@@ -292,13 +259,7 @@ async fn auth<W: Wire>() {
 /// Gateway shutdown is not a normal end: the client gets `Unavailable` once it cannot come back.
 async fn shutdown<W: Wire>() {
     let gw = start(config(&[])).await;
-    let remote = Remote::parse(&W::url(&gw), TOKEN).unwrap();
-    let conn = W::open(&remote)
-        .await
-        .expect("open")
-        .connect()
-        .await
-        .expect("connect");
+    let conn = connected::<W>(&gw).await;
     let mut rx = conn.receiver;
     gw.shutdown().await;
     let (_, _, end) = drain(&mut rx, |_| {}).await;

@@ -127,17 +127,6 @@ async fn create_list_get_delete_and_the_cli_is_gone() {
     gw.shutdown().await;
 }
 
-fn assistant_seqs(items: &[Message]) -> Vec<u64> {
-    items
-        .iter()
-        .filter(|m| m.as_assistant().is_some())
-        .map(|m| {
-            let uuid = m.uuid().unwrap_or_default();
-            u64::from_str_radix(&uuid[uuid.len().saturating_sub(12)..], 16).unwrap_or(0)
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_sdk_session_runs_through_the_gateway() {
     let gw = start(config(&[("MOCK_CLAUDE_MESSAGES", "100")])).await;

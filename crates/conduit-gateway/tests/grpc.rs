@@ -111,17 +111,6 @@ async fn wait_gone(pid: u32) {
     panic!("CLI process {pid} still exists");
 }
 
-fn assistant_seqs(items: &[Message]) -> Vec<u64> {
-    items
-        .iter()
-        .filter(|m| m.as_assistant().is_some())
-        .map(|m| {
-            let uuid = m.uuid().unwrap_or_default();
-            u64::from_str_radix(&uuid[uuid.len().saturating_sub(12)..], 16).unwrap_or(0)
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_call_needs_a_valid_bearer_token() {
     let gw = start(config(&[])).await;
@@ -306,14 +295,7 @@ async fn an_oversize_client_frame_is_refused_and_the_session_goes_on() {
         }
         other => panic!("expected FrameTooLarge, got {other:?}"),
     }
-    client.send("hello").await.expect("send");
-    let items: Vec<Message> =
-        tokio::time::timeout(T, client.receive_response().collect::<Vec<_>>())
-            .await
-            .expect("in time")
-            .into_iter()
-            .map(|m| m.expect("no errors"))
-            .collect();
+    let items = turn(&client, "hello").await;
     let result = items.last().and_then(Message::as_result).expect("result");
     assert!(!result.is_error);
     client.disconnect().await.expect("disconnect");

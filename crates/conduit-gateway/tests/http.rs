@@ -193,17 +193,6 @@ fn frame_type(ev: &Sse) -> String {
     v["type"].as_str().unwrap_or_default().to_owned()
 }
 
-fn assistant_seqs(items: &[Message]) -> Vec<u64> {
-    items
-        .iter()
-        .filter(|m| m.as_assistant().is_some())
-        .map(|m| {
-            let uuid = m.uuid().unwrap_or_default();
-            u64::from_str_radix(&uuid[uuid.len().saturating_sub(12)..], 16).unwrap_or(0)
-        })
-        .collect()
-}
-
 fn process_gone(pid: u32) -> bool {
     !std::path::Path::new(&format!("/proc/{pid}")).exists()
 }

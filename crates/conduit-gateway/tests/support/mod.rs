@@ -124,6 +124,30 @@ impl Running {
     }
 }
 
+/// Send `prompt` and collect the turn's messages (none may be an error), in time.
+pub async fn turn(client: &claude_conduit::Client, prompt: &str) -> Vec<claude_conduit::Message> {
+    use futures::StreamExt;
+    client.send(prompt).await.expect("send");
+    tokio::time::timeout(T, client.receive_response().collect::<Vec<_>>())
+        .await
+        .expect("in time")
+        .into_iter()
+        .map(|m| m.expect("no errors"))
+        .collect()
+}
+
+/// The mock's numbers of the assistant messages (the tail of their uuids).
+pub fn assistant_seqs(items: &[claude_conduit::Message]) -> Vec<u64> {
+    items
+        .iter()
+        .filter(|m| m.as_assistant().is_some())
+        .map(|m| {
+            let uuid = m.uuid().unwrap_or_default();
+            u64::from_str_radix(&uuid[uuid.len().saturating_sub(12)..], 16).unwrap_or(0)
+        })
+        .collect()
+}
+
 pub async fn start(config: GatewayConfig) -> Running {
     let gateway = claude_conduit_gateway::Gateway::bind(config)
         .await
