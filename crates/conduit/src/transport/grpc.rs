@@ -17,7 +17,7 @@
 //! module only encodes and decodes. When the stream ends without an `End` (status
 //! `UNAVAILABLE`, a reset, a dropped connection) the driver opens a new stream (tonic's channel
 //! reconnects the HTTP/2 connection if need be) per its
-//! [`ReconnectPolicy`](super::relay::ReconnectPolicy) with `after = <last seq>`, and resends
+//! [`ReconnectPolicy`] with `after = <last seq>`, and resends
 //! what the gateway had not accepted, then an end of input or close asked for before. Statuses
 //! after which retrying cannot help (`NOT_FOUND`, `OUT_OF_RANGE`, `ABORTED`, `UNAUTHENTICATED`,
 //! …) end the stream with an [`Error::Gateway`].

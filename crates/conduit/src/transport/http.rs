@@ -24,7 +24,7 @@
 //! that sends our side as requests, in order: client frames numbered 1, 2, 3, … (what is queued
 //! goes in one body, up to 1 MiB; a larger frame goes alone, uncopied), acks (coalesced), end of
 //! input and close. A reply's `in_seq` confirms frames; a failed request is retried per the
-//! [`ReconnectPolicy`](super::relay::ReconnectPolicy). The event parser splits lines off the
+//! [`ReconnectPolicy`]. The event parser splits lines off the
 //! read buffer without copying and scans the buffer once. A stream silent for 60 s (the gateway
 //! pings every 20 s) counts as dropped; the driver then resumes with `Last-Event-ID`.
 //!

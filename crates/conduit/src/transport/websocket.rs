@@ -14,7 +14,7 @@
 //!
 //! The sequencing, acks, resends and reconnects are the relay core's (`transport::relay`): this
 //! module only encodes and decodes. After a dropped socket the driver reconnects per its
-//! [`ReconnectPolicy`](super::relay::ReconnectPolicy) with `?after=<last seq>` (frames seen
+//! [`ReconnectPolicy`] with `?after=<last seq>` (frames seen
 //! before are skipped), resends the frames the gateway has not confirmed and an end of input or
 //! close asked for before; close codes and handshake statuses after which retrying cannot help
 //! (4400, 4404, 4409, 4410, 1009; 401, 404) end the stream with an [`Error::Gateway`]. It stops
@@ -26,8 +26,8 @@
 //! receiving half. The session goes on in both cases.
 //!
 //! Creating a session and the health check
-//! ([`GatewayTransport::create_session`](super::GatewayTransport::create_session),
-//! [`GatewayTransport::health`](super::GatewayTransport::health)) speak a minimal HTTP/1.1 by
+//! ([`GatewayTransport::create_session`],
+//! [`GatewayTransport::health`]) speak a minimal HTTP/1.1 by
 //! hand (one request, `Connection: close`) to avoid an HTTP client dependency.
 
 use futures::{SinkExt, StreamExt};
