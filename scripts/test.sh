@@ -3,7 +3,8 @@
 #
 # Needs: the Rust toolchain (rust-version in Cargo.toml), Node.js + npm (the pinned `claude` CLI
 # is installed with npm by scripts/install-cli.sh into ~/.cache/claude-conduit/cli/<version>),
-# bubblewrap and socat (installed here with apt-get when missing and we are root).
+# bubblewrap and socat (installed here with apt-get when missing and we are root), Python 3 with
+# venv (python3-venv installed by scripts/python-venv.sh when missing and we are root).
 # No API key and no network beyond the package registries: end-to-end tests run the real CLI
 # against the test kit's fake Messages API on 127.0.0.1.
 set -euo pipefail
@@ -23,6 +24,10 @@ fi
 
 echo "== pinned claude CLI"
 scripts/install-cli.sh >/dev/null
+
+echo "== Python venv of the wire-client tests (websockets, httpx, grpcio; pinned)"
+# crates/conduit-gateway/tests/python_clients.rs runs clients written from docs/WIRE.md with it.
+scripts/python-venv.sh >/dev/null || echo "python venv failed: tests/python_clients.rs will say so and skip"
 
 echo "== rustfmt"
 cargo fmt --all -- --check

@@ -10,7 +10,11 @@
 //! * for unary calls (everything but `Stream`), reads the 5-byte gRPC message prefix as it comes
 //!   and refuses a message over [`UNARY_LIMIT`] with `RESOURCE_EXHAUSTED` before buffering it;
 //!   the body is read only up to that limit;
-//! * passes `Stream` calls through: their messages keep the frame limit (tonic's decode limit).
+//! * passes `Stream` calls through: their messages keep the frame limit (tonic's decode limit);
+//! * serves one call without a token: `grpc.health.v1.Health/Check`, as load balancers and
+//!   Kubernetes probes expect (a unary call answered from memory, its body read only up to
+//!   [`OPEN_LIMIT`]). `Health/Watch` (a stream held open) and server reflection (the service's
+//!   description) need the token like every other call.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -35,6 +39,12 @@ pub const UNARY_LIMIT: usize = 1 << 20;
 
 /// The path of the streaming call, whose messages keep the frame limit.
 const STREAM_PATH: &str = "/conduit.v1.Conduit/Stream";
+
+/// The one call served without a token.
+const OPEN_PATH: &str = "/grpc.health.v1.Health/Check";
+
+/// The largest message of the open call (a `HealthCheckRequest` names one service), in bytes.
+pub const OPEN_LIMIT: usize = 1024;
 
 /// Authentication and the unary size limit in front of the tonic routes.
 #[derive(Clone)]
@@ -72,17 +82,19 @@ impl Service<Request<Incoming>> for GrpcGate {
                     .map(|v| v.as_bytes()),
             )
             .is_some();
+        let open = req.uri().path() == OPEN_PATH;
         let mut routes = self.routes.clone();
         Box::pin(async move {
-            if !authorized {
+            if !authorized && !open {
                 return Ok(answer(Status::unauthenticated(
                     "missing or invalid bearer token",
                 )));
             }
-            let req = if req.uri().path() == STREAM_PATH {
+            let req = if authorized && req.uri().path() == STREAM_PATH {
                 req.map(Body::new)
             } else {
-                match bounded(req).await {
+                let limit = if authorized { UNARY_LIMIT } else { OPEN_LIMIT };
+                match bounded(req, limit).await {
                     Ok(r) => r,
                     Err(status) => return Ok(answer(status)),
                 }
@@ -95,14 +107,13 @@ impl Service<Request<Incoming>> for GrpcGate {
 }
 
 /// A unary request with its body read, refused as soon as its message prefix (or its size) goes
-/// over [`UNARY_LIMIT`].
-async fn bounded(req: Request<Incoming>) -> Result<Request<Body>, Status> {
+/// over `limit` ([`UNARY_LIMIT`], or [`OPEN_LIMIT`] without a token).
+async fn bounded(req: Request<Incoming>, limit: usize) -> Result<Request<Body>, Status> {
     let (parts, mut body) = req.into_parts();
     let mut buf = BytesMut::new();
     let too_large = |size: usize| {
         Status::resource_exhausted(format!(
-            "a {size}-byte message is over this gateway's limit of {UNARY_LIMIT} bytes for unary \
-             calls"
+            "a {size}-byte message is over this gateway's limit of {limit} bytes for this call"
         ))
     };
     while let Some(frame) = body.frame().await {
@@ -115,11 +126,11 @@ async fn bounded(req: Request<Incoming>) -> Result<Request<Body>, Status> {
             let mut len = [0u8; 4];
             len.copy_from_slice(prefix);
             let len = usize::try_from(u32::from_be_bytes(len)).unwrap_or(usize::MAX);
-            if len > UNARY_LIMIT {
+            if len > limit {
                 return Err(too_large(len));
             }
         }
-        if buf.len() > UNARY_LIMIT + 5 {
+        if buf.len() > limit + 5 {
             return Err(too_large(buf.len() - 5));
         }
     }

@@ -19,12 +19,16 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, Hasher, RandomState};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+// The runtime's clock (not `std`'s): grace periods, idle timeouts and frame rates follow tokio's
+// time, so tests can pause and advance it.
+use tokio::time::Instant;
 
 use bytes::Bytes;
 use claude_conduit::extension::Direction;
 use claude_conduit::transport::relay::wire::{ErrorInfo, is_json_object, kind};
-use claude_conduit::transport::{FrameReceiver, FrameSender, Termination, Transport};
+use claude_conduit::transport::{FrameReceiver, FrameSender, Received, Termination, Transport};
 use futures::FutureExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
@@ -267,6 +271,36 @@ struct State {
 }
 
 impl State {
+    /// A new session's state: nothing sent yet, no client yet (the grace period runs).
+    fn new(rate: Option<RateLimiter>) -> Self {
+        let now = Instant::now();
+        Self {
+            ring: VecDeque::new(),
+            ring_bytes: 0,
+            last_seq: 0,
+            acked: 0,
+            end: None,
+            attached: 0,
+            kicked: 0,
+            next_generation: 0,
+            detached_since: Some(now),
+            last_activity: now,
+            in_seq: 0,
+            rate,
+            shutting_down: false,
+        }
+    }
+
+    /// Whether the reaper closes this session at `now`: its client has been gone longer than
+    /// `grace`, or nothing happened for longer than `idle` (client attached or not).
+    fn expired(&self, now: Instant, grace: Duration, idle: Duration) -> bool {
+        let detached_too_long = self.attached == 0
+            && self
+                .detached_since
+                .is_some_and(|t| now.saturating_duration_since(t) > grace);
+        detached_too_long || now.saturating_duration_since(self.last_activity) > idle
+    }
+
     fn oldest_seq(&self) -> u64 {
         self.ring.front().map_or(self.last_seq + 1, |(s, _)| *s)
     }
@@ -955,23 +989,11 @@ impl SessionManager {
             capacity: config.replay_frames,
             max_bytes: config.replay_bytes,
             budget: self.inner.budget.clone(),
-            state: Mutex::new(State {
-                ring: VecDeque::new(),
-                ring_bytes: 0,
-                last_seq: 0,
-                acked: 0,
-                end: None,
-                attached: 0,
-                kicked: 0,
-                next_generation: 0,
-                detached_since: Some(Instant::now()),
-                last_activity: Instant::now(),
-                in_seq: 0,
-                shutting_down: false,
-                rate: config
+            state: Mutex::new(State::new(
+                config
                     .frame_rate
                     .map(|(rate, burst)| RateLimiter::new(rate, burst, Instant::now())),
-            }),
+            )),
             events: watch::channel(0).0,
             input: input_tx,
             input_order: tokio::sync::Mutex::new(()),
@@ -1086,17 +1108,11 @@ impl SessionManager {
                 s.lock().pop_acked_while(budget, |_| true);
             }
         }
+        let now = Instant::now();
         let expired: Vec<_> = self
             .sessions()
             .values()
-            .filter(|s| {
-                let st = s.lock();
-                let detached_too_long = st.attached == 0
-                    && st
-                        .detached_since
-                        .is_some_and(|t| t.elapsed() > config.grace);
-                detached_too_long || st.last_activity.elapsed() > config.idle_timeout
-            })
+            .filter(|s| s.lock().expired(now, config.grace, config.idle_timeout))
             .map(|s| (s.owner, s.id.clone()))
             .collect();
         for (owner, id) in expired {
@@ -1222,7 +1238,7 @@ async fn pump_task<R: FrameReceiver>(
             receiver.recv().await
         };
         match item {
-            Ok(Some(Ok(frame))) => {
+            Ok(Received::Frame(frame)) => {
                 // The conversation this session's CLI runs belongs to its token (item: another
                 // token may not `--resume` it).
                 if let Some(id) = crate::tenancy::init_session_id(&frame) {
@@ -1280,8 +1296,12 @@ async fn pump_task<R: FrameReceiver>(
                     }
                 }
             }
-            Ok(Some(Err(e))) => tracing::warn!(session = %session.id, error = %e, "frame skipped"),
-            Ok(None) => break receiver.termination().unwrap_or_default(),
+            Ok(Received::Bad(e)) => {
+                tracing::warn!(session = %session.id, error = %e, "frame skipped");
+            }
+            Ok(Received::End) => break receiver.termination().unwrap_or_default(),
+            // Outcomes a newer SDK may add: nothing to deliver.
+            Ok(other) => tracing::warn!(session = %session.id, ?other, "frame skipped"),
             Err(e) => {
                 let mut t = Termination::default();
                 t.stderr_tail = e.to_string();
@@ -1297,6 +1317,37 @@ async fn pump_task<R: FrameReceiver>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Grace period and idle timeout on tokio's paused clock: exact, no sleeping.
+    #[tokio::test(start_paused = true)]
+    async fn the_reaper_counts_grace_and_idle_time_on_the_runtime_clock() {
+        let (grace, idle) = (Duration::from_secs(60), Duration::from_secs(1800));
+        let tick = Duration::from_millis(1);
+        let mut st = State::new(None);
+        tokio::time::advance(grace).await;
+        assert!(
+            !st.expired(Instant::now(), grace, idle),
+            "at the grace period"
+        );
+        tokio::time::advance(tick).await;
+        assert!(
+            st.expired(Instant::now(), grace, idle),
+            "past the grace period"
+        );
+        // An attached client keeps it, until nothing happens for the idle timeout.
+        st.attached = 1;
+        assert!(!st.expired(Instant::now(), grace, idle));
+        tokio::time::advance(idle - grace - tick).await;
+        assert!(
+            !st.expired(Instant::now(), grace, idle),
+            "at the idle timeout"
+        );
+        tokio::time::advance(tick).await;
+        assert!(st.expired(Instant::now(), grace, idle), "idle");
+        // Traffic resets the idle clock.
+        st.push(Bytes::from_static(b"{}"), &ReplayBudget::new(1 << 20));
+        assert!(!st.expired(Instant::now(), grace, idle));
+    }
 
     #[test]
     fn rate_limiter_allows_a_burst_then_paces() {

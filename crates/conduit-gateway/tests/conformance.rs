@@ -1,7 +1,7 @@
 //! One conformance suite for the gateway's wires, generated per wire by a macro: the same
 //! behaviour through the SDK's WebSocket, HTTP and gRPC clients against the real gateway with
-//! `mock-claude` (connect and a firehose that needs acks, cut and resume, end of input across a
-//! cut, per-frame refusals, auth, shutdown).
+//! `mock-claude` (connect and a firehose that needs acks, cut and resume at the transport and at
+//! the `Client` level, end of input across a cut, per-frame refusals, auth, health, shutdown).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use bytes::Bytes;
@@ -9,8 +9,11 @@ use claude_conduit::remote::{Remote, SessionRequest};
 use claude_conduit::transport::grpc::GrpcTransport;
 use claude_conduit::transport::http::HttpTransport;
 use claude_conduit::transport::websocket::WebSocketTransport;
-use claude_conduit::transport::{FrameReceiver, FrameSender, Transport};
-use claude_conduit::{Error, GatewayErrorKind};
+use claude_conduit::transport::{
+    Connection, FrameReceiver, FrameSender, GatewayTransport, Received, Transport,
+};
+use claude_conduit::{Client, Error, GatewayErrorKind, Message, Options};
+use futures::StreamExt;
 use serde_json::Value;
 
 mod support;
@@ -66,17 +69,42 @@ async fn drain<R: FrameReceiver>(
     let mut refusals = Vec::new();
     let end = loop {
         match tokio::time::timeout(T, rx.recv()).await.expect("in time") {
-            Ok(Some(Ok(frame))) => {
+            Ok(Received::Frame(frame)) => {
                 let v: Value = serde_json::from_slice(&frame).expect("a JSON frame");
                 types.push(v["type"].as_str().unwrap_or_default().to_owned());
                 on_frame(types.len());
             }
-            Ok(Some(Err(e))) => refusals.push(e),
-            Ok(None) => break Ok(()),
+            Ok(Received::Bad(e)) => refusals.push(e),
+            Ok(Received::End) => break Ok(()),
+            Ok(other) => panic!("unexpected {other:?}"),
             Err(e) => break Err(e),
         }
     };
     (types, refusals, end)
+}
+
+/// A connection to a new session of `TOKEN` on `gw` over `W`.
+async fn connected<W: Wire>(gw: &Running) -> Connection<W::Sender, W::Receiver> {
+    let remote = Remote::parse(&W::url(gw), TOKEN).unwrap();
+    W::open(&remote)
+        .await
+        .expect("open")
+        .connect()
+        .await
+        .expect("connect")
+}
+
+/// A gateway whose turns are long enough to cut in the middle (300 messages 2 ms apart),
+/// through a replay ring of 64.
+async fn long_turns() -> Running {
+    start(
+        config(&[
+            ("MOCK_CLAUDE_MESSAGES", "300"),
+            ("MOCK_CLAUDE_DELAY_MS", "2"),
+        ])
+        .replay_frames(64),
+    )
+    .await
 }
 
 /// Every assistant message of mock-claude's turn of `n`, then its result.
@@ -93,13 +121,7 @@ fn assert_turn(types: &[String], n: usize) {
 /// A long turn through a small replay ring: it only completes if the client acks.
 async fn firehose<W: Wire>() {
     let gw = start(config(&[("MOCK_CLAUDE_MESSAGES", "2000")]).replay_frames(64)).await;
-    let remote = Remote::parse(&W::url(&gw), TOKEN).unwrap();
-    let conn = W::open(&remote)
-        .await
-        .expect("open")
-        .connect()
-        .await
-        .expect("connect");
+    let conn = connected::<W>(&gw).await;
     let (mut tx, mut rx) = (conn.sender, conn.receiver);
     tx.send(Bytes::from_static(USER)).await.unwrap();
     tx.end_input().await.unwrap();
@@ -113,21 +135,8 @@ async fn firehose<W: Wire>() {
 
 /// The connection is cut twice mid-turn: every frame arrives once, in order.
 async fn cut_and_resume<W: Wire>() {
-    let gw = start(
-        config(&[
-            ("MOCK_CLAUDE_MESSAGES", "300"),
-            ("MOCK_CLAUDE_DELAY_MS", "2"),
-        ])
-        .replay_frames(64),
-    )
-    .await;
-    let remote = Remote::parse(&W::url(&gw), TOKEN).unwrap();
-    let conn = W::open(&remote)
-        .await
-        .expect("open")
-        .connect()
-        .await
-        .expect("connect");
+    let gw = long_turns().await;
+    let conn = connected::<W>(&gw).await;
     let metrics = conn.metrics.clone();
     let (mut tx, mut rx) = (conn.sender, conn.receiver);
     let id = session_id(&gw);
@@ -145,17 +154,64 @@ async fn cut_and_resume<W: Wire>() {
     gw.shutdown().await;
 }
 
+/// A whole SDK session (`Client::connect` with the wire's URL) cut twice mid-turn: every
+/// assistant message arrives once, in order, and the session answers the next turn.
+async fn client_session_across_cuts<W: Wire>() {
+    let gw = long_turns().await;
+    let options = Options::builder().transport(W::url(&gw), TOKEN).build();
+    let client = tokio::time::timeout(T, Client::connect(options))
+        .await
+        .expect("in time")
+        .expect("connect");
+    let id = session_id(&gw);
+    client.send("go").await.expect("send");
+    let mut stream = client.receive_response();
+    let mut items = Vec::new();
+    let mut kicks = 0;
+    let consume = async {
+        while let Some(m) = stream.next().await {
+            let m = m.expect("no errors");
+            if m.as_assistant().is_some() && [30, 150].contains(&assistant_seqs(&items).len()) {
+                assert!(gw.manager.kick(&id));
+                kicks += 1;
+            }
+            items.push(m);
+        }
+    };
+    tokio::time::timeout(T, consume).await.expect("in time");
+    drop(stream);
+    assert_eq!(kicks, 2);
+    let seqs = assistant_seqs(&items);
+    assert_eq!(seqs.len(), 300);
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0] + 1),
+        "order or duplicates"
+    );
+    assert!(items.last().and_then(Message::as_result).is_some());
+    let m = client.metrics().snapshot();
+    assert!(m.reconnects >= 1, "{m:?}");
+    let items = turn(&client, "again").await;
+    assert_eq!(assistant_seqs(&items).len(), 300);
+    assert!(items.last().and_then(Message::as_result).is_some());
+    client.disconnect().await.expect("disconnect");
+    gw.shutdown().await;
+}
+
+/// The gateway's health, through the wire's own check (no token needed).
+async fn health<W: Wire + GatewayTransport>() {
+    let gw = start(config(&[])).await;
+    let anonymous = Remote::parse(&W::url(&gw), "").unwrap();
+    W::health(&anonymous).await.expect("healthy");
+    gw.shutdown().await;
+    let e = W::health(&anonymous).await.expect_err("nobody there");
+    assert_eq!(e.gateway_kind(), Some(GatewayErrorKind::Unavailable), "{e}");
+}
+
 /// End of input asked for while the connection is down still reaches the CLI (once): it
 /// finishes its turn and exits 0.
 async fn end_of_input_across_a_cut<W: Wire>() {
     let gw = start(config(&[("MOCK_CLAUDE_MESSAGES", "5")])).await;
-    let remote = Remote::parse(&W::url(&gw), TOKEN).unwrap();
-    let conn = W::open(&remote)
-        .await
-        .expect("open")
-        .connect()
-        .await
-        .expect("connect");
+    let conn = connected::<W>(&gw).await;
     let (mut tx, mut rx) = (conn.sender, conn.receiver);
     let id = session_id(&gw);
     tx.send(Bytes::from_static(USER)).await.unwrap();
@@ -172,13 +228,7 @@ async fn end_of_input_across_a_cut<W: Wire>() {
 /// the session goes on.
 async fn refusals<W: Wire>() {
     let gw = start(config(&[("MOCK_CLAUDE_MESSAGES", "3")])).await;
-    let remote = Remote::parse(&W::url(&gw), TOKEN).unwrap();
-    let conn = W::open(&remote)
-        .await
-        .expect("open")
-        .connect()
-        .await
-        .expect("connect");
+    let conn = connected::<W>(&gw).await;
     let (mut tx, mut rx) = (conn.sender, conn.receiver);
     tx.send(Bytes::from_static(b"[1,2,3]")).await.unwrap();
     tx.send(Bytes::from_static(USER)).await.unwrap();
@@ -209,13 +259,7 @@ async fn auth<W: Wire>() {
 /// Gateway shutdown is not a normal end: the client gets `Unavailable` once it cannot come back.
 async fn shutdown<W: Wire>() {
     let gw = start(config(&[])).await;
-    let remote = Remote::parse(&W::url(&gw), TOKEN).unwrap();
-    let conn = W::open(&remote)
-        .await
-        .expect("open")
-        .connect()
-        .await
-        .expect("connect");
+    let conn = connected::<W>(&gw).await;
     let mut rx = conn.receiver;
     gw.shutdown().await;
     let (_, _, end) = drain(&mut rx, |_| {}).await;
@@ -236,6 +280,16 @@ macro_rules! conformance {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn cut_and_resume_delivers_every_frame_once_in_order() {
                 cut_and_resume::<$transport>().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_client_session_survives_cuts_and_answers_again() {
+                client_session_across_cuts::<$transport>().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn health_needs_no_token() {
+                health::<$transport>().await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

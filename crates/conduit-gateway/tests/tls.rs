@@ -7,6 +7,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
+use claude_conduit::remote::{Remote, SessionRequest};
+use claude_conduit::transport::GatewayTransport;
 use claude_conduit::transport::tls;
 use claude_conduit::transport::websocket::WebSocketTransport;
 use claude_conduit::{Client, Message, Options};
@@ -158,9 +160,8 @@ async fn sdk_session_over_wss() {
     let id = tokio::time::timeout(
         T,
         WebSocketTransport::create_session(
-            &format!("https://{}", gw.addr),
-            TOKEN,
-            &serde_json::json!({}),
+            &Remote::parse(&format!("wss://{}", gw.addr), TOKEN).unwrap(),
+            &SessionRequest::default(),
         ),
     )
     .await
@@ -257,7 +258,6 @@ async fn sdk_sessions_over_https_and_grpcs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_grpc_to_a_tls_grpc_listener_fails_clearly() {
-    use claude_conduit::remote::SessionRequest;
     use claude_conduit::transport::grpc::GrpcTransport;
 
     let (cert, key) = trust_shared_cert();
@@ -266,7 +266,10 @@ async fn plain_grpc_to_a_tls_grpc_listener_fails_clearly() {
 
     let r = tokio::time::timeout(
         T,
-        GrpcTransport::create_session(&format!("grpc://{grpc}"), TOKEN, &request),
+        GrpcTransport::create_session(
+            &Remote::parse(&format!("grpc://{grpc}"), TOKEN).unwrap(),
+            &request,
+        ),
     )
     .await
     .expect("a plain gRPC client gets an answer in time");
@@ -307,7 +310,10 @@ async fn plain_grpc_to_a_tls_grpc_listener_fails_clearly() {
     drop(stream);
     let id = tokio::time::timeout(
         T,
-        GrpcTransport::create_session(&format!("grpcs://{grpc}"), TOKEN, &request),
+        GrpcTransport::create_session(
+            &Remote::parse(&format!("grpcs://{grpc}"), TOKEN).unwrap(),
+            &request,
+        ),
     )
     .await
     .expect("in time")

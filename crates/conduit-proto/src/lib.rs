@@ -29,5 +29,10 @@ pub mod v1 {
     include!(concat!(env!("OUT_DIR"), "/conduit.v1.rs"));
 }
 
+/// `proto/conduit.proto` compiled to an encoded `FileDescriptorSet` (for gRPC server
+/// reflection).
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/conduit_descriptor.bin"));
+
 pub use v1::conduit_client::ConduitClient;
 pub use v1::conduit_server::{Conduit, ConduitServer};

@@ -21,6 +21,7 @@ use crate::error::{Error, Result};
 use crate::hooks::{HookEvent, HookMatcher, Hooks};
 use crate::mcp::{McpServerConfig, SdkMcpServer};
 use crate::permission::PermissionHandler;
+use crate::remote::{BadRemote, Remote, SessionRequest};
 use crate::transport::SubprocessTransport;
 use crate::transport::subprocess::{StderrCallback, find_cli};
 
@@ -226,8 +227,9 @@ pub struct Options {
     pub(crate) runtime: RuntimeOptions,
     /// Any other CLI flags ([`OptionsBuilder::extra_arg`]), written last.
     pub(crate) extra_args: Vec<(String, Option<String>)>,
-    /// `(url, token)` from [`OptionsBuilder::transport`]; `None` for the local subprocess.
-    pub(crate) remote: Option<(String, String)>,
+    /// The gateway [`OptionsBuilder::transport`] named, parsed there (or why it cannot be used);
+    /// `None` for the local subprocess.
+    pub(crate) remote: Option<std::result::Result<Remote, BadRemote>>,
     /// Extension points: event bus, frame filters and sinks, custom types. Never on the
     /// command line.
     pub(crate) ext: crate::protocol::ext::ExtConfig,
@@ -441,7 +443,7 @@ impl std::fmt::Debug for Options {
             .field("initialize_timeout", &r.initialize_timeout)
             .field("control_timeout", &r.control_timeout)
             .field("idle_timeout", &r.idle_timeout)
-            .field("transport", &self.remote.as_ref().map(|(url, _)| url))
+            .field("transport", &self.remote)
             .finish_non_exhaustive()
     }
 }
@@ -869,12 +871,14 @@ impl Options {
     pub fn close_grace(&self) -> Duration {
         self.runtime.close_grace
     }
-    /// The gateway [`OptionsBuilder::transport`] named, parsed; `None` for the local subprocess.
-    pub fn remote(&self) -> Result<Option<crate::remote::Remote>> {
-        self.remote
-            .as_ref()
-            .map(|(url, token)| crate::remote::Remote::parse(url, token.clone()))
-            .transpose()
+    /// The gateway [`OptionsBuilder::transport`] named (parsed when it was set); `None` for the
+    /// local subprocess; the error if the URL or token cannot be used.
+    pub fn remote(&self) -> Result<Option<Remote>> {
+        match &self.remote {
+            None => Ok(None),
+            Some(Ok(r)) => Ok(Some(r.clone())),
+            Some(Err(bad)) => Err(bad.clone().into()),
+        }
     }
 
     /// The working directory, if set.
@@ -1116,13 +1120,14 @@ impl OptionsBuilder {
     /// Where the session runs: `"subprocess"` (the default: a local `claude` child process), or
     /// a conduit gateway (`conduit serve`) by URL — `ws://` / `wss://` (WebSocket), `http://` /
     /// `https://` (POST + server-sent events), `grpc://` / `grpcs://` — with its bearer token.
-    /// The URL is checked when connecting; see [`crate::remote`] for what travels to the gateway.
+    /// The URL is parsed here ([`Remote`]); an unusable one is reported when connecting. See
+    /// [`crate::remote`] for what travels to the gateway.
     pub fn transport(mut self, url: impl Into<String>, token: impl Into<String>) -> Self {
         let url = url.into();
         self.o.remote = if url.trim() == "subprocess" {
             None
         } else {
-            Some((url, token.into()))
+            Some(Remote::checked(&url, token.into()))
         };
         self
     }
@@ -1278,6 +1283,37 @@ impl OptionsBuilder {
     pub fn max_concurrent_callbacks(mut self, n: usize) -> Self {
         self.o.runtime.max_concurrent_callbacks = n.max(1);
         self
+    }
+}
+
+/// The flags every SDK session passes; a gateway adds them itself.
+const FIXED_ARGS: [&str; 3] = [
+    "--output-format=stream-json",
+    "--verbose",
+    "--input-format=stream-json",
+];
+
+impl SessionRequest {
+    /// The request that reproduces `options` on a gateway: their CLI flags without the fixed
+    /// stream-json ones, and the working directory. (Defined here so that `remote` stays a leaf
+    /// module.)
+    pub fn from_options(options: &Options) -> Result<Self> {
+        let args = options
+            .argv()?
+            .into_iter()
+            .filter(|a| !FIXED_ARGS.contains(&a.as_str()))
+            .collect();
+        let cwd = match options.cwd() {
+            Some(p) => Some(
+                p.to_str()
+                    .ok_or_else(|| {
+                        Error::InvalidOptions(format!("cwd is not UTF-8: {}", p.display()))
+                    })?
+                    .to_owned(),
+            ),
+            None => None,
+        };
+        Ok(Self { args, cwd })
     }
 }
 
@@ -1530,7 +1566,7 @@ mod tests {
         let t = o.cli_path(&script).build().subprocess_transport().unwrap();
         let mut conn = crate::transport::Transport::connect(t).await.unwrap();
         use crate::transport::FrameReceiver;
-        while conn.receiver.recv().await.unwrap().is_some() {}
+        while !conn.receiver.recv().await.unwrap().is_end() {}
         std::fs::read_to_string(dir.path().join("cli.sh.env")).unwrap()
     }
 

@@ -12,32 +12,32 @@
 //! | `http://`, `https://` | `transport::http::HttpTransport` (POST frames, server-sent events) | `http` (+ `tls` for `https://`) |
 //! | `grpc://`, `grpcs://` | `transport::grpc::GrpcTransport` | `grpc` (+ `tls` for `grpcs://`) |
 //!
-//! The session's CLI runs on the gateway's machine. The client's [`Options`] travel as the CLI
-//! flags they produce ([`SessionRequest::args`]) plus the working directory; the gateway checks
-//! them against its policy and refuses what it does not allow. The environment, the CLI path and
-//! the OS user of the client's options are not sent. Callbacks (permission, hooks, in-process MCP
-//! tools) stay in the client: the control protocol runs end to end.
+//! The session's CLI runs on the gateway's machine. The client's [`Options`](crate::Options)
+//! travel as the CLI flags they produce ([`SessionRequest::args`]) plus the working directory;
+//! the gateway checks them against its policy and refuses what it does not allow. The
+//! environment, the CLI path and the OS user of the client's options are not sent. Callbacks
+//! (permission, hooks, in-process MCP tools) stay in the client: the control protocol runs end
+//! to end.
+//!
+//! This module holds values only: [`Remote`] is parsed once, when
+//! [`OptionsBuilder::transport`](crate::options::OptionsBuilder::transport) is called, and knows
+//! each wire's URL ([`Remote::ws_url`], [`Remote::http_url`], [`Remote::grpc_endpoint`]); every
+//! network transport is built from a `Remote` and a session id
+//! (`transport::GatewayTransport`). `session::connect` is the one place that decides between the
+//! local subprocess and a gateway.
 
 use serde::{Deserialize, Serialize};
 
-use crate::Options;
 use crate::error::{Error, Result};
 
-/// The flags every SDK session passes; the gateway adds them itself.
-const FIXED_ARGS: [&str; 3] = [
-    "--output-format=stream-json",
-    "--verbose",
-    "--input-format=stream-json",
-];
-
 /// What `POST /v1/sessions` (and gRPC `CreateSession`) carries: the session options a client
-/// asks for.
+/// asks for. [`SessionRequest::from_options`] builds one from [`Options`](crate::Options).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct SessionRequest {
-    /// CLI flags, each `--name=value` or `--name` (as [`Options::argv`] writes them, without the
-    /// fixed stream-json flags).
+    /// CLI flags, each `--name=value` or `--name` (as [`Options::argv`](crate::Options::argv)
+    /// writes them, without the fixed stream-json flags).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub args: Vec<String>,
     /// The working directory for the CLI on the gateway's machine.
@@ -46,26 +46,6 @@ pub struct SessionRequest {
 }
 
 impl SessionRequest {
-    /// The request that reproduces `options` on a gateway.
-    pub fn from_options(options: &Options) -> Result<Self> {
-        let args = options
-            .argv()?
-            .into_iter()
-            .filter(|a| !FIXED_ARGS.contains(&a.as_str()))
-            .collect();
-        let cwd = match options.cwd() {
-            Some(p) => Some(
-                p.to_str()
-                    .ok_or_else(|| {
-                        Error::InvalidOptions(format!("cwd is not UTF-8: {}", p.display()))
-                    })?
-                    .to_owned(),
-            ),
-            None => None,
-        };
-        Ok(Self { args, cwd })
-    }
-
     /// A request with these flags and no working directory.
     pub fn with_args(args: impl IntoIterator<Item = impl Into<String>>) -> Self {
         Self {
@@ -101,7 +81,7 @@ impl SessionRequest {
     }
 }
 
-/// The wire a [`Remote`] speaks.
+/// The URL scheme of a [`Remote`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Scheme {
@@ -124,9 +104,42 @@ impl Scheme {
     pub fn is_tls(self) -> bool {
         matches!(self, Self::Wss | Self::Https | Self::Grpcs)
     }
+
+    /// The wire the scheme names.
+    pub fn wire(self) -> Wire {
+        match self {
+            Self::Ws | Self::Wss => Wire::WebSocket,
+            Self::Http | Self::Https => Wire::Http,
+            Self::Grpc | Self::Grpcs => Wire::Grpc,
+        }
+    }
 }
 
-/// A gateway to run sessions on: its URL and bearer token. `Debug` never shows the token.
+/// The wires a gateway speaks (docs/WIRE.md), each a transport behind a cargo feature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Wire {
+    /// `transport::websocket` (feature `websocket`).
+    WebSocket,
+    /// `transport::http` (feature `http`).
+    Http,
+    /// `transport::grpc` (feature `grpc`).
+    Grpc,
+}
+
+impl Wire {
+    /// The cargo feature of the wire's transport.
+    pub fn feature(self) -> &'static str {
+        match self {
+            Self::WebSocket => "websocket",
+            Self::Http => "http",
+            Self::Grpc => "grpc",
+        }
+    }
+}
+
+/// A gateway to run sessions on: its URL and bearer token, parsed and checked once. `Debug`
+/// never shows the token.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Remote {
     scheme: Scheme,
@@ -145,13 +158,38 @@ impl std::fmt::Debug for Remote {
     }
 }
 
+/// Why a transport URL cannot be used: kept (it is `Clone`, unlike [`Error`]) from
+/// [`OptionsBuilder::transport`](crate::options::OptionsBuilder::transport) until connecting
+/// reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum BadRemote {
+    Invalid(String),
+    FeatureDisabled(&'static str),
+}
+
+impl From<BadRemote> for Error {
+    fn from(b: BadRemote) -> Self {
+        match b {
+            BadRemote::Invalid(m) => Error::InvalidOptions(m),
+            BadRemote::FeatureDisabled(f) => Error::FeatureDisabled(f),
+        }
+    }
+}
+
 impl Remote {
-    /// Parse `scheme://host:port[/prefix]`. `subprocess` is not a remote (see
-    /// [`OptionsBuilder::transport`](crate::options::OptionsBuilder::transport)).
+    /// Parse `scheme://host:port[/prefix]` (a gRPC URL has no prefix) with the bearer `token`.
+    /// `subprocess` is not a remote (see
+    /// [`OptionsBuilder::transport`](crate::options::OptionsBuilder::transport)). A TLS scheme
+    /// without the `tls` cargo feature is [`Error::FeatureDisabled`].
     pub fn parse(url: &str, token: impl Into<String>) -> Result<Self> {
-        let (scheme, rest) = url.split_once("://").ok_or_else(|| {
-            Error::InvalidOptions(format!("transport URL needs a scheme: `{url}`"))
-        })?;
+        Ok(Self::checked(url, token.into())?)
+    }
+
+    pub(crate) fn checked(url: &str, token: String) -> std::result::Result<Self, BadRemote> {
+        let invalid = |m: String| Err(BadRemote::Invalid(m));
+        let Some((scheme, rest)) = url.trim().split_once("://") else {
+            return invalid(format!("transport URL needs a scheme: `{url}`"));
+        };
         let scheme = match scheme.to_ascii_lowercase().as_str() {
             "ws" => Scheme::Ws,
             "wss" => Scheme::Wss,
@@ -160,17 +198,17 @@ impl Remote {
             "grpc" => Scheme::Grpc,
             "grpcs" => Scheme::Grpcs,
             other => {
-                return Err(Error::InvalidOptions(format!(
+                return invalid(format!(
                     "unknown transport scheme `{other}` (ws, wss, http, https, grpc, grpcs or \
                      subprocess)"
-                )));
+                ));
             }
         };
         let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
         if authority.is_empty() || authority.contains('@') {
-            return Err(Error::InvalidOptions(format!(
+            return invalid(format!(
                 "transport URL needs a host[:port] (and no user info): `{url}`"
-            )));
+            ));
         }
         let path = path.trim_end_matches('/');
         let prefix = if path.is_empty() {
@@ -178,11 +216,16 @@ impl Remote {
         } else {
             format!("/{path}")
         };
-        let token = token.into();
+        if scheme.wire() == Wire::Grpc && !prefix.is_empty() {
+            return invalid(format!("a gRPC gateway URL has no path (got `{prefix}`)"));
+        }
         if token.bytes().any(|b| b.is_ascii_control() || b == b' ') {
-            return Err(Error::InvalidOptions(
+            return invalid(
                 "the bearer token must not contain spaces or control characters".into(),
-            ));
+            );
+        }
+        if scheme.is_tls() && !cfg!(feature = "tls") {
+            return Err(BadRemote::FeatureDisabled("tls"));
         }
         Ok(Self {
             scheme,
@@ -195,6 +238,16 @@ impl Remote {
     /// The scheme.
     pub fn scheme(&self) -> Scheme {
         self.scheme
+    }
+
+    /// The wire the scheme names.
+    pub fn wire(&self) -> Wire {
+        self.scheme.wire()
+    }
+
+    /// Whether the connection uses TLS.
+    pub fn is_tls(&self) -> bool {
+        self.scheme.is_tls()
     }
 
     /// `host:port`.
@@ -212,80 +265,83 @@ impl Remote {
         &self.token
     }
 
-    /// The gateway's HTTP base URL: `http[s]://host:port[/prefix]` (for every scheme).
-    pub fn http_base(&self) -> String {
-        let s = if self.scheme.is_tls() {
-            "https"
-        } else {
-            "http"
-        };
-        format!("{s}://{}{}", self.authority, self.prefix)
-    }
-
     /// The `Authorization` header value.
     pub fn authorization(&self) -> String {
         format!("Bearer {}", self.token)
     }
-}
 
-/// Connect `options` to the gateway `remote` names.
-#[cfg_attr(
-    not(all(feature = "websocket", feature = "http", feature = "grpc")),
-    allow(unused_variables)
-)]
-pub(crate) async fn connect(remote: Remote, options: Options) -> Result<crate::Client> {
-    match remote.scheme() {
-        #[cfg(feature = "websocket")]
-        Scheme::Ws | Scheme::Wss => {
-            let request = SessionRequest::from_options(&options)?;
-            let t =
-                crate::transport::websocket::WebSocketTransport::open_session(&remote, &request)
-                    .await?;
-            crate::Client::connect_with(t, options).await
-        }
-        #[cfg(not(feature = "websocket"))]
-        Scheme::Ws | Scheme::Wss => Err(missing_feature("websocket")),
-        #[cfg(feature = "http")]
-        Scheme::Http | Scheme::Https => {
-            let request = SessionRequest::from_options(&options)?;
-            let t = crate::transport::http::HttpTransport::open_session(&remote, &request).await?;
-            crate::Client::connect_with(t, options).await
-        }
-        #[cfg(not(feature = "http"))]
-        Scheme::Http | Scheme::Https => Err(missing_feature("http")),
-        #[cfg(feature = "grpc")]
-        Scheme::Grpc | Scheme::Grpcs => {
-            let request = SessionRequest::from_options(&options)?;
-            let t = crate::transport::grpc::GrpcTransport::open_session(&remote, &request).await?;
-            crate::Client::connect_with(t, options).await
-        }
-        #[cfg(not(feature = "grpc"))]
-        Scheme::Grpc | Scheme::Grpcs => Err(missing_feature("grpc")),
+    /// The gateway's HTTP base URL, `http[s]://host:port[/prefix]` (for every scheme: sessions
+    /// are created and `/health` answered over HTTP on the WebSocket listener too).
+    pub fn http_url(&self) -> String {
+        let s = if self.is_tls() { "https" } else { "http" };
+        format!("{s}://{}{}", self.authority, self.prefix)
     }
-}
 
-#[cfg(not(all(feature = "websocket", feature = "http", feature = "grpc")))]
-fn missing_feature(name: &'static str) -> Error {
-    Error::FeatureDisabled(name)
+    /// The gateway's WebSocket base URL, `ws[s]://host:port[/prefix]`.
+    pub fn ws_url(&self) -> String {
+        let s = if self.is_tls() { "wss" } else { "ws" };
+        format!("{s}://{}{}", self.authority, self.prefix)
+    }
+
+    /// The gateway's gRPC endpoint as HTTP/2 clients name it, `http[s]://host:port`.
+    pub fn grpc_endpoint(&self) -> String {
+        let s = if self.is_tls() { "https" } else { "http" };
+        format!("{s}://{}", self.authority)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Options;
 
     #[test]
     fn parses_urls() {
         let r = Remote::parse("ws://127.0.0.1:8992", "t").unwrap();
         assert_eq!(r.scheme(), Scheme::Ws);
-        assert_eq!(r.http_base(), "http://127.0.0.1:8992");
-        let r = Remote::parse("GRPCS://h:1/gw/", "t").unwrap();
-        assert_eq!(r.scheme(), Scheme::Grpcs);
-        assert_eq!(r.http_base(), "https://h:1/gw");
-        assert_eq!(r.prefix(), "/gw");
-        for bad in ["127.0.0.1:1", "ftp://h", "ws://", "ws://u@h:1"] {
-            assert!(Remote::parse(bad, "t").is_err(), "{bad}");
+        assert_eq!(r.wire(), Wire::WebSocket);
+        assert_eq!(r.http_url(), "http://127.0.0.1:8992");
+        assert_eq!(r.ws_url(), "ws://127.0.0.1:8992");
+        let r = Remote::parse("HTTP://h:1/gw/", "t").unwrap();
+        assert_eq!((r.wire(), r.prefix()), (Wire::Http, "/gw"));
+        assert_eq!(r.http_url(), "http://h:1/gw");
+        assert_eq!(r.ws_url(), "ws://h:1/gw");
+        let r = Remote::parse("grpc://h:2", "t").unwrap();
+        assert_eq!(r.grpc_endpoint(), "http://h:2");
+        assert_eq!(r.wire(), Wire::Grpc);
+        for bad in [
+            "127.0.0.1:1",
+            "ftp://h",
+            "ws://",
+            "ws://u@h:1",
+            "grpc://h:1/prefix",
+        ] {
+            assert!(
+                matches!(Remote::parse(bad, "t"), Err(Error::InvalidOptions(_))),
+                "{bad}"
+            );
         }
         assert!(Remote::parse("ws://h:1", "a b").is_err());
+    }
+
+    #[cfg(feature = "tls")]
+    #[test]
+    fn tls_urls() {
+        let r = Remote::parse("GRPCS://h:1/", "t").unwrap();
+        assert_eq!((r.scheme(), r.is_tls()), (Scheme::Grpcs, true));
+        assert_eq!(r.grpc_endpoint(), "https://h:1");
+        let r = Remote::parse("wss://h:1/gw", "t").unwrap();
+        assert_eq!(r.ws_url(), "wss://h:1/gw");
+        assert_eq!(r.http_url(), "https://h:1/gw");
+    }
+
+    #[cfg(not(feature = "tls"))]
+    #[test]
+    fn tls_urls_need_the_feature() {
+        assert!(matches!(
+            Remote::parse("wss://h:1", "t"),
+            Err(Error::FeatureDisabled("tls"))
+        ));
     }
 
     #[test]

@@ -15,7 +15,16 @@
 //! | `CloseSession(SessionId)` | close the CLI and wait until it is gone |
 //! | `Stream(stream ClientMessage) → stream ServerMessage` | the session's frames, both ways |
 //!
-//! Every call needs the metadata `authorization: Bearer <token>` (checked with
+//! Next to it the listener serves the gRPC ecosystem's services, so that `grpcurl`, load
+//! balancers and Kubernetes probes work:
+//!
+//! | service | auth | what |
+//! |---|---|---|
+//! | `grpc.health.v1.Health/Check` | **none** (probes carry no token) | `SERVING` for `""` and `conduit.v1.Conduit`; `NOT_SERVING` once shutdown begins |
+//! | `grpc.health.v1.Health/Watch` | token (a stream held open) | the same, pushed; ends at shutdown after `NOT_SERVING` |
+//! | `grpc.reflection.v1.ServerReflection`, `grpc.reflection.v1alpha.ServerReflection` | token | the services and `proto/conduit.proto`'s descriptors |
+//!
+//! Every other call needs the metadata `authorization: Bearer <token>` (checked with
 //! [`Tokens::check`], constant time), else `UNAUTHENTICATED`. Gateway errors map to status codes:
 //! too many sessions → `RESOURCE_EXHAUSTED`, refused options → `INVALID_ARGUMENT`, shutting down →
 //! `UNAVAILABLE`.
@@ -261,18 +270,27 @@ enum ReaderEnd {
 /// The status for a client message tonic could not read: `INVALID_ARGUMENT` for one that does
 /// not decode, `RESOURCE_EXHAUSTED` for one over the message limit; `None` when the stream
 /// itself broke (nobody to tell).
+///
+/// Classified by code, never by the text: tonic's decoder reports its own refusals without a
+/// source (`OUT_OF_RANGE` for a message over its limit, `RESOURCE_EXHAUSTED` for one over the
+/// decompression limit, `INTERNAL` for bytes that do not decode), while a broken stream's status
+/// carries the transport error that broke it.
 fn unreadable(s: &Status) -> Option<Status> {
+    if std::error::Error::source(s).is_some() {
+        return None;
+    }
     let message = s.message();
-    if message.contains("too large") || s.code() == tonic::Code::OutOfRange {
-        Some(Status::resource_exhausted(format!(
-            "a client message over the limit (frame limit plus {ENVELOPE_MARGIN} bytes): {message}"
-        )))
-    } else if message.contains("decode") {
-        Some(Status::invalid_argument(format!(
+    match s.code() {
+        tonic::Code::OutOfRange | tonic::Code::ResourceExhausted => {
+            Some(Status::resource_exhausted(format!(
+                "a client message over the limit (frame limit plus {ENVELOPE_MARGIN} bytes): \
+                 {message}"
+            )))
+        }
+        tonic::Code::Internal => Some(Status::invalid_argument(format!(
             "a client message that does not decode: {message}"
-        )))
-    } else {
-        None
+        ))),
+        _ => None,
     }
 }
 
@@ -503,11 +521,44 @@ pub(crate) async fn serve_capped(
     tracing::info!(addr = ?addr, tls = tls.is_some(), "gateway gRPC listening");
     let limits = crate::serving::Limits::of(config, crate::serving::Front::Grpc);
     let tokens = Arc::new(config.tokens.clone());
-    let routes = tonic::service::Routes::new(ConduitService::new(manager.clone()).into_server());
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<ConduitServer<ConduitService>>().await;
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(claude_conduit_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_error = |e: tonic_reflection::server::Error| {
+        GatewayError::Serve(std::io::Error::other(format!("gRPC reflection: {e}")))
+    };
+    let routes = tonic::service::Routes::new(ConduitService::new(manager.clone()).into_server())
+        .add_service(health_service)
+        .add_service(reflection().build_v1().map_err(reflection_error)?)
+        .add_service(reflection().build_v1alpha().map_err(reflection_error)?);
     let gate = crate::grpc_gate::GrpcGate::new(tokens, routes);
     let listener = crate::tls::GatewayListener::new(listener, tls);
+    let shutdown = async move {
+        shutdown.await;
+        not_serving(health).await;
+    };
     crate::serving::serve(listener, gate, limits, cap, shutdown).await;
     Ok(())
+}
+
+/// Shutdown begins: health says `NOT_SERVING` (to checks and to every `Watch`), then the
+/// statuses are dropped so that `Watch` streams end and do not hold the listener open.
+async fn not_serving(mut health: tonic_health::server::HealthReporter) {
+    let service = <ConduitServer<ConduitService> as tonic::server::NamedService>::NAME;
+    for name in ["", service] {
+        health
+            .set_service_status(name, tonic_health::ServingStatus::NotServing)
+            .await;
+    }
+    // Let the watchers take the change before their channels close.
+    tokio::task::yield_now().await;
+    for name in ["", service] {
+        health.clear_service_status(name).await;
+    }
 }
 
 /// The gRPC server running next to axum (see [`Gateway::run`](crate::Gateway::run)).
@@ -555,5 +606,26 @@ impl Running {
                 Ok(())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unreadable_messages_are_classified_by_code_and_source_not_text() {
+        // tonic's own refusals (no source), whatever their wording.
+        let over = unreadable(&Status::out_of_range("anything at all")).expect("refused");
+        assert_eq!(over.code(), tonic::Code::ResourceExhausted);
+        let zipped = unreadable(&Status::resource_exhausted("x")).expect("refused");
+        assert_eq!(zipped.code(), tonic::Code::ResourceExhausted);
+        let garbage = unreadable(&Status::internal("too large, decode")).expect("refused");
+        assert_eq!(garbage.code(), tonic::Code::InvalidArgument);
+        // A broken stream carries its cause: nobody to tell, even if the text says "decode".
+        let broken = Status::from_error(Box::new(std::io::Error::other("decode too large")));
+        assert!(std::error::Error::source(&broken).is_some());
+        assert!(unreadable(&broken).is_none());
+        assert!(unreadable(&Status::cancelled("decode")).is_none());
     }
 }

@@ -1,5 +1,5 @@
 //! The gateway's fronts: one encoder per wire over the same sessions
-//! ([`SessionManager`](crate::SessionManager)), each attaching to a session, sending its hello,
+//! ([`SessionManager`]), each attaching to a session, sending its hello,
 //! replaying and streaming [`Outbound`](crate::session::Outbound) events, and passing client
 //! frames and acks to the session. The wire types are the SDK's (`claude_conduit::transport::
 //! relay::wire`), so gateway and clients cannot drift; docs/WIRE.md describes each wire.

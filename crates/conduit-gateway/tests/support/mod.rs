@@ -94,6 +94,16 @@ impl Running {
         format!("grpc://{}", self.grpc())
     }
 
+    /// The WebSocket listener as an SDK [`Remote`] with `TOKEN`.
+    pub fn ws_remote(&self) -> claude_conduit::remote::Remote {
+        claude_conduit::remote::Remote::parse(&format!("ws://{}", self.addr), TOKEN).unwrap()
+    }
+
+    /// The gRPC listener as an SDK [`Remote`] with `TOKEN`.
+    pub fn grpc_remote(&self) -> claude_conduit::remote::Remote {
+        claude_conduit::remote::Remote::parse(&self.grpc_url(), TOKEN).unwrap()
+    }
+
     /// Stop serving and wait (bounded) until every CLI is closed.
     pub async fn shutdown(mut self) {
         if let Some(s) = self.stop.take() {
@@ -112,6 +122,30 @@ impl Running {
         assert_eq!(list.len(), 1, "{list:?}");
         list.into_iter().next().unwrap()
     }
+}
+
+/// Send `prompt` and collect the turn's messages (none may be an error), in time.
+pub async fn turn(client: &claude_conduit::Client, prompt: &str) -> Vec<claude_conduit::Message> {
+    use futures::StreamExt;
+    client.send(prompt).await.expect("send");
+    tokio::time::timeout(T, client.receive_response().collect::<Vec<_>>())
+        .await
+        .expect("in time")
+        .into_iter()
+        .map(|m| m.expect("no errors"))
+        .collect()
+}
+
+/// The mock's numbers of the assistant messages (the tail of their uuids).
+pub fn assistant_seqs(items: &[claude_conduit::Message]) -> Vec<u64> {
+    items
+        .iter()
+        .filter(|m| m.as_assistant().is_some())
+        .map(|m| {
+            let uuid = m.uuid().unwrap_or_default();
+            u64::from_str_radix(&uuid[uuid.len().saturating_sub(12)..], 16).unwrap_or(0)
+        })
+        .collect()
 }
 
 pub async fn start(config: GatewayConfig) -> Running {

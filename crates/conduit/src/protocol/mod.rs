@@ -44,7 +44,7 @@ use crate::error::{Error, Result};
 use crate::message::{
     ControlOutcome, ControlRequest, CostTracker, Message, MessageKind, SystemMessage, outbound,
 };
-use crate::transport::{FrameReceiver, FrameSender, Termination};
+use crate::transport::{FrameReceiver, FrameSender, Received, Termination};
 
 /// Settings of one engine.
 #[derive(Clone)]
@@ -360,7 +360,7 @@ pub(crate) enum Item {
 type Batch = Vec<Item>;
 
 enum Step {
-    Frames(Vec<Result<Option<Result<Bytes>>>>),
+    Frames(Vec<Result<Received>>),
     Delivered,
     Idle(Duration),
     Wake,
@@ -415,9 +415,9 @@ impl<R: FrameReceiver> Reader<R> {
                     let mut end = None;
                     for item in items {
                         match item {
-                            Ok(Some(Ok(frame))) => self.on_frame(frame, &mut batch),
-                            Ok(Some(Err(e))) => batch.push(Item::Ready(Box::new(Err(e)))),
-                            Ok(None) => {
+                            Ok(Received::Frame(frame)) => self.on_frame(frame, &mut batch),
+                            Ok(Received::Bad(e)) => batch.push(Item::Ready(Box::new(Err(e)))),
+                            Ok(Received::End) => {
                                 end = Some(self.receiver.termination().unwrap_or_default());
                                 break;
                             }
@@ -847,13 +847,13 @@ async fn recv_batch<R: FrameReceiver>(receiver: &mut R, idle: Option<Duration>) 
         },
     };
     let mut items = Vec::with_capacity(8);
-    let mut more = matches!(first, Ok(Some(_)));
+    let mut more = matches!(first, Ok(Received::Frame(_) | Received::Bad(_)));
     items.push(first);
     while more && items.len() < BATCH_MAX {
         // `recv` is cancel-safe: dropping it when nothing is ready loses nothing.
         match receiver.recv().now_or_never() {
             Some(item) => {
-                more = matches!(item, Ok(Some(_)));
+                more = matches!(item, Ok(Received::Frame(_) | Received::Bad(_)));
                 items.push(item);
             }
             None => break,

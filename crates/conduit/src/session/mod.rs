@@ -13,6 +13,7 @@ use futures::stream::{BoxStream, Stream, StreamExt};
 use serde_json::{Value, json};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
+mod connect;
 mod control;
 
 pub use control::{
@@ -71,11 +72,7 @@ impl Client {
     /// With [`OptionsBuilder::transport`](crate::options::OptionsBuilder::transport) set to a
     /// gateway URL, creates a session there and connects over the transport the URL names.
     pub async fn connect(options: Options) -> Result<Client> {
-        if let Some(remote) = options.remote()? {
-            return crate::remote::connect(remote, options).await;
-        }
-        let transport = options.subprocess_transport()?;
-        Self::connect_with(transport, options).await
+        connect::connect(options).await
     }
 
     /// Initialize a session over any transport.

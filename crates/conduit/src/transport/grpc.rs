@@ -17,7 +17,7 @@
 //! module only encodes and decodes. When the stream ends without an `End` (status
 //! `UNAVAILABLE`, a reset, a dropped connection) the driver opens a new stream (tonic's channel
 //! reconnects the HTTP/2 connection if need be) per its
-//! [`ReconnectPolicy`](super::relay::ReconnectPolicy) with `after = <last seq>`, and resends
+//! [`ReconnectPolicy`] with `after = <last seq>`, and resends
 //! what the gateway had not accepted, then an end of input or close asked for before. Statuses
 //! after which retrying cannot help (`NOT_FOUND`, `OUT_OF_RANGE`, `ABORTED`, `UNAUTHENTICATED`,
 //! …) end the stream with an [`Error::Gateway`].
@@ -44,8 +44,11 @@ use tonic::{Code, Request, Status, Streaming};
 
 use super::relay::wire::Hello;
 use super::relay::{Failure, Incoming, Outgoing, ReconnectPolicy, Wire, WireConn};
-use super::{Connection, Termination, Transport};
+use super::{Connection, GatewayTransport, Termination, Transport};
 use crate::error::{Error, GatewayErrorKind, GatewayStatus, Result};
+use crate::remote::{Remote, SessionRequest};
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
 pub use super::relay::{ACK_EVERY, MAX_RECONNECTS};
 /// How long connecting to the gateway may take.
@@ -63,6 +66,7 @@ type Client = ConduitClient<Channel>;
 /// ```no_run
 /// # async fn demo() -> claude_conduit::Result<()> {
 /// use claude_conduit::remote::{Remote, SessionRequest};
+/// use claude_conduit::transport::GatewayTransport;
 /// use claude_conduit::transport::grpc::GrpcTransport;
 /// use claude_conduit::{Client, Options};
 /// let remote = Remote::parse("grpc://127.0.0.1:8993", "secret")?;
@@ -75,24 +79,14 @@ type Client = ConduitClient<Channel>;
 /// [`Client::connect`](crate::Client::connect).
 #[derive(Clone)]
 pub struct GrpcTransport {
-    endpoint: String,
+    remote: Remote,
     session_id: String,
-    token: String,
     max_frame: usize,
-    /// A channel already connected (by [`GrpcTransport::open_session`]), reused.
+    /// A channel already connected (by [`GatewayTransport::open_session`]), reused.
     channel: Option<Channel>,
 }
 
-impl std::fmt::Debug for GrpcTransport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The token is a secret.
-        f.debug_struct("GrpcTransport")
-            .field("endpoint", &self.endpoint)
-            .field("session_id", &self.session_id)
-            .field("max_frame", &self.max_frame)
-            .finish_non_exhaustive()
-    }
-}
+super::relay::gateway_transport!(GrpcTransport, channel: None);
 
 /// The kind of a gateway status.
 fn status_kind(code: Code) -> GatewayErrorKind {
@@ -134,84 +128,51 @@ fn status_error(context: &'static str, s: Status) -> Error {
     Error::gateway_caused(kind, Some(GatewayStatus::Grpc(s.code() as i32)), message, s)
 }
 
-/// `http://host:port` for `http://`, `grpc://` or a bare `host:port`; `https://host:port` for
-/// `https://` or `grpcs://` (with the `tls` feature).
-fn http_endpoint(endpoint: &str) -> Result<String> {
-    let (rest, tls) = match endpoint.split_once("://") {
-        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => (rest, false),
-        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("grpc") => (rest, false),
-        Some((scheme, rest))
-            if scheme.eq_ignore_ascii_case("https") || scheme.eq_ignore_ascii_case("grpcs") =>
-        {
-            if !cfg!(feature = "tls") {
-                return Err(Error::FeatureDisabled("tls"));
-            }
-            (rest, true)
-        }
-        Some((scheme, _)) => {
-            return Err(Error::InvalidOptions(format!(
-                "gRPC endpoint must be grpc[s]://host:port or http[s]://host:port, not {scheme}://"
-            )));
-        }
-        None => (endpoint, false),
-    };
-    let authority = rest.trim_end_matches('/');
-    if authority.is_empty() || authority.contains('/') || authority.contains('@') {
-        return Err(Error::InvalidOptions(format!(
-            "gRPC endpoint needs host:port and no path: `{endpoint}`"
-        )));
-    }
-    let scheme = if tls { "https" } else { "http" };
-    Ok(format!("{scheme}://{authority}"))
-}
-
 fn message_limit(max_frame: usize) -> usize {
     max_frame.saturating_add(super::relay::wire::ENVELOPE_MARGIN)
 }
 
 impl GrpcTransport {
-    super::relay::gateway_transport_accessors!(endpoint, channel: None);
+    async fn create_impl(remote: &Remote, request: &SessionRequest) -> Result<String> {
+        let channel = connect_channel(&remote.grpc_endpoint()).await?;
+        Ok(create(channel, remote.token(), request).await?.id)
+    }
 
-    /// Create a session on `remote` for `request` (`CreateSession`) and return the transport for
-    /// it (which reuses the HTTP/2 connection).
-    pub async fn open_session(
-        remote: &crate::remote::Remote,
-        request: &crate::remote::SessionRequest,
-    ) -> Result<Self> {
-        if !remote.prefix().is_empty() {
-            return Err(Error::InvalidOptions(format!(
-                "a gRPC gateway URL has no path (got `{}`)",
-                remote.prefix()
-            )));
-        }
-        let scheme = if remote.scheme().is_tls() {
-            "grpcs"
+    /// `grpc.health.v1.Health/Check` for the whole server (service `""`), without a token.
+    async fn health_impl(remote: &Remote) -> Result<()> {
+        let channel = connect_channel(&remote.grpc_endpoint()).await?;
+        let reply = HealthClient::new(channel)
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .map_err(|s| status_error("Health/Check", s))?
+            .into_inner();
+        if reply.status() == ServingStatus::Serving {
+            Ok(())
         } else {
-            "grpc"
-        };
-        let endpoint = http_endpoint(&format!("{scheme}://{}", remote.authority()))?;
-        let channel = connect_channel(&endpoint).await?;
+            Err(Error::gateway(
+                GatewayErrorKind::Unavailable,
+                None,
+                format!("the gateway's health is {}", reply.status().as_str_name()),
+            ))
+        }
+    }
+
+    /// Create the session (`CreateSession`) and keep the HTTP/2 connection for its stream.
+    async fn open_impl(remote: &Remote, request: &SessionRequest) -> Result<Self> {
+        let channel = connect_channel(&remote.grpc_endpoint()).await?;
         let info = create(channel.clone(), remote.token(), request).await?;
         Ok(Self {
             channel: Some(channel),
-            ..Self::new(endpoint, info.id, remote.token())
+            ..<Self as GatewayTransport>::new(remote, info.id)
         })
-    }
-
-    /// Create a session (`CreateSession`) on the gateway at `endpoint`; returns its id.
-    pub async fn create_session(
-        endpoint: &str,
-        token: &str,
-        request: &crate::remote::SessionRequest,
-    ) -> Result<String> {
-        let channel = connect_channel(&http_endpoint(endpoint)?).await?;
-        Ok(create(channel, token, request).await?.id)
     }
 
     async fn client(&self) -> Result<Client> {
         let channel = match &self.channel {
             Some(c) => c.clone(),
-            None => connect_channel(&http_endpoint(&self.endpoint)?).await?,
+            None => connect_channel(&self.remote.grpc_endpoint()).await?,
         };
         let limit = message_limit(self.max_frame);
         Ok(ConduitClient::new(channel)
@@ -337,7 +298,7 @@ fn authorized<T>(message: T, bearer: &AsciiMetadataValue) -> Request<T> {
 async fn create(
     channel: Channel,
     token: &str,
-    request: &crate::remote::SessionRequest,
+    request: &SessionRequest,
 ) -> Result<v1::SessionInfo> {
     let message = v1::CreateSessionRequest {
         args: request.args.clone(),
@@ -356,11 +317,15 @@ impl Transport for GrpcTransport {
 
     async fn connect(self) -> Result<Connection<GrpcSender, GrpcReceiver>> {
         let wire = GrpcWire {
-            bearer: bearer(&self.token)?,
+            bearer: bearer(self.remote.token())?,
             client: self.client().await?,
             session_id: self.session_id.clone(),
         };
-        let description = format!("grpc {} session {}", self.endpoint, self.session_id);
+        let description = format!(
+            "grpc {} session {}",
+            self.remote.grpc_endpoint(),
+            self.session_id
+        );
         super::relay::connect(
             wire,
             self.max_frame,
@@ -507,34 +472,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn endpoints() {
-        assert_eq!(
-            http_endpoint("grpc://127.0.0.1:1").ok().as_deref(),
-            Some("http://127.0.0.1:1")
-        );
-        assert_eq!(
-            http_endpoint("http://h:2/").ok().as_deref(),
-            Some("http://h:2")
-        );
-        assert_eq!(http_endpoint("h:3").ok().as_deref(), Some("http://h:3"));
-        for tls in ["grpcs://h:4", "https://h:4/"] {
-            if cfg!(feature = "tls") {
-                assert_eq!(http_endpoint(tls).ok().as_deref(), Some("https://h:4"));
-            } else {
-                assert!(
-                    matches!(http_endpoint(tls), Err(Error::FeatureDisabled("tls"))),
-                    "{tls}"
-                );
-            }
-        }
-        for bad in ["grpc://", "grpc://h:1/x", "ws://h:1"] {
-            assert!(http_endpoint(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
     fn debug_hides_the_token() {
-        let t = GrpcTransport::new("grpc://h:1", "s", "s3cr3t-token");
+        let remote = Remote::parse("grpc://h:1", "s3cr3t-token").unwrap();
+        let t = GrpcTransport::new(&remote, "s");
         assert!(!format!("{t:?}").contains("s3cr3t"));
         let b = bearer("s3cr3t-token").unwrap();
         assert!(!format!("{b:?}").contains("s3cr3t"));

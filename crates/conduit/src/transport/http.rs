@@ -24,7 +24,7 @@
 //! that sends our side as requests, in order: client frames numbered 1, 2, 3, … (what is queued
 //! goes in one body, up to 1 MiB; a larger frame goes alone, uncopied), acks (coalesced), end of
 //! input and close. A reply's `in_seq` confirms frames; a failed request is retried per the
-//! [`ReconnectPolicy`](super::relay::ReconnectPolicy). The event parser splits lines off the
+//! [`ReconnectPolicy`]. The event parser splits lines off the
 //! read buffer without copying and scans the buffer once. A stream silent for 60 s (the gateway
 //! pings every 20 s) counts as dropped; the driver then resumes with `Last-Event-ID`.
 //!
@@ -51,8 +51,9 @@ use super::relay::{
     Failure, Incoming, Outgoing, ReconnectPolicy, Wire, WireConn, http_error, http_failure,
     refusal_error,
 };
-use super::{Connection, Transport};
+use super::{Connection, GatewayTransport, Transport};
 use crate::error::{Error, GatewayErrorKind, Result};
+use crate::remote::{Remote, SessionRequest};
 
 pub use super::relay::{ACK_EVERY, MAX_RECONNECTS};
 
@@ -76,6 +77,7 @@ const USER_AGENT: &str = concat!("claude-conduit/", env!("CARGO_PKG_VERSION"));
 /// ```no_run
 /// # async fn demo() -> claude_conduit::Result<()> {
 /// use claude_conduit::remote::{Remote, SessionRequest};
+/// use claude_conduit::transport::GatewayTransport;
 /// use claude_conduit::transport::http::HttpTransport;
 /// use claude_conduit::{Client, Options};
 /// let remote = Remote::parse("http://127.0.0.1:8992", "secret")?;
@@ -88,28 +90,16 @@ const USER_AGENT: &str = concat!("claude-conduit/", env!("CARGO_PKG_VERSION"));
 /// [`Client::connect`](crate::Client::connect) instead.
 #[derive(Clone)]
 pub struct HttpTransport {
-    base_url: String,
+    remote: Remote,
     session_id: String,
-    token: String,
     max_frame: usize,
     client: Option<reqwest::Client>,
 }
 
-impl std::fmt::Debug for HttpTransport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The token is a secret.
-        f.debug_struct("HttpTransport")
-            .field("base_url", &self.base_url)
-            .field("session_id", &self.session_id)
-            .field("max_frame", &self.max_frame)
-            .finish_non_exhaustive()
-    }
-}
+super::relay::gateway_transport!(HttpTransport, client: None);
 
-/// Whether `base` (`http://host[:port]…`) names this machine.
-fn is_loopback(base: &str) -> bool {
-    let rest = base.split_once("://").map_or(base, |(_, r)| r);
-    let authority = rest.split('/').next().unwrap_or(rest);
+/// Whether `authority` (`host[:port]`) names this machine.
+fn is_loopback(authority: &str) -> bool {
     let host = match authority.strip_prefix('[') {
         Some(v6) => v6.split(']').next().unwrap_or(v6),
         None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
@@ -123,14 +113,14 @@ fn is_loopback(base: &str) -> bool {
 /// The one HTTP client of a transport. Proxies from the environment (`HTTP_PROXY`, …) apply,
 /// except to a gateway on this machine. With the `tls` feature, `https://` uses the SDK's rustls
 /// config ([`super::tls::default_client_config`]).
-fn build_client(base: &str) -> Result<reqwest::Client> {
-    let builder = if is_loopback(base) {
+fn build_client(remote: &Remote) -> Result<reqwest::Client> {
+    let builder = if is_loopback(remote.authority()) {
         reqwest::Client::builder().no_proxy()
     } else {
         reqwest::Client::builder()
     };
     #[cfg(feature = "tls")]
-    let builder = builder.tls_backend_preconfigured(reqwest_tls_config(base)?);
+    let builder = builder.tls_backend_preconfigured(reqwest_tls_config(remote.is_tls())?);
     builder
         .connect_timeout(CONNECT_TIMEOUT)
         .user_agent(USER_AGENT)
@@ -149,46 +139,15 @@ fn build_client(base: &str) -> Result<reqwest::Client> {
 /// The rustls config reqwest gets (it has no crypto provider of its own): the SDK's, with ALPN
 /// `http/1.1`. A plain `http://` gateway does not depend on `CONDUIT_TLS_CA` being readable.
 #[cfg(feature = "tls")]
-fn reqwest_tls_config(base: &str) -> Result<rustls::ClientConfig> {
+fn reqwest_tls_config(tls: bool) -> Result<rustls::ClientConfig> {
     let config = match super::tls::default_client_config() {
         Ok(c) => c,
-        Err(e) if is_https(base) => return Err(e),
+        Err(e) if tls => return Err(e),
         Err(_) => super::tls::client_config(None)?,
     };
     let mut config = (*config).clone();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
-}
-
-#[cfg(feature = "tls")]
-fn is_https(base: &str) -> bool {
-    base.split_once("://")
-        .is_some_and(|(scheme, _)| scheme.eq_ignore_ascii_case("https"))
-}
-
-/// `base_url` without a trailing `/`, checked to be `http://host[:port][/prefix]` (or
-/// `https://…` with the `tls` feature).
-fn check_base(base_url: &str) -> Result<String> {
-    let base = base_url.trim_end_matches('/');
-    let Some((scheme, rest)) = base.split_once("://") else {
-        return Err(Error::InvalidOptions(format!(
-            "gateway URL needs a scheme: `{base_url}`"
-        )));
-    };
-    if !cfg!(feature = "tls") && scheme.eq_ignore_ascii_case("https") {
-        return Err(Error::FeatureDisabled("tls"));
-    }
-    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
-        return Err(Error::InvalidOptions(format!(
-            "gateway URL must start with http:// or https://: `{base_url}`"
-        )));
-    }
-    if rest.is_empty() || rest.starts_with('/') {
-        return Err(Error::InvalidOptions(format!(
-            "gateway URL has no host: `{base_url}`"
-        )));
-    }
-    Ok(base.to_owned())
 }
 
 fn bearer(token: &str) -> Result<HeaderValue> {
@@ -199,31 +158,32 @@ fn bearer(token: &str) -> Result<HeaderValue> {
 }
 
 impl HttpTransport {
-    super::relay::gateway_transport_accessors!(base_url, client: None);
-
-    /// Check the gateway's health (`GET /health`), create a session on `remote` for `request`
-    /// (`POST /v1/sessions`) and return the transport for it; [`Transport::connect`] then opens
-    /// the event stream.
-    pub async fn open_session(
-        remote: &crate::remote::Remote,
-        request: &crate::remote::SessionRequest,
-    ) -> Result<Self> {
-        let base = check_base(&remote.http_base())?;
-        let client = build_client(&base)?;
+    /// `GET /health` with `client`.
+    async fn health_with(client: &reqwest::Client, remote: &Remote) -> Result<()> {
+        let context = "checking the gateway's health";
         let health = client
-            .get(format!("{base}/health"))
+            .get(format!("{}/health", remote.http_url()))
             .send()
             .await
-            .map_err(|e| unreachable("checking the gateway's health", e))?;
+            .map_err(|e| unreachable(context, e))?;
         if health.status() != StatusCode::OK {
             let status = health.status().as_u16();
             let body = health.bytes().await.unwrap_or_default();
-            return Err(http_error("checking the gateway's health", status, &body));
+            return Err(http_error(context, status, &body));
         }
+        Ok(())
+    }
+
+    /// `POST /v1/sessions` with `client`.
+    async fn create_with(
+        client: &reqwest::Client,
+        remote: &Remote,
+        request: &SessionRequest,
+    ) -> Result<String> {
         let body = serde_json::to_vec(request)
             .map_err(|e| Error::InvalidOptions(format!("session request: {e}")))?;
         let resp = client
-            .post(format!("{base}/v1/sessions"))
+            .post(format!("{}/v1/sessions", remote.http_url()))
             .header(AUTHORIZATION, bearer(remote.token())?)
             .header(CONTENT_TYPE, "application/json")
             .body(body)
@@ -239,12 +199,30 @@ impl HttpTransport {
             return Err(http_error("creating a session", status.as_u16(), &reply));
         }
         let v: Value = serde_json::from_slice(&reply).map_err(|e| Error::decode(&reply, e))?;
-        let id = v["id"]
+        v["id"]
             .as_str()
-            .ok_or_else(|| Error::decode(&reply, "no `id` in the reply"))?;
-        let mut t = Self::new(base, id, remote.token());
-        t.client = Some(client);
-        Ok(t)
+            .map(str::to_owned)
+            .ok_or_else(|| Error::decode(&reply, "no `id` in the reply"))
+    }
+
+    async fn create_impl(remote: &Remote, request: &SessionRequest) -> Result<String> {
+        Self::create_with(&build_client(remote)?, remote, request).await
+    }
+
+    async fn health_impl(remote: &Remote) -> Result<()> {
+        Self::health_with(&build_client(remote)?, remote).await
+    }
+
+    /// Check the gateway's health, create the session, and keep the HTTP client (its pooled
+    /// connections) for the session's requests.
+    async fn open_impl(remote: &Remote, request: &SessionRequest) -> Result<Self> {
+        let client = build_client(remote)?;
+        Self::health_with(&client, remote).await?;
+        let id = Self::create_with(&client, remote, request).await?;
+        Ok(Self {
+            client: Some(client),
+            ..<Self as GatewayTransport>::new(remote, id)
+        })
     }
 }
 
@@ -684,15 +662,15 @@ impl Transport for HttpTransport {
     type Receiver = HttpReceiver;
 
     async fn connect(self) -> Result<Connection<HttpSender, HttpReceiver>> {
-        let base = check_base(&self.base_url)?;
+        let base = self.remote.http_url();
         let client = match &self.client {
             Some(c) => c.clone(),
-            None => build_client(&base)?,
+            None => build_client(&self.remote)?,
         };
         let shared = Arc::new(Shared {
             client,
             session_url: format!("{base}/v1/sessions/{}", self.session_id),
-            auth: bearer(&self.token)?,
+            auth: bearer(self.remote.token())?,
             max_frame: self.max_frame,
         });
         let policy = ReconnectPolicy::default();
@@ -892,19 +870,10 @@ mod tests {
 
     #[test]
     fn loopback_gateways_bypass_proxies() {
-        for b in [
-            "http://127.0.0.1:8992",
-            "http://localhost:1/gw",
-            "http://[::1]:8992",
-            "http://127.0.0.2",
-        ] {
+        for b in ["127.0.0.1:8992", "localhost:1", "[::1]:8992", "127.0.0.2"] {
             assert!(is_loopback(b), "{b}");
         }
-        for b in [
-            "http://example.com:8992",
-            "http://10.0.0.1:1",
-            "http://[2001:db8::1]:1",
-        ] {
+        for b in ["example.com:8992", "10.0.0.1:1", "[2001:db8::1]:1"] {
             assert!(!is_loopback(b), "{b}");
         }
     }
@@ -977,29 +946,9 @@ mod tests {
     }
 
     #[test]
-    fn base_urls() {
-        assert_eq!(
-            check_base("http://127.0.0.1:1/").ok().as_deref(),
-            Some("http://127.0.0.1:1")
-        );
-        if cfg!(feature = "tls") {
-            assert_eq!(
-                check_base("https://h:1/p/").ok().as_deref(),
-                Some("https://h:1/p")
-            );
-        } else {
-            assert!(matches!(
-                check_base("https://h:1"),
-                Err(Error::FeatureDisabled("tls"))
-            ));
-        }
-        assert!(check_base("ws://h:1").is_err());
-        assert!(check_base("http://").is_err());
-    }
-
-    #[test]
     fn debug_hides_the_token() {
-        let t = HttpTransport::new("http://h:1", "id", "s3cr3t-token");
+        let remote = Remote::parse("http://h:1", "s3cr3t-token").unwrap();
+        let t = HttpTransport::new(&remote, "id");
         assert!(!format!("{t:?}").contains("s3cr3t"));
     }
 }

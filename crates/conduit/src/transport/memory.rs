@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::{
-    Connection, ConnectionInfo, FrameReceiver, FrameSender, Termination, Transport,
+    Connection, ConnectionInfo, FrameReceiver, FrameSender, Received, Termination, Transport,
     TransportMetrics,
 };
 use crate::error::{Error, Result};
@@ -143,14 +143,14 @@ pub struct MemoryReceiver {
 }
 
 impl FrameReceiver for MemoryReceiver {
-    async fn recv(&mut self) -> Result<Option<Result<Bytes>>> {
+    async fn recv(&mut self) -> Result<Received> {
         if self.ended.is_some() {
-            return Ok(None);
+            return Ok(Received::End);
         }
         match self.rx.recv().await {
             Some(frame) => {
                 self.metrics.frame_received(frame.len());
-                Ok(Some(Ok(frame)))
+                Ok(Received::Frame(frame))
             }
             None => {
                 let t = self
@@ -160,7 +160,7 @@ impl FrameReceiver for MemoryReceiver {
                     .and_then(|mut t| t.take())
                     .unwrap_or_else(Termination::clean);
                 self.ended = Some(t);
-                Ok(None)
+                Ok(Received::End)
             }
         }
     }

@@ -10,7 +10,7 @@
 //!
 //! Contract every implementation keeps: frames arrive in order, none lost, none duplicated;
 //! sending waits when the peer is slow (backpressure, never dropping); the receive half ends with
-//! `Ok(None)` and then [`FrameReceiver::termination`] says how the peer ended.
+//! [`Received::End`] and then [`FrameReceiver::termination`] says how the peer ended.
 
 #[cfg(feature = "grpc")]
 pub mod grpc;
@@ -36,6 +36,8 @@ pub use metrics::{MetricsSnapshot, TransportMetrics};
 pub use subprocess::SubprocessTransport;
 
 use crate::error::Result;
+#[cfg(any(feature = "websocket", feature = "http", feature = "grpc"))]
+use crate::remote::{Remote, SessionRequest};
 
 /// Something that can open a connection to a `claude` CLI (directly or through a gateway).
 pub trait Transport: Send + 'static {
@@ -75,6 +77,49 @@ pub struct ConnectionInfo {
     pub description: String,
 }
 
+/// What every network transport (`websocket::WebSocketTransport`, `http::HttpTransport`,
+/// `grpc::GrpcTransport`) has, with the same signatures: built from a [`Remote`] and a session
+/// id, it creates sessions, names its session and checks the gateway's health.
+///
+/// [`Client::connect`](crate::Client::connect) uses it through
+/// [`OptionsBuilder::transport`](crate::options::OptionsBuilder::transport); use it directly to
+/// hold a session's id (to resume from another process, say) or to probe a gateway.
+#[cfg(any(feature = "websocket", feature = "http", feature = "grpc"))]
+pub trait GatewayTransport: Transport + Sized {
+    /// The transport of the existing session `session_id` on `remote` (nothing is sent yet).
+    fn new(remote: &Remote, session_id: impl Into<String>) -> Self;
+
+    /// The session's id on the gateway.
+    fn session_id(&self) -> &str;
+
+    /// The gateway.
+    fn remote(&self) -> &Remote;
+
+    /// Create a session for `request` on `remote` (`POST /v1/sessions`, gRPC `CreateSession`);
+    /// its id.
+    fn create_session(
+        remote: &Remote,
+        request: &SessionRequest,
+    ) -> impl Future<Output = Result<String>> + Send;
+
+    /// `Ok` when the gateway is up and serving: `GET /health` (HTTP and WebSocket listener),
+    /// `grpc.health.v1.Health/Check` (gRPC). Needs no token. A gateway that is shutting down
+    /// or unreachable is [`GatewayErrorKind::Unavailable`](crate::GatewayErrorKind).
+    fn health(remote: &Remote) -> impl Future<Output = Result<()>> + Send;
+
+    /// Create a session for `request` and return its transport (reusing the connection where
+    /// the wire can).
+    fn open_session(
+        remote: &Remote,
+        request: &SessionRequest,
+    ) -> impl Future<Output = Result<Self>> + Send {
+        async move {
+            let id = Self::create_session(remote, request).await?;
+            Ok(Self::new(remote, id))
+        }
+    }
+}
+
 /// The sending half of a connection.
 pub trait FrameSender: Send + 'static {
     /// Send one frame (without its newline). Waits while the peer is not reading.
@@ -88,15 +133,53 @@ pub trait FrameSender: Send + 'static {
     fn close(self, grace: std::time::Duration) -> impl Future<Output = Result<()>> + Send;
 }
 
+/// What [`FrameReceiver::recv`] gives when it does not fail.
+///
+/// Three outcomes, kept apart so that no caller confuses "one frame went wrong" with "the stream
+/// is over":
+///
+/// | `recv()` returns | meaning | next `recv()` |
+/// |---|---|---|
+/// | `Ok(Received::Frame(f))` | the next frame, in order | the frame after it |
+/// | `Ok(Received::Bad(e))` | one frame is lost or refused (e.g. [`Error::FrameTooLarge`](crate::Error::FrameTooLarge), a frame the gateway refused): the stream goes on | the frame after it |
+/// | `Ok(Received::End)` | the peer ended; [`FrameReceiver::termination`] says how | `End` again |
+/// | `Err(e)` | the transport failed (a broken pipe, a gateway that gave up); fatal | `End` |
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Received {
+    /// The next frame (one JSON document, without its newline).
+    Frame(Bytes),
+    /// A per-frame problem: this one frame is lost or was refused; later frames still come.
+    Bad(crate::Error),
+    /// The end of the stream: [`FrameReceiver::termination`] now says how the peer ended.
+    End,
+}
+
+impl Received {
+    /// The frame, if this is one.
+    pub fn frame(self) -> Option<Bytes> {
+        match self {
+            Self::Frame(f) => Some(f),
+            _ => None,
+        }
+    }
+
+    /// Whether this is the end of the stream.
+    pub fn is_end(&self) -> bool {
+        matches!(self, Self::End)
+    }
+}
+
 /// The receiving half of a connection.
 pub trait FrameReceiver: Send + 'static {
-    /// The next frame. `Ok(Some(Err(e)))` is a per-frame problem ([`crate::Error::FrameTooLarge`]):
-    /// the stream goes on. `Ok(None)` is the end of the stream. `Err(e)` is a transport failure.
+    /// The next frame, a per-frame problem, or the end (see [`Received`]). `Err(e)` is a
+    /// transport failure: the stream is over.
     ///
     /// Cancel-safe: dropping the future loses no frame.
-    fn recv(&mut self) -> impl Future<Output = Result<Option<Result<Bytes>>>> + Send;
+    fn recv(&mut self) -> impl Future<Output = Result<Received>> + Send;
 
-    /// How the peer ended, once [`recv`](Self::recv) has returned `Ok(None)`; `None` before.
+    /// How the peer ended, once [`recv`](Self::recv) has returned [`Received::End`] (or failed);
+    /// `None` before.
     fn termination(&self) -> Option<Termination>;
 }
 

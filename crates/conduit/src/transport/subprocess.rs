@@ -35,7 +35,7 @@ use tokio::sync::watch;
 use tokio_util::codec::FramedRead;
 
 use super::{
-    Connection, ConnectionInfo, FrameReceiver, FrameSender, Termination, Transport,
+    Connection, ConnectionInfo, FrameReceiver, FrameSender, Received, Termination, Transport,
     TransportMetrics,
 };
 use crate::codec::{DEFAULT_MAX_FRAME_BYTES, FrameCodec, FrameReader};
@@ -547,18 +547,18 @@ pub struct SubprocessReceiver {
 }
 
 impl SubprocessReceiver {
-    fn deliver(&self, item: std::io::Result<Result<Bytes>>) -> Result<Option<Result<Bytes>>> {
+    fn deliver(&self, item: std::io::Result<Result<Bytes>>) -> Result<Received> {
         match item {
             Ok(Ok(frame)) => {
                 self.metrics.frame_received(frame.len());
-                Ok(Some(Ok(frame)))
+                Ok(Received::Frame(frame))
             }
             Ok(Err(e)) => {
                 if let Error::FrameTooLarge { size, .. } = &e {
                     self.metrics.frame_received(*size);
                 }
                 self.metrics.error();
-                Ok(Some(Err(e)))
+                Ok(Received::Bad(e))
             }
             Err(e) => {
                 self.metrics.error();
@@ -567,7 +567,7 @@ impl SubprocessReceiver {
         }
     }
 
-    async fn finish(&mut self) -> Result<Option<Result<Bytes>>> {
+    async fn finish(&mut self) -> Result<Received> {
         // Wait for the exit status (stdout can close before the process is reaped), then give
         // stderr a moment to deliver its last lines so the tail is complete.
         let status =
@@ -587,17 +587,17 @@ impl SubprocessReceiver {
             signal: status.and_then(|s| s.signal()),
             stderr_tail: self.tail.snapshot(),
         });
-        Ok(None)
+        Ok(Received::End)
     }
 }
 
 impl SubprocessReceiver {
     /// Everything but the hot path of [`FrameReceiver::recv`]: reading, the exit signal, the
     /// drain after the exit and the end.
-    async fn recv_slow(&mut self) -> Result<Option<Result<Bytes>>> {
+    async fn recv_slow(&mut self) -> Result<Received> {
         loop {
             if self.termination.is_some() {
-                return Ok(None);
+                return Ok(Received::End);
             }
             if self.stdout_eof {
                 return self.finish().await;
@@ -635,7 +635,7 @@ impl SubprocessReceiver {
     }
 }
 
-type RecvOutput = Result<Option<Result<Bytes>>>;
+type RecvOutput = Result<Received>;
 
 /// The future of [`SubprocessReceiver::recv`]: two words until it has to wait.
 ///
@@ -669,7 +669,7 @@ impl std::future::Future for Recv<'_> {
         match self.slow.as_mut() {
             Some(slow) => slow.as_mut().poll(cx),
             // Only reachable by polling a completed future, which no caller does.
-            None => std::task::Poll::Ready(Ok(None)),
+            None => std::task::Poll::Ready(Ok(Received::End)),
         }
     }
 }
@@ -860,15 +860,9 @@ mod tests {
         tx.end_input().await?;
         let a = rx.recv().await?;
         let b = rx.recv().await?;
-        assert_eq!(
-            a.and_then(|r| r.ok()),
-            Some(Bytes::from_static(b"{\"a\":1}"))
-        );
-        assert_eq!(
-            b.and_then(|r| r.ok()),
-            Some(Bytes::from_static(b"{\"b\":2}"))
-        );
-        assert!(rx.recv().await?.is_none());
+        assert_eq!(a.frame(), Some(Bytes::from_static(b"{\"a\":1}")));
+        assert_eq!(b.frame(), Some(Bytes::from_static(b"{\"b\":2}")));
+        assert!(rx.recv().await?.is_end());
         assert_eq!(rx.termination().and_then(|t| t.code), Some(0));
         let m = conn.metrics.snapshot();
         assert_eq!((m.frames_sent, m.frames_received), (2, 2));
@@ -884,12 +878,9 @@ mod tests {
             .await?;
         let mut rx = conn.receiver;
         let first = rx.recv().await?;
-        assert_eq!(
-            first.and_then(|r| r.ok()),
-            Some(Bytes::from_static(b"{\"x\":1}"))
-        );
+        assert_eq!(first.frame(), Some(Bytes::from_static(b"{\"x\":1}")));
         let end = tokio::time::timeout(Duration::from_secs(20), rx.recv()).await;
-        assert!(matches!(end, Ok(Ok(None))), "{end:?}");
+        assert!(matches!(end, Ok(Ok(Received::End))), "{end:?}");
         let t = rx.termination().unwrap_or_default();
         assert_eq!(t.code, Some(7));
         assert!(t.stderr_tail.contains("oops"), "{t:?}");
@@ -908,7 +899,7 @@ mod tests {
             .connect()
             .await?;
         let mut rx = conn.receiver;
-        let line = rx.recv().await?.and_then(|r| r.ok());
+        let line = rx.recv().await?.frame();
         assert_eq!(line, Some(Bytes::from_static(b"{\"uid\":65534}")));
         Ok(())
     }

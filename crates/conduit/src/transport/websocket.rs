@@ -14,7 +14,7 @@
 //!
 //! The sequencing, acks, resends and reconnects are the relay core's (`transport::relay`): this
 //! module only encodes and decodes. After a dropped socket the driver reconnects per its
-//! [`ReconnectPolicy`](super::relay::ReconnectPolicy) with `?after=<last seq>` (frames seen
+//! [`ReconnectPolicy`] with `?after=<last seq>` (frames seen
 //! before are skipped), resends the frames the gateway has not confirmed and an end of input or
 //! close asked for before; close codes and handshake statuses after which retrying cannot help
 //! (4400, 4404, 4409, 4410, 1009; 401, 404) end the stream with an [`Error::Gateway`]. It stops
@@ -25,8 +25,10 @@
 //! [`Error::FrameTooLarge`]; one the gateway refuses anyway arrives as a per-frame `Err` on the
 //! receiving half. The session goes on in both cases.
 //!
-//! [`WebSocketTransport::create_session`] speaks a minimal HTTP/1.1 by hand (one request,
-//! `Connection: close`) to avoid an HTTP client dependency.
+//! Creating a session and the health check
+//! ([`GatewayTransport::create_session`],
+//! [`GatewayTransport::health`]) speak a minimal HTTP/1.1 by
+//! hand (one request, `Connection: close`) to avoid an HTTP client dependency.
 
 use futures::{SinkExt, StreamExt};
 use serde_json::Value;
@@ -42,8 +44,9 @@ use super::relay::{
     Failure, Incoming, Outgoing, ReconnectPolicy, Wire, WireConn, close_error, http_error,
     http_failure, refusal_error,
 };
-use super::{Connection, Transport};
+use super::{Connection, GatewayTransport, Transport};
 use crate::error::{Error, GatewayErrorKind, GatewayStatus, Result};
+use crate::remote::{Remote, SessionRequest};
 
 pub use super::relay::{ACK_EVERY, MAX_RECONNECTS};
 
@@ -53,181 +56,150 @@ type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 ///
 /// ```no_run
 /// # async fn demo() -> claude_conduit::Result<()> {
+/// use claude_conduit::remote::{Remote, SessionRequest};
+/// use claude_conduit::transport::GatewayTransport;
 /// use claude_conduit::transport::websocket::WebSocketTransport;
 /// use claude_conduit::{Client, Options};
-/// let url = "http://127.0.0.1:8992";
-/// let id = WebSocketTransport::create_session(url, "secret", &serde_json::json!({})).await?;
-/// let client = Client::connect_with(WebSocketTransport::new(url, id, "secret"), Options::default()).await?;
+/// let remote = Remote::parse("ws://127.0.0.1:8992", "secret")?;
+/// let id = WebSocketTransport::create_session(&remote, &SessionRequest::default()).await?;
+/// let client = Client::connect_with(WebSocketTransport::new(&remote, id), Options::default()).await?;
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
 pub struct WebSocketTransport {
-    base_url: String,
+    remote: Remote,
     session_id: String,
-    token: String,
     max_frame: usize,
 }
 
-impl std::fmt::Debug for WebSocketTransport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The token is a secret.
-        f.debug_struct("WebSocketTransport")
-            .field("base_url", &self.base_url)
-            .field("session_id", &self.session_id)
-            .field("max_frame", &self.max_frame)
-            .finish_non_exhaustive()
-    }
-}
+super::relay::gateway_transport!(WebSocketTransport);
 
-/// `host:port` and path prefix of a `http://` or `ws://` base URL.
-fn split_base(base_url: &str) -> Result<(String, String)> {
-    let rest = base_url
-        .strip_prefix("http://")
-        .or_else(|| base_url.strip_prefix("ws://"))
-        .ok_or_else(|| {
-            Error::InvalidOptions(format!(
-                "gateway URL must start with http:// or ws:// (https:// and wss:// with the `tls` feature): {base_url}"
-            ))
-        })?;
-    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
-    if host.is_empty() {
-        return Err(Error::InvalidOptions(format!(
-            "gateway URL has no host: {base_url}"
-        )));
+/// The connection of a one-request HTTP/1.1 exchange, plain or TLS.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
+/// One HTTP/1.1 request to the gateway (`Connection: close`), by hand to avoid an HTTP client
+/// dependency; the status and the body. `auth`: with the bearer token.
+async fn http1(
+    remote: &Remote,
+    request_line: &str,
+    auth: bool,
+    body: &[u8],
+    context: &'static str,
+) -> Result<(u16, String)> {
+    let host = remote.authority();
+    let mut head = format!("{request_line} HTTP/1.1\r\nHost: {host}\r\n");
+    if auth {
+        head.push_str(&format!("Authorization: {}\r\n", remote.authorization()));
     }
-    let path = path.trim_end_matches('/');
-    let prefix = if path.is_empty() {
-        String::new()
+    if !body.is_empty() {
+        head.push_str("Content-Type: application/json\r\n");
+    }
+    head.push_str(&format!(
+        "Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    ));
+    let unreachable = |e| Error::gateway_caused(GatewayErrorKind::Unavailable, None, context, e);
+    let tcp = TcpStream::connect(host).await.map_err(unreachable)?;
+    let mut stream: Box<dyn Io> = if remote.is_tls() {
+        #[cfg(feature = "tls")]
+        {
+            Box::new(super::tls::connect(host, tcp).await?)
+        }
+        #[cfg(not(feature = "tls"))]
+        {
+            drop(tcp);
+            return Err(Error::FeatureDisabled("tls"));
+        }
     } else {
-        format!("/{path}")
+        Box::new(tcp)
     };
-    Ok((host.to_owned(), prefix))
+    let mut request = head.into_bytes();
+    request.extend_from_slice(body);
+    stream.write_all(&request).await.map_err(unreachable)?;
+    let mut response = Vec::new();
+    match stream.read_to_end(&mut response).await {
+        Ok(_) => {}
+        // A TLS peer that closes without close_notify: the reply is complete all the same
+        // (`Connection: close`, and the body is checked by the caller).
+        Err(e)
+            if remote.is_tls()
+                && e.kind() == std::io::ErrorKind::UnexpectedEof
+                && !response.is_empty() => {}
+        Err(e) => return Err(unreachable(e)),
+    }
+    let text = String::from_utf8_lossy(&response);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse::<u16>().ok())
+        .unwrap_or(0);
+    if status == 0 {
+        // Not HTTP at all: typically a TLS server answering a plain-text request.
+        return Err(Error::gateway(
+            GatewayErrorKind::Protocol,
+            None,
+            format!(
+                "{context}: the reply ({} bytes) has no HTTP status line",
+                response.len()
+            ),
+        ));
+    }
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        return Err(Error::gateway(
+            GatewayErrorKind::Protocol,
+            Some(GatewayStatus::Http(status)),
+            format!("{context}: chunked replies are not supported"),
+        ));
+    }
+    Ok((status, body.to_owned()))
 }
 
 impl WebSocketTransport {
-    super::relay::gateway_transport_accessors!(base_url);
-
-    /// Create a session on `remote` for `request` and return the transport for it.
-    pub async fn open_session(
-        remote: &crate::remote::Remote,
-        request: &crate::remote::SessionRequest,
-    ) -> Result<Self> {
-        if remote.scheme().is_tls() && !cfg!(feature = "tls") {
-            return Err(Error::FeatureDisabled("tls"));
-        }
-        // `https://host:port[/prefix]` for wss://: `open` then speaks wss.
-        let base = remote.http_base();
-        let body = serde_json::to_value(request)
+    async fn create_impl(remote: &Remote, request: &SessionRequest) -> Result<String> {
+        let body = serde_json::to_vec(request)
             .map_err(|e| Error::InvalidOptions(format!("session request: {e}")))?;
-        let id = Self::create_session(&base, remote.token(), &body).await?;
-        Ok(Self::new(base, id, remote.token()))
-    }
-
-    /// Create a session (`POST /v1/sessions` with `options` as the body); returns its id.
-    /// `base_url` is `http://` or `ws://`, or with the `tls` feature `https://` or `wss://`
-    /// (trusting the roots of `transport::tls::default_client_config`).
-    pub async fn create_session(base_url: &str, token: &str, options: &Value) -> Result<String> {
-        /// The connection, plain or TLS.
-        trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
-        impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
-        let (tls, plain) = match base_url.split_once("://") {
-            Some((s, rest)) if s.eq_ignore_ascii_case("https") || s.eq_ignore_ascii_case("wss") => {
-                (true, format!("http://{rest}"))
-            }
-            _ => (false, base_url.to_owned()),
-        };
-        let (host, prefix) = split_base(&plain)?;
-        let body = options.to_string();
-        let request = format!(
-            "POST {prefix}/v1/sessions HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        let tcp = TcpStream::connect(&host)
-            .await
-            .map_err(|e| Error::transport("connecting to the gateway", e))?;
-        let mut stream: Box<dyn Io> = if tls {
-            #[cfg(feature = "tls")]
-            {
-                Box::new(super::tls::connect(&host, tcp).await?)
-            }
-            #[cfg(not(feature = "tls"))]
-            {
-                drop(tcp);
-                return Err(Error::FeatureDisabled("tls"));
-            }
-        } else {
-            Box::new(tcp)
-        };
-        stream
-            .write_all(request.as_bytes())
-            .await
-            .map_err(|e| Error::transport("sending POST /v1/sessions", e))?;
-        let mut response = Vec::new();
-        match stream.read_to_end(&mut response).await {
-            Ok(_) => {}
-            // A TLS peer that closes without close_notify: the reply is complete all the same
-            // (`Connection: close`, and the body is checked below).
-            Err(e)
-                if tls && e.kind() == std::io::ErrorKind::UnexpectedEof && !response.is_empty() => {
-            }
-            Err(e) => return Err(Error::transport("reading the POST /v1/sessions reply", e)),
-        }
-        let text = String::from_utf8_lossy(&response);
-        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        let status = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse::<u16>().ok())
-            .unwrap_or(0);
-        if status == 0 {
-            // Not HTTP at all: typically a TLS server answering a plain-text request.
-            return Err(Error::gateway(
-                GatewayErrorKind::Protocol,
-                None,
-                format!(
-                    "creating a session: the reply ({} bytes) has no HTTP status line",
-                    response.len()
-                ),
-            ));
-        }
-        if head
-            .to_ascii_lowercase()
-            .contains("transfer-encoding: chunked")
-        {
-            return Err(Error::gateway(
-                GatewayErrorKind::Protocol,
-                Some(GatewayStatus::Http(status)),
-                "POST /v1/sessions: chunked replies are not supported",
-            ));
-        }
+        let line = format!("POST {}/v1/sessions", remote.prefix());
+        let (status, body) = http1(remote, &line, true, &body, "creating a session").await?;
         if status != 201 && status != 200 {
             return Err(http_error("creating a session", status, body.as_bytes()));
         }
-        let v: Value = serde_json::from_str(body).map_err(|e| Error::decode(body.as_bytes(), e))?;
+        let v: Value =
+            serde_json::from_str(&body).map_err(|e| Error::decode(body.as_bytes(), e))?;
         v["id"]
             .as_str()
             .map(str::to_owned)
             .ok_or_else(|| Error::decode(body.as_bytes(), "no `id` in the reply"))
     }
 
-    async fn open(&self, after: u64) -> Result<Socket, Failure> {
-        let (tls, plain) = match self.base_url.split_once("://") {
-            Some((s, rest)) if s.eq_ignore_ascii_case("https") || s.eq_ignore_ascii_case("wss") => {
-                (true, format!("http://{rest}"))
-            }
-            _ => (false, self.base_url.clone()),
-        };
-        let (host, prefix) = split_base(&plain).map_err(Failure::Fatal)?;
-        let scheme = if tls { "wss" } else { "ws" };
+    async fn health_impl(remote: &Remote) -> Result<()> {
+        let line = format!("GET {}/health", remote.prefix());
+        let context = "checking the gateway's health";
+        match http1(remote, &line, false, b"", context).await? {
+            (200, _) => Ok(()),
+            (status, body) => Err(http_error(context, status, body.as_bytes())),
+        }
+    }
+
+    async fn open_impl(remote: &Remote, request: &SessionRequest) -> Result<Self> {
+        let id = Self::create_impl(remote, request).await?;
+        Ok(<Self as GatewayTransport>::new(remote, id))
+    }
+
+    async fn connect_socket(&self, after: u64) -> Result<Socket, Failure> {
         let url = format!(
-            "{scheme}://{host}{prefix}/v1/sessions/{}/stream?after={after}",
+            "{}/v1/sessions/{}/stream?after={after}",
+            self.remote.ws_url(),
             self.session_id
         );
         let mut request = url.into_client_request().map_err(|e| {
             Failure::Fatal(Error::InvalidOptions(format!("WebSocket request: {e}")))
         })?;
-        let auth = format!("Bearer {}", self.token).parse().map_err(|_| {
+        let auth = self.remote.authorization().parse().map_err(|_| {
             Failure::Fatal(Error::InvalidOptions(
                 "the token is not a valid header value".into(),
             ))
@@ -237,7 +209,7 @@ impl WebSocketTransport {
         let config = WebSocketConfig::default()
             .max_message_size(Some(limit))
             .max_frame_size(Some(limit));
-        let connected = if tls {
+        let connected = if self.remote.is_tls() {
             #[cfg(feature = "tls")]
             {
                 let connector = tokio_tungstenite::Connector::Rustls(
@@ -282,7 +254,7 @@ impl Wire for WebSocketTransport {
     type Conn = Socket;
 
     async fn open(&self, after: u64) -> Result<Socket, Failure> {
-        WebSocketTransport::open(self, after).await
+        self.connect_socket(after).await
     }
 }
 
@@ -358,7 +330,11 @@ impl Transport for WebSocketTransport {
     type Receiver = WebSocketReceiver;
 
     async fn connect(self) -> Result<Connection<WebSocketSender, WebSocketReceiver>> {
-        let description = format!("websocket {} session {}", self.base_url, self.session_id);
+        let description = format!(
+            "websocket {} session {}",
+            self.remote.ws_url(),
+            self.session_id
+        );
         let max_frame = self.max_frame;
         super::relay::connect(self, max_frame, ReconnectPolicy::default(), description).await
     }
@@ -369,22 +345,3 @@ pub type WebSocketSender = super::relay::GatewaySender;
 
 /// Receiving half of a [`WebSocketTransport`].
 pub type WebSocketReceiver = super::relay::GatewayReceiver;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn base_urls() {
-        assert_eq!(
-            split_base("http://127.0.0.1:1/").ok(),
-            Some(("127.0.0.1:1".to_owned(), String::new()))
-        );
-        assert_eq!(
-            split_base("ws://h:2/gw/").ok(),
-            Some(("h:2".to_owned(), "/gw".to_owned()))
-        );
-        assert!(split_base("https://h").is_err());
-        assert!(split_base("http://").is_err());
-    }
-}

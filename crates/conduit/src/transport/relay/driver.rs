@@ -15,7 +15,7 @@ use super::wire::{ErrorInfo, Hello, kind};
 use super::{Accept, Failure, ReconnectPolicy, SeqState};
 use crate::error::{Error, GatewayErrorKind, Result};
 use crate::transport::{
-    Connection, ConnectionInfo, FrameReceiver, FrameSender, Termination, TransportMetrics,
+    Connection, ConnectionInfo, FrameReceiver, FrameSender, Received, Termination, TransportMetrics,
 };
 
 /// How long a fresh connection may take to say hello.
@@ -391,16 +391,16 @@ pub struct GatewayReceiver {
 }
 
 impl FrameReceiver for GatewayReceiver {
-    async fn recv(&mut self) -> Result<Option<Result<Bytes>>> {
+    async fn recv(&mut self) -> Result<Received> {
         if self.ended.is_some() {
-            return Ok(None);
+            return Ok(Received::End);
         }
         match self.rx.recv().await {
-            Some(Event::Frame(f)) => Ok(Some(Ok(f))),
-            Some(Event::Refused(e)) => Ok(Some(Err(e))),
+            Some(Event::Frame(f)) => Ok(Received::Frame(f)),
+            Some(Event::Refused(e)) => Ok(Received::Bad(e)),
             Some(Event::End(t)) => {
                 self.ended = Some(t);
-                Ok(None)
+                Ok(Received::End)
             }
             Some(Event::Failed(e)) => {
                 self.ended = Some(Termination {
@@ -411,7 +411,7 @@ impl FrameReceiver for GatewayReceiver {
             }
             None => {
                 self.ended = Some(Termination::default());
-                Ok(None)
+                Ok(Received::End)
             }
         }
     }
@@ -436,13 +436,13 @@ mod tests {
             .await
             .unwrap();
         tx.send(Event::End(Termination::clean())).await.unwrap();
-        assert_eq!(r.recv().await.unwrap().unwrap().unwrap(), "{}");
+        assert_eq!(r.recv().await.unwrap().frame().unwrap(), "{}");
         assert!(matches!(
-            r.recv().await.unwrap().unwrap(),
-            Err(Error::FrameTooLarge { .. })
+            r.recv().await.unwrap(),
+            Received::Bad(Error::FrameTooLarge { .. })
         ));
-        assert!(r.recv().await.unwrap().is_none());
+        assert!(r.recv().await.unwrap().is_end());
         assert_eq!(r.termination(), Some(Termination::clean()));
-        assert!(r.recv().await.unwrap().is_none());
+        assert!(r.recv().await.unwrap().is_end());
     }
 }

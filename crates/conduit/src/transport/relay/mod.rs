@@ -15,42 +15,79 @@ pub mod wire;
 #[cfg(any(feature = "websocket", feature = "http", feature = "grpc"))]
 mod driver;
 
-/// What every gateway transport has (`new`, `max_frame_bytes`, `session_id`): one definition
-/// for the three.
+/// The [`GatewayTransport`](crate::transport::GatewayTransport) items every gateway transport
+/// has the same way (`new`, `session_id`, `remote`), and the inherent `max_frame_bytes`: one
+/// definition for the three. The struct has `remote`, `session_id`, `max_frame` and the fields
+/// given with their initial values; the type's inherent `create_impl`, `health_impl` and
+/// `open_impl` are the wire's own parts.
 #[cfg(any(feature = "websocket", feature = "http", feature = "grpc"))]
-macro_rules! gateway_transport_accessors {
-    ($url:ident $(, $field:ident: $value:expr)*) => {
-        /// The session `session_id` on the gateway at `url` (the forms the module docs list),
-        /// with `token`.
-        pub fn new(
-            url: impl Into<String>,
-            session_id: impl Into<String>,
-            token: impl Into<String>,
-        ) -> Self {
-            Self {
-                $url: url.into(),
-                session_id: session_id.into(),
-                token: token.into(),
-                max_frame: $crate::codec::DEFAULT_MAX_FRAME_BYTES,
-                $($field: $value,)*
+macro_rules! gateway_transport {
+    ($ty:ty $(, $field:ident: $value:expr)*) => {
+        impl $ty {
+            /// The per-frame size limit (default 256 MiB, like the SDK's); the gateway's own
+            /// limit (from its hello) applies to what this side sends.
+            pub fn max_frame_bytes(mut self, limit: usize) -> Self {
+                self.max_frame = limit;
+                self
             }
         }
 
-        /// The per-frame size limit (default 256 MiB, like the SDK's); the gateway's own limit
-        /// (from its hello) applies to what this side sends.
-        pub fn max_frame_bytes(mut self, limit: usize) -> Self {
-            self.max_frame = limit;
-            self
+        impl std::fmt::Debug for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                // `Remote`'s Debug leaves the token out.
+                f.debug_struct(stringify!($ty))
+                    .field("remote", &self.remote)
+                    .field("session_id", &self.session_id)
+                    .field("max_frame", &self.max_frame)
+                    .finish_non_exhaustive()
+            }
         }
 
-        /// The session id.
-        pub fn session_id(&self) -> &str {
-            &self.session_id
+        impl $crate::transport::GatewayTransport for $ty {
+            fn new(
+                remote: &$crate::remote::Remote,
+                session_id: impl Into<String>,
+            ) -> Self {
+                Self {
+                    remote: remote.clone(),
+                    session_id: session_id.into(),
+                    max_frame: $crate::codec::DEFAULT_MAX_FRAME_BYTES,
+                    $($field: $value,)*
+                }
+            }
+
+            fn session_id(&self) -> &str {
+                &self.session_id
+            }
+
+            fn remote(&self) -> &$crate::remote::Remote {
+                &self.remote
+            }
+
+            fn create_session(
+                remote: &$crate::remote::Remote,
+                request: &$crate::remote::SessionRequest,
+            ) -> impl std::future::Future<Output = $crate::error::Result<String>> + Send {
+                Self::create_impl(remote, request)
+            }
+
+            fn health(
+                remote: &$crate::remote::Remote,
+            ) -> impl std::future::Future<Output = $crate::error::Result<()>> + Send {
+                Self::health_impl(remote)
+            }
+
+            fn open_session(
+                remote: &$crate::remote::Remote,
+                request: &$crate::remote::SessionRequest,
+            ) -> impl std::future::Future<Output = $crate::error::Result<Self>> + Send {
+                Self::open_impl(remote, request)
+            }
         }
     };
 }
 #[cfg(any(feature = "websocket", feature = "http", feature = "grpc"))]
-pub(crate) use gateway_transport_accessors;
+pub(crate) use gateway_transport;
 
 use std::hash::{BuildHasher, Hasher, RandomState};
 use std::time::Duration;

@@ -1,0 +1,54 @@
+//! The one place that decides where a session runs: the local `claude` subprocess, or a gateway
+//! over the wire its URL names (see [`crate::remote`]).
+
+use crate::error::{Error, Result};
+use crate::options::Options;
+use crate::remote::{Remote, SessionRequest};
+use crate::session::Client;
+
+/// Connect `options`: to the gateway [`Options::remote`] names, else to a local subprocess.
+pub(crate) async fn connect(options: Options) -> Result<Client> {
+    match options.remote()? {
+        Some(remote) => connect_remote(remote, options).await,
+        None => {
+            let transport = options.subprocess_transport()?;
+            Client::connect_with(transport, options).await
+        }
+    }
+}
+
+/// Create a session on `remote` for `options` and connect over its wire.
+#[cfg_attr(
+    not(any(feature = "websocket", feature = "http", feature = "grpc")),
+    allow(unused_variables)
+)]
+async fn connect_remote(remote: Remote, options: Options) -> Result<Client> {
+    let request = SessionRequest::from_options(&options)?;
+    match remote.wire() {
+        #[cfg(feature = "websocket")]
+        crate::remote::Wire::WebSocket => {
+            open::<crate::transport::websocket::WebSocketTransport>(&remote, &request, options)
+                .await
+        }
+        #[cfg(feature = "http")]
+        crate::remote::Wire::Http => {
+            open::<crate::transport::http::HttpTransport>(&remote, &request, options).await
+        }
+        #[cfg(feature = "grpc")]
+        crate::remote::Wire::Grpc => {
+            open::<crate::transport::grpc::GrpcTransport>(&remote, &request, options).await
+        }
+        #[allow(unreachable_patterns)]
+        wire => Err(Error::FeatureDisabled(wire.feature())),
+    }
+}
+
+#[cfg(any(feature = "websocket", feature = "http", feature = "grpc"))]
+async fn open<T: crate::transport::GatewayTransport>(
+    remote: &Remote,
+    request: &SessionRequest,
+    options: Options,
+) -> Result<Client> {
+    let transport = T::open_session(remote, request).await?;
+    Client::connect_with(transport, options).await
+}
