@@ -30,7 +30,7 @@ use super::manifest::Manifest;
 use super::{Plugin, PluginContext, ToolSpec, output_from_map};
 use crate::hooks::{HookEvent, HookInput, HookOutput};
 use crate::mcp::{ToolError, ToolOutput};
-use crate::transport::{FrameReceiver, FrameSender, SubprocessTransport, Transport};
+use crate::transport::{FrameReceiver, FrameSender, Received, SubprocessTransport, Transport};
 
 /// The coprocessor protocol's version (the hello's `protocol`).
 pub const PROTOCOL_VERSION: u64 = 1;
@@ -235,9 +235,9 @@ async fn spawn(
     let (mut sender, mut receiver) = (conn.sender, conn.receiver);
     let handshake = async {
         let hello = match receiver.recv().await {
-            Ok(Some(Ok(frame))) => parse_hello(&frame)?,
-            Ok(Some(Err(e))) => return Err(e.to_string()),
-            Ok(None) | Err(_) => {
+            Ok(Received::Frame(frame)) => parse_hello(&frame)?,
+            Ok(Received::Bad(e)) => return Err(e.to_string()),
+            Ok(Received::End) | Err(_) => {
                 return Err(format!(
                     "the coprocessor exited before its hello{}",
                     tail(&receiver)
@@ -251,7 +251,7 @@ async fn spawn(
             .map_err(|e| format!("writing initialize: {e}"))?;
         loop {
             match receiver.recv().await {
-                Ok(Some(Ok(frame))) => {
+                Ok(Received::Frame(frame)) => {
                     let v: Value = serde_json::from_slice(&frame)
                         .map_err(|e| format!("a line that is not JSON: {e}"))?;
                     if v.get("id").and_then(Value::as_u64) != Some(0) {
@@ -262,8 +262,8 @@ async fn spawn(
                     }
                     return Ok(hello);
                 }
-                Ok(Some(Err(e))) => return Err(e.to_string()),
-                Ok(None) | Err(_) => {
+                Ok(Received::Bad(e)) => return Err(e.to_string()),
+                Ok(Received::End) | Err(_) => {
                     return Err(format!(
                         "the coprocessor exited during initialize{}",
                         tail(&receiver)
@@ -390,7 +390,7 @@ async fn supervise(s: Supervisor, first: Proc, mut cmds: mpsc::Receiver<Cmd>) {
                     }
                 },
                 frame = receiver.recv() => match frame {
-                    Ok(Some(Ok(frame))) => {
+                    Ok(Received::Frame(frame)) => {
                         backoff = BACKOFF_MIN;
                         let Ok(v) = serde_json::from_slice::<Value>(&frame) else {
                             tracing::warn!(target: "claude_conduit::plugin", plugin = %s.name, "coprocessor wrote a line that is not JSON; skipped");
@@ -404,8 +404,8 @@ async fn supervise(s: Supervisor, first: Proc, mut cmds: mpsc::Receiver<Cmd>) {
                             });
                         }
                     }
-                    Ok(Some(Err(e))) => tracing::warn!(target: "claude_conduit::plugin", plugin = %s.name, error = %e, "coprocessor line skipped"),
-                    Ok(None) | Err(_) => {
+                    Ok(Received::Bad(e)) => tracing::warn!(target: "claude_conduit::plugin", plugin = %s.name, error = %e, "coprocessor line skipped"),
+                    Ok(Received::End) | Err(_) => {
                         let _ = sender.close(Duration::ZERO).await;
                         break format!("coprocessor `{}` exited{}", s.name, tail(&receiver));
                     }
