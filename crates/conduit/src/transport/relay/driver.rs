@@ -20,6 +20,8 @@ use crate::transport::{
 
 /// How long a fresh connection may take to say hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a failed connection may stay silent while the driver takes what it still delivers.
+const DRAIN_WAIT: Duration = Duration::from_millis(250);
 /// Messages queued between the halves and the driver.
 const QUEUE: usize = 64;
 
@@ -192,6 +194,13 @@ impl<W: Wire> Driver<W> {
                 }
                 Err(f) => f,
             };
+            // A write can fail because the gateway already finished: it may have sent the rest
+            // of the session and ended the call before our last write (a resent end of input
+            // after a reconnect). Take what the connection still delivers before reconnecting.
+            if matches!(failure, Failure::Transient(_)) && self.drain(&mut conn).await {
+                conn.finish().await;
+                return;
+            }
             drop(conn);
             let failure = match failure {
                 Failure::Transient(e) => {
@@ -266,6 +275,55 @@ impl<W: Wire> Driver<W> {
         Ok(())
     }
 
+    /// Take in one message from the gateway other than a hello. `Ok(true)`: stop (the session
+    /// ended or nobody reads any more).
+    async fn take_in(&mut self, m: Incoming) -> Result<bool, Failure> {
+        match m {
+            Incoming::Frame(seq, data) => match self.seq.accept(seq) {
+                Accept::Skip => {}
+                Accept::Deliver => {
+                    self.metrics.frame_received(data.len());
+                    if self.events.send(Event::Frame(data)).await.is_err() {
+                        return Ok(true);
+                    }
+                }
+                Accept::Gap { expected, got } => {
+                    return Err(Failure::Fatal(Error::gateway(
+                        GatewayErrorKind::Protocol,
+                        None,
+                        format!("gap in sequence numbers: {got} arrived, {expected} expected"),
+                    )));
+                }
+            },
+            Incoming::InAck(n) => self.seq.confirm(n),
+            Incoming::Hello(_) => {}
+            Incoming::Refused(e) => {
+                self.metrics.error();
+                if self.events.send(Event::Refused(e)).await.is_err() {
+                    return Ok(true);
+                }
+            }
+            Incoming::End(t) => {
+                let _ = self.events.send(Event::End(t)).await;
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// After a failure: what the connection still delivers (each read bounded by
+    /// [`DRAIN_WAIT`]). `true`: the session ended (or nobody reads) while draining.
+    async fn drain(&mut self, conn: &mut W::Conn) -> bool {
+        while let Ok(Ok(m)) = tokio::time::timeout(DRAIN_WAIT, conn.recv()).await {
+            match self.take_in(m).await {
+                Ok(false) => {}
+                Ok(true) => return true,
+                Err(_) => return false,
+            }
+        }
+        false
+    }
+
     /// Move messages on one connection until it ends. `Ok`: stop (the session ended or nobody
     /// reads any more).
     async fn pump(&mut self, conn: &mut W::Conn, hello: Hello) -> Result<(), Failure> {
@@ -276,33 +334,11 @@ impl<W: Wire> Driver<W> {
             }
             tokio::select! {
                 m = conn.recv() => match m? {
-                    Incoming::Frame(seq, data) => match self.seq.accept(seq) {
-                        Accept::Skip => {}
-                        Accept::Deliver => {
-                            self.metrics.frame_received(data.len());
-                            if self.events.send(Event::Frame(data)).await.is_err() {
-                                return Ok(());
-                            }
-                        }
-                        Accept::Gap { expected, got } => {
-                            return Err(Failure::Fatal(Error::gateway(
-                                GatewayErrorKind::Protocol,
-                                None,
-                                format!("gap in sequence numbers: {got} arrived, {expected} expected"),
-                            )));
-                        }
-                    },
-                    Incoming::InAck(n) => self.seq.confirm(n),
                     Incoming::Hello(h) => self.on_hello(conn, h).await?,
-                    Incoming::Refused(e) => {
-                        self.metrics.error();
-                        if self.events.send(Event::Refused(e)).await.is_err() {
+                    m => {
+                        if self.take_in(m).await? {
                             return Ok(());
                         }
-                    }
-                    Incoming::End(t) => {
-                        let _ = self.events.send(Event::End(t)).await;
-                        return Ok(());
                     }
                 },
                 out = self.out.recv(), if self.out_open => match out {
