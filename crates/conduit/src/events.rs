@@ -25,6 +25,7 @@
 //! | `Reconnect` | a network transport reconnected (seen with the next message) | `Stop` |
 //! | `SessionMoved` | the CLI's session id changed (`system/init` with a new id) | `Stop` |
 //! | `Disconnect` | the CLI's output ended (once per session) | `Stop` |
+//! | `Alert` | a collector's alert rule fired or resolved (feature `collector`) | `Stop` |
 //! | `Hook(event)` | the CLI fires a hook event (`PreToolUse`, `Stop`, …) | `Answer(output)`, `AnswerAndStop(output)`, `Stop` |
 //!
 //! `Stop` ends the chain: handlers after it are not run for this event. An outcome that does not
@@ -131,6 +132,10 @@ pub enum EventKind {
     Disconnect,
     /// A CLI hook event (served through the CLI's hook callbacks).
     Hook(HookEvent),
+    /// An alert rule of a [`MetricsCollector`](crate::telemetry::MetricsCollector) fired or
+    /// resolved (feature `collector`; the collector must be
+    /// [attached](crate::telemetry::MetricsCollector::attach_bus) to the bus).
+    Alert,
 }
 
 impl EventKind {
@@ -147,6 +152,7 @@ impl EventKind {
             EventKind::SessionMoved => 7,
             EventKind::Disconnect => 8,
             EventKind::Hook(_) => 9,
+            EventKind::Alert => 10,
         }
     }
 }
@@ -210,6 +216,9 @@ pub enum Event {
         /// The request's `tool_use_id`.
         tool_use_id: Option<String>,
     },
+    /// An alert fired or resolved (feature `collector`).
+    #[cfg(feature = "collector")]
+    Alert(crate::telemetry::AlertEvent),
 }
 
 impl Event {
@@ -226,6 +235,8 @@ impl Event {
             Event::SessionMoved { .. } => EventKind::SessionMoved,
             Event::Disconnect { .. } => EventKind::Disconnect,
             Event::Hook { input, .. } => EventKind::Hook(input.event()),
+            #[cfg(feature = "collector")]
+            Event::Alert(_) => EventKind::Alert,
         }
     }
 }

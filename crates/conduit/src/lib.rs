@@ -32,6 +32,7 @@ pub mod mcp;
 pub mod middleware;
 pub mod permission;
 pub mod store;
+pub mod telemetry;
 
 /// The `schemars` this SDK's typed tools use (`SdkTool::typed`), so that you need not depend on
 /// it yourself. A derive through this path names it:
