@@ -145,6 +145,15 @@ pub struct ServeArgs {
         value_name = "FLAG"
     )]
     overridable_flags: Vec<String>,
+    /// Serve GET /metrics without a bearer token (default: the token is required).
+    #[arg(long, env = "CONDUIT_METRICS_PUBLIC")]
+    metrics_public: bool,
+    /// Record no metrics and serve no /metrics.
+    #[arg(long, env = "CONDUIT_NO_METRICS")]
+    no_metrics: bool,
+    /// Seconds between metric snapshots; alert rules are evaluated at each [default: 10].
+    #[arg(long, env = "CONDUIT_METRICS_INTERVAL_SECS", value_name = "SECS")]
+    metrics_interval_secs: Option<u64>,
 }
 
 fn fail(message: impl std::fmt::Display) -> ExitCode {
@@ -179,10 +188,17 @@ impl ServeArgs {
             grpc_first_bytes_secs,
             grpc_max_streams,
             max_connections,
-            state_dir
+            state_dir,
+            metrics_interval_secs
         );
         if self.sandbox {
             f.sandbox = Some(true);
+        }
+        if self.metrics_public {
+            f.metrics_public = Some(true);
+        }
+        if self.no_metrics {
+            f.metrics = Some(false);
         }
         let p = &mut f.policy;
         if !self.cwd_roots.is_empty() {

@@ -159,6 +159,17 @@ impl InputError {
         }
     }
 
+    /// The wire `kind` of this refusal (the `kind` label of `conduit_gateway_refusals_total`).
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            Self::TooLarge { .. } => kind::FRAME_TOO_LARGE,
+            Self::BadFrame { .. } => kind::BAD_FRAME,
+            Self::Policy { .. } => kind::POLICY,
+            Self::Gap { .. } => kind::GAP,
+            Self::Closed => kind::CLOSED,
+        }
+    }
+
     /// Whether only the one frame was refused and the session goes on.
     pub(crate) fn is_per_frame(&self) -> bool {
         matches!(
@@ -238,6 +249,9 @@ pub struct Session {
     closing: watch::Sender<bool>,
     writer: Mutex<Option<JoinHandle<()>>>,
     pump: Mutex<Option<JoinHandle<()>>>,
+    /// Counted in `conduit_gateway_sessions` while it exists; its figures are logged when it
+    /// goes (see [`crate::metrics`]).
+    pub(crate) live: crate::metrics::LiveSession,
 }
 
 #[derive(Debug)]
@@ -477,6 +491,14 @@ impl Session {
     /// Pass a client frame (or end of input) to the CLI. Waits while the CLI is not reading, and
     /// while the session is over its frame-rate limit (throttling: nothing is dropped).
     pub(crate) async fn to_cli(&self, input: Input) -> Result<(), InputError> {
+        let result = self.pass_to_cli(input).await;
+        if let Err(e) = &result {
+            crate::metrics::refused(e.kind());
+        }
+        result
+    }
+
+    async fn pass_to_cli(&self, input: Input) -> Result<(), InputError> {
         let (seq, frame) = match input {
             Input::EndInput => {
                 let _order = self.input_order.lock().await;
@@ -853,8 +875,10 @@ impl SessionManager {
         drop(prepared.cwd);
         let (input_tx, input_rx) = mpsc::channel(64);
         let (closing, closing_rx) = watch::channel(false);
+        let id = self.new_id();
         let session = Arc::new(Session {
-            id: self.new_id(),
+            live: crate::metrics::LiveSession::new(id.clone()),
+            id,
             owner,
             label: label.clone(),
             pid: conn.info.pid,
@@ -1132,6 +1156,9 @@ async fn pump_task<R: FrameReceiver>(
                 // token may not `--resume` it).
                 if let Some(id) = crate::tenancy::init_session_id(&frame) {
                     state.record(&id, &session.label);
+                }
+                if frame.starts_with(br#"{"type":"result""#) {
+                    session.live.turn();
                 }
                 let mut frame = Some(frame);
                 while let Some(f) = frame.take() {

@@ -282,6 +282,7 @@ async fn read_client(
     mut inbound: Streaming<v1::ClientMessage>,
     notices: mpsc::Sender<InputError>,
 ) -> ReaderEnd {
+    let counters = crate::metrics::FrontCounters::new("grpc");
     loop {
         let msg = match inbound.message().await {
             Ok(Some(m)) => m,
@@ -291,6 +292,7 @@ async fn read_client(
         let result = match msg.msg {
             Some(client_message::Msg::Frame(f)) => {
                 let seq = (f.seq != 0).then_some(f.seq);
+                counters.received(&session.live, f.data.len());
                 session.to_cli(Input::Frame { seq, frame: f.data }).await
             }
             Some(client_message::Msg::Ack(a)) => {
@@ -347,6 +349,7 @@ async fn connection(
     let mut events = session.subscribe();
     let mut cursor = after;
     let mut in_acked = attached.in_seq;
+    let counters = crate::metrics::FrontCounters::new("grpc");
     loop {
         events.borrow_and_update();
         let in_seq = session.in_seq();
@@ -359,6 +362,7 @@ async fn connection(
         }
         match session.poll_outbound(generation, cursor, BATCH) {
             Outbound::Frames(frames) => {
+                counters.sent(&session.live, &frames);
                 let mut failed = false;
                 for (seq, data) in frames {
                     let frame = server_message::Msg::Frame(v1::Frame { seq, data });

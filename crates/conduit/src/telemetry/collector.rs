@@ -433,16 +433,31 @@ impl MetricsCollector {
     /// Snapshot every [`CollectorConfig::interval`] until the returned task is aborted (or the
     /// runtime ends). The first snapshot is taken one interval from now.
     pub fn spawn(&self) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(self.clone().run())
+    }
+
+    /// Snapshot every interval on a thread of its own (with its own single-threaded runtime,
+    /// on which alert callbacks run) for the life of the process: for a process-wide collector
+    /// that must not depend on one runtime staying alive.
+    pub fn spawn_thread(&self) -> std::io::Result<()> {
         let me = self.clone();
-        tokio::spawn(async move {
-            let period = me.inner.config.interval;
-            let mut tick = tokio::time::interval_at(Instant::now() + period, period);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                me.snapshot();
-            }
-        })
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()?;
+        std::thread::Builder::new()
+            .name("conduit-metrics".into())
+            .spawn(move || runtime.block_on(me.run()))
+            .map(drop)
+    }
+
+    async fn run(self) {
+        let period = self.inner.config.interval;
+        let mut tick = tokio::time::interval_at(Instant::now() + period, period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            self.snapshot();
+        }
     }
 }
 
