@@ -148,6 +148,10 @@ pub struct ServeArgs {
     /// Serve GET /metrics without a bearer token (default: the token is required).
     #[arg(long, env = "CONDUIT_METRICS_PUBLIC")]
     metrics_public: bool,
+    /// Pass this process's OTEL_* variables and CLAUDE_CODE_ENABLE_TELEMETRY=1 to every
+    /// session's CLI (its own telemetry joins the session's trace).
+    #[arg(long, env = "CONDUIT_CLI_TELEMETRY")]
+    cli_telemetry: bool,
     /// Record no metrics and serve no /metrics.
     #[arg(long, env = "CONDUIT_NO_METRICS")]
     no_metrics: bool,
@@ -199,6 +203,9 @@ impl ServeArgs {
         }
         if self.no_metrics {
             f.metrics = Some(false);
+        }
+        if self.cli_telemetry {
+            f.cli_telemetry = Some(true);
         }
         let p = &mut f.policy;
         if !self.cwd_roots.is_empty() {

@@ -33,6 +33,7 @@
 //! metrics = true                   # GET /metrics (Prometheus text), behind the bearer token
 //! metrics_public = false           # true: /metrics without a token
 //! metrics_interval_secs = 10       # metric snapshots; alert rules are evaluated at each
+//! cli_telemetry = false            # true: OTEL_* and CLAUDE_CODE_ENABLE_TELEMETRY=1 to sessions
 //!
 //! [[alerts]]                       # see claude_conduit::telemetry::AlertRule
 //! name = "many-sessions"
@@ -120,6 +121,8 @@ pub struct GatewayConfig {
     pub(crate) environment: Option<EnvVars>,
     /// `/metrics`, the collector and its alert rules.
     pub(crate) metrics: MetricsSettings,
+    /// Pass the gateway's `OTEL_*` variables and `CLAUDE_CODE_ENABLE_TELEMETRY=1` to sessions.
+    pub(crate) cli_telemetry: bool,
 }
 
 /// The gateway's metrics settings ([`GatewayConfig::metrics`], [`GatewayConfig::metrics_public`],
@@ -207,7 +210,16 @@ impl GatewayConfig {
             protected: Vec::new(),
             environment: None,
             metrics: MetricsSettings::default(),
+            cli_telemetry: false,
         }
+    }
+
+    /// Turn on the CLI's own telemetry in every session: the gateway's `OTEL_*` variables and
+    /// `CLAUDE_CODE_ENABLE_TELEMETRY=1` go into its environment (default off: they may hold a
+    /// collector's credentials, and a token holder can read its CLI's environment).
+    pub fn cli_telemetry(mut self, on: bool) -> Self {
+        self.cli_telemetry = on;
+        self
     }
 
     /// Record metrics and serve `GET /metrics` (Prometheus text) on the HTTP listener
@@ -635,6 +647,8 @@ pub struct GatewayFile {
     pub metrics_public: Option<bool>,
     /// Seconds between metric snapshots (alert evaluation), default 10.
     pub metrics_interval_secs: Option<u64>,
+    /// Pass `OTEL_*` and `CLAUDE_CODE_ENABLE_TELEMETRY=1` to sessions (default false).
+    pub cli_telemetry: Option<bool>,
     /// Alert rules (`[[alerts]]`, see [`claude_conduit::telemetry::AlertRule`]).
     #[serde(default)]
     pub alerts: Vec<claude_conduit::telemetry::AlertRule>,
@@ -845,6 +859,9 @@ impl GatewayFile {
         }
         if let Some(on) = self.metrics {
             c = c.metrics(on);
+        }
+        if let Some(on) = self.cli_telemetry {
+            c = c.cli_telemetry(on);
         }
         if let Some(on) = self.metrics_public {
             c = c.metrics_public(on);

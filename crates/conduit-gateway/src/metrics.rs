@@ -71,6 +71,19 @@ pub(crate) async fn exposition(State(state): State<AppState>) -> Response {
     }
 }
 
+/// A span for one request, child of the caller's span when the request carries a valid W3C
+/// `traceparent` (feature `otel`; without it the value is ignored).
+pub(crate) fn request_span(name: &'static str, traceparent: Option<&[u8]>) -> tracing::Span {
+    let span = tracing::info_span!("gateway.request", otel.name = name);
+    #[cfg(feature = "otel")]
+    if let Some(tp) = traceparent.and_then(|v| std::str::from_utf8(v).ok()) {
+        claude_conduit::telemetry::otel::set_parent(&span, tp);
+    }
+    #[cfg(not(feature = "otel"))]
+    let _ = traceparent;
+    span
+}
+
 /// One connection's counters, labelled with its front (`ws`, `http`, `grpc`), plus the
 /// session's own totals for its end-of-session log line.
 pub(crate) struct FrontCounters {

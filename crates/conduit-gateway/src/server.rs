@@ -198,10 +198,14 @@ async fn require_token(State(state): State<AppState>, mut req: Request, next: Ne
 async fn create_session(
     State(state): State<AppState>,
     Extension(owner): Extension<TokenId>,
+    headers: axum::http::HeaderMap,
     body: Option<Json<SessionRequest>>,
 ) -> Response {
+    use tracing::Instrument;
     let request = body.map(|Json(r)| r).unwrap_or_default();
-    match state.manager.create(owner, &request).await {
+    let tp = headers.get(claude_conduit::telemetry::TRACEPARENT_HEADER);
+    let span = crate::metrics::request_span("gateway.create_session", tp.map(|v| v.as_bytes()));
+    match state.manager.create(owner, &request).instrument(span).await {
         Ok(info) => (StatusCode::CREATED, Json(info)).into_response(),
         Err(e) => {
             let (status, kind) = gateway_error_kind(&e);

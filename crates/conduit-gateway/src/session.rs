@@ -28,6 +28,7 @@ use futures::FutureExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use crate::GatewayError;
 use crate::auth::TokenId;
@@ -690,15 +691,21 @@ impl SessionManager {
             config.state_dir_path(),
             config.tokens.any_user(),
         ));
-        let env = crate::config::EnvVars(match &config.environment {
-            Some(vars) => vars
-                .0
-                .iter()
-                .filter(|(k, _)| crate::tenancy::env_allowed(k))
-                .cloned()
+        let all: Vec<(String, String)> = match &config.environment {
+            Some(vars) => vars.0.clone(),
+            None => std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
                 .collect(),
-            None => crate::tenancy::allowed_env(),
-        });
+        };
+        let mut env: Vec<(String, String)> = all
+            .iter()
+            .filter(|(k, _)| crate::tenancy::env_allowed(k))
+            .cloned()
+            .collect();
+        if config.cli_telemetry {
+            env.extend(crate::tenancy::telemetry_env(&all));
+        }
+        let env = crate::config::EnvVars(env);
         let manager = Self {
             inner: Arc::new(Inner {
                 env,
@@ -854,6 +861,10 @@ impl SessionManager {
             env.push(("USER".into(), u.name.clone()));
             b = b.user(&u.name);
         }
+        // The session's trace (the span of the request creating it), for the CLI's telemetry.
+        if let Some(tp) = claude_conduit::telemetry::traceparent() {
+            env.push(("TRACEPARENT".into(), tp));
+        }
         b = b.base_env(env);
         // No cwd from the client or the template: the token's own work directory.
         if prepared.options.cwd().is_none() {
@@ -912,18 +923,27 @@ impl SessionManager {
             writer: Mutex::new(None),
             pump: Mutex::new(None),
         });
-        let writer = tokio::spawn(writer_task(
-            conn.sender,
-            input_rx,
-            closing_rx.clone(),
-            config.close_grace,
-        ));
-        let pump = tokio::spawn(pump_task(
-            session.clone(),
-            conn.receiver,
-            closing_rx,
-            self.inner.state.clone(),
-        ));
+        // The session's span: a child of the request that created it; ends with its tasks.
+        let span =
+            tracing::info_span!("gateway.session", session = %session.id, pid = ?session.pid);
+        let writer = tokio::spawn(
+            writer_task(
+                conn.sender,
+                input_rx,
+                closing_rx.clone(),
+                config.close_grace,
+            )
+            .instrument(span.clone()),
+        );
+        let pump = tokio::spawn(
+            pump_task(
+                session.clone(),
+                conn.receiver,
+                closing_rx,
+                self.inner.state.clone(),
+            )
+            .instrument(span),
+        );
         *session
             .writer
             .lock()

@@ -158,13 +158,23 @@ impl Conduit for ConduitService {
         &self,
         request: Request<v1::CreateSessionRequest>,
     ) -> Result<Response<v1::SessionInfo>, Status> {
+        use tracing::Instrument;
         let owner = self.owner(request.metadata())?;
+        let tp = request
+            .metadata()
+            .get(claude_conduit::telemetry::TRACEPARENT_HEADER);
+        let span = crate::metrics::request_span("gateway.create_session", tp.map(|v| v.as_bytes()));
         let v1::CreateSessionRequest { args, cwd } = request.into_inner();
         let mut session_request = SessionRequest::with_args(args);
         if let Some(cwd) = cwd {
             session_request = session_request.cwd(cwd);
         }
-        match self.manager.create(owner, &session_request).await {
+        match self
+            .manager
+            .create(owner, &session_request)
+            .instrument(span)
+            .await
+        {
             Ok(info) => Ok(Response::new(session_info(info))),
             Err(e) => Err(status(&e)),
         }

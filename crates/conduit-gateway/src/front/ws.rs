@@ -46,8 +46,12 @@ pub(crate) async fn stream(
     Extension(owner): Extension<TokenId>,
     Path(id): Path<String>,
     Query(q): Query<StreamQuery>,
+    headers: axum::http::HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
+    use tracing::Instrument;
+    let tp = headers.get(claude_conduit::telemetry::TRACEPARENT_HEADER);
+    let span = crate::metrics::request_span("gateway.attach", tp.map(|v| v.as_bytes()));
     let Some(session) = state.manager.get(owner, &id) else {
         return no_session();
     };
@@ -67,6 +71,7 @@ pub(crate) async fn stream(
         .read_buffer_size(WS_READ_BUFFER)
         .on_upgrade(move |socket| {
             client_connection(session, socket, q.after.unwrap_or(0), interval, timeout)
+                .instrument(span)
         })
 }
 

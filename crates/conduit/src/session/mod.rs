@@ -130,6 +130,10 @@ impl Client {
             .await;
         }
         let conn = transport.connect().await?;
+        conn.metrics
+            .publish_as(crate::transport::metrics::wire_label(
+                std::any::type_name::<T>(),
+            ));
         let ext = options.ext.build(conn.metrics.clone());
         let (engine, rx) = Engine::start(
             conn.sender,
@@ -140,6 +144,7 @@ impl Client {
                 idle_timeout: options.runtime.idle_timeout,
                 handler,
                 ext,
+                metrics: Some(conn.metrics.clone()),
             },
         );
         let messages = Arc::new(Mutex::new(rx));

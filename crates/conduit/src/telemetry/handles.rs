@@ -141,7 +141,7 @@ impl SessionCounters {
         &self,
         latency: Option<Duration>,
         cost_usd: Option<f64>,
-        usage: Option<&serde_json::Value>,
+        usage: Option<&crate::message::Usage>,
     ) {
         self.turns.increment(1);
         if let Some(l) = latency {
@@ -151,16 +151,14 @@ impl SessionCounters {
             self.cost.record(c);
         }
         if let Some(u) = usage {
-            let keys = [
-                "input_tokens",
-                "output_tokens",
-                "cache_read_input_tokens",
-                "cache_creation_input_tokens",
+            let counts = [
+                u.input_tokens,
+                u.output_tokens,
+                u.cache_read_input_tokens,
+                u.cache_creation_input_tokens,
             ];
-            for (counter, key) in self.tokens.iter().zip(keys) {
-                if let Some(n) = u.get(key).and_then(serde_json::Value::as_u64) {
-                    counter.increment(n);
-                }
+            for (counter, n) in self.tokens.iter().zip(counts) {
+                counter.increment(n);
             }
         }
     }

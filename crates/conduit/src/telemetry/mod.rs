@@ -52,5 +52,22 @@ pub use collector::{
 #[cfg(feature = "collector")]
 pub use install::{InstallError, Telemetry, TelemetryBuilder};
 
+/// The HTTP header (and gRPC metadata key) of W3C trace context.
+pub const TRACEPARENT_HEADER: &str = "traceparent";
+
+/// The `traceparent` of the current `tracing` span (feature `otel`; `None` without it, or
+/// outside a sampled trace). The network transports send it with every request that opens or
+/// reopens a session, so the gateway's spans join the caller's trace.
+pub fn traceparent() -> Option<String> {
+    #[cfg(feature = "otel")]
+    {
+        otel::traceparent_of(&tracing::Span::current())
+    }
+    #[cfg(not(feature = "otel"))]
+    {
+        None
+    }
+}
+
 #[cfg(all(test, feature = "collector"))]
 mod tests;

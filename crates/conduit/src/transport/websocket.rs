@@ -138,9 +138,13 @@ impl WebSocketTransport {
         };
         let (host, prefix) = split_base(&plain)?;
         let body = options.to_string();
+        // W3C trace context: the session's spans on the gateway join the caller's trace.
+        let trace = crate::telemetry::traceparent()
+            .map(|tp| format!("traceparent: {tp}\r\n"))
+            .unwrap_or_default();
         let request = format!(
             "POST {prefix}/v1/sessions HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+             {trace}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         );
         let tcp = TcpStream::connect(&host)
@@ -233,6 +237,11 @@ impl WebSocketTransport {
             ))
         })?;
         request.headers_mut().insert("authorization", auth);
+        if let Some(tp) = crate::telemetry::traceparent().and_then(|t| t.parse().ok()) {
+            request
+                .headers_mut()
+                .insert(crate::telemetry::TRACEPARENT_HEADER, tp);
+        }
         let limit = self.max_frame.saturating_add(wire::ENVELOPE_MARGIN);
         let config = WebSocketConfig::default()
             .max_message_size(Some(limit))
