@@ -276,7 +276,10 @@ pub async fn run(args: QueryArgs) -> ExitCode {
     } else {
         None
     };
-    let code = run_query(args).await;
+    // The root span of the query (its trace reaches the gateway with --via and OTEL_*).
+    let code =
+        tracing::Instrument::instrument(run_query(args), tracing::info_span!("conduit.query"))
+            .await;
     if let Some(c) = collector {
         eprint!("{}", crate::stats::table(&c.snapshot()));
     }

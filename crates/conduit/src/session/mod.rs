@@ -71,11 +71,18 @@ impl Client {
     /// With [`OptionsBuilder::transport`](crate::options::OptionsBuilder::transport) set to a
     /// gateway URL, creates a session there and connects over the transport the URL names.
     pub async fn connect(options: Options) -> Result<Client> {
-        if let Some(remote) = options.remote()? {
-            return crate::remote::connect(remote, options).await;
+        use tracing::Instrument;
+        // Span `conduit.connect`: with the `otel` feature its trace context goes to the gateway
+        // (the session's spans there are its children).
+        async move {
+            if let Some(remote) = options.remote()? {
+                return crate::remote::connect(remote, options).await;
+            }
+            let transport = options.subprocess_transport()?;
+            Self::connect_with(transport, options).await
         }
-        let transport = options.subprocess_transport()?;
-        Self::connect_with(transport, options).await
+        .instrument(tracing::info_span!("conduit.connect"))
+        .await
     }
 
     /// Initialize a session over any transport.

@@ -70,10 +70,11 @@ impl Otel {
 
     fn build(default_service: &str, export: bool, traces: usize) -> Result<Self, OtelError> {
         opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
-        let mut resource = opentelemetry_sdk::Resource::builder();
-        if std::env::var_os("OTEL_SERVICE_NAME").is_none() {
-            resource = resource.with_service_name(default_service.to_owned());
-        }
+        let service = std::env::var("OTEL_SERVICE_NAME")
+            .ok()
+            .filter(|s| !s.trim().is_empty())
+            .unwrap_or_else(|| default_service.to_owned());
+        let resource = opentelemetry_sdk::Resource::builder().with_service_name(service);
         let store = SpanStore::new(traces);
         let mut builder = SdkTracerProvider::builder()
             .with_resource(resource.build())
@@ -128,30 +129,44 @@ impl Otel {
 /// application has, or none.
 #[derive(Debug)]
 struct OnItsOwnRuntime {
-    tx: std::sync::mpsc::Sender<(
+    tx: std::sync::mpsc::Sender<ToExporter>,
+}
+
+/// What the exporter's thread is asked to do.
+#[derive(Debug)]
+enum ToExporter {
+    Export(
         Vec<SpanData>,
         futures::channel::oneshot::Sender<OTelSdkResult>,
-    )>,
+    ),
+    Resource(opentelemetry_sdk::Resource),
 }
 
 impl OnItsOwnRuntime {
     fn start() -> Result<Self, OtelError> {
+        // With `tls`, reqwest is built with rustls but no crypto provider: the process's default
+        // must be set before a client is built (ring, as everywhere in the SDK; a provider
+        // installed earlier by the application stays).
+        #[cfg(feature = "tls")]
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let exporter = runtime
+        let mut exporter = runtime
             .block_on(async { opentelemetry_otlp::SpanExporter::builder().build() })
             .map_err(|e| OtelError::Exporter(e.to_string()))?;
-        let (tx, rx) = std::sync::mpsc::channel::<(
-            Vec<SpanData>,
-            futures::channel::oneshot::Sender<OTelSdkResult>,
-        )>();
+        let (tx, rx) = std::sync::mpsc::channel::<ToExporter>();
         std::thread::Builder::new()
             .name("conduit-otlp".into())
             .spawn(move || {
-                while let Ok((batch, done)) = rx.recv() {
-                    let result = runtime.block_on(exporter.export(batch));
-                    let _ = done.send(result);
+                while let Ok(job) = rx.recv() {
+                    match job {
+                        ToExporter::Export(batch, done) => {
+                            let result = runtime.block_on(exporter.export(batch));
+                            let _ = done.send(result);
+                        }
+                        ToExporter::Resource(r) => exporter.set_resource(&r),
+                    }
                 }
                 let _ = exporter.shutdown();
             })?;
@@ -163,9 +178,13 @@ impl SpanExporter for OnItsOwnRuntime {
     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
         let (done, result) = futures::channel::oneshot::channel();
         self.tx
-            .send((batch, done))
+            .send(ToExporter::Export(batch, done))
             .map_err(|_| OTelSdkError::AlreadyShutdown)?;
         result.await.map_err(|_| OTelSdkError::AlreadyShutdown)?
+    }
+
+    fn set_resource(&mut self, resource: &opentelemetry_sdk::Resource) {
+        let _ = self.tx.send(ToExporter::Resource(resource.clone()));
     }
 }
 
