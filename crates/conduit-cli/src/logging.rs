@@ -8,6 +8,7 @@
 
 use std::io::IsTerminal;
 
+use claude_conduit::telemetry::otel::Otel;
 use tracing_subscriber::EnvFilter;
 
 /// The default filter of every command but `serve`.
@@ -52,8 +53,28 @@ pub fn parse_filter(s: &str) -> Result<String, String> {
         .map_err(|e| format!("not a log filter ({e}); e.g. `info` or `warn,claude_conduit=debug`"))
 }
 
-/// Install the subscriber. A variable that is not a valid filter is reported and skipped.
-pub fn init(flag: Option<&str>, default: &str) {
+/// How log lines are written (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines (coloured on a terminal).
+    #[default]
+    Text,
+    /// One JSON object per line (`timestamp`, `level`, `fields`, `target`, `span`, `spans`).
+    Json,
+}
+
+/// Install the subscriber: log lines to stderr in `format`, filtered by the first of
+/// `--log-level`, `RUST_LOG`, `CONDUIT_LOG`, `default`; and, when the `OTEL_*` variables name an
+/// endpoint, every `info` span (ours and the SDK's) to OpenTelemetry as `service` (the
+/// returned handle flushes them: call [`Otel::shutdown`] before exiting). A variable that is
+/// not a valid filter is reported and skipped.
+pub fn init(
+    flag: Option<&str>,
+    default: &str,
+    format: LogFormat,
+    service: &str,
+) -> Option<claude_conduit::telemetry::otel::Otel> {
+    use tracing_subscriber::prelude::*;
     let env = |k: &'static str| std::env::var(k).ok();
     let (text, source) = choose(flag, env, default);
     let filter = match EnvFilter::builder().parse(&text) {
@@ -67,11 +88,34 @@ pub fn init(flag: Option<&str>, default: &str) {
     };
     let colour = std::io::stderr().is_terminal()
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(colour)
-        .with_writer(std::io::stderr)
+    let lines = match format {
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_ansi(colour)
+            .with_writer(std::io::stderr)
+            .boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .with_writer(std::io::stderr)
+            .boxed(),
+    }
+    .with_filter(filter);
+    let otel = match Otel::from_env(service) {
+        Ok(o) if o.exporting() => Some(o),
+        Ok(_) => None,
+        Err(e) => {
+            eprintln!("conduit: OpenTelemetry export off: {e}");
+            None
+        }
+    };
+    let spans = otel.as_ref().map(|o| {
+        o.layer()
+            .with_filter(tracing_subscriber::filter::LevelFilter::INFO)
+    });
+    tracing_subscriber::registry()
+        .with(lines)
+        .with(spans)
         .init();
+    otel
 }
 
 #[cfg(test)]

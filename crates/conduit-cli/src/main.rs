@@ -27,6 +27,7 @@ mod logging;
 mod plugins;
 mod query;
 mod serve;
+mod stats;
 
 use std::process::ExitCode;
 
@@ -49,6 +50,15 @@ struct Cli {
     /// serve: warn,claude_conduit_gateway=info].
     #[arg(long, global = true, value_name = "FILTER", value_parser = logging::parse_filter)]
     log_level: Option<String>,
+    /// Log line format: text (default) or json (one object per line).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "CONDUIT_LOG_FORMAT",
+        default_value = "text"
+    )]
+    log_format: logging::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -144,7 +154,16 @@ fn main() -> ExitCode {
         Command::Serve(_) => logging::SERVE_DEFAULT,
         _ => logging::DEFAULT,
     };
-    logging::init(cli.log_level.as_deref(), default_filter);
+    let service = match cli.command {
+        Command::Serve(_) => "conduit-gateway",
+        _ => "conduit",
+    };
+    let otel = logging::init(
+        cli.log_level.as_deref(),
+        default_filter,
+        cli.log_format,
+        service,
+    );
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -155,7 +174,7 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_FAILURE);
         }
     };
-    runtime.block_on(async move {
+    let code = runtime.block_on(async move {
         match cli.command {
             Command::Query(args) => query::run(*args).await,
             Command::Demo(args) => demo::run(args).await,
@@ -172,5 +191,9 @@ fn main() -> ExitCode {
             Command::MockClaude { .. } => claude_conduit_testkit::mock_claude::run(),
             Command::Completions { .. } | Command::Man => ExitCode::SUCCESS,
         }
-    })
+    });
+    if let Some(otel) = otel {
+        otel.shutdown();
+    }
+    code
 }

@@ -111,6 +111,10 @@ pub struct QueryArgs {
     /// SessionStart and SessionEnd; the hooks change nothing.
     #[arg(long)]
     pub show_hooks: bool,
+    /// After the session, print a short table of its metrics to stderr: turns, turn latency
+    /// percentiles, tool calls, permission decisions, frames and bytes, tokens, cost.
+    #[arg(long)]
+    pub stats: bool,
     /// Run the session on a conduit gateway (`conduit serve`) instead of a local CLI:
     /// `ws://HOST:PORT`, `wss://…`, `http://…` / `https://…` (server-sent events) or
     /// `grpc://HOST:PORT`. Callbacks (--allow, --ask, hooks) still run here.
@@ -262,6 +266,32 @@ impl QueryArgs {
 
 /// Run `conduit query`.
 pub async fn run(args: QueryArgs) -> ExitCode {
+    let collector = if args.stats {
+        let config = claude_conduit::telemetry::CollectorConfig::default();
+        match claude_conduit::telemetry::Telemetry::builder()
+            .collector(config)
+            .install()
+        {
+            Ok(t) => t.collector().cloned(),
+            Err(e) => {
+                eprintln!("conduit: --stats unavailable: {e}");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    // The root span of the query (its trace reaches the gateway with --via and OTEL_*).
+    let code =
+        tracing::Instrument::instrument(run_query(args), tracing::info_span!("conduit.query"))
+            .await;
+    if let Some(c) = collector {
+        eprint!("{}", crate::stats::table(&c.snapshot()));
+    }
+    code
+}
+
+async fn run_query(args: QueryArgs) -> ExitCode {
     let options = match args.options() {
         Ok(o) => o,
         Err(e) => {

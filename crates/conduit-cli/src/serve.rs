@@ -152,6 +152,19 @@ pub struct ServeArgs {
     /// claude CLI's `--plugin-dir`.)
     #[arg(long = "plugins", env = "CONDUIT_PLUGINS", value_name = "DIR")]
     plugins_dir: Option<PathBuf>,
+    /// Serve GET /metrics without a bearer token (default: the token is required).
+    #[arg(long, env = "CONDUIT_METRICS_PUBLIC")]
+    metrics_public: bool,
+    /// Pass this process's OTEL_* variables and CLAUDE_CODE_ENABLE_TELEMETRY=1 to every
+    /// session's CLI (its own telemetry joins the session's trace).
+    #[arg(long, env = "CONDUIT_CLI_TELEMETRY")]
+    cli_telemetry: bool,
+    /// Record no metrics and serve no /metrics.
+    #[arg(long, env = "CONDUIT_NO_METRICS")]
+    no_metrics: bool,
+    /// Seconds between metric snapshots; alert rules are evaluated at each [default: 10].
+    #[arg(long, env = "CONDUIT_METRICS_INTERVAL_SECS", value_name = "SECS")]
+    metrics_interval_secs: Option<u64>,
 }
 
 fn fail(message: impl std::fmt::Display) -> ExitCode {
@@ -187,10 +200,20 @@ impl ServeArgs {
             grpc_max_streams,
             max_connections,
             state_dir,
-            plugins_dir
+            plugins_dir,
+            metrics_interval_secs
         );
         if self.sandbox {
             f.sandbox = Some(true);
+        }
+        if self.metrics_public {
+            f.metrics_public = Some(true);
+        }
+        if self.no_metrics {
+            f.metrics = Some(false);
+        }
+        if self.cli_telemetry {
+            f.cli_telemetry = Some(true);
         }
         let p = &mut f.policy;
         if !self.cwd_roots.is_empty() {

@@ -13,6 +13,7 @@ static SUPPRESSED: AtomicU64 = AtomicU64::new(0);
 
 /// Record a request that presented no valid bearer token on `front` (`http`, `grpc`).
 pub(crate) fn auth_failed(front: &'static str) {
+    crate::metrics::auth_failed(front);
     static START: OnceLock<Instant> = OnceLock::new();
     let now = START.get_or_init(Instant::now).elapsed().as_secs();
     let last = LAST.load(Ordering::Relaxed);

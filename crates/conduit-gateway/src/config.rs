@@ -30,6 +30,16 @@
 //! max_connections = 1024           # open connections, both listeners together
 //! state_dir = "/var/lib/conduit"   # per-token work dirs, conversation owners
 //! sandbox = true                   # Claude Code's sandbox on every session
+//! metrics = true                   # GET /metrics (Prometheus text), behind the bearer token
+//! metrics_public = false           # true: /metrics without a token
+//! metrics_interval_secs = 10       # metric snapshots; alert rules are evaluated at each
+//! cli_telemetry = false            # true: OTEL_* and CLAUDE_CODE_ENABLE_TELEMETRY=1 to sessions
+//!
+//! [[alerts]]                       # see claude_conduit::telemetry::AlertRule
+//! name = "many-sessions"
+//! metric = "conduit_gateway_sessions"
+//! above = 100
+//! for_secs = 60
 //!
 //! [env]                            # extra variables for every session's CLI (never CONDUIT_*)
 //! ANTHROPIC_BASE_URL = "https://llm-proxy.internal"
@@ -113,6 +123,35 @@ pub struct GatewayConfig {
     pub(crate) plugins: Option<claude_conduit::plugin::PluginManager>,
     /// Protocol extensions seeing every session's frames both ways (see [`crate::plugins`]).
     pub(crate) extensions: Option<claude_conduit::extension::Extensions>,
+    /// `/metrics`, the collector and its alert rules.
+    pub(crate) metrics: MetricsSettings,
+    /// Pass the gateway's `OTEL_*` variables and `CLAUDE_CODE_ENABLE_TELEMETRY=1` to sessions.
+    pub(crate) cli_telemetry: bool,
+}
+
+/// The gateway's metrics settings ([`GatewayConfig::metrics`], [`GatewayConfig::metrics_public`],
+/// [`GatewayConfig::alert`]).
+#[derive(Debug, Clone)]
+pub(crate) struct MetricsSettings {
+    /// Install the recorder and serve `GET /metrics` (default true).
+    pub(crate) enabled: bool,
+    /// Serve `/metrics` without a token (default false).
+    pub(crate) public: bool,
+    /// Collector snapshot interval (alerts are evaluated at each snapshot).
+    pub(crate) interval: Duration,
+    /// Alert rules.
+    pub(crate) alerts: Vec<claude_conduit::telemetry::AlertRule>,
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            public: false,
+            interval: Duration::from_secs(10),
+            alerts: Vec::new(),
+        }
+    }
 }
 
 /// Environment variables whose `Debug` shows the names only (values may be secrets).
@@ -176,6 +215,8 @@ impl GatewayConfig {
             environment: None,
             plugins: None,
             extensions: None,
+            metrics: MetricsSettings::default(),
+            cli_telemetry: false,
         }
     }
 
@@ -196,6 +237,41 @@ impl GatewayConfig {
     /// The plugin manager, when plugins are configured.
     pub fn plugin_manager(&self) -> Option<&claude_conduit::plugin::PluginManager> {
         self.plugins.as_ref()
+    }
+
+    /// Turn on the CLI's own telemetry in every session: the gateway's `OTEL_*` variables and
+    /// `CLAUDE_CODE_ENABLE_TELEMETRY=1` go into its environment (default off: they may hold a
+    /// collector's credentials, and a token holder can read its CLI's environment).
+    pub fn cli_telemetry(mut self, on: bool) -> Self {
+        self.cli_telemetry = on;
+        self
+    }
+
+    /// Record metrics and serve `GET /metrics` (Prometheus text) on the HTTP listener
+    /// (default true). Off: no recorder is installed, `/metrics` is 404.
+    pub fn metrics(mut self, on: bool) -> Self {
+        self.metrics.enabled = on;
+        self
+    }
+
+    /// Serve `/metrics` without a bearer token (default false: the same auth as every route).
+    pub fn metrics_public(mut self, on: bool) -> Self {
+        self.metrics.public = on;
+        self
+    }
+
+    /// How often the collector snapshots the metrics and evaluates the alert rules (default
+    /// 10 s).
+    pub fn metrics_interval(mut self, d: Duration) -> Self {
+        self.metrics.interval = d.max(Duration::from_millis(10));
+        self
+    }
+
+    /// Add an alert rule (see [`claude_conduit::telemetry::AlertRule`]); firing and resolving
+    /// are logged (target `claude_conduit::alert`) and set `conduit_alerts_firing{rule}`.
+    pub fn alert(mut self, rule: claude_conduit::telemetry::AlertRule) -> Self {
+        self.metrics.alerts.push(rule);
+        self
     }
 
     /// The address to listen on (port 0 picks a free port).
@@ -595,6 +671,17 @@ pub struct GatewayFile {
     /// Plugin configurations, `[plugins.NAME]`, validated against each plugin's schema.
     #[serde(default)]
     pub plugins: BTreeMap<String, toml::Value>,
+    /// Record metrics and serve `GET /metrics` (default true).
+    pub metrics: Option<bool>,
+    /// Serve `/metrics` without a token (default false).
+    pub metrics_public: Option<bool>,
+    /// Seconds between metric snapshots (alert evaluation), default 10.
+    pub metrics_interval_secs: Option<u64>,
+    /// Pass `OTEL_*` and `CLAUDE_CODE_ENABLE_TELEMETRY=1` to sessions (default false).
+    pub cli_telemetry: Option<bool>,
+    /// Alert rules (`[[alerts]]`, see [`claude_conduit::telemetry::AlertRule`]).
+    #[serde(default)]
+    pub alerts: Vec<claude_conduit::telemetry::AlertRule>,
 }
 
 /// One `[[tokens]]` table of a [`GatewayFile`].
@@ -800,6 +887,25 @@ impl GatewayFile {
         }
         if let Some(n) = self.max_connections {
             c = c.max_connections(n);
+        }
+        if let Some(on) = self.metrics {
+            c = c.metrics(on);
+        }
+        if let Some(on) = self.cli_telemetry {
+            c = c.cli_telemetry(on);
+        }
+        if let Some(on) = self.metrics_public {
+            c = c.metrics_public(on);
+        }
+        if let Some(s) = self.metrics_interval_secs {
+            c = c.metrics_interval(Duration::from_secs(s));
+        }
+        for rule in &self.alerts {
+            rule.validate().map_err(|message| ConfigError::Invalid {
+                key: "alerts",
+                message,
+            })?;
+            c = c.alert(rule.clone());
         }
         if let Some(mib) = self.replay_mib {
             c = c.replay_bytes(mib_bytes("replay_mib", mib)?);

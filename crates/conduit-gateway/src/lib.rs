@@ -88,6 +88,7 @@ pub mod control_policy;
 pub mod dirs;
 pub mod front;
 pub(crate) mod grpc_gate;
+pub(crate) mod metrics;
 pub mod plugins;
 pub mod policy;
 pub mod server;

@@ -3,6 +3,7 @@
 //! | route | auth | what |
 //! |---|---|---|
 //! | `GET /health` | no | `{"status":"ok"}` |
+//! | `GET /metrics` | bearer (none with `metrics_public`) | Prometheus text exposition ([`crate::metrics`]); 404 with metrics off |
 //! | `POST /v1/sessions` | bearer | body: [`SessionRequest`] (`{}` for defaults) → 201 [`SessionInfo`](crate::SessionInfo) |
 //! | `GET /v1/sessions` | bearer | the caller's sessions |
 //! | `GET /v1/sessions/{id}` | bearer | one session, 404 if unknown or another token's |
@@ -109,6 +110,9 @@ impl Gateway {
     ) -> Result<(), GatewayError> {
         let manager = self.manager.clone();
         let app = router(self.manager.clone());
+        if let Some(t) = crate::metrics::install(self.manager.config()) {
+            crate::metrics::start(t);
+        }
         let config = self.manager.config();
         let cap = crate::serving::ConnectionCap::new(config.max_connections);
         let limits = crate::serving::Limits::of(config, crate::serving::Front::Http);
@@ -139,19 +143,29 @@ pub async fn serve(
 
 /// The gateway's routes over `manager`.
 pub fn router(manager: SessionManager) -> Router {
+    let config = manager.config();
+    let telemetry = crate::metrics::install(config);
+    let public_metrics = telemetry.is_some() && config.metrics.public;
+    let private_metrics = telemetry.is_some() && !config.metrics.public;
     let state = AppState {
-        tokens: Arc::new(manager.config().tokens.clone()),
+        tokens: Arc::new(config.tokens.clone()),
         manager,
+        telemetry,
     };
-    let api = Router::new()
+    let mut api = Router::new()
         .route("/v1/sessions", get(list_sessions).post(create_session))
         .route("/v1/sessions/{id}", get(get_session).delete(delete_session))
         .route("/v1/sessions/{id}/stream", get(crate::front::ws::stream))
-        .merge(crate::front::http::routes())
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
-    Router::new()
-        .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
-        .merge(api)
+        .merge(crate::front::http::routes());
+    if private_metrics {
+        api = api.route("/metrics", get(crate::metrics::exposition));
+    }
+    let api = api.route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    let mut open = Router::new().route("/health", get(|| async { Json(json!({"status": "ok"})) }));
+    if public_metrics {
+        open = open.route("/metrics", get(crate::metrics::exposition));
+    }
+    open.merge(api)
         .layer(middleware::map_response(crate::front::json_errors))
         .with_state(state)
 }
@@ -184,10 +198,14 @@ async fn require_token(State(state): State<AppState>, mut req: Request, next: Ne
 async fn create_session(
     State(state): State<AppState>,
     Extension(owner): Extension<TokenId>,
+    headers: axum::http::HeaderMap,
     body: Option<Json<SessionRequest>>,
 ) -> Response {
+    use tracing::Instrument;
     let request = body.map(|Json(r)| r).unwrap_or_default();
-    match state.manager.create(owner, &request).await {
+    let tp = headers.get(claude_conduit::telemetry::TRACEPARENT_HEADER);
+    let span = crate::metrics::request_span("gateway.create_session", tp.map(|v| v.as_bytes()));
+    match state.manager.create(owner, &request).instrument(span).await {
         Ok(info) => (StatusCode::CREATED, Json(info)).into_response(),
         Err(e) => {
             let (status, kind) = gateway_error_kind(&e);

@@ -33,6 +33,7 @@ use futures::FutureExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use crate::GatewayError;
 use crate::auth::TokenId;
@@ -164,6 +165,17 @@ impl InputError {
         }
     }
 
+    /// The wire `kind` of this refusal (the `kind` label of `conduit_gateway_refusals_total`).
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            Self::TooLarge { .. } => kind::FRAME_TOO_LARGE,
+            Self::BadFrame { .. } => kind::BAD_FRAME,
+            Self::Policy { .. } => kind::POLICY,
+            Self::Gap { .. } => kind::GAP,
+            Self::Closed => kind::CLOSED,
+        }
+    }
+
     /// Whether only the one frame was refused and the session goes on.
     pub(crate) fn is_per_frame(&self) -> bool {
         matches!(
@@ -247,6 +259,9 @@ pub struct Session {
     closing: watch::Sender<bool>,
     writer: Mutex<Option<JoinHandle<()>>>,
     pump: Mutex<Option<JoinHandle<()>>>,
+    /// Counted in `conduit_gateway_sessions` while it exists; its figures are logged when it
+    /// goes (see [`crate::metrics`]).
+    pub(crate) live: crate::metrics::LiveSession,
 }
 
 #[derive(Debug)]
@@ -516,6 +531,14 @@ impl Session {
     /// Pass a client frame (or end of input) to the CLI. Waits while the CLI is not reading, and
     /// while the session is over its frame-rate limit (throttling: nothing is dropped).
     pub(crate) async fn to_cli(&self, input: Input) -> Result<(), InputError> {
+        let result = self.pass_to_cli(input).await;
+        if let Err(e) = &result {
+            crate::metrics::refused(e.kind());
+        }
+        result
+    }
+
+    async fn pass_to_cli(&self, input: Input) -> Result<(), InputError> {
         let (seq, frame) = match input {
             Input::EndInput => {
                 let _order = self.input_order.lock().await;
@@ -786,15 +809,21 @@ impl SessionManager {
             config.state_dir_path(),
             config.tokens.any_user(),
         ));
-        let env = crate::config::EnvVars(match &config.environment {
-            Some(vars) => vars
-                .0
-                .iter()
-                .filter(|(k, _)| crate::tenancy::env_allowed(k))
-                .cloned()
+        let all: Vec<(String, String)> = match &config.environment {
+            Some(vars) => vars.0.clone(),
+            None => std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
                 .collect(),
-            None => crate::tenancy::allowed_env(),
-        });
+        };
+        let mut env: Vec<(String, String)> = all
+            .iter()
+            .filter(|(k, _)| crate::tenancy::env_allowed(k))
+            .cloned()
+            .collect();
+        if config.cli_telemetry {
+            env.extend(crate::tenancy::telemetry_env(&all));
+        }
+        let env = crate::config::EnvVars(env);
         let manager = Self {
             inner: Arc::new(Inner {
                 env,
@@ -950,6 +979,10 @@ impl SessionManager {
             env.push(("USER".into(), u.name.clone()));
             b = b.user(&u.name);
         }
+        // The session's trace (the span of the request creating it), for the CLI's telemetry.
+        if let Some(tp) = claude_conduit::telemetry::traceparent() {
+            env.push(("TRACEPARENT".into(), tp));
+        }
         b = b.base_env(env);
         // No cwd from the client or the template: the token's own work directory.
         if prepared.options.cwd().is_none() {
@@ -980,8 +1013,10 @@ impl SessionManager {
         drop(prepared.cwd);
         let (input_tx, input_rx) = mpsc::channel(64);
         let (closing, closing_rx) = watch::channel(false);
+        let id = self.new_id();
         let session = Arc::new(Session {
-            id: self.new_id(),
+            live: crate::metrics::LiveSession::new(id.clone()),
+            id,
             owner,
             label: label.clone(),
             pid: conn.info.pid,
@@ -1005,18 +1040,27 @@ impl SessionManager {
             writer: Mutex::new(None),
             pump: Mutex::new(None),
         });
-        let writer = tokio::spawn(writer_task(
-            conn.sender,
-            input_rx,
-            closing_rx.clone(),
-            config.close_grace,
-        ));
-        let pump = tokio::spawn(pump_task(
-            session.clone(),
-            conn.receiver,
-            closing_rx,
-            self.inner.state.clone(),
-        ));
+        // The session's span: a child of the request that created it; ends with its tasks.
+        let span =
+            tracing::info_span!("gateway.session", session = %session.id, pid = ?session.pid);
+        let writer = tokio::spawn(
+            writer_task(
+                conn.sender,
+                input_rx,
+                closing_rx.clone(),
+                config.close_grace,
+            )
+            .instrument(span.clone()),
+        );
+        let pump = tokio::spawn(
+            pump_task(
+                session.clone(),
+                conn.receiver,
+                closing_rx,
+                self.inner.state.clone(),
+            )
+            .instrument(span),
+        );
         *session
             .writer
             .lock()
@@ -1247,6 +1291,9 @@ async fn pump_task<R: FrameReceiver>(
                 let Some(frame) = session.cli_frame(frame) else {
                     continue;
                 };
+                if frame.starts_with(br#"{"type":"result""#) {
+                    session.live.turn();
+                }
                 let mut frame = Some(frame);
                 while let Some(f) = frame.take() {
                     events.borrow_and_update();

@@ -4,8 +4,12 @@
 //! * **Environment.** A session's CLI starts from an allowlist of the gateway's environment
 //!   ([`env_allowed`]: `PATH`, `HOME`, `USER`, `LANG`, `LC_*`, `TERM`, `TMPDIR`, the proxy
 //!   variables, `NODE_EXTRA_CA_CERTS`, `ANTHROPIC_*`, `CLAUDE_CODE_*`, `CLAUDE_CONFIG_DIR`,
-//!   `DISABLE_*`, `OTEL_*`), plus the operator's `[env]` table (the options template's
-//!   variables). `CONDUIT_*` never (it holds `CONDUIT_TOKENS`).
+//!   `DISABLE_*`), plus the operator's `[env]` table (the options template's
+//!   variables). `CONDUIT_*` never (it holds `CONDUIT_TOKENS`). The gateway's own OpenTelemetry
+//!   settings (`OTEL_*`, which may carry a collector's credentials in
+//!   `OTEL_EXPORTER_OTLP_HEADERS`) and `CLAUDE_CODE_ENABLE_TELEMETRY` pass only when the
+//!   operator turns on `cli_telemetry` ([`telemetry_env`]). `TRACEPARENT` (the session's trace,
+//!   no secret) is always set when the gateway traces.
 //! * **State directory**: `work/<label>` is the directory a session of the token
 //!   `<label>` starts in when neither the client nor the template sets one (one per token, not
 //!   per session: the CLI files conversations by directory, so `--resume` works across a token's
@@ -47,9 +51,29 @@ pub fn env_allowed(name: &str) -> bool {
         "NODE_EXTRA_CA_CERTS",
         "CLAUDE_CONFIG_DIR",
     ];
-    const PREFIXES: &[&str] = &["LC_", "ANTHROPIC_", "CLAUDE_CODE_", "DISABLE_", "OTEL_"];
+    const PREFIXES: &[&str] = &["LC_", "ANTHROPIC_", "CLAUDE_CODE_", "DISABLE_"];
     !name.starts_with("CONDUIT_")
+        && !is_telemetry_var(name)
         && (EXACT.contains(&name) || PREFIXES.iter().any(|p| name.starts_with(p)))
+}
+
+/// The variables that turn on and configure the CLI's own telemetry (passed only with
+/// `cli_telemetry`).
+fn is_telemetry_var(name: &str) -> bool {
+    name.starts_with("OTEL_") || name == "CLAUDE_CODE_ENABLE_TELEMETRY" || name == "TRACEPARENT"
+}
+
+/// With `cli_telemetry` on: the `OTEL_*` variables of `vars` (the gateway's environment) and
+/// `CLAUDE_CODE_ENABLE_TELEMETRY=1`, so that the CLI's own telemetry exports where the
+/// gateway's does (the CLI's spans join the session's trace through `TRACEPARENT`).
+pub fn telemetry_env(vars: &[(String, String)]) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = vars
+        .iter()
+        .filter(|(k, _)| k.starts_with("OTEL_"))
+        .cloned()
+        .collect();
+    out.push(("CLAUDE_CODE_ENABLE_TELEMETRY".into(), "1".into()));
+    out
 }
 
 /// The allowlisted part of this process's environment (variables that are not UTF-8 are left
@@ -310,7 +334,6 @@ mod tests {
             "ANTHROPIC_API_KEY",
             "CLAUDE_CODE_USE_BEDROCK",
             "DISABLE_TELEMETRY",
-            "OTEL_EXPORTER_OTLP_ENDPOINT",
             "https_proxy",
         ] {
             assert!(env_allowed(ok), "{ok}");
@@ -323,6 +346,10 @@ mod tests {
             "CLAUDE_CONDUIT_PROCESS_TAG",
             "PWD",
             "OLDPWD",
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            "CLAUDE_CODE_ENABLE_TELEMETRY",
+            "TRACEPARENT",
         ] {
             assert!(!env_allowed(no), "{no}");
         }

@@ -16,3 +16,5 @@ pub use fake_model::{
     RequestKind, Turn,
 };
 pub mod mock_claude;
+#[cfg(feature = "otlp")]
+pub mod otlp;

@@ -26,6 +26,7 @@
 //! | `SessionMoved` | the CLI's session id changed (`system/init` with a new id) | `Stop` |
 //! | `Disconnect` | the CLI's output ended (once per session) | `Stop` |
 //! | `Plugin` | a plugin changed state, or its reload failed (see [`plugin`](crate::plugin)) | `Stop` |
+//! | `Alert` | a collector's alert rule fired or resolved (feature `collector`) | `Stop` |
 //! | `Hook(event)` | the CLI fires a hook event (`PreToolUse`, `Stop`, …) | `Answer(output)`, `AnswerAndStop(output)`, `Stop` |
 //!
 //! `Stop` ends the chain: handlers after it are not run for this event. An outcome that does not
@@ -134,6 +135,10 @@ pub enum EventKind {
     Hook(HookEvent),
     /// A plugin changed state (see [`plugin`](crate::plugin), feature `plugins`).
     Plugin,
+    /// An alert rule of a [`MetricsCollector`](crate::telemetry::MetricsCollector) fired or
+    /// resolved (feature `collector`; the collector must be
+    /// [attached](crate::telemetry::MetricsCollector::attach_bus) to the bus).
+    Alert,
 }
 
 impl EventKind {
@@ -151,6 +156,7 @@ impl EventKind {
             EventKind::Disconnect => 8,
             EventKind::Hook(_) => 9,
             EventKind::Plugin => 10,
+            EventKind::Alert => 10,
         }
     }
 }
@@ -227,6 +233,9 @@ pub enum Event {
         /// The request's `tool_use_id`.
         tool_use_id: Option<String>,
     },
+    /// An alert fired or resolved (feature `collector`).
+    #[cfg(feature = "collector")]
+    Alert(crate::telemetry::AlertEvent),
 }
 
 impl Event {
@@ -244,6 +253,8 @@ impl Event {
             Event::Disconnect { .. } => EventKind::Disconnect,
             Event::Hook { input, .. } => EventKind::Hook(input.event()),
             Event::Plugin { .. } => EventKind::Plugin,
+            #[cfg(feature = "collector")]
+            Event::Alert(_) => EventKind::Alert,
         }
     }
 }

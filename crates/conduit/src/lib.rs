@@ -34,6 +34,7 @@ pub mod permission;
 #[cfg(feature = "plugins")]
 pub mod plugin;
 pub mod store;
+pub mod telemetry;
 
 /// The `schemars` this SDK's typed tools use (`SdkTool::typed`), so that you need not depend on
 /// it yourself. A derive through this path names it:

@@ -171,6 +171,10 @@ struct Common {
     /// The bearer token file for `--via URL` (default: `CONDUIT_TOKEN`).
     #[arg(long, value_name = "F", requires = "via")]
     token_file: Option<PathBuf>,
+    /// Record metrics while measuring: install the collector and the Prometheus recorder (as
+    /// `conduit serve` does) before the first round. Compare with a run without it.
+    #[arg(long)]
+    metrics: bool,
 }
 
 /// The SDK side's runtime.
@@ -219,6 +223,19 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode> {
 }
 
 fn run_blocking(args: BenchArgs) -> Result<ExitCode> {
+    let metrics = match &args.workload {
+        Workload::Firehose(a) => a.common.metrics,
+        Workload::Pingpong(a) => a.common.metrics,
+        Workload::Startup(a) => a.common.metrics,
+        Workload::Sessions(_) => false,
+    };
+    if metrics {
+        claude_conduit::telemetry::Telemetry::builder()
+            .collector(claude_conduit::telemetry::CollectorConfig::default())
+            .prometheus()
+            .install()
+            .context("installing the metrics recorder")?;
+    }
     match args.workload {
         Workload::Firehose(a) => firehose(&a),
         Workload::Pingpong(a) => pingpong(&a),

@@ -167,13 +167,23 @@ impl Conduit for ConduitService {
         &self,
         request: Request<v1::CreateSessionRequest>,
     ) -> Result<Response<v1::SessionInfo>, Status> {
+        use tracing::Instrument;
         let owner = self.owner(request.metadata())?;
+        let tp = request
+            .metadata()
+            .get(claude_conduit::telemetry::TRACEPARENT_HEADER);
+        let span = crate::metrics::request_span("gateway.create_session", tp.map(|v| v.as_bytes()));
         let v1::CreateSessionRequest { args, cwd } = request.into_inner();
         let mut session_request = SessionRequest::with_args(args);
         if let Some(cwd) = cwd {
             session_request = session_request.cwd(cwd);
         }
-        match self.manager.create(owner, &session_request).await {
+        match self
+            .manager
+            .create(owner, &session_request)
+            .instrument(span)
+            .await
+        {
             Ok(info) => Ok(Response::new(session_info(info))),
             Err(e) => Err(status(&e)),
         }
@@ -300,6 +310,7 @@ async fn read_client(
     mut inbound: Streaming<v1::ClientMessage>,
     notices: mpsc::Sender<InputError>,
 ) -> ReaderEnd {
+    let counters = crate::metrics::FrontCounters::new("grpc");
     loop {
         let msg = match inbound.message().await {
             Ok(Some(m)) => m,
@@ -309,6 +320,7 @@ async fn read_client(
         let result = match msg.msg {
             Some(client_message::Msg::Frame(f)) => {
                 let seq = (f.seq != 0).then_some(f.seq);
+                counters.received(&session.live, f.data.len());
                 session.to_cli(Input::Frame { seq, frame: f.data }).await
             }
             Some(client_message::Msg::Ack(a)) => {
@@ -365,6 +377,7 @@ async fn connection(
     let mut events = session.subscribe();
     let mut cursor = after;
     let mut in_acked = attached.in_seq;
+    let counters = crate::metrics::FrontCounters::new("grpc");
     loop {
         events.borrow_and_update();
         let in_seq = session.in_seq();
@@ -377,6 +390,7 @@ async fn connection(
         }
         match session.poll_outbound(generation, cursor, BATCH) {
             Outbound::Frames(frames) => {
+                counters.sent(&session.live, &frames);
                 let mut failed = false;
                 for (seq, data) in frames {
                     let frame = server_message::Msg::Frame(v1::Frame { seq, data });

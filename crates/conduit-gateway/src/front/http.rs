@@ -257,10 +257,12 @@ async fn produce(
     let mut cursor = after;
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + keep_alive, keep_alive);
     let mut chunks = Vec::new();
+    let counters = crate::metrics::FrontCounters::new("http");
     loop {
         events.borrow_and_update();
         match session.poll_outbound(generation, cursor, BATCH) {
             Outbound::Frames(frames) => {
+                counters.sent(&session.live, &frames);
                 if let Some((last, _)) = frames.last() {
                     cursor = *last;
                 }
@@ -387,6 +389,7 @@ async fn frames(
     let mut data = body.into_data_stream();
     let (mut accepted, mut skipped) = (0u64, 0u64);
     let mut eof = false;
+    let counters = crate::metrics::FrontCounters::new("http");
     loop {
         let decoded = if eof {
             codec.decode_eof(&mut buf)
@@ -415,7 +418,10 @@ async fn frames(
             continue;
         }
         let result = match item {
-            Ok(frame) => session.to_cli(Input::Frame { seq, frame }).await,
+            Ok(frame) => {
+                counters.received(&session.live, frame.len());
+                session.to_cli(Input::Frame { seq, frame }).await
+            }
             Err(claude_conduit::Error::FrameTooLarge { size, .. }) => {
                 session.refuse_oversize(seq, size).await
             }

@@ -29,6 +29,8 @@ use crate::session::SessionManager;
 pub(crate) struct AppState {
     pub(crate) manager: SessionManager,
     pub(crate) tokens: Arc<Tokens>,
+    /// The process's metrics (`None`: metrics off, `/metrics` answers 404).
+    pub(crate) telemetry: Option<&'static claude_conduit::telemetry::Telemetry>,
 }
 
 /// `{"error":{…}}` with `status`: the one error body of every route.

@@ -46,8 +46,12 @@ pub(crate) async fn stream(
     Extension(owner): Extension<TokenId>,
     Path(id): Path<String>,
     Query(q): Query<StreamQuery>,
+    headers: axum::http::HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
+    use tracing::Instrument;
+    let tp = headers.get(claude_conduit::telemetry::TRACEPARENT_HEADER);
+    let span = crate::metrics::request_span("gateway.attach", tp.map(|v| v.as_bytes()));
     let Some(session) = state.manager.get(owner, &id) else {
         return no_session();
     };
@@ -67,6 +71,7 @@ pub(crate) async fn stream(
         .read_buffer_size(WS_READ_BUFFER)
         .on_upgrade(move |socket| {
             client_connection(session, socket, q.after.unwrap_or(0), interval, timeout)
+                .instrument(span)
         })
 }
 
@@ -135,6 +140,7 @@ async fn client_connection(
     let reader = {
         let session = session.clone();
         let heard = heard.clone();
+        let in_counters = crate::metrics::FrontCounters::new("ws");
         async move {
             loop {
                 let msg = match rx.next().await {
@@ -154,6 +160,7 @@ async fn client_connection(
                     Message::Binary(b) => match wire::split_numbered(b) {
                         Some((seq, frame)) => {
                             let seq = (seq != 0).then_some(seq);
+                            in_counters.received(&session.live, frame.len());
                             session.to_cli(Input::Frame { seq, frame }).await
                         }
                         None => Err(InputError::BadFrame {
@@ -193,6 +200,7 @@ async fn client_connection(
     let mut ping = tokio::time::interval(ping_interval);
     ping.reset();
     let mut reader_done = false;
+    let counters = crate::metrics::FrontCounters::new("ws");
     loop {
         events.borrow_and_update();
         let in_seq = session.in_seq();
@@ -204,6 +212,7 @@ async fn client_connection(
         }
         match session.poll_outbound(generation, cursor, BATCH) {
             Outbound::Frames(frames) => {
+                counters.sent(&session.live, &frames);
                 // Queue the batch, then flush once: one write for many small frames.
                 let mut failed = false;
                 for (seq, frame) in frames {

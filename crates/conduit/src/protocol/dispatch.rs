@@ -69,6 +69,40 @@ pub(crate) struct Router {
 
 impl InboundHandler for Router {
     fn handle(&self, request: ControlRequest) -> BoxFuture<'static, Result<Option<Value>, String>> {
+        use crate::telemetry::{CallbackKind, callback, permission_decision, tool_call};
+        let started = std::time::Instant::now();
+        let kind = match request.subtype.as_str() {
+            "can_use_tool" => {
+                if let Some(tool) = request.body.get("tool_name").and_then(Value::as_str) {
+                    tool_call(tool);
+                }
+                CallbackKind::Permission
+            }
+            "hook_callback" => CallbackKind::Hook,
+            "mcp_message" => CallbackKind::McpTool,
+            _ => return self.route(request),
+        };
+        let answer = self.route(request);
+        Box::pin(async move {
+            let r = answer.await;
+            match kind {
+                CallbackKind::Permission => {
+                    let outcome = match &r {
+                        Ok(Some(v)) if v["behavior"] == "allow" => "allow",
+                        Ok(_) => "deny",
+                        Err(_) => "error",
+                    };
+                    permission_decision(outcome, started.elapsed());
+                }
+                other => callback(other, started.elapsed()),
+            }
+            r
+        })
+    }
+}
+
+impl Router {
+    fn route(&self, request: ControlRequest) -> BoxFuture<'static, Result<Option<Value>, String>> {
         match request.subtype.as_str() {
             "can_use_tool" => match &self.permission {
                 Some(handler) => {

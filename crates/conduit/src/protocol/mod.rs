@@ -55,6 +55,8 @@ pub(crate) struct EngineConfig {
     pub handler: Arc<dyn InboundHandler>,
     /// Extension points (event bus, frame filters and sinks, custom types); `None`: none.
     pub ext: Option<Arc<ext::Ext>>,
+    /// The connection's counters, published to the process-wide metrics once per read batch.
+    pub metrics: Option<Arc<crate::transport::TransportMetrics>>,
 }
 
 /// A sender with its futures boxed, so the engine's handle does not carry the transport's type.
@@ -94,6 +96,14 @@ pub(crate) struct Shared {
     ended: OnceLock<Termination>,
     turns_sent: AtomicU64,
     results_seen: AtomicU64,
+    /// The session's metrics (no-ops without a recorder).
+    stats: crate::telemetry::SessionCounters,
+    /// When the engine started: the origin of `turn_sent_nanos`.
+    started: std::time::Instant,
+    /// When the last user message was written (nanoseconds after `started`).
+    turn_sent_nanos: AtomicU64,
+    /// A user message was written and no message has come back since.
+    awaiting_first: AtomicBool,
     /// Background agent tasks in flight (task_started .. terminal task_notification).
     background_tasks: Mutex<HashSet<String>>,
     cli_version: OnceLock<String>,
@@ -132,6 +142,10 @@ impl Engine {
             ended: OnceLock::new(),
             turns_sent: AtomicU64::new(0),
             results_seen: AtomicU64::new(0),
+            stats: crate::telemetry::SessionCounters::new(),
+            started: std::time::Instant::now(),
+            turn_sent_nanos: AtomicU64::new(0),
+            awaiting_first: AtomicBool::new(false),
             background_tasks: Mutex::new(HashSet::new()),
             cli_version: OnceLock::new(),
             session_id: OnceLock::new(),
@@ -148,6 +162,7 @@ impl Engine {
             semaphore: Arc::new(Semaphore::new(config.max_concurrent_callbacks.max(1))),
             handler: config.handler,
             idle_timeout: config.idle_timeout,
+            metrics: config.metrics.clone(),
         };
         tokio::spawn(reader.run());
         let rx = MessageRx {
@@ -168,6 +183,9 @@ impl Engine {
     /// Write a user message and count it as a turn.
     pub(crate) async fn send_user(&self, frame: Bytes) -> Result<()> {
         self.shared.turns_sent.fetch_add(1, Ordering::AcqRel);
+        let now = u64::try_from(self.shared.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.shared.turn_sent_nanos.store(now, Ordering::Relaxed);
+        self.shared.awaiting_first.store(true, Ordering::Relaxed);
         let r = self.shared.write(frame).await;
         if r.is_err() {
             self.shared.turns_sent.fetch_sub(1, Ordering::AcqRel);
@@ -343,6 +361,7 @@ struct Reader<R> {
     semaphore: Arc<Semaphore>,
     handler: Arc<dyn InboundHandler>,
     idle_timeout: Option<Duration>,
+    metrics: Option<Arc<crate::transport::TransportMetrics>>,
 }
 
 /// At most this many frames are taken from one read into one batch.
@@ -411,6 +430,9 @@ impl<R: FrameReceiver> Reader<R> {
                     self.push(vec![Item::Ready(Box::new(Err(Error::Idle { after })))]);
                 }
                 Step::Frames(items) => {
+                    if let Some(m) = &self.metrics {
+                        m.publish();
+                    }
                     let mut batch = Vec::with_capacity(items.len());
                     let mut end = None;
                     for item in items {
@@ -688,6 +710,11 @@ impl MessageRx {
             // Validated here, typed on first access (results and system frames now, for the
             // facts the session keeps; everything else only if the user looks).
             Item::Frame(frame) => validate_or_type(frame).and_then(|mut msg| {
+                if self.shared.awaiting_first.load(Ordering::Relaxed)
+                    && self.shared.awaiting_first.swap(false, Ordering::Relaxed)
+                {
+                    self.shared.stats.first_message(self.since_turn_sent());
+                }
                 if let Some(custom) = self.shared.ext.as_ref().and_then(|e| e.decode(&msg)) {
                     return custom;
                 }
@@ -722,12 +749,25 @@ impl MessageRx {
         }
     }
 
+    /// Time since the last user message was written.
+    fn since_turn_sent(&self) -> std::time::Duration {
+        let sent =
+            std::time::Duration::from_nanos(self.shared.turn_sent_nanos.load(Ordering::Relaxed));
+        self.shared.started.elapsed().saturating_sub(sent)
+    }
+
     /// Facts the session keeps: per-turn cost on results, the CLI version and session id from
     /// `init`, background agent tasks from `task_*` (they keep a one-shot query's input open).
     fn observe(&mut self, msg: &mut Message) {
         let tasks = &self.shared.background_tasks;
         match msg.kind_mut() {
-            MessageKind::Result(r) => r.turn_cost_usd = self.costs.observe(r),
+            MessageKind::Result(r) => {
+                r.turn_cost_usd = self.costs.observe(r);
+                let latency = self.since_turn_sent();
+                self.shared
+                    .stats
+                    .turn(Some(latency), r.turn_cost_usd, r.usage.as_ref());
+            }
             MessageKind::System(SystemMessage::Init(init)) => {
                 if let Some(v) = &init.claude_code_version {
                     let _ = self.shared.cli_version.set(v.clone());

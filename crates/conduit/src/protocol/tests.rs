@@ -26,6 +26,7 @@ async fn engine_with(
             idle_timeout: idle,
             handler,
             ext: None,
+            metrics: None,
         },
     );
     (e, rx, peer)

@@ -72,7 +72,12 @@ impl Client {
     /// With [`OptionsBuilder::transport`](crate::options::OptionsBuilder::transport) set to a
     /// gateway URL, creates a session there and connects over the transport the URL names.
     pub async fn connect(options: Options) -> Result<Client> {
-        connect::connect(options).await
+        use tracing::Instrument;
+        // Span `conduit.connect`: with the `otel` feature its trace context goes to the gateway
+        // (the session's spans there are its children).
+        connect::connect(options)
+            .instrument(tracing::info_span!("conduit.connect"))
+            .await
     }
 
     /// Initialize a session over any transport.
@@ -127,6 +132,10 @@ impl Client {
             .await;
         }
         let conn = transport.connect().await?;
+        conn.metrics
+            .publish_as(crate::transport::metrics::wire_label(
+                std::any::type_name::<T>(),
+            ));
         let ext = options.ext.build(conn.metrics.clone());
         let (engine, rx) = Engine::start(
             conn.sender,
@@ -137,6 +146,7 @@ impl Client {
                 idle_timeout: options.runtime.idle_timeout,
                 handler,
                 ext,
+                metrics: Some(conn.metrics.clone()),
             },
         );
         let messages = Arc::new(Mutex::new(rx));

@@ -292,6 +292,11 @@ fn authorized<T>(message: T, bearer: &AsciiMetadataValue) -> Request<T> {
     request
         .metadata_mut()
         .insert("authorization", bearer.clone());
+    if let Some(tp) = crate::telemetry::traceparent().and_then(|t| t.parse().ok()) {
+        request
+            .metadata_mut()
+            .insert(crate::telemetry::TRACEPARENT_HEADER, tp);
+    }
     request
 }
 

@@ -150,6 +150,14 @@ fn reqwest_tls_config(tls: bool) -> Result<rustls::ClientConfig> {
     Ok(config)
 }
 
+/// The request with the current span's `traceparent` (W3C trace context), if any.
+fn with_trace(req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+    match crate::telemetry::traceparent() {
+        Some(tp) => req.header(crate::telemetry::TRACEPARENT_HEADER, tp),
+        None => req,
+    }
+}
+
 fn bearer(token: &str) -> Result<HeaderValue> {
     let mut v = HeaderValue::from_str(&format!("Bearer {token}"))
         .map_err(|_| Error::InvalidOptions("the token is not a valid header value".into()))?;
@@ -182,8 +190,7 @@ impl HttpTransport {
     ) -> Result<String> {
         let body = serde_json::to_vec(request)
             .map_err(|e| Error::InvalidOptions(format!("session request: {e}")))?;
-        let resp = client
-            .post(format!("{}/v1/sessions", remote.http_url()))
+        let resp = with_trace(client.post(format!("{}/v1/sessions", remote.http_url())))
             .header(AUTHORIZATION, bearer(remote.token())?)
             .header(CONTENT_TYPE, "application/json")
             .body(body)
@@ -369,9 +376,7 @@ impl Wire for HttpWire {
 
     async fn open(&self, after: u64) -> Result<HttpConn, Failure> {
         let shared = &self.shared;
-        let mut req = shared
-            .client
-            .get(shared.url("/events"))
+        let mut req = with_trace(shared.client.get(shared.url("/events")))
             .header(AUTHORIZATION, shared.auth.clone())
             .header(ACCEPT, "text/event-stream");
         if after > 0 {

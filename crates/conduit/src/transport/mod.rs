@@ -20,7 +20,7 @@ pub use relay::{GatewayReceiver, GatewaySender};
 #[cfg(feature = "http")]
 pub mod http;
 pub mod memory;
-mod metrics;
+pub(crate) mod metrics;
 pub mod subprocess;
 #[cfg(feature = "tls")]
 pub mod tls;

@@ -92,6 +92,13 @@ async fn http1(
     if auth {
         head.push_str(&format!("Authorization: {}\r\n", remote.authorization()));
     }
+    // W3C trace context: the session's spans on the gateway join the caller's trace.
+    if let Some(tp) = crate::telemetry::traceparent() {
+        head.push_str(&format!(
+            "{}: {tp}\r\n",
+            crate::telemetry::TRACEPARENT_HEADER
+        ));
+    }
     if !body.is_empty() {
         head.push_str("Content-Type: application/json\r\n");
     }
@@ -205,6 +212,11 @@ impl WebSocketTransport {
             ))
         })?;
         request.headers_mut().insert("authorization", auth);
+        if let Some(tp) = crate::telemetry::traceparent().and_then(|t| t.parse().ok()) {
+            request
+                .headers_mut()
+                .insert(crate::telemetry::TRACEPARENT_HEADER, tp);
+        }
         let limit = self.max_frame.saturating_add(wire::ENVELOPE_MARGIN);
         let config = WebSocketConfig::default()
             .max_message_size(Some(limit))

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
 
 use super::wire::{ErrorInfo, Hello, kind};
 use super::{Accept, Failure, ReconnectPolicy, SeqState};
@@ -131,7 +132,9 @@ pub(crate) async fn connect<W: Wire>(
             events: ev_tx,
             limit: limit.clone(),
         }
-        .run(conn, hello),
+        .run(conn, hello)
+        // Reconnects carry the trace of the span that connected.
+        .in_current_span(),
     );
     Ok(Connection {
         sender: GatewaySender {
