@@ -26,6 +26,7 @@ mod install;
 mod logging;
 mod query;
 mod serve;
+mod worker;
 
 use std::process::ExitCode;
 
@@ -74,6 +75,9 @@ enum Command {
     /// Run the gateway: claude CLI sessions for remote clients over WebSocket, HTTP + server-sent
     /// events and gRPC, with bearer-token auth, a policy for remote options, and optional TLS.
     Serve(Box<serve::ServeArgs>),
+    /// Run the CLIs of sessions that gateways (`conduit serve --redis`) or Redis clients
+    /// (`--via redis://…`) put in Redis Streams; any number of workers on any host.
+    Worker(Box<worker::WorkerArgs>),
     /// Measure the SDK against the raw-pipe floor (firehose, ping-pong, startup, sessions).
     Bench(bench::BenchArgs),
     /// Print a shell completion script: `conduit completions bash > ~/.local/share/bash-completion/completions/conduit`.
@@ -138,7 +142,7 @@ fn main() -> ExitCode {
         _ => {}
     }
     let default_filter = match cli.command {
-        Command::Serve(_) => logging::SERVE_DEFAULT,
+        Command::Serve(_) | Command::Worker(_) => logging::SERVE_DEFAULT,
         _ => logging::DEFAULT,
     };
     logging::init(cli.log_level.as_deref(), default_filter);
@@ -165,6 +169,7 @@ fn main() -> ExitCode {
                 }
             },
             Command::Serve(args) => serve::run(*args).await,
+            Command::Worker(args) => worker::run(*args).await,
             Command::MockClaude { .. } => claude_conduit_testkit::mock_claude::run(),
             Command::Completions { .. } | Command::Man => ExitCode::SUCCESS,
         }

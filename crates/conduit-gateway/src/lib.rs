@@ -89,6 +89,7 @@ pub mod dirs;
 pub mod front;
 pub(crate) mod grpc_gate;
 pub mod policy;
+pub mod scale;
 pub mod server;
 pub(crate) mod serving;
 pub mod session;
@@ -153,4 +154,7 @@ pub enum GatewayError {
     /// The TLS certificate or key could not be loaded.
     #[error("TLS: {0}")]
     Tls(String),
+    /// Redis (`--redis`) cannot be used or reached; never carries its URL.
+    #[error("redis: {0}")]
+    Redis(String),
 }

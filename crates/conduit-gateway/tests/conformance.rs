@@ -16,6 +16,28 @@ use serde_json::Value;
 mod support;
 use support::*;
 
+/// How the gateway under test runs its sessions: its own CLIs, or workers through Redis
+/// (`conduit serve --redis`).
+trait Deployment {
+    async fn start(config: claude_conduit_gateway::GatewayConfig) -> Running;
+}
+
+/// The gateway runs the CLIs.
+struct Local;
+impl Deployment for Local {
+    async fn start(config: claude_conduit_gateway::GatewayConfig) -> Running {
+        start(config).await
+    }
+}
+
+/// A real redis-server and a worker run them (docs/SCALE.md).
+struct ThroughRedis;
+impl Deployment for ThroughRedis {
+    async fn start(config: claude_conduit_gateway::GatewayConfig) -> Running {
+        start_scaled(config).await
+    }
+}
+
 /// The SDK transports, opened the same way.
 trait Wire: Transport + Sized + std::fmt::Debug {
     /// `scheme://addr` of `gw` for this wire.
@@ -91,8 +113,8 @@ fn assert_turn(types: &[String], n: usize) {
 }
 
 /// A long turn through a small replay ring: it only completes if the client acks.
-async fn firehose<W: Wire>() {
-    let gw = start(config(&[("MOCK_CLAUDE_MESSAGES", "2000")]).replay_frames(64)).await;
+async fn firehose<W: Wire, D: Deployment>() {
+    let gw = D::start(config(&[("MOCK_CLAUDE_MESSAGES", "2000")]).replay_frames(64)).await;
     let remote = Remote::parse(&W::url(&gw), TOKEN).unwrap();
     let conn = W::open(&remote)
         .await
@@ -112,8 +134,8 @@ async fn firehose<W: Wire>() {
 }
 
 /// The connection is cut twice mid-turn: every frame arrives once, in order.
-async fn cut_and_resume<W: Wire>() {
-    let gw = start(
+async fn cut_and_resume<W: Wire, D: Deployment>() {
+    let gw = D::start(
         config(&[
             ("MOCK_CLAUDE_MESSAGES", "300"),
             ("MOCK_CLAUDE_DELAY_MS", "2"),
@@ -147,8 +169,8 @@ async fn cut_and_resume<W: Wire>() {
 
 /// End of input asked for while the connection is down still reaches the CLI (once): it
 /// finishes its turn and exits 0.
-async fn end_of_input_across_a_cut<W: Wire>() {
-    let gw = start(config(&[("MOCK_CLAUDE_MESSAGES", "5")])).await;
+async fn end_of_input_across_a_cut<W: Wire, D: Deployment>() {
+    let gw = D::start(config(&[("MOCK_CLAUDE_MESSAGES", "5")])).await;
     let remote = Remote::parse(&W::url(&gw), TOKEN).unwrap();
     let conn = W::open(&remote)
         .await
@@ -170,8 +192,8 @@ async fn end_of_input_across_a_cut<W: Wire>() {
 
 /// A frame that is not a JSON object is refused with a typed error and never reaches the CLI;
 /// the session goes on.
-async fn refusals<W: Wire>() {
-    let gw = start(config(&[("MOCK_CLAUDE_MESSAGES", "3")])).await;
+async fn refusals<W: Wire, D: Deployment>() {
+    let gw = D::start(config(&[("MOCK_CLAUDE_MESSAGES", "3")])).await;
     let remote = Remote::parse(&W::url(&gw), TOKEN).unwrap();
     let conn = W::open(&remote)
         .await
@@ -194,8 +216,8 @@ async fn refusals<W: Wire>() {
 }
 
 /// A bad token is a typed `Unauthorized`; another token's session does not exist.
-async fn auth<W: Wire>() {
-    let gw = start(config(&[])).await;
+async fn auth<W: Wire, D: Deployment>() {
+    let gw = D::start(config(&[])).await;
     let bad = Remote::parse(&W::url(&gw), "not-a-token").unwrap();
     let e = W::open(&bad).await.expect_err("refused");
     assert_eq!(
@@ -207,8 +229,8 @@ async fn auth<W: Wire>() {
 }
 
 /// Gateway shutdown is not a normal end: the client gets `Unavailable` once it cannot come back.
-async fn shutdown<W: Wire>() {
-    let gw = start(config(&[])).await;
+async fn shutdown<W: Wire, D: Deployment>() {
+    let gw = D::start(config(&[])).await;
     let remote = Remote::parse(&W::url(&gw), TOKEN).unwrap();
     let conn = W::open(&remote)
         .await
@@ -224,45 +246,48 @@ async fn shutdown<W: Wire>() {
 }
 
 macro_rules! conformance {
-    ($($wire:ident: $transport:ty),* $(,)?) => {$(
+    ($($wire:ident: $transport:ty, $deployment:ty),* $(,)?) => {$(
         mod $wire {
             use super::*;
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn firehose_needs_acks_and_arrives_whole() {
-                firehose::<$transport>().await;
+                firehose::<$transport, $deployment>().await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn cut_and_resume_delivers_every_frame_once_in_order() {
-                cut_and_resume::<$transport>().await;
+                cut_and_resume::<$transport, $deployment>().await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn end_of_input_survives_a_cut() {
-                end_of_input_across_a_cut::<$transport>().await;
+                end_of_input_across_a_cut::<$transport, $deployment>().await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn a_bad_frame_is_refused_and_the_session_goes_on() {
-                refusals::<$transport>().await;
+                refusals::<$transport, $deployment>().await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn a_bad_token_is_unauthorized() {
-                auth::<$transport>().await;
+                auth::<$transport, $deployment>().await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn shutdown_is_unavailable() {
-                shutdown::<$transport>().await;
+                shutdown::<$transport, $deployment>().await;
             }
         }
     )*};
 }
 
 conformance! {
-    websocket: WebSocketTransport,
-    http: HttpTransport,
-    grpc: GrpcTransport,
+    websocket: WebSocketTransport, Local,
+    http: HttpTransport, Local,
+    grpc: GrpcTransport, Local,
+    redis_websocket: WebSocketTransport, ThroughRedis,
+    redis_http: HttpTransport, ThroughRedis,
+    redis_grpc: GrpcTransport, ThroughRedis,
 }

@@ -441,7 +441,13 @@ impl std::fmt::Debug for Options {
             .field("initialize_timeout", &r.initialize_timeout)
             .field("control_timeout", &r.control_timeout)
             .field("idle_timeout", &r.idle_timeout)
-            .field("transport", &self.remote.as_ref().map(|(url, _)| url))
+            .field(
+                "transport",
+                &self
+                    .remote
+                    .as_ref()
+                    .map(|(url, _)| crate::remote::redact_url(url)),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -1109,6 +1115,11 @@ impl OptionsBuilder {
             Some((url, token.into()))
         };
         self
+    }
+    /// [`OptionsBuilder::transport`] for a URL that carries its own credentials and needs no
+    /// bearer token: `redis://[user:password@]host:port` (feature `redis`; docs/SCALE.md).
+    pub fn transport_url(self, url: impl Into<String>) -> Self {
+        self.transport(url, "")
     }
     /// Any other CLI flag (`--name=value`, or `--name` when `value` is `None`). Appends.
     pub fn extra_arg(mut self, name: impl Into<String>, value: Option<String>) -> Self {

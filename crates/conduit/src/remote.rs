@@ -117,12 +117,17 @@ pub enum Scheme {
     Grpc,
     /// gRPC over TLS (`grpcs://`).
     Grpcs,
+    /// Straight to the workers through Redis Streams (`redis://`; trusted internal clients,
+    /// docs/SCALE.md). Credentials go in the URL; no bearer token.
+    Redis,
+    /// The same over TLS (`rediss://`).
+    Rediss,
 }
 
 impl Scheme {
     /// Whether the connection uses TLS.
     pub fn is_tls(self) -> bool {
-        matches!(self, Self::Wss | Self::Https | Self::Grpcs)
+        matches!(self, Self::Wss | Self::Https | Self::Grpcs | Self::Rediss)
     }
 }
 
@@ -159,13 +164,31 @@ impl Remote {
             "https" => Scheme::Https,
             "grpc" => Scheme::Grpc,
             "grpcs" => Scheme::Grpcs,
+            "redis" => Scheme::Redis,
+            "rediss" => Scheme::Rediss,
             other => {
                 return Err(Error::InvalidOptions(format!(
-                    "unknown transport scheme `{other}` (ws, wss, http, https, grpc, grpcs or \
-                     subprocess)"
+                    "unknown transport scheme `{other}` (ws, wss, http, https, grpc, grpcs, \
+                     redis, rediss or subprocess)"
                 )));
             }
         };
+        if matches!(scheme, Scheme::Redis | Scheme::Rediss) {
+            // The Redis URL is the whole address (user and password included): kept as is.
+            let host = rest.split('/').next().unwrap_or_default();
+            let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+            if host.is_empty() {
+                return Err(Error::InvalidOptions(
+                    "a redis:// transport URL needs a host[:port]".into(),
+                ));
+            }
+            return Ok(Self {
+                scheme,
+                authority: host.to_owned(),
+                prefix: String::new(),
+                token: url.to_owned(),
+            });
+        }
         let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
         if authority.is_empty() || authority.contains('@') {
             return Err(Error::InvalidOptions(format!(
@@ -228,9 +251,31 @@ impl Remote {
     }
 }
 
+/// `url` without its user info (`redis://user:password@host` → `redis://host`): a URL in a
+/// message or a `Debug` never shows a password.
+pub fn redact_url(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+            let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+            if path.is_empty() {
+                format!("{scheme}://{host}")
+            } else {
+                format!("{scheme}://{host}/{path}")
+            }
+        }
+        None => url.to_owned(),
+    }
+}
+
 /// Connect `options` to the gateway `remote` names.
 #[cfg_attr(
-    not(all(feature = "websocket", feature = "http", feature = "grpc")),
+    not(all(
+        feature = "websocket",
+        feature = "http",
+        feature = "grpc",
+        feature = "redis"
+    )),
     allow(unused_variables)
 )]
 pub(crate) async fn connect(remote: Remote, options: Options) -> Result<crate::Client> {
@@ -261,10 +306,25 @@ pub(crate) async fn connect(remote: Remote, options: Options) -> Result<crate::C
         }
         #[cfg(not(feature = "grpc"))]
         Scheme::Grpc | Scheme::Grpcs => Err(missing_feature("grpc")),
+        #[cfg(feature = "redis")]
+        Scheme::Redis | Scheme::Rediss => {
+            let request = SessionRequest::from_options(&options)?;
+            // For `redis://` the "token" is the whole URL (see `Remote::parse`).
+            let t = crate::transport::redis::RedisTransport::open_session(remote.token(), &request)
+                .await?;
+            crate::Client::connect_with(t, options).await
+        }
+        #[cfg(not(feature = "redis"))]
+        Scheme::Redis | Scheme::Rediss => Err(missing_feature("redis")),
     }
 }
 
-#[cfg(not(all(feature = "websocket", feature = "http", feature = "grpc")))]
+#[cfg(not(all(
+    feature = "websocket",
+    feature = "http",
+    feature = "grpc",
+    feature = "redis"
+)))]
 fn missing_feature(name: &'static str) -> Error {
     Error::FeatureDisabled(name)
 }
@@ -292,6 +352,11 @@ mod tests {
     fn debug_hides_the_token() {
         let r = Remote::parse("ws://h:1", "s3cr3t-token").unwrap();
         assert!(!format!("{r:?}").contains("s3cr3t"));
+        let r = Remote::parse("redis://u:pw-s3cr3t@h:6379/0", "").unwrap();
+        assert_eq!(r.scheme(), Scheme::Redis);
+        assert_eq!(r.authority(), "h:6379");
+        assert!(!format!("{r:?}").contains("s3cr3t"));
+        assert!(Remote::parse("rediss://", "").is_err());
     }
 
     #[test]
