@@ -11,7 +11,7 @@
 //!
 //! The stream id of a frame is its relay sequence number (`0-<seq>`), so the sequencing,
 //! acks, resends and reconnects are the relay core's (`transport::relay`): this module is one
-//! more [`Wire`] adapter. The client's frames are confirmed as soon as Redis holds them (an
+//! more `Wire` adapter. The client's frames are confirmed as soon as Redis holds them (an
 //! `XADD` with an id at or below the stream's top is a frame Redis already has). A worker
 //! refreshes a heartbeat key per session; a session whose heartbeat expired while it ran ends
 //! with [`Error::SessionLost`], never a hang.
