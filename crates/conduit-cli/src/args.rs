@@ -37,7 +37,10 @@ where
 /// `host:port`, and no path for gRPC.
 pub fn gateway_url(s: &str) -> Result<String, String> {
     let remote = claude_conduit::remote::Remote::parse(s, "token").map_err(|e| {
-        format!("{e}; expected ws://HOST:PORT, wss://…, http://…, https://…, grpc://… or grpcs://…")
+        format!(
+            "{e}; expected ws://HOST:PORT, wss://…, http://…, https://…, grpc://…, grpcs://… or \
+             redis://…"
+        )
     })?;
     let scheme = s
         .split("://")

@@ -86,9 +86,11 @@ fn gateway_refusal(e: &Error, ctx: Context<'_>) -> Option<String> {
     }
 }
 
+pub use claude_conduit::remote::redact_url;
+
 fn is_tls(url: &str) -> bool {
     let scheme = url.split("://").next().unwrap_or_default();
-    ["wss", "https", "grpcs"]
+    ["wss", "https", "grpcs", "rediss"]
         .iter()
         .any(|s| scheme.eq_ignore_ascii_case(s))
 }
@@ -131,6 +133,8 @@ pub fn classify(e: &Error, ctx: Context<'_>) -> Failure {
             .hint("give the path of the claude executable with --cli, or run `conduit install-cli`")
         }
         Error::InvalidOptions(_) | Error::CwdNotFound(_) => Failure::new(EXIT_USAGE, e.to_string()),
+        // The worker running the session stopped: said as is (docs/SCALE.md).
+        Error::SessionLost { .. } => Failure::new(EXIT_FAILURE, e.to_string()),
         _ => connection_failure(e, ctx),
     }
 }
@@ -141,7 +145,8 @@ fn connection_failure(e: &Error, ctx: Context<'_>) -> Failure {
     let Some(via) = ctx.via else {
         return Failure::new(EXIT_FAILURE, text);
     };
-    let mut f = Failure::new(EXIT_FAILURE, format!("gateway {via}: {text}"));
+    let shown = redact_url(via);
+    let mut f = Failure::new(EXIT_FAILURE, format!("gateway {shown}: {text}"));
     if text.contains("UnknownIssuer") || text.contains("CaUsedAsEndEntity") {
         f = f.hint(
             "the gateway's certificate is not trusted: set CONDUIT_TLS_CA to the PEM file of the \
@@ -176,6 +181,30 @@ fn looks_like_tls_on_the_other_end(text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lost_session_exits_4_with_its_display_and_urls_hide_passwords() {
+        let e = Error::SessionLost {
+            session_id: "s1".into(),
+            worker: "w1".into(),
+        };
+        let f = classify(
+            &e,
+            Context {
+                via: Some("redis://u:pw-secret@127.0.0.1:6379"),
+            },
+        );
+        assert_eq!(f.code, EXIT_FAILURE);
+        assert_eq!(f.message, "session s1 lost: worker w1 stopped");
+        assert_eq!(redact_url("rediss://u:pw-secret@h:1/0"), "rediss://h:1/0");
+        let f = classify(
+            &Error::Closed,
+            Context {
+                via: Some("redis://:pw-secret@h:1"),
+            },
+        );
+        assert!(!f.message.contains("pw-secret"), "{}", f.message);
+    }
 
     fn transport(message: &str) -> Error {
         Error::transport(

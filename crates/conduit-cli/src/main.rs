@@ -28,6 +28,7 @@ mod plugins;
 mod query;
 mod serve;
 mod stats;
+mod worker;
 
 use std::process::ExitCode;
 
@@ -87,6 +88,9 @@ enum Command {
     Serve(Box<serve::ServeArgs>),
     /// SDK and gateway plugins (not the claude CLI's own): list, check, or create one.
     Plugins(plugins::PluginsArgs),
+    /// Run the CLIs of sessions that gateways (`conduit serve --redis`) or Redis clients
+    /// (`--via redis://…`) put in Redis Streams; any number of workers on any host.
+    Worker(Box<worker::WorkerArgs>),
     /// Measure the SDK against the raw-pipe floor (firehose, ping-pong, startup, sessions).
     Bench(bench::BenchArgs),
     /// Print a shell completion script: `conduit completions bash > ~/.local/share/bash-completion/completions/conduit`.
@@ -151,7 +155,7 @@ fn main() -> ExitCode {
         _ => {}
     }
     let default_filter = match cli.command {
-        Command::Serve(_) => logging::SERVE_DEFAULT,
+        Command::Serve(_) | Command::Worker(_) => logging::SERVE_DEFAULT,
         _ => logging::DEFAULT,
     };
     let service = match cli.command {
@@ -188,6 +192,7 @@ fn main() -> ExitCode {
             },
             Command::Serve(args) => serve::run(*args).await,
             Command::Plugins(args) => plugins::run(args).await,
+            Command::Worker(args) => worker::run(*args).await,
             Command::MockClaude { .. } => claude_conduit_testkit::mock_claude::run(),
             Command::Completions { .. } | Command::Man => ExitCode::SUCCESS,
         }

@@ -219,7 +219,13 @@ impl QueryArgs {
             b = b.cwd(d);
         }
         if let Some(url) = &self.via {
-            b = b.transport(url, gateway_token(self.token_file.as_deref())?);
+            let scheme = url.split("://").next().unwrap_or_default();
+            b = if scheme.eq_ignore_ascii_case("redis") || scheme.eq_ignore_ascii_case("rediss") {
+                // Straight to the workers: the credentials are in the URL (docs/SCALE.md).
+                b.transport_url(url)
+            } else {
+                b.transport(url, gateway_token(self.token_file.as_deref())?)
+            };
         }
         let permissions = self.permission_flags();
         permissions.check()?;

@@ -165,9 +165,29 @@ pub struct ServeArgs {
     /// Seconds between metric snapshots; alert rules are evaluated at each [default: 10].
     #[arg(long, env = "CONDUIT_METRICS_INTERVAL_SECS", value_name = "SECS")]
     metrics_interval_secs: Option<u64>,
+    /// Serve sessions through Redis Streams: this gateway runs no CLI, `conduit worker`s do
+    /// (`redis://[user:password@]host:port`, `rediss://` for TLS; docs/SCALE.md).
+    #[arg(long = "redis", env = "CONDUIT_REDIS_URL", value_name = "URL")]
+    redis_url: Option<String>,
+    /// Redis key prefix shared by a deployment's gateways and workers [default: conduit].
+    #[arg(long, env = "CONDUIT_REDIS_PREFIX", value_name = "PREFIX")]
+    redis_prefix: Option<String>,
+    /// A session whose worker sent no heartbeat for this long is lost, in ms [default: 10000].
+    #[arg(long, env = "CONDUIT_REDIS_HEARTBEAT_MS", value_name = "MS")]
+    heartbeat_ms: Option<u64>,
+    /// A session request a worker took but did not start for this long goes to another worker,
+    /// in ms [default: 10000].
+    #[arg(long, env = "CONDUIT_REDIS_CLAIM_IDLE_MS", value_name = "MS")]
+    claim_idle_ms: Option<u64>,
+    /// Seconds a session's Redis keys stay after it ended [default: 3600].
+    #[arg(long, env = "CONDUIT_REDIS_SESSION_TTL_SECS", value_name = "SECS")]
+    session_ttl_secs: Option<u64>,
+    /// Seconds a gateway waits for a worker to start a session [default: 30].
+    #[arg(long, env = "CONDUIT_REDIS_START_TIMEOUT_SECS", value_name = "SECS")]
+    start_timeout_secs: Option<u64>,
 }
 
-fn fail(message: impl std::fmt::Display) -> ExitCode {
+pub(crate) fn fail(message: impl std::fmt::Display) -> ExitCode {
     eprintln!("conduit serve: {message}");
     ExitCode::from(EXIT_FAILURE)
 }
@@ -240,7 +260,30 @@ impl ServeArgs {
         if !self.overridable_flags.is_empty() {
             p.overridable_flags = Some(self.overridable_flags);
         }
+        let r = &mut f.redis;
+        macro_rules! over_redis {
+            ($($k:ident => $f:ident),*) => { $( if self.$k.is_some() { r.$f = self.$k; } )* };
+        }
+        over_redis!(
+            redis_url => url,
+            redis_prefix => prefix,
+            heartbeat_ms => heartbeat_ms,
+            claim_idle_ms => claim_idle_ms,
+            session_ttl_secs => session_ttl_secs,
+            start_timeout_secs => start_timeout_secs
+        );
         f
+    }
+
+    /// The configuration file (if any) under the flags and environment: what `conduit worker`
+    /// reads too (one policy, two front doors).
+    pub(crate) fn load(self) -> Result<(GatewayFile, Option<PathBuf>), String> {
+        let file = match &self.config {
+            Some(path) => GatewayFile::load(path).map_err(|e| e.to_string())?,
+            None => GatewayFile::default(),
+        };
+        let path = self.config.clone();
+        Ok((self.merge(file), path))
     }
 }
 
@@ -270,6 +313,9 @@ pub async fn run(args: ServeArgs) -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
+    let via_redis = config
+        .redis_settings()
+        .map(|r| format!(" through redis (prefix {})", r.prefix_name()));
     if use_env_tokens {
         let mut tokens = match Tokens::from_comma_list(&env_tokens) {
             Ok(t) => t,
@@ -345,9 +391,10 @@ pub async fn run(args: ServeArgs) -> ExitCode {
         .grpc_addr()
         .map_or(String::new(), |a| format!(", grpc on {a}{grpc_tls}"));
     eprintln!(
-        "conduit serve: listening on {scheme}://{}{grpc} ({count} token(s); frames up to \
+        "conduit serve: listening on {scheme}://{}{grpc}{} ({count} token(s); frames up to \
          {frame_mib} MiB; policy: {policy})",
-        gateway.local_addr()
+        gateway.local_addr(),
+        via_redis.unwrap_or_default()
     );
     match gateway.run(shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
@@ -357,7 +404,7 @@ pub async fn run(args: ServeArgs) -> ExitCode {
 
 /// Raise the open-file soft limit to the hard limit (each connection and each session's CLI
 /// pipes take descriptors); warn when even that is below what `max_connections` may need.
-fn raise_nofile(max_connections: usize) {
+pub(crate) fn raise_nofile(max_connections: usize) {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
     let limit = match getrlimit(Resource::RLIMIT_NOFILE) {
         Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
@@ -395,7 +442,7 @@ fn check_token_file(path: &std::path::Path) -> Result<(), String> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,

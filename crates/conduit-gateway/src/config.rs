@@ -127,6 +127,8 @@ pub struct GatewayConfig {
     pub(crate) metrics: MetricsSettings,
     /// Pass the gateway's `OTEL_*` variables and `CLAUDE_CODE_ENABLE_TELEMETRY=1` to sessions.
     pub(crate) cli_telemetry: bool,
+    /// `--redis`: sessions are served by `conduit worker`s (docs/SCALE.md).
+    pub(crate) redis: Option<crate::scale::RedisSettings>,
 }
 
 /// The gateway's metrics settings ([`GatewayConfig::metrics`], [`GatewayConfig::metrics_public`],
@@ -217,6 +219,7 @@ impl GatewayConfig {
             extensions: None,
             metrics: MetricsSettings::default(),
             cli_telemetry: false,
+            redis: None,
         }
     }
 
@@ -479,6 +482,25 @@ impl GatewayConfig {
         self
     }
 
+    /// Serve sessions through Redis: this gateway runs no CLI, `conduit worker`s do
+    /// (docs/SCALE.md).
+    pub fn redis(mut self, settings: crate::scale::RedisSettings) -> Self {
+        self.redis = Some(settings);
+        self
+    }
+
+    /// The same configuration running its sessions locally (what a `conduit worker` does with
+    /// the `[redis]` settings it shares with the gateways).
+    pub fn without_redis(mut self) -> Self {
+        self.redis = None;
+        self
+    }
+
+    /// The Redis settings, when sessions go through Redis.
+    pub fn redis_settings(&self) -> Option<&crate::scale::RedisSettings> {
+        self.redis.as_ref()
+    }
+
     /// Check what [`Gateway::bind`](crate::Gateway::bind) cannot start with: tokens shorter
     /// than [`MIN_TOKEN_BYTES`](crate::auth::MIN_TOKEN_BYTES) or badly named, an OS user that
     /// does not exist, the sandbox with `settings` allowed to clients.
@@ -682,6 +704,56 @@ pub struct GatewayFile {
     /// Alert rules (`[[alerts]]`, see [`claude_conduit::telemetry::AlertRule`]).
     #[serde(default)]
     pub alerts: Vec<claude_conduit::telemetry::AlertRule>,
+    /// Scale-out through Redis (`[redis]`; docs/SCALE.md).
+    #[serde(default)]
+    pub redis: RedisFile,
+}
+
+/// The `[redis]` table of a [`GatewayFile`]: shared by `conduit serve --redis` and
+/// `conduit worker`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct RedisFile {
+    /// `redis://[user:password@]host:port[/db]` or `rediss://…`.
+    pub url: Option<String>,
+    /// Key prefix of the deployment.
+    pub prefix: Option<String>,
+    /// Heartbeat timeout of a worker's sessions, in milliseconds.
+    pub heartbeat_ms: Option<u64>,
+    /// Idle time after which another worker claims a session request, in milliseconds.
+    pub claim_idle_ms: Option<u64>,
+    /// Seconds a session's keys stay after it ended.
+    pub session_ttl_secs: Option<u64>,
+    /// Seconds a gateway waits for a worker to start a session.
+    pub start_timeout_secs: Option<u64>,
+    /// `conduit worker`: its name.
+    pub worker_name: Option<String>,
+    /// `conduit worker`: sessions it runs at once.
+    pub max_sessions: Option<usize>,
+}
+
+impl RedisFile {
+    /// The settings, when a URL is given.
+    pub fn settings(&self) -> Option<crate::scale::RedisSettings> {
+        let mut s = crate::scale::RedisSettings::new(self.url.clone()?);
+        if let Some(p) = &self.prefix {
+            s = s.prefix(p);
+        }
+        if let Some(ms) = self.heartbeat_ms {
+            s = s.heartbeat(Duration::from_millis(ms));
+        }
+        if let Some(ms) = self.claim_idle_ms {
+            s = s.claim_idle(Duration::from_millis(ms));
+        }
+        if let Some(secs) = self.session_ttl_secs {
+            s = s.session_ttl(Duration::from_secs(secs));
+        }
+        if let Some(secs) = self.start_timeout_secs {
+            s = s.start_timeout(Duration::from_secs(secs));
+        }
+        Some(s)
+    }
 }
 
 /// One `[[tokens]]` table of a [`GatewayFile`].
@@ -819,6 +891,9 @@ impl GatewayFile {
         }
         if let Some(dir) = &self.state_dir {
             c = c.state_dir(dir);
+        }
+        if let Some(r) = self.redis.settings() {
+            c = c.redis(r);
         }
         if let Some(on) = self.sandbox {
             c = c.sandbox(on);

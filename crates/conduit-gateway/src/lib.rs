@@ -91,6 +91,7 @@ pub(crate) mod grpc_gate;
 pub(crate) mod metrics;
 pub mod plugins;
 pub mod policy;
+pub mod scale;
 pub mod server;
 pub(crate) mod serving;
 pub mod session;
@@ -155,4 +156,7 @@ pub enum GatewayError {
     /// The TLS certificate or key could not be loaded.
     #[error("TLS: {0}")]
     Tls(String),
+    /// Redis (`--redis`) cannot be used or reached; never carries its URL.
+    #[error("redis: {0}")]
+    Redis(String),
 }

@@ -283,6 +283,8 @@ struct State {
     rate: Option<RateLimiter>,
     /// The CLI is being closed because the gateway shuts down.
     shutting_down: bool,
+    /// The worker that ran the session stopped (`--redis`): its name.
+    lost: Option<String>,
 }
 
 impl State {
@@ -303,6 +305,7 @@ impl State {
             in_seq: 0,
             rate,
             shutting_down: false,
+            lost: None,
         }
     }
 
@@ -391,6 +394,9 @@ pub(crate) enum Outbound {
     /// The gateway is shutting down (after every frame was sent): the client should reconnect
     /// later, to this gateway or another (WebSocket 1001, gRPC `UNAVAILABLE`).
     ShuttingDown,
+    /// The worker running the session stopped (after every frame was sent; `--redis`):
+    /// WebSocket 4502, SSE `lost`, gRPC `DATA_LOSS`.
+    Lost(claude_conduit::transport::relay::wire::Lost),
     Replaced,
     Dropped,
     Wait,
@@ -512,6 +518,12 @@ impl Session {
             return Outbound::Frames(frames);
         }
         match &st.end {
+            Some(_) if st.lost.is_some() => {
+                Outbound::Lost(claude_conduit::transport::relay::wire::Lost {
+                    session: self.id.clone(),
+                    worker: st.lost.clone().unwrap_or_default(),
+                })
+            }
             Some(_) if st.shutting_down => Outbound::ShuttingDown,
             Some(t) => Outbound::End(t.into()),
             None => Outbound::Wait,
@@ -800,11 +812,25 @@ struct Inner {
     shutting_down: AtomicBool,
     counter: AtomicU64,
     budget: Arc<ReplayBudget>,
+    /// `conduit serve --redis`: sessions are served by workers (see [`crate::scale`]).
+    redis: Option<crate::scale::RedisBackend>,
 }
 
 impl SessionManager {
     /// A manager for `config`; starts the reaper task (needs a tokio runtime).
     pub fn new(config: GatewayConfig) -> Self {
+        let redis = match &config.redis {
+            Some(settings) => match crate::scale::RedisBackend::new(settings.clone()) {
+                Ok(b) => Some(b),
+                Err(e) => {
+                    // `Gateway::bind` checked the URL already; a manager built without it
+                    // refuses every session instead.
+                    tracing::error!(error = %e, "redis backend unusable");
+                    None
+                }
+            },
+            None => None,
+        };
         let state = Arc::new(StateDir::new(
             config.state_dir_path(),
             config.tokens.any_user(),
@@ -833,6 +859,7 @@ impl SessionManager {
                 shutting_down: AtomicBool::new(false),
                 counter: AtomicU64::new(0),
                 budget: Arc::new(ReplayBudget::new(config.replay_bytes_total)),
+                redis,
                 config,
             }),
         };
@@ -918,18 +945,45 @@ impl SessionManager {
         })
     }
 
-    /// Start a CLI for `owner` with `request` over the gateway's options template.
+    /// Start a CLI for `owner` with `request` over the gateway's options template (with
+    /// `--redis`: ask a worker to, see [`crate::scale`]).
     pub async fn create(
         &self,
         owner: TokenId,
+        request: &SessionRequest,
+    ) -> Result<SessionInfo, GatewayError> {
+        let label = self.inner.config.tokens.label(owner);
+        self.create_labeled(owner, &label, request).await
+    }
+
+    /// [`SessionManager::create`] for the token label `label` (a worker's sessions come with
+    /// the label their gateway gave them; `owner` then only counts this manager's sessions).
+    pub async fn create_labeled(
+        &self,
+        owner: TokenId,
+        label: &str,
         request: &SessionRequest,
     ) -> Result<SessionInfo, GatewayError> {
         if self.inner.shutting_down.load(Ordering::Relaxed) {
             return Err(GatewayError::ShuttingDown);
         }
         let config = &self.inner.config;
-        let mut reservation = self.reserve(owner)?;
-        let label = config.tokens.label(owner);
+        let reservation = self.reserve(owner)?;
+        let label = label.to_owned();
+        if let Some(redis) = &self.inner.redis {
+            let (id, conn) = redis
+                .open(&label, request, config.max_sessions_per_token)
+                .await?;
+            let max_frame = config.options.max_frame_bytes();
+            return self
+                .install(owner, label, reservation, conn, max_frame, Some(id))
+                .await;
+        }
+        if config.redis.is_some() {
+            return Err(GatewayError::Redis(
+                "the Redis backend is unusable (see the log)".into(),
+            ));
+        }
         let sandboxed;
         let template = if config.sandbox {
             let others: Vec<String> = (0..config.tokens.len())
@@ -966,7 +1020,11 @@ impl SessionManager {
             tracing::error!(token = %label, error = %e, "cannot prepare a session's directory");
             GatewayError::StateDir(e)
         };
-        let user = match config.tokens.user(owner) {
+        let user = match config
+            .tokens
+            .user(owner)
+            .filter(|_| config.tokens.label(owner) == label)
+        {
             Some(name) => Some(OsUser::lookup(name).map_err(state_error)?),
             None => None,
         };
@@ -1011,9 +1069,33 @@ impl SessionManager {
         let conn = transport.connect().await.map_err(spawn_error)?;
         // The CLI has started in the opened directory: the descriptor may go.
         drop(prepared.cwd);
+        self.install(
+            owner,
+            label,
+            reservation,
+            conn,
+            options.max_frame_bytes(),
+            None,
+        )
+        .await
+    }
+
+    /// A started connection to a CLI (a child, or a worker's through Redis) as a session: its
+    /// writer and pump tasks, its place in the table. `id`: the session's id when it has one
+    /// already (a Redis session's).
+    async fn install<S: FrameSender, R: FrameReceiver>(
+        &self,
+        owner: TokenId,
+        label: String,
+        mut reservation: Reservation<'_>,
+        conn: claude_conduit::transport::Connection<S, R>,
+        max_frame: usize,
+        id: Option<String>,
+    ) -> Result<SessionInfo, GatewayError> {
+        let config = &self.inner.config;
         let (input_tx, input_rx) = mpsc::channel(64);
         let (closing, closing_rx) = watch::channel(false);
-        let id = self.new_id();
+        let id = id.unwrap_or_else(|| self.new_id());
         let session = Arc::new(Session {
             live: crate::metrics::LiveSession::new(id.clone()),
             id,
@@ -1032,7 +1114,7 @@ impl SessionManager {
             events: watch::channel(0).0,
             input: input_tx,
             input_order: tokio::sync::Mutex::new(()),
-            max_frame: options.max_frame_bytes(),
+            max_frame,
             policy: Arc::new(config.policy.clone()),
             plugins,
             extensions: config.extensions.clone(),
@@ -1350,6 +1432,9 @@ async fn pump_task<R: FrameReceiver>(
             // Outcomes a newer SDK may add: nothing to deliver.
             Ok(other) => tracing::warn!(session = %session.id, ?other, "frame skipped"),
             Err(e) => {
+                if let claude_conduit::Error::SessionLost { worker, .. } = &e {
+                    session.lock().lost = Some(worker.clone());
+                }
                 let mut t = Termination::default();
                 t.stderr_tail = e.to_string();
                 break t;

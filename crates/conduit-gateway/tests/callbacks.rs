@@ -93,3 +93,79 @@ mod http {
 mod grpc {
     claude_conduit_suite::callback_tests!(super::Gateway("grpc"));
 }
+
+/// The same suite through Redis Streams (docs/SCALE.md): a real redis-server and two workers
+/// run the CLI; the client reaches them through a gateway in `--redis` mode over WebSocket
+/// (`Gateway` = false) or straight through Redis (`redis://`, true). Permission callbacks, hooks
+/// and SDK MCP tools are answered by the remote client: their control frames travel through
+/// Redis like every frame.
+struct ThroughRedis {
+    direct: bool,
+}
+
+impl Backend for ThroughRedis {
+    fn connect<'a>(
+        &'a self,
+        env: &'a CliEnv,
+    ) -> BoxFuture<'a, (OptionsBuilder, Box<dyn Any + Send + Sync>)> {
+        Box::pin(async move {
+            use claude_conduit_gateway::scale::{RedisSettings, Worker, WorkerSettings};
+            let redis = claude_conduit_testkit::RedisServer::start().expect("redis-server");
+            let url = redis.url();
+            let settings = RedisSettings::new(&url)
+                .heartbeat(Duration::from_secs(2))
+                .claim_idle(Duration::from_secs(1));
+            let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+            let config = GatewayConfig::new()
+                .listen(loopback)
+                .token(TOKEN)
+                .options(local_options(env).build())
+                .close_grace(Duration::from_secs(2))
+                .state_dir(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("gateway-state"));
+            let mut stops = Vec::new();
+            for name in ["w1", "w2"] {
+                let worker = Worker::new(
+                    config.clone(),
+                    WorkerSettings {
+                        redis: settings.clone(),
+                        name: name.into(),
+                        max_sessions: 8,
+                    },
+                )
+                .expect("worker");
+                let (stop, stopped) = oneshot::channel::<()>();
+                tokio::spawn(worker.run(async move {
+                    let _ = stopped.await;
+                }));
+                stops.push(stop);
+            }
+            let options = if self.direct {
+                Options::builder().transport_url(url)
+            } else {
+                let gateway = claude_conduit_gateway::Gateway::bind(config.redis(settings))
+                    .await
+                    .expect("bind the gateway");
+                let addr = gateway.local_addr();
+                let (stop, stopped) = oneshot::channel::<()>();
+                tokio::spawn(gateway.run(async move {
+                    let _ = stopped.await;
+                }));
+                stops.push(stop);
+                Options::builder().transport(format!("ws://{addr}"), TOKEN)
+            };
+            // Dropped at the end of the test: the gateway and the workers stop, then Redis.
+            (
+                options,
+                Box::new((stops, redis)) as Box<dyn Any + Send + Sync>,
+            )
+        })
+    }
+}
+
+mod redis_gateway {
+    claude_conduit_suite::callback_tests!(super::ThroughRedis { direct: false });
+}
+
+mod redis_direct {
+    claude_conduit_suite::callback_tests!(super::ThroughRedis { direct: true });
+}

@@ -19,6 +19,28 @@ use serde_json::Value;
 mod support;
 use support::*;
 
+/// How the gateway under test runs its sessions: its own CLIs, or workers through Redis
+/// (`conduit serve --redis`).
+trait Deployment {
+    async fn start(config: claude_conduit_gateway::GatewayConfig) -> Running;
+}
+
+/// The gateway runs the CLIs.
+struct Local;
+impl Deployment for Local {
+    async fn start(config: claude_conduit_gateway::GatewayConfig) -> Running {
+        start(config).await
+    }
+}
+
+/// A real redis-server and a worker run them (docs/SCALE.md).
+struct ThroughRedis;
+impl Deployment for ThroughRedis {
+    async fn start(config: claude_conduit_gateway::GatewayConfig) -> Running {
+        start_scaled(config).await
+    }
+}
+
 /// The SDK transports, opened the same way.
 trait Wire: Transport + Sized + std::fmt::Debug {
     /// `scheme://addr` of `gw` for this wire.
@@ -96,8 +118,8 @@ async fn connected<W: Wire>(gw: &Running) -> Connection<W::Sender, W::Receiver> 
 
 /// A gateway whose turns are long enough to cut in the middle (300 messages 2 ms apart),
 /// through a replay ring of 64.
-async fn long_turns() -> Running {
-    start(
+async fn long_turns<D: Deployment>() -> Running {
+    D::start(
         config(&[
             ("MOCK_CLAUDE_MESSAGES", "300"),
             ("MOCK_CLAUDE_DELAY_MS", "2"),
@@ -119,8 +141,8 @@ fn assert_turn(types: &[String], n: usize) {
 }
 
 /// A long turn through a small replay ring: it only completes if the client acks.
-async fn firehose<W: Wire>() {
-    let gw = start(config(&[("MOCK_CLAUDE_MESSAGES", "2000")]).replay_frames(64)).await;
+async fn firehose<W: Wire, D: Deployment>() {
+    let gw = D::start(config(&[("MOCK_CLAUDE_MESSAGES", "2000")]).replay_frames(64)).await;
     let conn = connected::<W>(&gw).await;
     let (mut tx, mut rx) = (conn.sender, conn.receiver);
     tx.send(Bytes::from_static(USER)).await.unwrap();
@@ -134,8 +156,8 @@ async fn firehose<W: Wire>() {
 }
 
 /// The connection is cut twice mid-turn: every frame arrives once, in order.
-async fn cut_and_resume<W: Wire>() {
-    let gw = long_turns().await;
+async fn cut_and_resume<W: Wire, D: Deployment>() {
+    let gw = long_turns::<D>().await;
     let conn = connected::<W>(&gw).await;
     let metrics = conn.metrics.clone();
     let (mut tx, mut rx) = (conn.sender, conn.receiver);
@@ -157,7 +179,7 @@ async fn cut_and_resume<W: Wire>() {
 /// A whole SDK session (`Client::connect` with the wire's URL) cut twice mid-turn: every
 /// assistant message arrives once, in order, and the session answers the next turn.
 async fn client_session_across_cuts<W: Wire>() {
-    let gw = long_turns().await;
+    let gw = long_turns::<Local>().await;
     let options = Options::builder().transport(W::url(&gw), TOKEN).build();
     let client = tokio::time::timeout(T, Client::connect(options))
         .await
@@ -209,8 +231,8 @@ async fn health<W: Wire + GatewayTransport>() {
 
 /// End of input asked for while the connection is down still reaches the CLI (once): it
 /// finishes its turn and exits 0.
-async fn end_of_input_across_a_cut<W: Wire>() {
-    let gw = start(config(&[("MOCK_CLAUDE_MESSAGES", "5")])).await;
+async fn end_of_input_across_a_cut<W: Wire, D: Deployment>() {
+    let gw = D::start(config(&[("MOCK_CLAUDE_MESSAGES", "5")])).await;
     let conn = connected::<W>(&gw).await;
     let (mut tx, mut rx) = (conn.sender, conn.receiver);
     let id = session_id(&gw);
@@ -226,8 +248,8 @@ async fn end_of_input_across_a_cut<W: Wire>() {
 
 /// A frame that is not a JSON object is refused with a typed error and never reaches the CLI;
 /// the session goes on.
-async fn refusals<W: Wire>() {
-    let gw = start(config(&[("MOCK_CLAUDE_MESSAGES", "3")])).await;
+async fn refusals<W: Wire, D: Deployment>() {
+    let gw = D::start(config(&[("MOCK_CLAUDE_MESSAGES", "3")])).await;
     let conn = connected::<W>(&gw).await;
     let (mut tx, mut rx) = (conn.sender, conn.receiver);
     tx.send(Bytes::from_static(b"[1,2,3]")).await.unwrap();
@@ -244,8 +266,8 @@ async fn refusals<W: Wire>() {
 }
 
 /// A bad token is a typed `Unauthorized`; another token's session does not exist.
-async fn auth<W: Wire>() {
-    let gw = start(config(&[])).await;
+async fn auth<W: Wire, D: Deployment>() {
+    let gw = D::start(config(&[])).await;
     let bad = Remote::parse(&W::url(&gw), "not-a-token").unwrap();
     let e = W::open(&bad).await.expect_err("refused");
     assert_eq!(
@@ -257,8 +279,8 @@ async fn auth<W: Wire>() {
 }
 
 /// Gateway shutdown is not a normal end: the client gets `Unavailable` once it cannot come back.
-async fn shutdown<W: Wire>() {
-    let gw = start(config(&[])).await;
+async fn shutdown<W: Wire, D: Deployment>() {
+    let gw = D::start(config(&[])).await;
     let conn = connected::<W>(&gw).await;
     let mut rx = conn.receiver;
     gw.shutdown().await;
@@ -268,18 +290,18 @@ async fn shutdown<W: Wire>() {
 }
 
 macro_rules! conformance {
-    ($($wire:ident: $transport:ty),* $(,)?) => {$(
+    ($($wire:ident: $transport:ty, $deployment:ty),* $(,)?) => {$(
         mod $wire {
             use super::*;
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn firehose_needs_acks_and_arrives_whole() {
-                firehose::<$transport>().await;
+                firehose::<$transport, $deployment>().await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn cut_and_resume_delivers_every_frame_once_in_order() {
-                cut_and_resume::<$transport>().await;
+                cut_and_resume::<$transport, $deployment>().await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -294,29 +316,32 @@ macro_rules! conformance {
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn end_of_input_survives_a_cut() {
-                end_of_input_across_a_cut::<$transport>().await;
+                end_of_input_across_a_cut::<$transport, $deployment>().await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn a_bad_frame_is_refused_and_the_session_goes_on() {
-                refusals::<$transport>().await;
+                refusals::<$transport, $deployment>().await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn a_bad_token_is_unauthorized() {
-                auth::<$transport>().await;
+                auth::<$transport, $deployment>().await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn shutdown_is_unavailable() {
-                shutdown::<$transport>().await;
+                shutdown::<$transport, $deployment>().await;
             }
         }
     )*};
 }
 
 conformance! {
-    websocket: WebSocketTransport,
-    http: HttpTransport,
-    grpc: GrpcTransport,
+    websocket: WebSocketTransport, Local,
+    http: HttpTransport, Local,
+    grpc: GrpcTransport, Local,
+    redis_websocket: WebSocketTransport, ThroughRedis,
+    redis_http: HttpTransport, ThroughRedis,
+    redis_grpc: GrpcTransport, ThroughRedis,
 }

@@ -117,6 +117,18 @@ pub enum Error {
         source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
     },
 
+    /// The worker that ran the session's CLI stopped (killed, crashed, lost its host) while the
+    /// session ran: its CLI is gone and the session cannot go on. Fatal on every wire (WebSocket
+    /// close 4502, server-sent event `lost`, gRPC `DATA_LOSS`); never reconnected on. See
+    /// docs/SCALE.md.
+    #[error("session {session_id} lost: worker {worker} stopped")]
+    SessionLost {
+        /// The session.
+        session_id: String,
+        /// The worker's name (`conduit worker --name`).
+        worker: String,
+    },
+
     /// The operation needs a cargo feature of `claude-conduit` this build does not have
     /// (`websocket`, `http`, `grpc`, `tls`).
     #[error("this needs the `{0}` cargo feature of claude-conduit (this build has none)")]

@@ -1131,6 +1131,11 @@ impl OptionsBuilder {
         };
         self
     }
+    /// [`OptionsBuilder::transport`] for a URL that carries its own credentials and needs no
+    /// bearer token: `redis://[user:password@]host:port` (feature `redis`; docs/SCALE.md).
+    pub fn transport_url(self, url: impl Into<String>) -> Self {
+        self.transport(url, "")
+    }
     /// Any other CLI flag (`--name=value`, or `--name` when `value` is `None`). Appends.
     pub fn extra_arg(mut self, name: impl Into<String>, value: Option<String>) -> Self {
         self.o.extra_args.push((name.into(), value));

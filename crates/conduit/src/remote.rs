@@ -11,6 +11,7 @@
 //! | `ws://`, `wss://` | `transport::websocket::WebSocketTransport` | `websocket` (+ `tls` for `wss://`) |
 //! | `http://`, `https://` | `transport::http::HttpTransport` (POST frames, server-sent events) | `http` (+ `tls` for `https://`) |
 //! | `grpc://`, `grpcs://` | `transport::grpc::GrpcTransport` | `grpc` (+ `tls` for `grpcs://`) |
+//! | `redis://`, `rediss://` | `transport::redis::RedisTransport` (a trusted internal client; no gateway, no token: credentials are in the URL) | `redis` (+ `tls` for `rediss://`) |
 //!
 //! The session's CLI runs on the gateway's machine. The client's [`Options`](crate::Options)
 //! travel as the CLI flags they produce ([`SessionRequest::args`]) plus the working directory;
@@ -97,12 +98,16 @@ pub enum Scheme {
     Grpc,
     /// gRPC over TLS (`grpcs://`).
     Grpcs,
+    /// `redis://`: Redis Streams, straight to the workers (feature `redis`).
+    Redis,
+    /// `rediss://`: Redis over TLS.
+    Rediss,
 }
 
 impl Scheme {
     /// Whether the connection uses TLS.
     pub fn is_tls(self) -> bool {
-        matches!(self, Self::Wss | Self::Https | Self::Grpcs)
+        matches!(self, Self::Wss | Self::Https | Self::Grpcs | Self::Rediss)
     }
 
     /// The wire the scheme names.
@@ -111,6 +116,7 @@ impl Scheme {
             Self::Ws | Self::Wss => Wire::WebSocket,
             Self::Http | Self::Https => Wire::Http,
             Self::Grpc | Self::Grpcs => Wire::Grpc,
+            Self::Redis | Self::Rediss => Wire::Redis,
         }
     }
 }
@@ -125,6 +131,8 @@ pub enum Wire {
     Http,
     /// `transport::grpc` (feature `grpc`).
     Grpc,
+    /// Redis Streams (`transport::redis`).
+    Redis,
 }
 
 impl Wire {
@@ -134,6 +142,7 @@ impl Wire {
             Self::WebSocket => "websocket",
             Self::Http => "http",
             Self::Grpc => "grpc",
+            Self::Redis => "redis",
         }
     }
 }
@@ -146,6 +155,8 @@ pub struct Remote {
     authority: String,
     prefix: String,
     token: String,
+    /// A Redis remote's whole URL (it may carry a password: never in `Debug`).
+    redis: Option<String>,
 }
 
 impl std::fmt::Debug for Remote {
@@ -197,13 +208,34 @@ impl Remote {
             "https" => Scheme::Https,
             "grpc" => Scheme::Grpc,
             "grpcs" => Scheme::Grpcs,
+            "redis" => Scheme::Redis,
+            "rediss" => Scheme::Rediss,
             other => {
                 return invalid(format!(
-                    "unknown transport scheme `{other}` (ws, wss, http, https, grpc, grpcs or \
-                     subprocess)"
+                    "unknown transport scheme `{other}` (ws, wss, http, https, grpc, grpcs, \
+                     redis, rediss or subprocess)"
                 ));
             }
         };
+        if scheme.wire() == Wire::Redis {
+            // The Redis URL is the whole address, user and password included: kept as it is
+            // (`Remote::redis_url`); `authority` is the host alone, for messages.
+            let host = rest.split('/').next().unwrap_or_default();
+            let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+            if host.is_empty() {
+                return invalid("a redis:// transport URL needs a host[:port]".into());
+            }
+            if scheme.is_tls() && !cfg!(feature = "tls") {
+                return Err(BadRemote::FeatureDisabled("tls"));
+            }
+            return Ok(Self {
+                scheme,
+                authority: host.to_owned(),
+                prefix: String::new(),
+                token: String::new(),
+                redis: Some(url.trim().to_owned()),
+            });
+        }
         let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
         if authority.is_empty() || authority.contains('@') {
             return invalid(format!(
@@ -232,6 +264,7 @@ impl Remote {
             authority: authority.to_owned(),
             prefix,
             token,
+            redis: None,
         })
     }
 
@@ -288,12 +321,54 @@ impl Remote {
         let s = if self.is_tls() { "https" } else { "http" };
         format!("{s}://{}", self.authority)
     }
+
+    /// The whole `redis[s]://[user:password@]host:port[/db]` URL of a Redis remote (it carries
+    /// its own credentials; there is no bearer token); `None` for a gateway.
+    pub fn redis_url(&self) -> Option<&str> {
+        self.redis.as_deref()
+    }
+}
+
+/// `url` without its user info (`redis://user:password@host` → `redis://host`): a URL in a
+/// message or a `Debug` never shows a password.
+pub fn redact_url(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+            let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+            if path.is_empty() {
+                format!("{scheme}://{host}")
+            } else {
+                format!("{scheme}://{host}/{path}")
+            }
+        }
+        None => url.to_owned(),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::Options;
+
+    #[test]
+    fn redis_urls_keep_their_credentials_out_of_debug() {
+        let r = Remote::parse("redis://app:s3cret@127.0.0.1:6379/2", "").unwrap();
+        assert_eq!((r.scheme(), r.wire()), (Scheme::Redis, Wire::Redis));
+        assert_eq!(r.authority(), "127.0.0.1:6379");
+        assert_eq!(r.redis_url(), Some("redis://app:s3cret@127.0.0.1:6379/2"));
+        assert_eq!(r.token(), "");
+        assert!(!format!("{r:?}").contains("s3cret"));
+        assert_eq!(
+            redact_url("redis://app:s3cret@127.0.0.1:6379/2"),
+            "redis://127.0.0.1:6379/2"
+        );
+        assert!(Remote::parse("ws://h:1", "t").unwrap().redis_url().is_none());
+        assert!(matches!(
+            Remote::parse("redis://", ""),
+            Err(Error::InvalidOptions(_))
+        ));
+    }
 
     #[test]
     fn parses_urls() {

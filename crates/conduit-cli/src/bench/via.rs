@@ -3,7 +3,9 @@
 //! `ws`, `http` and `grpc` start a gateway inside this process, on the SDK side's runtime, bound
 //! to 127.0.0.1 (HTTP/WebSocket and gRPC listeners on free ports) with a random token. Its CLI
 //! is this executable through a `mock-claude` link (the mock) with the workload's knobs, so the
-//! gateway's CLI is the one the floor runs. A URL uses a running gateway instead.
+//! gateway's CLI is the one the floor runs. A URL uses a running gateway instead, except
+//! `redis://…`: the SDK side goes straight through that Redis (the Redis transport) to a
+//! `conduit worker` started inside this process with the same mock CLI (docs/SCALE.md).
 
 use std::hash::{BuildHasher, Hasher, RandomState};
 use std::net::SocketAddr;
@@ -31,7 +33,12 @@ impl Via {
     }
 
     pub fn describe(&self) -> String {
-        if self.embedded {
+        if is_redis(&self.url) {
+            format!(
+                "{} (a worker in this process)",
+                claude_conduit::remote::redact_url(&self.url)
+            )
+        } else if self.embedded {
             format!("{} (gateway in this process)", self.url)
         } else {
             self.url.clone()
@@ -44,6 +51,15 @@ pub fn attach(mut target: Target, common: &Common, rt: &tokio::runtime::Runtime)
     let Some(via) = &common.via else {
         return Ok(target);
     };
+    if is_redis(via) {
+        start_worker(&target, via, rt)?;
+        target.via = Some(Via {
+            url: via.clone(),
+            token: String::new(),
+            embedded: true,
+        });
+        return Ok(target);
+    }
     if via.contains("://") {
         let token = crate::query::gateway_token(common.token_file.as_deref())
             .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -61,19 +77,7 @@ pub fn attach(mut target: Target, common: &Common, rt: &tokio::runtime::Runtime)
     let mut h = RandomState::new().build_hasher();
     h.write_u64(u64::from(std::process::id()));
     let token = format!("bench-{:016x}", h.finish());
-    // The gateway's CLI: this executable as `mock-claude`, with the target's environment (knobs).
-    let program = if target.prefix.is_empty() {
-        target.program.clone()
-    } else {
-        super::mock_link()?
-    };
-    let mut template = Options::builder().cli_path(program);
-    for (k, v) in target.options.env_changes() {
-        template = match v {
-            Some(v) => template.env(k, v),
-            None => template.env_remove(k),
-        };
-    }
+    let template = mock_template(&target)?;
     let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
     let config = GatewayConfig::new()
         .listen(loopback)
@@ -101,4 +105,49 @@ pub fn attach(mut target: Target, common: &Common, rt: &tokio::runtime::Runtime)
         embedded: true,
     });
     Ok(target)
+}
+
+fn is_redis(url: &str) -> bool {
+    let scheme = url.split("://").next().unwrap_or_default();
+    scheme.eq_ignore_ascii_case("redis") || scheme.eq_ignore_ascii_case("rediss")
+}
+
+/// The CLI of an embedded gateway or worker: this executable as `mock-claude`, with the target's
+/// environment (knobs).
+fn mock_template(target: &Target) -> Result<claude_conduit::options::OptionsBuilder> {
+    let program = if target.prefix.is_empty() {
+        target.program.clone()
+    } else {
+        super::mock_link()?
+    };
+    let mut template = Options::builder().cli_path(program);
+    for (k, v) in target.options.env_changes() {
+        template = match v {
+            Some(v) => template.env(k, v),
+            None => template.env_remove(k),
+        };
+    }
+    Ok(template)
+}
+
+/// A `conduit worker` for the Redis at `url`, in this process, running the target's mock.
+fn start_worker(target: &Target, url: &str, rt: &tokio::runtime::Runtime) -> Result<()> {
+    use claude_conduit_gateway::scale::{RedisSettings, Worker, WorkerSettings};
+    let config = GatewayConfig::new()
+        .max_sessions_per_token(1024)
+        .options(mock_template(target)?.build());
+    rt.block_on(async {
+        let worker = Worker::new(
+            config,
+            WorkerSettings {
+                redis: RedisSettings::new(url),
+                name: format!("bench-{}", std::process::id()),
+                max_sessions: 1024,
+            },
+        )
+        .map_err(|e| anyhow::anyhow!("starting the worker: {e}"))?;
+        // Serves until the runtime is dropped at the end of the bench.
+        tokio::spawn(worker.run(std::future::pending()));
+        anyhow::Ok(())
+    })
 }

@@ -409,6 +409,14 @@ async fn connection(
                 let _ = tx.send(message(end_message(end))).await;
                 break;
             }
+            Outbound::Lost(lost) => {
+                let e = claude_conduit::Error::SessionLost {
+                    session_id: lost.session,
+                    worker: lost.worker,
+                };
+                let _ = tx.send(Err(Status::data_loss(e.to_string()))).await;
+                break;
+            }
             Outbound::ShuttingDown => {
                 let _ = tx
                     .send(Err(Status::unavailable("the gateway is shutting down")))

@@ -285,6 +285,11 @@ async fn produce(
                 let _ = tx.send(Ok(event("error", &data))).await;
                 return;
             }
+            Outbound::Lost(lost) => {
+                let data = serde_json::to_string(&lost).unwrap_or_default();
+                let _ = tx.send(Ok(event("lost", &data))).await;
+                return;
+            }
             Outbound::ShuttingDown => {
                 let data = ErrorInfo::new(kind::UNAVAILABLE, "the gateway is shutting down");
                 let data = serde_json::to_string(&data).unwrap_or_default();

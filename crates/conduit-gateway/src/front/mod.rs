@@ -55,7 +55,9 @@ pub(crate) fn gateway_error_kind(e: &GatewayError) -> (StatusCode, &'static str)
             (StatusCode::TOO_MANY_REQUESTS, kind::TOO_MANY_SESSIONS)
         }
         GatewayError::InvalidOptions(_) => (StatusCode::BAD_REQUEST, kind::REFUSED),
-        GatewayError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, kind::UNAVAILABLE),
+        GatewayError::ShuttingDown | GatewayError::Redis(_) => {
+            (StatusCode::SERVICE_UNAVAILABLE, kind::UNAVAILABLE)
+        }
         _ => (StatusCode::INTERNAL_SERVER_ERROR, kind::INTERNAL),
     }
 }

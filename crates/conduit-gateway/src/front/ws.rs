@@ -259,6 +259,11 @@ async fn client_connection(
                 let _ = tx.send(close_message(close::REPLACED, reason)).await;
                 break;
             }
+            Outbound::Lost(lost) => {
+                let reason = lost.close_reason();
+                let _ = tx.send(close_message(close::SESSION_LOST, reason)).await;
+                break;
+            }
             Outbound::Dropped => break,
             Outbound::Wait => {}
         }

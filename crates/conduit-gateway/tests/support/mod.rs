@@ -76,6 +76,93 @@ pub struct Running {
     pub manager: claude_conduit_gateway::SessionManager,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<Result<(), claude_conduit_gateway::GatewayError>>,
+    /// `--redis` deployments: the server and the workers (see [`start_scaled`]).
+    pub scaled: Option<Scaled>,
+}
+
+/// The Redis side of a `conduit serve --redis` deployment under test.
+pub struct Scaled {
+    pub redis: claude_conduit_testkit::RedisServer,
+    pub workers: Vec<RunningWorker>,
+}
+
+/// A `conduit worker` running in this process.
+pub struct RunningWorker {
+    pub name: String,
+    pub manager: claude_conduit_gateway::SessionManager,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), claude_conduit_gateway::GatewayError>>,
+}
+
+impl RunningWorker {
+    /// Stop it gracefully (its CLIs are closed) and wait, bounded.
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        tokio::time::timeout(T, self.task)
+            .await
+            .expect("worker stops in time")
+            .expect("join")
+            .expect("worker ok");
+    }
+
+    /// Stop it abruptly, like SIGKILL of its process: its tasks stop at once; its CLIs get
+    /// end of input (this test process keeps them as children, the kernel does not kill them).
+    pub fn abort(mut self) {
+        self.stop.take();
+        self.task.abort();
+    }
+}
+
+/// Short timeouts for tests (a lost worker shows within about a second).
+pub fn redis_settings(url: &str) -> claude_conduit_gateway::scale::RedisSettings {
+    claude_conduit_gateway::scale::RedisSettings::new(url)
+        .heartbeat(Duration::from_millis(1000))
+        .claim_idle(Duration::from_millis(1000))
+        .start_timeout(Duration::from_secs(20))
+}
+
+/// A worker named `name` with `config` (its CLI template and policy) on the Redis at `url`.
+pub fn spawn_worker(config: GatewayConfig, url: &str, name: &str, max: usize) -> RunningWorker {
+    let worker = claude_conduit_gateway::scale::Worker::new(
+        config.without_redis(),
+        claude_conduit_gateway::scale::WorkerSettings {
+            redis: redis_settings(url),
+            name: name.to_owned(),
+            max_sessions: max,
+        },
+    )
+    .expect("worker");
+    let manager = worker.manager().clone();
+    let (stop, stopped) = oneshot::channel();
+    let task = tokio::spawn(worker.run(async move {
+        let _ = stopped.await;
+    }));
+    RunningWorker {
+        name: name.to_owned(),
+        manager,
+        stop: Some(stop),
+        task,
+    }
+}
+
+/// `config` served through a real redis-server: `workers` workers run the CLIs, the gateway
+/// runs none (`conduit serve --redis`).
+pub async fn start_scaled_with(config: GatewayConfig, workers: usize) -> Running {
+    let redis = claude_conduit_testkit::RedisServer::start().expect("redis-server");
+    let url = redis.url();
+    let workers = (0..workers)
+        .map(|i| spawn_worker(config.clone(), &url, &format!("w{i}"), 256))
+        .collect();
+    let mut running = start(config.redis(redis_settings(&url))).await;
+    running.scaled = Some(Scaled { redis, workers });
+    running
+}
+
+/// [`start_scaled_with`] one worker.
+pub async fn start_scaled(config: GatewayConfig) -> Running {
+    start_scaled_with(config, 1).await
 }
 
 impl Running {
@@ -114,6 +201,11 @@ impl Running {
             .expect("shutdown in time")
             .expect("join")
             .expect("serve ok");
+        if let Some(s) = self.scaled.take() {
+            for w in s.workers {
+                w.stop().await;
+            }
+        }
     }
 
     /// The only session of `TOKEN`.
@@ -165,6 +257,7 @@ pub async fn start(config: GatewayConfig) -> Running {
         manager,
         stop: Some(stop),
         task,
+        scaled: None,
     }
 }
 

@@ -19,7 +19,12 @@ pub(crate) async fn connect(options: Options) -> Result<Client> {
 
 /// Create a session on `remote` for `options` and connect over its wire.
 #[cfg_attr(
-    not(any(feature = "websocket", feature = "http", feature = "grpc")),
+    not(any(
+        feature = "websocket",
+        feature = "http",
+        feature = "grpc",
+        feature = "redis"
+    )),
     allow(unused_variables)
 )]
 async fn connect_remote(remote: Remote, options: Options) -> Result<Client> {
@@ -37,6 +42,15 @@ async fn connect_remote(remote: Remote, options: Options) -> Result<Client> {
         #[cfg(feature = "grpc")]
         crate::remote::Wire::Grpc => {
             open::<crate::transport::grpc::GrpcTransport>(&remote, &request, options).await
+        }
+        #[cfg(feature = "redis")]
+        crate::remote::Wire::Redis => {
+            // No gateway: the session is requested from the workers through Redis directly, with
+            // the credentials of the URL (`OptionsBuilder::transport_url`).
+            let url = remote.redis_url().unwrap_or_default();
+            let transport = crate::transport::redis::RedisTransport::open_session(url, &request)
+                .await?;
+            Client::connect_with(transport, options).await
         }
         #[allow(unreachable_patterns)]
         wire => Err(Error::FeatureDisabled(wire.feature())),

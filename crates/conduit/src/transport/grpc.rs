@@ -358,6 +358,11 @@ fn is_fatal(code: Code) -> bool {
 }
 
 fn status_failure(s: Status) -> Failure {
+    if s.code() == Code::DataLoss
+        && let Some(lost) = super::relay::wire::Lost::from_message(s.message())
+    {
+        return Failure::Fatal(lost.into_error());
+    }
     let fatal = is_fatal(s.code());
     let e = status_error("the gateway ended the session stream", s);
     if fatal {

@@ -481,6 +481,11 @@ fn decode_event(event: SseEvent) -> Result<Option<Incoming>, Failure> {
             let end: wire::End = serde_json::from_slice(&event.data).unwrap_or_default();
             Incoming::End(end.into())
         }
+        Some("lost") => {
+            let lost: wire::Lost = serde_json::from_slice(&event.data)
+                .map_err(|e| protocol(format!("a bad `lost` event: {e}")))?;
+            return Err(Failure::Fatal(lost.into_error()));
+        }
         Some("error") => {
             let info: wire::ErrorInfo = serde_json::from_slice(&event.data)
                 .unwrap_or_else(|_| wire::ErrorInfo::new(wire::kind::INTERNAL, "no reason given"));

@@ -15,12 +15,19 @@
 #[cfg(feature = "grpc")]
 pub mod grpc;
 pub mod relay;
-#[cfg(any(feature = "websocket", feature = "http", feature = "grpc"))]
+#[cfg(any(
+    feature = "websocket",
+    feature = "http",
+    feature = "grpc",
+    feature = "redis"
+))]
 pub use relay::{GatewayReceiver, GatewaySender};
 #[cfg(feature = "http")]
 pub mod http;
 pub mod memory;
 pub(crate) mod metrics;
+#[cfg(feature = "redis")]
+pub mod redis;
 pub mod subprocess;
 #[cfg(feature = "tls")]
 pub mod tls;

@@ -12,7 +12,12 @@
 pub mod seq;
 pub mod wire;
 
-#[cfg(any(feature = "websocket", feature = "http", feature = "grpc"))]
+#[cfg(any(
+    feature = "websocket",
+    feature = "http",
+    feature = "grpc",
+    feature = "redis"
+))]
 mod driver;
 
 /// The [`GatewayTransport`](crate::transport::GatewayTransport) items every gateway transport
@@ -92,9 +97,19 @@ pub(crate) use gateway_transport;
 use std::hash::{BuildHasher, Hasher, RandomState};
 use std::time::Duration;
 
-#[cfg(any(feature = "websocket", feature = "http", feature = "grpc"))]
+#[cfg(any(
+    feature = "websocket",
+    feature = "http",
+    feature = "grpc",
+    feature = "redis"
+))]
 pub use driver::{GatewayReceiver, GatewaySender};
-#[cfg(any(feature = "websocket", feature = "http", feature = "grpc"))]
+#[cfg(any(
+    feature = "websocket",
+    feature = "http",
+    feature = "grpc",
+    feature = "redis"
+))]
 pub(crate) use driver::{Incoming, Outgoing, Wire, WireConn, connect, refusal_error};
 pub use seq::{Accept, Resend, SeqState};
 pub use wire::ACK_EVERY;
@@ -209,6 +224,9 @@ pub fn http_failure(context: &str, status: u16, body: &[u8]) -> Failure {
 
 /// The error for a WebSocket close code (and its reason) that came without an `end`.
 pub fn close_error(code: u16, reason: &str) -> Failure {
+    if code == wire::close::SESSION_LOST {
+        return Failure::Fatal(wire::Lost::from_close_reason(reason).into_error());
+    }
     let kind = match code {
         wire::close::BAD_RESUME => GatewayErrorKind::BadResume,
         wire::close::UNKNOWN_SESSION => GatewayErrorKind::NotFound,

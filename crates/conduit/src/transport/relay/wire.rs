@@ -38,13 +38,66 @@ pub mod close {
     pub const REPLACED: u16 = 4409;
     /// The resume point is older than the oldest frame the gateway still keeps.
     pub const REPLAY_TOO_OLD: u16 = 4410;
+    /// The worker running the session's CLI stopped (`conduit serve --redis`); the reason is
+    /// the worker's name. The session is gone.
+    pub const SESSION_LOST: u16 = 4502;
 
     /// Close codes after which reconnecting cannot help.
     pub fn is_fatal(code: u16) -> bool {
         matches!(
             code,
-            BAD_RESUME | UNKNOWN_SESSION | REPLACED | REPLAY_TOO_OLD | TOO_BIG
+            BAD_RESUME | UNKNOWN_SESSION | REPLACED | REPLAY_TOO_OLD | TOO_BIG | SESSION_LOST
         )
+    }
+}
+
+/// The server-sent event `lost` (and what the other wires carry of it): the worker running the
+/// session stopped; the session is gone (`conduit serve --redis`, docs/SCALE.md).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Lost {
+    /// The session.
+    pub session: String,
+    /// The worker's name.
+    pub worker: String,
+}
+
+impl Lost {
+    /// Parse the Display of [`Error::SessionLost`](crate::Error::SessionLost) (a gRPC
+    /// `DATA_LOSS` message): `session <id> lost: worker <name> stopped`.
+    pub fn from_message(message: &str) -> Option<Self> {
+        let (session, worker) = message
+            .strip_prefix("session ")?
+            .split_once(" lost: worker ")?;
+        Some(Self {
+            session: session.to_owned(),
+            worker: worker.strip_suffix(" stopped")?.to_owned(),
+        })
+    }
+
+    /// The WebSocket close reason: `<session> <worker>` (at most 123 bytes).
+    pub fn close_reason(&self) -> String {
+        let mut r = format!("{} {}", self.session, self.worker);
+        while r.len() > 123 {
+            r.pop();
+        }
+        r
+    }
+
+    /// Parse a close reason of [`close::SESSION_LOST`].
+    pub fn from_close_reason(reason: &str) -> Self {
+        let (session, worker) = reason.split_once(' ').unwrap_or((reason, ""));
+        Self {
+            session: session.to_owned(),
+            worker: worker.to_owned(),
+        }
+    }
+
+    /// The SDK's error for it.
+    pub fn into_error(self) -> crate::Error {
+        crate::Error::SessionLost {
+            session_id: self.session,
+            worker: self.worker,
+        }
     }
 }
 
