@@ -454,23 +454,50 @@ impl Worker {
         let keys = Keys::new(&self.settings.redis.prefix, &id);
         // Claim: the heartbeat key, unless a live worker holds it; never restart a session that
         // a worker started before (its client has it as lost).
-        let claimed: Option<String> = redis::cmd("SET")
-            .arg(keys.heartbeat())
-            .arg(&self.settings.name)
-            .arg("NX")
-            .arg("PX")
-            .arg(ms(self.settings.redis.heartbeat))
-            .query_async(&mut cmd)
-            .await
-            .unwrap_or(None);
-        let started: bool = redis::cmd("HEXISTS")
-            .arg(keys.meta())
-            .arg(meta::WORKER)
-            .query_async(&mut cmd)
-            .await
-            .unwrap_or(true);
-        if claimed.is_none() || started {
-            return ack(cmd).await;
+        // A Redis that just restarted fails the first commands on the old connection (the
+        // manager reconnects behind them): those are retried. A request whose claim still
+        // cannot be decided stays pending (not acked) for XAUTOCLAIM, never dropped.
+        let name = &self.settings.name;
+        let claimed = retrying(|| {
+            let mut cmd = cmd.clone();
+            let key = keys.heartbeat();
+            async move {
+                let set: Option<String> = redis::cmd("SET")
+                    .arg(&key)
+                    .arg(name)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(ms(self.settings.redis.heartbeat))
+                    .query_async(&mut cmd)
+                    .await?;
+                if set.is_some() {
+                    return Ok(true);
+                }
+                // Ours already (a retried SET whose first reply was lost)?
+                let holder: Option<String> = redis::cmd("GET").arg(&key).query_async(&mut cmd).await?;
+                Ok(holder.as_deref() == Some(name.as_str()))
+            }
+        })
+        .await;
+        let started = retrying(|| {
+            let mut cmd = cmd.clone();
+            let key = keys.meta();
+            async move {
+                redis::cmd("HEXISTS")
+                    .arg(key)
+                    .arg(meta::WORKER)
+                    .query_async::<bool>(&mut cmd)
+                    .await
+            }
+        })
+        .await;
+        match (claimed, started) {
+            (Ok(true), Ok(false)) => {}
+            (Ok(_), Ok(_)) => return ack(cmd).await,
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!(entry = %entry_id, error = %e, "redis: cannot claim a session request; it stays pending");
+                return;
+            }
         }
         let request = match serde_json::from_str::<SessionRequest>(&req) {
             Ok(r) => r,
@@ -496,7 +523,7 @@ impl Worker {
                     session,
                     fatal: Arc::new(Mutex::new(None)),
                 };
-                if let Err(e) = self.announce(&keys, &owner, &live).await {
+                if let Err(e) = retrying(|| self.announce(&keys, &owner, &live)).await {
                     tracing::warn!(session = %id, error = %e, "redis: cannot start the session");
                     self.manager.delete(TokenId(0), &info.id).await;
                     return;
@@ -644,6 +671,31 @@ impl Worker {
 fn expire_all(p: &mut redis::Pipeline, keys: &Keys, ttl: Duration) {
     for k in keys.all() {
         p.cmd("PEXPIRE").arg(k).arg(ms(ttl)).ignore();
+    }
+}
+
+/// `f` again while it fails for a connection reason (a restarted or unreachable Redis), up to
+/// five more times with [`backoff`]; any other outcome at once.
+async fn retrying<T, F, Fut>(mut f: F) -> Result<T, redis::RedisError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, redis::RedisError>>,
+{
+    let mut failures = 0u32;
+    loop {
+        match f().await {
+            Err(e)
+                if failures < 5
+                    && (e.is_io_error()
+                        || e.is_connection_dropped()
+                        || e.is_connection_refusal()
+                        || e.is_timeout()) =>
+            {
+                failures += 1;
+                tokio::time::sleep(backoff(failures)).await;
+            }
+            r => return r,
+        }
     }
 }
 

@@ -295,8 +295,6 @@ async fn a_malformed_out_entry_is_a_typed_error_naming_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "flaky (1 of 3 runs after the rebase): the new session after the restart was not \
-            started in time; the worker's request loop may wait on a dead blocking connection"]
 async fn redis_restarted_without_its_data_ends_sessions_clearly_and_new_ones_work() {
     let mut redis = RedisServer::start().unwrap();
     let w = spawn_worker(
