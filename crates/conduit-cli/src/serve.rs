@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use claude_conduit_gateway::GatewayConfig;
 use claude_conduit_gateway::auth::Tokens;
 use claude_conduit_gateway::config::GatewayFile;
 
@@ -287,6 +288,47 @@ impl ServeArgs {
     }
 }
 
+/// `config` with the plugins of `file` (`--plugins DIR` / `plugins_dir`, configured from
+/// `[plugins.NAME]`), loaded and watched; every problem is printed (as `conduit WHO: plugin: …`)
+/// and ends the command.
+pub(crate) async fn with_plugins(
+    config: GatewayConfig,
+    file: &GatewayFile,
+    who: &str,
+) -> Result<(GatewayConfig, Option<claude_conduit::plugin::Watcher>), ExitCode> {
+    let Some(dir) = &file.plugins_dir else {
+        if let Some(name) = file.plugins.keys().next() {
+            return Err(fail(format!(
+                "`[plugins.{name}]` is configured but no plugin directory is (--plugins DIR)"
+            )));
+        }
+        return Ok((config, None));
+    };
+    let configs = file
+        .plugins
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or_default()));
+    let (manager, watcher) = match crate::plugins::start(dir, configs).await {
+        Ok(x) => x,
+        Err(problems) => {
+            for p in &problems {
+                eprintln!("conduit {who}: plugin: {p}");
+            }
+            return Err(fail(format!(
+                "{} plugin problem(s) in {}",
+                problems.len(),
+                dir.display()
+            )));
+        }
+    };
+    eprintln!(
+        "conduit {who}: plugins from {}: {}",
+        dir.display(),
+        crate::plugins::summary(&manager)
+    );
+    Ok((config.plugins(manager), watcher))
+}
+
 /// Run the gateway until Ctrl-C or SIGTERM.
 pub async fn run(args: ServeArgs) -> ExitCode {
     let file = match &args.config {
@@ -351,37 +393,16 @@ pub async fn run(args: ServeArgs) -> ExitCode {
         );
     }
     let frame_mib = config.max_frame_bytes() as f64 / (1024.0 * 1024.0);
-    let mut _watcher = None;
-    if let Some(dir) = &merged.plugins_dir {
-        let configs = merged
-            .plugins
-            .iter()
-            .map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or_default()));
-        let (manager, watcher) = match crate::plugins::start(dir, configs).await {
-            Ok(x) => x,
-            Err(problems) => {
-                for p in &problems {
-                    eprintln!("conduit serve: plugin: {p}");
-                }
-                return fail(format!(
-                    "{} plugin problem(s) in {}",
-                    problems.len(),
-                    dir.display()
-                ));
-            }
-        };
-        eprintln!(
-            "conduit serve: plugins from {}: {}",
-            dir.display(),
-            crate::plugins::summary(&manager)
+    if via_redis.is_some() && merged.plugins_dir.is_some() {
+        return fail(
+            "plugins act where the CLIs run: give --plugins to `conduit worker`, not to \
+             `conduit serve --redis`",
         );
-        _watcher = watcher;
-        config = config.plugins(manager);
-    } else if let Some(name) = merged.plugins.keys().next() {
-        return fail(format!(
-            "`[plugins.{name}]` is configured but no plugin directory is (--plugins DIR)"
-        ));
     }
+    let (config, _watcher) = match with_plugins(config, &merged, "serve").await {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
     let gateway = match claude_conduit_gateway::Gateway::bind(config).await {
         Ok(g) => g,
         Err(e) => return fail(e),

@@ -61,6 +61,11 @@ pub async fn run(args: WorkerArgs) -> ExitCode {
     if let Some(path) = config_path {
         config = config.protect_file(path);
     }
+    // Plugins act on the sessions of this worker (their CLIs run here).
+    let (config, _watcher) = match crate::serve::with_plugins(config, &file, "worker").await {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
     raise_nofile(max_sessions.saturating_mul(4));
     let settings = WorkerSettings {
         redis,

@@ -335,6 +335,55 @@ fn serve_refuses_a_configuration_that_fails_the_plugin_schema() {
 }
 
 #[test]
+fn plugins_run_on_workers_and_serve_redis_refuses_them() {
+    let dir = scratch("plugins-redis");
+    std::fs::write(dir.join("tokens"), format!("{TOKEN}\n")).unwrap();
+    std::fs::write(
+        dir.join("gateway.toml"),
+        "[plugins.word-count]\nblocked = 3\n",
+    )
+    .unwrap();
+    // A `--redis` gateway runs no CLI: its plugins would act on nothing, so it says where they go.
+    // (Nothing listens on port 1: the refusal comes before any connection.)
+    let out = Command::new(CONDUIT)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--redis",
+            "redis://127.0.0.1:1",
+        ])
+        .arg("--token-file")
+        .arg(dir.join("tokens"))
+        .arg("--plugins")
+        .arg(plugins(&dir, &["word-count"]))
+        .env_remove("CONDUIT_TOKENS")
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("give --plugins to `conduit worker`"),
+        "{stderr}"
+    );
+    // A worker loads them (with their `[plugins.NAME]` configuration, checked first).
+    let out = Command::new(CONDUIT)
+        .args(["worker", "--redis", "redis://127.0.0.1:1", "--config"])
+        .arg(dir.join("gateway.toml"))
+        .arg("--plugins")
+        .arg(plugins(&dir, &["word-count"]))
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("conduit worker: plugin:")
+            && stderr.contains("configuration of `word-count` is invalid at `/blocked`"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn plugins_new_check_and_list() {
     let dir = scratch("plugins-cli");
     let pdir = dir.join("p");

@@ -425,7 +425,7 @@ impl Worker {
         entry_id: String,
         fields: Option<Vec<(String, Value)>>,
     ) {
-        let mut cmd = self.cmd.clone();
+        let cmd = self.cmd.clone();
         let ack = |mut cmd: ConnectionManager| {
             let (sessions, entry_id) = (sessions.to_owned(), entry_id.clone());
             async move {
@@ -457,7 +457,7 @@ impl Worker {
         // A Redis that just restarted fails the first commands on the old connection (the
         // manager reconnects behind them): those are retried. A request whose claim still
         // cannot be decided stays pending (not acked) for XAUTOCLAIM, never dropped.
-        let name = &self.settings.name;
+        let (name, heartbeat) = (&self.settings.name, ms(self.settings.redis.heartbeat));
         let claimed = retrying(|| {
             let mut cmd = cmd.clone();
             let key = keys.heartbeat();
@@ -467,14 +467,15 @@ impl Worker {
                     .arg(name)
                     .arg("NX")
                     .arg("PX")
-                    .arg(ms(self.settings.redis.heartbeat))
+                    .arg(heartbeat)
                     .query_async(&mut cmd)
                     .await?;
                 if set.is_some() {
                     return Ok(true);
                 }
                 // Ours already (a retried SET whose first reply was lost)?
-                let holder: Option<String> = redis::cmd("GET").arg(&key).query_async(&mut cmd).await?;
+                let holder: Option<String> =
+                    redis::cmd("GET").arg(&key).query_async(&mut cmd).await?;
                 Ok(holder.as_deref() == Some(name.as_str()))
             }
         })

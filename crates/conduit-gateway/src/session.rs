@@ -287,6 +287,16 @@ struct State {
     lost: Option<String>,
 }
 
+/// What [`SessionManager::install`] needs besides the connection.
+struct Installed {
+    /// The per-frame limit.
+    max_frame: usize,
+    /// The session's id when it has one already (a Redis session's).
+    id: Option<String>,
+    /// The gateway's plugins for this session (`None` where the CLI runs elsewhere).
+    plugins: Option<Arc<crate::plugins::SessionPlugins>>,
+}
+
 impl State {
     /// A new session's state: nothing sent yet, no client yet (the grace period runs).
     fn new(rate: Option<RateLimiter>) -> Self {
@@ -976,7 +986,18 @@ impl SessionManager {
                 .await?;
             let max_frame = config.options.max_frame_bytes();
             return self
-                .install(owner, label, reservation, conn, max_frame, Some(id))
+                // Plugins act where the CLI runs: on the workers (`conduit worker --plugins`).
+                .install(
+                    owner,
+                    label,
+                    reservation,
+                    conn,
+                    Installed {
+                        max_frame,
+                        id: Some(id),
+                        plugins: None,
+                    },
+                )
                 .await;
         }
         if config.redis.is_some() {
@@ -1074,8 +1095,11 @@ impl SessionManager {
             label,
             reservation,
             conn,
-            options.max_frame_bytes(),
-            None,
+            Installed {
+                max_frame: options.max_frame_bytes(),
+                id: None,
+                plugins,
+            },
         )
         .await
     }
@@ -1089,9 +1113,13 @@ impl SessionManager {
         label: String,
         mut reservation: Reservation<'_>,
         conn: claude_conduit::transport::Connection<S, R>,
-        max_frame: usize,
-        id: Option<String>,
+        installed: Installed,
     ) -> Result<SessionInfo, GatewayError> {
+        let Installed {
+            max_frame,
+            id,
+            plugins,
+        } = installed;
         let config = &self.inner.config;
         let (input_tx, input_rx) = mpsc::channel(64);
         let (closing, closing_rx) = watch::channel(false);

@@ -13,7 +13,8 @@ use claude_conduit::remote::{Remote, SessionRequest};
 use claude_conduit::transport::redis::RedisTransport;
 use claude_conduit::transport::websocket::WebSocketTransport;
 use claude_conduit::transport::{
-    Connection, FrameReceiver, FrameSender, GatewayReceiver, GatewaySender, Transport,
+    Connection, FrameReceiver, FrameSender, GatewayReceiver, GatewaySender, GatewayTransport,
+    Received, Transport,
 };
 use claude_conduit_testkit::RedisServer;
 use serde_json::Value;
@@ -42,12 +43,13 @@ async fn drain<R: FrameReceiver>(rx: &mut R) -> (Vec<String>, claude_conduit::Re
     let mut types = Vec::new();
     let end = loop {
         match tokio::time::timeout(T, rx.recv()).await.expect("in time") {
-            Ok(Some(Ok(frame))) => {
+            Ok(Received::Frame(frame)) => {
                 let v: Value = serde_json::from_slice(&frame).expect("a JSON frame");
                 types.push(v["type"].as_str().unwrap_or_default().to_owned());
             }
-            Ok(Some(Err(e))) => panic!("refusal: {e}"),
-            Ok(None) => break Ok(()),
+            Ok(Received::Bad(e)) => panic!("refusal: {e}"),
+            Ok(Received::End) => break Ok(()),
+            Ok(other) => panic!("unexpected {other:?}"),
             Err(e) => break Err(e),
         }
     };
@@ -229,7 +231,7 @@ async fn a_client_that_stops_reading_holds_the_worker_back_and_loses_nothing() {
     // Read one frame, then nothing for a while: the out-stream stays at most the ring's size
     // (64 unacked frames plus up to 64 gateway answers), and stops growing.
     let first = tokio::time::timeout(T, rx.recv()).await.unwrap();
-    assert!(matches!(first, Ok(Some(Ok(_)))), "{first:?}");
+    assert!(matches!(first, Ok(Received::Frame(_))), "{first:?}");
     let out = format!("conduit:s:{id}:out");
     tokio::time::sleep(Duration::from_millis(800)).await;
     let a = int(&redis, &["XLEN", &out]);
@@ -339,12 +341,9 @@ async fn a_session_whose_data_survived_a_restart_goes_on() {
     tx.end_input().await.unwrap();
     let mut types = Vec::new();
     while types.len() < 50 {
-        let f = tokio::time::timeout(T, rx.recv())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap()
-            .unwrap();
+        let Received::Frame(f) = tokio::time::timeout(T, rx.recv()).await.unwrap().unwrap() else {
+            panic!("a frame expected");
+        };
         let v: Value = serde_json::from_slice(&f).unwrap();
         types.push(v["type"].as_str().unwrap_or_default().to_owned());
     }
@@ -374,7 +373,7 @@ async fn per_token_limits_hold_across_two_gateways_and_tokens_stay_apart() {
     assert_eq!(s4, 201);
     let id = b1["id"].as_str().unwrap();
     let other = Remote::parse(&format!("ws://{}", gw1.addr), OTHER).unwrap();
-    let e = WebSocketTransport::new(format!("http://{}", gw1.addr), id, OTHER)
+    let e = WebSocketTransport::new(&other, id)
         .connect()
         .await
         .expect_err("not OTHER's session");
@@ -383,7 +382,6 @@ async fn per_token_limits_hold_across_two_gateways_and_tokens_stay_apart() {
         Some(claude_conduit::GatewayErrorKind::NotFound),
         "{e}"
     );
-    drop(other);
     gw2.shutdown().await;
     gw1.shutdown().await;
 }

@@ -363,7 +363,12 @@ mod tests {
             redact_url("redis://app:s3cret@127.0.0.1:6379/2"),
             "redis://127.0.0.1:6379/2"
         );
-        assert!(Remote::parse("ws://h:1", "t").unwrap().redis_url().is_none());
+        assert!(
+            Remote::parse("ws://h:1", "t")
+                .unwrap()
+                .redis_url()
+                .is_none()
+        );
         assert!(matches!(
             Remote::parse("redis://", ""),
             Err(Error::InvalidOptions(_))

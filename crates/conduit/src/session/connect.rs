@@ -48,8 +48,8 @@ async fn connect_remote(remote: Remote, options: Options) -> Result<Client> {
             // No gateway: the session is requested from the workers through Redis directly, with
             // the credentials of the URL (`OptionsBuilder::transport_url`).
             let url = remote.redis_url().unwrap_or_default();
-            let transport = crate::transport::redis::RedisTransport::open_session(url, &request)
-                .await?;
+            let transport =
+                crate::transport::redis::RedisTransport::open_session(url, &request).await?;
             Client::connect_with(transport, options).await
         }
         #[allow(unreachable_patterns)]
