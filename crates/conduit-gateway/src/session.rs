@@ -16,8 +16,8 @@
 //! survives for the grace period; a session without traffic for the idle timeout is closed.
 
 use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasher, Hasher, RandomState};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -820,7 +820,6 @@ struct Inner {
     /// `sessions` or have failed. Locked only while `sessions` is held, or alone.
     reserved: Mutex<HashMap<TokenId, usize>>,
     shutting_down: AtomicBool,
-    counter: AtomicU64,
     budget: Arc<ReplayBudget>,
     /// `conduit serve --redis`: sessions are served by workers (see [`crate::scale`]).
     redis: Option<crate::scale::RedisBackend>,
@@ -867,7 +866,6 @@ impl SessionManager {
                 sessions: Mutex::new(HashMap::new()),
                 reserved: Mutex::new(HashMap::new()),
                 shutting_down: AtomicBool::new(false),
-                counter: AtomicU64::new(0),
                 budget: Arc::new(ReplayBudget::new(config.replay_bytes_total)),
                 redis,
                 config,
@@ -909,20 +907,7 @@ impl SessionManager {
     }
 
     fn new_id(&self) -> String {
-        let n = self.inner.counter.fetch_add(1, Ordering::Relaxed);
-        let mut id = String::with_capacity(32);
-        for salt in 0..2u64 {
-            let mut h = RandomState::new().build_hasher();
-            h.write_u64(n);
-            h.write_u64(salt);
-            h.write_u128(
-                SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map_or(0, |d| d.as_nanos()),
-            );
-            id.push_str(&format!("{:016x}", h.finish()));
-        }
-        id
+        claude_conduit::remote::new_session_id()
     }
 
     fn reserved(&self) -> MutexGuard<'_, HashMap<TokenId, usize>> {

@@ -159,7 +159,9 @@ pub(crate) struct FrameReader<R> {
     io: R,
     buf: BytesMut,
     codec: FrameCodec,
+    /// The size of the next buffer (grows to `max_capacity`).
     capacity: usize,
+    max_capacity: usize,
     eof: bool,
 }
 
@@ -167,14 +169,21 @@ impl<R: tokio::io::AsyncRead + Unpin> FrameReader<R> {
     /// The smallest read worth a syscall.
     pub(crate) const MIN_READ: usize = 4096;
 
-    /// A reader with a read buffer of `capacity` bytes.
+    /// The read buffer a reader starts with; it doubles (up to the reader's capacity) each time
+    /// a read fills all the room there was, so an idle stream holds little and a busy one soon
+    /// reads in large chunks.
+    pub(crate) const START_CAPACITY: usize = 2 * Self::MIN_READ;
+
+    /// A reader whose read buffer grows up to `capacity` bytes.
     pub(crate) fn new(io: R, codec: FrameCodec, capacity: usize) -> Self {
-        let capacity = capacity.max(Self::MIN_READ);
+        let max_capacity = capacity.max(Self::MIN_READ);
+        let capacity = Self::START_CAPACITY.min(max_capacity);
         Self {
             io,
             buf: BytesMut::with_capacity(capacity),
             codec,
             capacity,
+            max_capacity,
             eof: false,
         }
     }
@@ -198,9 +207,14 @@ impl<R: tokio::io::AsyncRead + Unpin> FrameReader<R> {
                 return self.codec.decode_eof(&mut self.buf).transpose();
             }
             self.make_room();
+            let room = self.buf.capacity() - self.buf.len();
             match self.io.read_buf(&mut self.buf).await {
                 Ok(0) => self.eof = true,
-                Ok(_) => {}
+                Ok(n) => {
+                    if n >= room && self.capacity < self.max_capacity {
+                        self.capacity = (self.capacity * 2).min(self.max_capacity);
+                    }
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => return Some(Err(e)),
             }

@@ -329,6 +329,28 @@ impl Remote {
     }
 }
 
+/// A new session id: 128 random bits as hex (the gateway's and a Redis session's), unique in
+/// this process and unguessable.
+pub fn new_session_id() -> String {
+    use std::hash::{BuildHasher, Hasher, RandomState};
+    use std::sync::atomic::AtomicU64;
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut id = String::with_capacity(32);
+    for salt in 0..2u64 {
+        let mut h = RandomState::new().build_hasher();
+        h.write_u64(n);
+        h.write_u64(salt);
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        id.push_str(&format!("{:016x}", h.finish()));
+    }
+    id
+}
+
 /// `url` without its user info (`redis://user:password@host` → `redis://host`): a URL in a
 /// message or a `Debug` never shows a password.
 pub fn redact_url(url: &str) -> String {

@@ -251,26 +251,7 @@ pub fn redis_error(context: &str, e: &redis::RedisError) -> Error {
     )
 }
 
-/// A session id: 128 random bits as hex.
-pub fn new_session_id() -> String {
-    use std::hash::{BuildHasher, Hasher, RandomState};
-    use std::sync::atomic::AtomicU64;
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let mut id = String::with_capacity(32);
-    for salt in 0..2u64 {
-        let mut h = RandomState::new().build_hasher();
-        h.write_u64(n);
-        h.write_u64(salt);
-        h.write_u128(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos()),
-        );
-        id.push_str(&format!("{:016x}", h.finish()));
-    }
-    id
-}
+pub use crate::remote::new_session_id;
 
 /// Open a Redis client for `url` (`redis://[user:password@]host:port[/db]`, `rediss://` with
 /// the `tls` feature). The error never repeats the URL.

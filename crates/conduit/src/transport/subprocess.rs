@@ -432,7 +432,8 @@ async fn drain_stderr(
     tail: Arc<StderrTail>,
     done: watch::Sender<bool>,
 ) {
-    let mut lines = FramedRead::new(stderr, FrameCodec::new(STDERR_MAX_LINE));
+    // Small to start with: most CLIs write little or nothing to stderr (the buffer grows).
+    let mut lines = FramedRead::with_capacity(stderr, FrameCodec::new(STDERR_MAX_LINE), 1024);
     while let Some(item) = lines.next().await {
         match item {
             Ok(Ok(line)) => {
