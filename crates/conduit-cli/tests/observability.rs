@@ -277,6 +277,7 @@ mod in_process {
     use std::sync::{Arc, OnceLock};
     use std::time::Duration;
 
+    use claude_conduit::hooks::{HookEvent, HookInput, HookMatcher, HookOutput};
     use claude_conduit::permission::{PermissionDecision, PermissionRequest};
     use claude_conduit::telemetry::otel::{Otel, SpanStore, StoredSpan};
     use claude_conduit::telemetry::{CollectorConfig, Telemetry};
@@ -393,9 +394,10 @@ mod in_process {
     }
 
     /// The real CLI with FakeModel: one Bash call answered by a permission callback (during
-    /// which the SDK sends a control request), one SDK MCP tool call, then the answer. The
-    /// spans: session > turn > {control request, can_use_tool, MCP tool call}, with the
-    /// initialize request under the session; fields and outcomes; no prompt, tool input or key.
+    /// which the SDK sends a control request), one SDK MCP tool call with a PostToolUse hook,
+    /// then the answer. The spans: session > turn > {control request, can_use_tool, MCP tool
+    /// call, hook}, with the initialize request under the session; fields and outcomes; no
+    /// prompt, tool input or key.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_session_yields_session_turn_control_and_callback_spans() {
         let store = store();
@@ -421,6 +423,11 @@ mod in_process {
             .initialize_timeout(T)
             .sdk_mcp_server(calc())
             .allowed_tools(["mcp__calc__add"])
+            .hook(
+                HookEvent::PostToolUse,
+                HookMatcher::new("mcp__calc__add")
+                    .callback(|_input: HookInput, _id| async { HookOutput::default() }),
+            )
             .can_use_tool(move |_req: PermissionRequest| {
                 let (a, r) = (a.clone(), r.clone());
                 async move {
@@ -501,6 +508,10 @@ mod in_process {
         assert_eq!(parent_of(&trace, tool).span_id, turn.span_id);
         assert_eq!(attr(tool, "is_error"), Some("false"));
         assert_eq!(attr(tool, "outcome"), Some("ok"));
+        let hook = one(&trace, "conduit.hook", &[("event", "PostToolUse")]);
+        assert_eq!(parent_of(&trace, hook).span_id, turn.span_id);
+        assert_eq!(attr(hook, "outcome"), Some("ok"));
+        assert!(attr(hook, "callback_id").is_some_and(|id| id.starts_with("hook_")));
         // The CLI's MCP handshake (initialize, tools/list) before the turn: under the session.
         let handshake: Vec<&StoredSpan> = trace
             .iter()
