@@ -198,6 +198,10 @@ fn main() -> ExitCode {
         }
     });
     if let Some(otel) = otel {
+        // Spans still held by tasks (a relay driver finishing its close, the session span it
+        // runs in) end with them: drop the tasks first so those spans are exported too (a
+        // bounded wait for blocking threads).
+        runtime.shutdown_timeout(std::time::Duration::from_millis(500));
         otel.shutdown();
     }
     code

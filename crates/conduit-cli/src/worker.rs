@@ -18,6 +18,10 @@ pub struct WorkerArgs {
     /// Sessions this worker runs at once [default: 64].
     #[arg(long, env = "CONDUIT_WORKER_MAX_SESSIONS", value_name = "N")]
     max_sessions: Option<usize>,
+    /// Serve GET /metrics (and /health) on this address, behind the --token/--token-file
+    /// tokens unless --metrics-public [default: no listener].
+    #[arg(long, env = "CONDUIT_WORKER_METRICS_LISTEN", value_name = "ADDR")]
+    metrics_listen: Option<std::net::SocketAddr>,
     /// `conduit serve`'s settings: --redis (required), --config, --cli, the policy flags, the
     /// replay and frame limits, the state directory.
     #[command(flatten)]
@@ -73,14 +77,39 @@ pub async fn run(args: WorkerArgs) -> ExitCode {
         max_sessions,
     };
     let prefix = settings.redis.prefix_name().to_owned();
+    let metrics_listen = args.metrics_listen.or(file.redis.metrics_listen);
     let worker = match Worker::new(config.without_redis(), settings) {
         Ok(w) => w,
         Err(e) => return fail(format!("worker: {e}")),
     };
+    // Its metrics on a listener of their own, when asked for (`serve_metrics` installs the
+    // recorder before the worker takes a session: its handles register at first use).
+    let (metrics, metrics_at) = match metrics_listen {
+        Some(addr) => match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => {
+                let at = l
+                    .local_addr()
+                    .map(|a| format!("; metrics on http://{a}/metrics"))
+                    .unwrap_or_default();
+                let serving = claude_conduit_gateway::server::serve_metrics(
+                    worker.manager().clone(),
+                    l,
+                    std::future::pending(),
+                );
+                (Some(tokio::spawn(serving)), at)
+            }
+            Err(e) => return fail(format!("worker: cannot listen on {addr}: {e}")),
+        },
+        None => (None, String::new()),
+    };
     eprintln!(
-        "conduit worker: {name} serving up to {max_sessions} session(s) from redis (prefix {prefix})"
+        "conduit worker: {name} serving up to {max_sessions} session(s) from redis (prefix {prefix}){metrics_at}"
     );
-    match worker.run(shutdown_signal()).await {
+    let r = worker.run(shutdown_signal()).await;
+    if let Some(m) = metrics {
+        m.abort();
+    }
+    match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(format!("worker: {e}")),
     }

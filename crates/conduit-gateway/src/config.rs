@@ -731,6 +731,8 @@ pub struct RedisFile {
     pub worker_name: Option<String>,
     /// `conduit worker`: sessions it runs at once.
     pub max_sessions: Option<usize>,
+    /// `conduit worker`: serve `GET /metrics` (and `/health`) on this address.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl RedisFile {

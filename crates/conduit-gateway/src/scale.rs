@@ -178,15 +178,8 @@ impl RedisBackend {
         }
         let req = serde_json::to_string(request)
             .map_err(|e| GatewayError::InvalidOptions(e.to_string()))?;
-        redis::cmd("XADD")
-            .arg(Keys::sessions(&s.prefix))
-            .arg("*")
-            .arg("id")
-            .arg(&id)
-            .arg("owner")
-            .arg(label)
-            .arg("req")
-            .arg(req)
+        // With the request's trace (the worker's `worker.session` span joins it).
+        wire::session_request_cmd(&s.prefix, &id, label, &req)
             .query_async::<Value>(&mut cmd)
             .await
             .map_err(|e| unavailable("request a session", &e))?;
@@ -243,6 +236,36 @@ pub struct Worker {
     client: redis::Client,
     cmd: ConnectionManager,
     live: Arc<Mutex<HashMap<String, Live>>>,
+    /// Registered at first use, so a recorder installed after `Worker::new` gets them.
+    metrics: std::sync::OnceLock<WorkerMetrics>,
+}
+
+/// The worker's metrics, labelled with its name (one label value per worker process: bounded;
+/// never a session id). No-ops without an installed recorder.
+struct WorkerMetrics {
+    sessions: metrics::Gauge,
+    taken: metrics::Counter,
+    claimed: metrics::Counter,
+    refused: metrics::Counter,
+    lost: metrics::Counter,
+    batches: metrics::Counter,
+    frames: metrics::Counter,
+}
+
+impl WorkerMetrics {
+    fn new(worker: &str) -> Self {
+        use claude_conduit::telemetry::names;
+        let w = worker.to_owned();
+        Self {
+            sessions: metrics::gauge!(names::WORKER_SESSIONS, "worker" => w.clone()),
+            taken: metrics::counter!(names::WORKER_TAKEN, "worker" => w.clone()),
+            claimed: metrics::counter!(names::WORKER_CLAIMED, "worker" => w.clone()),
+            refused: metrics::counter!(names::WORKER_REFUSED, "worker" => w.clone()),
+            lost: metrics::counter!(names::WORKER_LOST, "worker" => w.clone()),
+            batches: metrics::counter!(names::WORKER_XADD_BATCHES, "worker" => w.clone()),
+            frames: metrics::counter!(names::WORKER_XADD_FRAMES, "worker" => w),
+        }
+    }
 }
 
 /// A session this worker runs.
@@ -273,6 +296,7 @@ impl Worker {
         let config = config.max_sessions_per_token(settings.max_sessions.max(1));
         Ok(Self {
             manager: SessionManager::new(config),
+            metrics: std::sync::OnceLock::new(),
             settings,
             client,
             cmd,
@@ -283,6 +307,11 @@ impl Worker {
     /// The sessions' manager (process ids of the CLIs, for tests).
     pub fn manager(&self) -> &SessionManager {
         &self.manager
+    }
+
+    fn metrics(&self) -> &WorkerMetrics {
+        self.metrics
+            .get_or_init(|| WorkerMetrics::new(&self.settings.name))
     }
 
     fn live(&self) -> std::sync::MutexGuard<'_, HashMap<String, Live>> {
@@ -336,7 +365,8 @@ impl Worker {
             let Some(conn) = block.as_mut() else { continue };
             let mut entries = Vec::new();
             let claim_every = s.redis.claim_idle / 2;
-            let r = if last_claim.elapsed() >= claim_every {
+            let claiming = last_claim.elapsed() >= claim_every;
+            let r = if claiming {
                 last_claim = tokio::time::Instant::now();
                 redis::cmd("XAUTOCLAIM")
                     .arg(&sessions)
@@ -394,7 +424,9 @@ impl Worker {
                 }
             }
             for (entry_id, fields) in entries {
-                self.clone().take(&sessions, entry_id, fields).await;
+                self.clone()
+                    .take(&sessions, entry_id, fields, claiming)
+                    .await;
             }
         }
     }
@@ -418,27 +450,28 @@ impl Worker {
         }
     }
 
-    /// Start the session of one request entry, unless another worker did.
+    /// Acknowledge a session request entry: done with it.
+    async fn ack(&self, sessions: &str, entry_id: &str) {
+        let mut cmd = self.cmd.clone();
+        let _ = redis::cmd("XACK")
+            .arg(sessions)
+            .arg(WORKERS_GROUP)
+            .arg(entry_id)
+            .query_async::<Value>(&mut cmd)
+            .await;
+    }
+
+    /// Start the session of one request entry (`claimed`: taken over from another worker by
+    /// `XAUTOCLAIM`), unless another worker did.
     async fn take(
         self: Arc<Self>,
         sessions: &str,
         entry_id: String,
         fields: Option<Vec<(String, Value)>>,
+        claimed: bool,
     ) {
-        let cmd = self.cmd.clone();
-        let ack = |mut cmd: ConnectionManager| {
-            let (sessions, entry_id) = (sessions.to_owned(), entry_id.clone());
-            async move {
-                let _ = redis::cmd("XACK")
-                    .arg(&sessions)
-                    .arg(WORKERS_GROUP)
-                    .arg(&entry_id)
-                    .query_async::<Value>(&mut cmd)
-                    .await;
-            }
-        };
         let Some(mut fields) = fields else {
-            return ack(cmd).await;
+            return self.ack(sessions, &entry_id).await;
         };
         let text = |f: &mut Vec<(String, Value)>, k: &str| {
             wire::take_field(f, k).and_then(|b| String::from_utf8(b.to_vec()).ok())
@@ -449,8 +482,44 @@ impl Worker {
             text(&mut fields, "req"),
         ) else {
             tracing::warn!(entry = %entry_id, "malformed session request skipped");
-            return ack(cmd).await;
+            return self.ack(sessions, &entry_id).await;
         };
+        // The session's span, in the requester's trace when the request carries one.
+        let span = tracing::info_span!(
+            "worker.session",
+            session = %id,
+            worker = %self.settings.name,
+            claimed,
+            outcome = tracing::field::Empty,
+        );
+        let traceparent = text(&mut fields, wire::FIELD_TRACEPARENT)
+            .filter(|tp| tp.len() <= wire::MAX_TRACEPARENT);
+        #[cfg(feature = "otel")]
+        if let Some(tp) = &traceparent {
+            claude_conduit::telemetry::otel::set_parent(&span, tp);
+        }
+        #[cfg(not(feature = "otel"))]
+        let _ = traceparent;
+        use tracing::Instrument;
+        self.start(sessions, entry_id, id, owner, req, claimed)
+            .instrument(span)
+            .await;
+    }
+
+    /// [`take`](Self::take) once the entry is read: claim the session, start it, serve it.
+    async fn start(
+        self: Arc<Self>,
+        sessions: &str,
+        entry_id: String,
+        id: String,
+        owner: String,
+        req: String,
+        claimed: bool,
+    ) {
+        use tracing::Instrument;
+        let cmd = self.cmd.clone();
+        let ack = |_| self.ack(sessions, &entry_id);
+        let span = tracing::Span::current();
         let keys = Keys::new(&self.settings.redis.prefix, &id);
         // Claim: the heartbeat key, unless a live worker holds it; never restart a session that
         // a worker started before (its client has it as lost).
@@ -458,7 +527,7 @@ impl Worker {
         // manager reconnects behind them): those are retried. A request whose claim still
         // cannot be decided stays pending (not acked) for XAUTOCLAIM, never dropped.
         let (name, heartbeat) = (&self.settings.name, ms(self.settings.redis.heartbeat));
-        let claimed = retrying(|| {
+        let got = retrying(|| {
             let mut cmd = cmd.clone();
             let key = keys.heartbeat();
             async move {
@@ -492,10 +561,14 @@ impl Worker {
             }
         })
         .await;
-        match (claimed, started) {
+        match (got, started) {
             (Ok(true), Ok(false)) => {}
-            (Ok(_), Ok(_)) => return ack(cmd).await,
+            (Ok(_), Ok(_)) => {
+                span.record("outcome", "elsewhere");
+                return ack(()).await;
+            }
             (Err(e), _) | (_, Err(e)) => {
+                span.record("outcome", "pending");
                 tracing::warn!(entry = %entry_id, error = %e, "redis: cannot claim a session request; it stays pending");
                 return;
             }
@@ -503,12 +576,14 @@ impl Worker {
         let request = match serde_json::from_str::<SessionRequest>(&req) {
             Ok(r) => r,
             Err(e) => {
+                span.record("outcome", "refused");
+                self.metrics().refused.increment(1);
                 self.refuse(
                     &keys,
                     ErrorInfo::new(kind::BAD_REQUEST, format!("session request: {e}")),
                 )
                 .await;
-                return ack(cmd).await;
+                return ack(()).await;
             }
         };
         match self
@@ -518,21 +593,32 @@ impl Worker {
         {
             Ok(info) => {
                 let Some(session) = self.manager.get(TokenId(0), &info.id) else {
-                    return ack(cmd).await;
+                    return ack(()).await;
                 };
                 let live = Live {
                     session,
                     fatal: Arc::new(Mutex::new(None)),
                 };
                 if let Err(e) = retrying(|| self.announce(&keys, &owner, &live)).await {
+                    span.record("outcome", "pending");
                     tracing::warn!(session = %id, error = %e, "redis: cannot start the session");
                     self.manager.delete(TokenId(0), &info.id).await;
                     return;
                 }
                 self.live().insert(id.clone(), live.clone());
-                ack(cmd).await;
+                self.metrics().sessions.increment(1.0);
+                if claimed {
+                    self.metrics().claimed.increment(1);
+                } else {
+                    self.metrics().taken.increment(1);
+                }
+                ack(()).await;
                 tracing::info!(session = %id, worker = %self.settings.name, pid = ?info.pid, "session started");
-                tokio::spawn(self.clone().serve(keys, live, info.id));
+                tokio::spawn(
+                    self.clone()
+                        .serve(keys, live, info.id)
+                        .instrument(span.clone()),
+                );
             }
             Err(e) => {
                 let info = match &e {
@@ -543,8 +629,10 @@ impl Worker {
                     other => ErrorInfo::new(kind::INTERNAL, other),
                 };
                 tracing::warn!(session = %id, error = %e, "session refused");
+                span.record("outcome", "refused");
+                self.metrics().refused.increment(1);
                 self.refuse(&keys, info).await;
-                ack(cmd).await;
+                ack(()).await;
             }
         }
     }
@@ -663,7 +751,18 @@ impl Worker {
         if let Err(e) = p.query_async::<()>(&mut cmd).await {
             tracing::warn!(session = %keys.id(), error = %e, "redis: cannot record the session's end");
         }
-        self.live().remove(keys.id());
+        if self.live().remove(keys.id()).is_some() {
+            self.metrics().sessions.decrement(1.0);
+        }
+        let lost = live
+            .fatal
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_some();
+        if lost {
+            self.metrics().lost.increment(1);
+        }
+        tracing::Span::current().record("outcome", if lost { "lost" } else { "ended" });
         self.manager.delete(TokenId(0), &local_id).await;
         tracing::info!(session = %keys.id(), "session ended");
     }
@@ -723,6 +822,8 @@ async fn outbound(worker: &Worker, keys: &Keys, live: &Live) -> End {
                 let last = frames.last().map_or(cursor, |(s, _)| *s);
                 match add_frames(&mut cmd, keys, &frames).await {
                     Ok(true) => {
+                        worker.metrics().batches.increment(1);
+                        worker.metrics().frames.increment(frames.len() as u64);
                         cursor = last;
                         failures = 0;
                     }

@@ -143,6 +143,36 @@ pub async fn serve(
 
 /// The gateway's routes over `manager`.
 pub fn router(manager: SessionManager) -> Router {
+    routes(manager, true)
+}
+
+/// `conduit worker --metrics-listen`: serve `GET /health` and `GET /metrics` of this process
+/// (a worker's sessions, its `conduit_worker_*` metrics) on `listener` until `shutdown`:
+/// behind `manager`'s bearer tokens unless `metrics_public`, with the gateway listener's
+/// connection limits (header timeout, connection cap). Installs the recorder like the gateway
+/// (collector + Prometheus, the configured alert rules) when called, before the returned
+/// future runs; with metrics off, `/metrics` is 404.
+pub fn serve_metrics(
+    manager: SessionManager,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> impl Future<Output = ()> + Send + 'static {
+    let app = routes(manager.clone(), false);
+    if let Some(t) = crate::metrics::install(manager.config()) {
+        crate::metrics::start(t);
+    }
+    async move {
+        let config = manager.config();
+        let cap = crate::serving::ConnectionCap::new(config.max_connections);
+        let limits = crate::serving::Limits::of(config, crate::serving::Front::Http);
+        let listener = crate::tls::GatewayListener::new(listener, None);
+        crate::serving::serve(listener, app, limits, cap, shutdown).await;
+    }
+}
+
+/// The routes over `manager`: `/health` and `/metrics`, and with `sessions` the session
+/// routes and fronts.
+fn routes(manager: SessionManager, sessions: bool) -> Router {
     let config = manager.config();
     let telemetry = crate::metrics::install(config);
     let public_metrics = telemetry.is_some() && config.metrics.public;
@@ -152,11 +182,14 @@ pub fn router(manager: SessionManager) -> Router {
         manager,
         telemetry,
     };
-    let mut api = Router::new()
-        .route("/v1/sessions", get(list_sessions).post(create_session))
-        .route("/v1/sessions/{id}", get(get_session).delete(delete_session))
-        .route("/v1/sessions/{id}/stream", get(crate::front::ws::stream))
-        .merge(crate::front::http::routes());
+    let mut api = Router::new();
+    if sessions {
+        api = api
+            .route("/v1/sessions", get(list_sessions).post(create_session))
+            .route("/v1/sessions/{id}", get(get_session).delete(delete_session))
+            .route("/v1/sessions/{id}/stream", get(crate::front::ws::stream))
+            .merge(crate::front::http::routes());
+    }
     if private_metrics {
         api = api.route("/metrics", get(crate::metrics::exposition));
     }

@@ -304,6 +304,17 @@ struct Entry {
     priority: i32,
     kind: EventKind,
     handler: Handler,
+    /// Who registered it ([`EventBus::owned`]): the `owner` label of its metrics.
+    owner: Option<Arc<str>>,
+    /// Its metrics, registered at its first call (after the application installed a recorder).
+    metrics: std::sync::OnceLock<crate::telemetry::HandlerCounters>,
+}
+
+impl Entry {
+    fn metrics(&self) -> &crate::telemetry::HandlerCounters {
+        self.metrics
+            .get_or_init(|| crate::telemetry::HandlerCounters::new(self.owner.as_deref()))
+    }
 }
 
 struct Inner {
@@ -323,6 +334,8 @@ struct Inner {
 #[derive(Clone)]
 pub struct EventBus {
     inner: Arc<Inner>,
+    /// The owner stamped on the handlers registered through this handle ([`EventBus::owned`]).
+    owner: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for EventBus {
@@ -391,6 +404,7 @@ impl EventBus {
     /// An empty bus whose async handlers are skipped after `timeout` each.
     pub fn with_timeout(timeout: Duration) -> Self {
         EventBus {
+            owner: None,
             inner: Arc::new(Inner {
                 handlers: RwLock::new(Vec::new()),
                 mask: AtomicU32::new(0),
@@ -401,6 +415,26 @@ impl EventBus {
                 timeouts: AtomicU64::new(0),
                 misplaced: AtomicU64::new(0),
             }),
+        }
+    }
+
+    /// A handle on the same bus whose registrations carry `owner` (a plugin's name, a
+    /// component's): the `owner` label of the handlers' metrics
+    /// (`conduit_event_handler_calls_total`, `conduit_event_handler_seconds`), bounded to the
+    /// first [`MAX_TOOL_LABELS`](crate::telemetry::MAX_TOOL_LABELS) distinct owners of the
+    /// process (later ones are `other`). Handlers registered without an owner are `none`.
+    ///
+    /// ```
+    /// use claude_conduit::events::{EventBus, EventKind, Outcome};
+    /// let bus = EventBus::new();
+    /// let mine = bus.owned("audit-plugin");
+    /// mine.on(EventKind::TurnResult, 0, |_| Ok(Outcome::Continue));
+    /// assert!(bus.has(&EventKind::TurnResult)); // one bus
+    /// ```
+    pub fn owned(&self, owner: &str) -> EventBus {
+        EventBus {
+            inner: self.inner.clone(),
+            owner: Some(Arc::from(owner)),
         }
     }
 
@@ -434,6 +468,8 @@ impl EventBus {
             priority,
             kind,
             handler,
+            owner: self.owner.clone(),
+            metrics: std::sync::OnceLock::new(),
         });
         let mut handlers = match self.inner.handlers.write() {
             Ok(h) => h,
@@ -553,8 +589,31 @@ impl EventBus {
         chain
     }
 
-    /// Run one handler, isolated: `None` when it failed (logged and counted).
+    /// Run one handler, isolated: `None` when it failed (logged and counted). Each call is
+    /// counted by outcome in the handler's metrics, and timed, except sync handlers of the
+    /// per-frame events (`BeforeSend`, `MessageReceived`), which are only counted.
     async fn call(&self, entry: &Entry, event: &Event) -> Option<Outcome> {
+        use crate::telemetry::HandlerOutcome;
+        let per_frame = matches!(entry.handler, Handler::Sync(_))
+            && matches!(
+                entry.kind,
+                EventKind::BeforeSend | EventKind::MessageReceived
+            );
+        let started = (!per_frame).then(std::time::Instant::now);
+        let (out, outcome) = match self.call_inner(entry, event).await {
+            Ok(o) => (Some(o), HandlerOutcome::Ok),
+            Err(why) => (None, why),
+        };
+        entry.metrics().call(outcome, started.map(|s| s.elapsed()));
+        out
+    }
+
+    async fn call_inner(
+        &self,
+        entry: &Entry,
+        event: &Event,
+    ) -> Result<Outcome, crate::telemetry::HandlerOutcome> {
+        use crate::telemetry::HandlerOutcome;
         let result = match &entry.handler {
             Handler::Sync(f) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(event)))
                 .map_err(|p| panic_text(&*p)),
@@ -576,7 +635,7 @@ impl EventBus {
                                     after = ?self.inner.timeout,
                                     "event handler timed out; skipped"
                                 );
-                                return None;
+                                return Err(HandlerOutcome::Timeout);
                             }
                         }
                     }
@@ -584,7 +643,7 @@ impl EventBus {
             }
         };
         match result {
-            Ok(Ok(outcome)) => Some(outcome),
+            Ok(Ok(outcome)) => Ok(outcome),
             Ok(Err(error)) => {
                 self.inner.errors.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(
@@ -594,7 +653,7 @@ impl EventBus {
                     %error,
                     "event handler failed; skipped"
                 );
-                None
+                Err(HandlerOutcome::Error)
             }
             Err(panic) => {
                 self.inner.panics.fetch_add(1, Ordering::Relaxed);
@@ -605,7 +664,7 @@ impl EventBus {
                     %panic,
                     "event handler panicked; skipped"
                 );
-                None
+                Err(HandlerOutcome::Panic)
             }
         }
     }

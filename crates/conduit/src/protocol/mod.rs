@@ -22,6 +22,7 @@
 
 mod dispatch;
 pub(crate) mod ext;
+pub(crate) mod spans;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -57,6 +58,8 @@ pub(crate) struct EngineConfig {
     pub ext: Option<Arc<ext::Ext>>,
     /// The connection's counters, published to the process-wide metrics once per read batch.
     pub metrics: Option<Arc<crate::transport::TransportMetrics>>,
+    /// The session's `conduit.session` span (`Span::none()`: no spans).
+    pub span: tracing::Span,
 }
 
 /// A sender with its futures boxed, so the engine's handle does not carry the transport's type.
@@ -109,6 +112,8 @@ pub(crate) struct Shared {
     cli_version: OnceLock<String>,
     session_id: OnceLock<String>,
     ext: Option<Arc<ext::Ext>>,
+    /// The session's `tracing` spans.
+    spans: spans::Spans,
 }
 
 /// The engine's handle.
@@ -150,6 +155,7 @@ impl Engine {
             cli_version: OnceLock::new(),
             session_id: OnceLock::new(),
             ext: config.ext.clone(),
+            spans: spans::Spans::new(config.span.clone()),
         });
         let (tx, rx) = mpsc::channel((config.message_buffer / BATCH_MAX).max(2));
         let reader = Reader {
@@ -182,13 +188,15 @@ impl Engine {
 
     /// Write a user message and count it as a turn.
     pub(crate) async fn send_user(&self, frame: Bytes) -> Result<()> {
-        self.shared.turns_sent.fetch_add(1, Ordering::AcqRel);
+        let turn = self.shared.turns_sent.fetch_add(1, Ordering::AcqRel) + 1;
+        self.shared.spans.turn_sent(turn);
         let now = u64::try_from(self.shared.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
         self.shared.turn_sent_nanos.store(now, Ordering::Relaxed);
         self.shared.awaiting_first.store(true, Ordering::Relaxed);
         let r = self.shared.write(frame).await;
         if r.is_err() {
             self.shared.turns_sent.fetch_sub(1, Ordering::AcqRel);
+            self.shared.spans.turn_not_sent();
         }
         r
     }
@@ -208,6 +216,31 @@ impl Engine {
             "req_{n}_{:08x}",
             (self.shared.id_salt ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15)) as u32
         );
+        let span = self.shared.spans.control(subtype, &id);
+        let r = tracing::Instrument::instrument(
+            self.send_request(subtype, fields, timeout, id),
+            span.clone(),
+        )
+        .await;
+        if !span.is_disabled() {
+            let outcome = match &r {
+                Ok(_) => "ok",
+                Err(Error::ControlError { .. }) => "error",
+                Err(Error::ControlTimeout { .. }) => "timeout",
+                Err(_) => "closed",
+            };
+            span.record("outcome", outcome);
+        }
+        r
+    }
+
+    async fn send_request(
+        &self,
+        subtype: &str,
+        fields: Value,
+        timeout: Duration,
+        id: String,
+    ) -> Result<Option<Value>> {
         let (tx, rx) = oneshot::channel();
         if let Ok(mut p) = self.shared.pending.lock() {
             p.insert(id.clone(), (subtype.to_owned(), tx));
@@ -427,6 +460,7 @@ impl<R: FrameReceiver> Reader<R> {
                     // Count the stuck turn as finished so the error is reported once.
                     let sent = self.shared.turns_sent.load(Ordering::Acquire);
                     self.shared.results_seen.store(sent, Ordering::Release);
+                    self.shared.spans.abandon("idle");
                     self.push(vec![Item::Ready(Box::new(Err(Error::Idle { after })))]);
                 }
                 Step::Frames(items) => {
@@ -465,6 +499,7 @@ impl<R: FrameReceiver> Reader<R> {
         if self.shared.turn_in_flight() {
             self.push(vec![Item::Ready(Box::new(Err(death_error(&term))))]);
         }
+        self.shared.spans.abandon("ended");
         self.fail_pending(&term);
         // Deliver what is parked, then close the channel (the consumer sees the end).
         while let Some(b) = self.overflow.pop_front() {
@@ -546,6 +581,7 @@ impl<R: FrameReceiver> Reader<R> {
             FrameType::Message => batch.push(Item::Frame(frame)),
             FrameType::Result => {
                 self.shared.results_seen.fetch_add(1, Ordering::AcqRel);
+                self.shared.spans.result_seen();
                 batch.push(Item::Frame(frame));
             }
             FrameType::Control => match Message::parse(frame) {
@@ -605,18 +641,21 @@ impl<R: FrameReceiver> Reader<R> {
         let handler = self.handler.clone();
         let semaphore = self.semaphore.clone();
         let task_id = id.clone();
+        let span = self.shared.spans.callback(&req);
+        let answered = span.clone();
         // Register the task under the lock it takes to deregister itself, so it can never
         // look itself up before it is registered (and then drop its answer).
         let mut inbound = match self.shared.inbound.lock() {
             Ok(m) => m,
             Err(poisoned) => poisoned.into_inner(),
         };
-        let task = tokio::spawn(async move {
+        let task = async move {
             let _permit = semaphore.acquire_owned().await;
             let subtype = req.subtype.clone();
             let outcome = std::panic::AssertUnwindSafe(handler.handle(req))
                 .catch_unwind()
                 .await;
+            spans::callback_answered(&answered, &subtype, outcome.as_ref().map_err(|_| ()));
             let frame = match outcome {
                 Ok(Ok(v)) => outbound::control_success(&task_id, v),
                 Ok(Err(msg)) => outbound::control_error(&task_id, &msg),
@@ -641,7 +680,8 @@ impl<R: FrameReceiver> Reader<R> {
             if still_wanted && let Err(e) = shared.write(frame).await {
                 tracing::debug!(error = %e, "could not answer a control request");
             }
-        });
+        };
+        let task = tokio::spawn(tracing::Instrument::instrument(task, span));
         inbound.insert(id, task.abort_handle());
     }
 }
@@ -767,6 +807,7 @@ impl MessageRx {
                 self.shared
                     .stats
                     .turn(Some(latency), r.turn_cost_usd, r.usage.as_ref());
+                self.shared.spans.result_typed(r);
             }
             MessageKind::System(SystemMessage::Init(init)) => {
                 if let Some(v) = &init.claude_code_version {
@@ -775,6 +816,10 @@ impl MessageRx {
                 if let Some(sid) = &init.session_id {
                     let _ = self.shared.session_id.set(sid.clone());
                 }
+                self.shared.spans.init(
+                    init.session_id.as_deref(),
+                    init.claude_code_version.as_deref(),
+                );
             }
             MessageKind::System(SystemMessage::TaskStarted(t)) => {
                 let agent = matches!(

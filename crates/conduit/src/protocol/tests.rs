@@ -27,6 +27,7 @@ async fn engine_with(
             handler,
             ext: None,
             metrics: None,
+            span: tracing::Span::none(),
         },
     );
     (e, rx, peer)

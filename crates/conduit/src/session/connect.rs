@@ -7,12 +7,13 @@ use crate::remote::{Remote, SessionRequest};
 use crate::session::Client;
 
 /// Connect `options`: to the gateway [`Options::remote`] names, else to a local subprocess.
-pub(crate) async fn connect(options: Options) -> Result<Client> {
+/// `span` is the session's `conduit.session` span.
+pub(crate) async fn connect(options: Options, span: tracing::Span) -> Result<Client> {
     match options.remote()? {
-        Some(remote) => connect_remote(remote, options).await,
+        Some(remote) => connect_remote(remote, options, span).await,
         None => {
             let transport = options.subprocess_transport()?;
-            Client::connect_with(transport, options).await
+            Client::connect_in(transport, options, span).await
         }
     }
 }
@@ -27,21 +28,23 @@ pub(crate) async fn connect(options: Options) -> Result<Client> {
     )),
     allow(unused_variables)
 )]
-async fn connect_remote(remote: Remote, options: Options) -> Result<Client> {
+async fn connect_remote(remote: Remote, options: Options, span: tracing::Span) -> Result<Client> {
     let request = SessionRequest::from_options(&options)?;
     match remote.wire() {
         #[cfg(feature = "websocket")]
         crate::remote::Wire::WebSocket => {
-            open::<crate::transport::websocket::WebSocketTransport>(&remote, &request, options)
-                .await
+            open::<crate::transport::websocket::WebSocketTransport>(
+                &remote, &request, options, span,
+            )
+            .await
         }
         #[cfg(feature = "http")]
         crate::remote::Wire::Http => {
-            open::<crate::transport::http::HttpTransport>(&remote, &request, options).await
+            open::<crate::transport::http::HttpTransport>(&remote, &request, options, span).await
         }
         #[cfg(feature = "grpc")]
         crate::remote::Wire::Grpc => {
-            open::<crate::transport::grpc::GrpcTransport>(&remote, &request, options).await
+            open::<crate::transport::grpc::GrpcTransport>(&remote, &request, options, span).await
         }
         #[cfg(feature = "redis")]
         crate::remote::Wire::Redis => {
@@ -50,7 +53,7 @@ async fn connect_remote(remote: Remote, options: Options) -> Result<Client> {
             let url = remote.redis_url().unwrap_or_default();
             let transport =
                 crate::transport::redis::RedisTransport::open_session(url, &request).await?;
-            Client::connect_with(transport, options).await
+            Client::connect_in(transport, options, span).await
         }
         #[allow(unreachable_patterns)]
         wire => Err(Error::FeatureDisabled(wire.feature())),
@@ -62,7 +65,8 @@ async fn open<T: crate::transport::GatewayTransport>(
     remote: &Remote,
     request: &SessionRequest,
     options: Options,
+    span: tracing::Span,
 ) -> Result<Client> {
     let transport = T::open_session(remote, request).await?;
-    Client::connect_with(transport, options).await
+    Client::connect_in(transport, options, span).await
 }

@@ -73,10 +73,12 @@ impl Client {
     /// gateway URL, creates a session there and connects over the transport the URL names.
     pub async fn connect(options: Options) -> Result<Client> {
         use tracing::Instrument;
-        // Span `conduit.connect`: with the `otel` feature its trace context goes to the gateway
-        // (the session's spans there are its children).
-        connect::connect(options)
-            .instrument(tracing::info_span!("conduit.connect"))
+        // Span `conduit.session` for the session's life; its child `conduit.connect` covers
+        // creating the session (with the `otel` feature its trace context goes to the gateway,
+        // whose spans are its children).
+        let session = crate::protocol::spans::session_span();
+        connect::connect(options, session.clone())
+            .instrument(tracing::info_span!(parent: &session, "conduit.connect"))
             .await
     }
 
@@ -102,6 +104,15 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn connect_with<T: Transport>(transport: T, options: Options) -> Result<Client> {
+        Self::connect_in(transport, options, crate::protocol::spans::session_span()).await
+    }
+
+    /// [`connect_with`](Self::connect_with) in the session span `span`.
+    pub(crate) async fn connect_in<T: Transport>(
+        transport: T,
+        options: Options,
+        span: tracing::Span,
+    ) -> Result<Client> {
         // Validate before spawning anything.
         options.argv()?;
         let mut hooks = options.callbacks.hooks.clone();
@@ -115,7 +126,7 @@ impl Client {
             mcp: Arc::new(crate::mcp::sdk_servers(&options.callbacks.mcp_servers)),
         };
         let init = options.initialize_request(registration.config);
-        Self::connect_with_handler(transport, options, Arc::new(router), init).await
+        Self::connect_with_handler(transport, options, Arc::new(router), init, span).await
     }
 
     pub(crate) async fn connect_with_handler<T: Transport>(
@@ -123,7 +134,9 @@ impl Client {
         options: Options,
         handler: Arc<dyn InboundHandler>,
         initialize: Value,
+        span: tracing::Span,
     ) -> Result<Client> {
+        use tracing::Instrument;
         let bus = options.ext.events.clone();
         if let Some(bus) = &bus {
             bus.emit(crate::events::Event::Connect {
@@ -131,11 +144,11 @@ impl Client {
             })
             .await;
         }
-        let conn = transport.connect().await?;
-        conn.metrics
-            .publish_as(crate::transport::metrics::wire_label(
-                std::any::type_name::<T>(),
-            ));
+        let wire = crate::transport::metrics::wire_label(std::any::type_name::<T>());
+        span.record("wire", wire);
+        // The transport's tasks (the relay driver and its reconnects) run in the session span.
+        let conn = transport.connect().instrument(span.clone()).await?;
+        conn.metrics.publish_as(wire);
         let ext = options.ext.build(conn.metrics.clone());
         let (engine, rx) = Engine::start(
             conn.sender,
@@ -147,6 +160,7 @@ impl Client {
                 handler,
                 ext,
                 metrics: Some(conn.metrics.clone()),
+                span,
             },
         );
         let messages = Arc::new(Mutex::new(rx));

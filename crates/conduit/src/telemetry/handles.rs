@@ -75,27 +75,95 @@ pub const MAX_TOOL_LABELS: usize = 64;
 /// or `:`), `other` for every later or odd one. A process can therefore never hold more than
 /// `MAX_TOOL_LABELS + 1` series per tool metric, whatever the CLI or a client sends.
 pub fn tool_label(name: &str) -> String {
-    static SEEN: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
-    let plain = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'));
-    if !plain {
-        return "other".to_owned();
+    static TOOLS: LabelSet = LabelSet::new();
+    TOOLS.label(name)
+}
+
+/// The `owner` label of event bus handlers for `name` (the name a handler was registered
+/// under, see [`EventBus::owned`](crate::events::EventBus::owned)): bounded as
+/// [`tool_label`] is, with its own [`MAX_TOOL_LABELS`] names.
+pub fn owner_label(name: &str) -> String {
+    static OWNERS: LabelSet = LabelSet::new();
+    OWNERS.label(name)
+}
+
+/// The first [`MAX_TOOL_LABELS`] distinct plain names seen, for one label.
+struct LabelSet(OnceLock<Mutex<HashSet<String>>>);
+
+impl LabelSet {
+    const fn new() -> Self {
+        Self(OnceLock::new())
     }
-    let seen = SEEN.get_or_init(|| Mutex::new(HashSet::new()));
-    let Ok(mut seen) = seen.lock() else {
-        return "other".to_owned();
-    };
-    if seen.contains(name) {
-        return name.to_owned();
+
+    fn label(&self, name: &str) -> String {
+        let plain = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'));
+        if !plain {
+            return "other".to_owned();
+        }
+        let seen = self.0.get_or_init(|| Mutex::new(HashSet::new()));
+        let Ok(mut seen) = seen.lock() else {
+            return "other".to_owned();
+        };
+        if seen.contains(name) {
+            return name.to_owned();
+        }
+        if seen.len() < MAX_TOOL_LABELS {
+            seen.insert(name.to_owned());
+            return name.to_owned();
+        }
+        "other".to_owned()
     }
-    if seen.len() < MAX_TOOL_LABELS {
-        seen.insert(name.to_owned());
-        return name.to_owned();
+}
+
+/// The metrics of one event bus handler, labelled with its owner (`none` without one).
+#[derive(Clone)]
+pub(crate) struct HandlerCounters {
+    ok: Counter,
+    error: Counter,
+    panic: Counter,
+    timeout: Counter,
+    latency: Histogram,
+}
+
+/// How an event bus handler call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HandlerOutcome {
+    Ok,
+    Error,
+    Panic,
+    Timeout,
+}
+
+impl HandlerCounters {
+    pub(crate) fn new(owner: Option<&str>) -> Self {
+        let owner = owner.map_or_else(|| "none".to_owned(), owner_label);
+        let calls = |outcome: &'static str| counter!(names::HANDLER_CALLS, "owner" => owner.clone(), "outcome" => outcome);
+        Self {
+            ok: calls("ok"),
+            error: calls("error"),
+            panic: calls("panic"),
+            timeout: calls("timeout"),
+            latency: histogram!(names::HANDLER_LATENCY, "owner" => owner.clone()),
+        }
     }
-    "other".to_owned()
+
+    /// Count one call, and its latency when it was timed.
+    pub(crate) fn call(&self, outcome: HandlerOutcome, took: Option<Duration>) {
+        match outcome {
+            HandlerOutcome::Ok => &self.ok,
+            HandlerOutcome::Error => &self.error,
+            HandlerOutcome::Panic => &self.panic,
+            HandlerOutcome::Timeout => &self.timeout,
+        }
+        .increment(1);
+        if let Some(t) = took {
+            self.latency.record(t.as_secs_f64());
+        }
+    }
 }
 
 /// The handles of the per-session metrics (no session id among the labels).
@@ -200,4 +268,27 @@ pub fn callback(kind: CallbackKind, took: Duration) {
         CallbackKind::McpTool => "mcp_tool",
     };
     histogram!(names::CALLBACK_LATENCY, "kind" => label).record(took.as_secs_f64());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_label_set_keeps_the_first_plain_names_and_calls_the_rest_other() {
+        let set = LabelSet::new();
+        assert_eq!(set.label("bad owner\n"), "other");
+        assert_eq!(set.label(""), "other");
+        let labels: Vec<String> = (0..MAX_TOOL_LABELS + 10)
+            .map(|i| set.label(&format!("owner-{i}")))
+            .collect();
+        assert_eq!(labels[0], "owner-0");
+        assert_eq!(
+            labels[MAX_TOOL_LABELS - 1],
+            format!("owner-{}", MAX_TOOL_LABELS - 1)
+        );
+        assert!(labels[MAX_TOOL_LABELS..].iter().all(|l| l == "other"));
+        // A name seen before keeps its label.
+        assert_eq!(set.label("owner-3"), "owner-3");
+    }
 }

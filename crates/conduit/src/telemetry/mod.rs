@@ -20,7 +20,8 @@
 //! Label cardinality is bounded: no session id, token or path is ever a label. The labels are
 //! small closed sets (`wire`, `direction`, `front`, `outcome`, `kind`) except `tool`, which is
 //! bounded by [`tool_label`]: the first [`MAX_TOOL_LABELS`] distinct tool names of the process
-//! keep their name, later ones are counted as `other`.
+//! keep their name, later ones are counted as `other`; the event bus's `owner` the same way
+//! ([`owner_label`]); and a worker's `worker` (its name: one value per worker process).
 //!
 //! The metric names, types and labels are listed in `docs/OBSERVABILITY.md` and in [`names`].
 
@@ -38,9 +39,10 @@ mod install;
 pub mod otel;
 
 pub use handles::{
-    CallbackKind, MAX_TOOL_LABELS, SessionCounters, TransportCounters, callback,
+    CallbackKind, MAX_TOOL_LABELS, SessionCounters, TransportCounters, callback, owner_label,
     permission_decision, tool_call, tool_label,
 };
+pub(crate) use handles::{HandlerCounters, HandlerOutcome};
 
 #[cfg(feature = "collector")]
 pub use alert::{AlertEvent, AlertRule, AlertState, Comparison, Stat};

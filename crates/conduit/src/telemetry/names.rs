@@ -61,6 +61,32 @@ pub const GATEWAY_AUTH_FAILURES: &str = "conduit_gateway_auth_failures_total";
 /// Counter: CLI turns relayed by the gateway (`result` frames).
 pub const GATEWAY_TURNS: &str = "conduit_gateway_turns_total";
 
+/// Gauge `{worker}`: sessions running on a `conduit worker` (`worker` = its name: one value
+/// per worker process).
+pub const WORKER_SESSIONS: &str = "conduit_worker_sessions";
+/// Counter `{worker}`: session requests the worker read from the sessions stream and started.
+pub const WORKER_TAKEN: &str = "conduit_worker_sessions_taken_total";
+/// Counter `{worker}`: session requests the worker claimed (`XAUTOCLAIM`) from a worker that
+/// read them and did not start them, and started.
+pub const WORKER_CLAIMED: &str = "conduit_worker_sessions_claimed_total";
+/// Counter `{worker}`: session requests the worker refused (bad request, policy, limit).
+pub const WORKER_REFUSED: &str = "conduit_worker_sessions_refused_total";
+/// Counter `{worker}`: sessions the worker ended because their data was gone from Redis or
+/// an entry of their input stream was malformed.
+pub const WORKER_LOST: &str = "conduit_worker_sessions_lost_total";
+/// Counter `{worker}`: `XADD` pipelines of CLI frames (one per batch the session hands over).
+pub const WORKER_XADD_BATCHES: &str = "conduit_worker_xadd_batches_total";
+/// Counter `{worker}`: CLI frames added to Redis by those pipelines.
+pub const WORKER_XADD_FRAMES: &str = "conduit_worker_xadd_frames_total";
+
+/// Counter `{owner, outcome}`: event bus handler calls (`outcome` = `ok` | `error` | `panic` |
+/// `timeout`; `owner` = the name the handler was registered under, bounded like `tool`, or
+/// `none`).
+pub const HANDLER_CALLS: &str = "conduit_event_handler_calls_total";
+/// Histogram `{owner}`: event bus handler latency, seconds (not recorded for sync handlers of
+/// the per-frame events `BeforeSend` and `MessageReceived`, see `docs/OBSERVABILITY.md`).
+pub const HANDLER_LATENCY: &str = "conduit_event_handler_seconds";
+
 /// Gauge `{rule}`: 1 while an alert rule fires, else 0.
 pub const ALERTS_FIRING: &str = "conduit_alerts_firing";
 
@@ -130,5 +156,38 @@ pub fn describe() {
         "Requests without a valid token"
     );
     describe_counter!(GATEWAY_TURNS, Unit::Count, "Turns relayed by the gateway");
+    describe_gauge!(WORKER_SESSIONS, Unit::Count, "Sessions running on a worker");
+    describe_counter!(
+        WORKER_TAKEN,
+        Unit::Count,
+        "Session requests a worker started"
+    );
+    describe_counter!(
+        WORKER_CLAIMED,
+        Unit::Count,
+        "Session requests a worker claimed from another and started"
+    );
+    describe_counter!(
+        WORKER_REFUSED,
+        Unit::Count,
+        "Session requests a worker refused"
+    );
+    describe_counter!(
+        WORKER_LOST,
+        Unit::Count,
+        "Sessions a worker ended because their Redis data was gone or bad"
+    );
+    describe_counter!(
+        WORKER_XADD_BATCHES,
+        Unit::Count,
+        "XADD pipelines of CLI frames"
+    );
+    describe_counter!(WORKER_XADD_FRAMES, Unit::Count, "CLI frames added to Redis");
+    describe_counter!(
+        HANDLER_CALLS,
+        Unit::Count,
+        "Event bus handler calls by outcome"
+    );
+    describe_histogram!(HANDLER_LATENCY, Unit::Seconds, "Event bus handler latency");
     describe_gauge!(ALERTS_FIRING, "1 while an alert rule fires");
 }

@@ -213,3 +213,59 @@ fn tool_labels_are_bounded() {
     assert!(labels.len() <= MAX_TOOL_LABELS + 1, "{}", labels.len());
     assert!(labels.contains("other"));
 }
+
+/// Event bus handlers are counted by owner and outcome (ok, error, panic, timeout) and timed,
+/// except sync handlers of the per-frame events, which are counted only.
+#[test]
+fn event_bus_handlers_are_counted_by_owner_and_outcome() {
+    let c = collector(10);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    let bus = EventBus::with_timeout(Duration::from_millis(20));
+    let plugin = bus.owned("audit-plugin");
+    plugin.on(EventKind::Connect, 0, |_| Ok(Outcome::Continue));
+    plugin.on(EventKind::Connect, 0, |_| Err("refused".into()));
+    plugin.on(EventKind::Connect, 0, |_| panic!("handler panic"));
+    plugin.on_async(EventKind::Connect, 0, |_| async {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        Ok(Outcome::Continue)
+    });
+    bus.on(EventKind::Connect, 0, |_| Ok(Outcome::Continue));
+    plugin.on(EventKind::BeforeSend, 0, |_| Ok(Outcome::Continue));
+    metrics::with_local_recorder(&c.recorder(), || {
+        rt.block_on(async {
+            for _ in 0..2 {
+                bus.emit(Event::Connect { transport: "t" }).await;
+            }
+            for _ in 0..3 {
+                bus.emit(Event::BeforeSend {
+                    frame: bytes::Bytes::from_static(b"{}"),
+                })
+                .await;
+            }
+        })
+    });
+    let s = c.snapshot();
+    let calls = |owner: &str, outcome: &str| {
+        s.sum(
+            names::HANDLER_CALLS,
+            &[("owner", owner), ("outcome", outcome)],
+        )
+    };
+    assert_eq!(calls("audit-plugin", "ok"), Some(2.0 + 3.0));
+    assert_eq!(calls("audit-plugin", "error"), Some(2.0));
+    assert_eq!(calls("audit-plugin", "panic"), Some(2.0));
+    assert_eq!(calls("audit-plugin", "timeout"), Some(2.0));
+    assert_eq!(calls("none", "ok"), Some(2.0));
+    // Timed: the four Connect handlers twice; the BeforeSend calls are not.
+    let timed = |owner: &str| {
+        s.histogram(names::HANDLER_LATENCY, &[("owner", owner)])
+            .map(|h| h.count)
+    };
+    assert_eq!(timed("audit-plugin"), Some(8));
+    assert_eq!(timed("none"), Some(2));
+    assert_eq!(bus.stats().timeouts, 2);
+}

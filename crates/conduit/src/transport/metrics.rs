@@ -42,6 +42,7 @@ pub(crate) fn wire_label(type_name: &str) -> &'static str {
         _ if t.starts_with("WebSocket") => "ws",
         _ if t.starts_with("Http") => "http",
         _ if t.starts_with("Grpc") => "grpc",
+        _ if t.starts_with("Redis") => "redis",
         _ => "other",
     }
 }

@@ -45,6 +45,12 @@ pub const CLOSE_ID: &str = "1-1";
 pub const END_ID: &str = "1-0";
 /// Field of a frame entry: the frame's bytes.
 pub const FIELD_FRAME: &str = "f";
+/// Field of a session request (in the sessions stream): the requester's W3C `traceparent`
+/// (feature `otel`, when the request was made in a sampled trace), so the worker's
+/// `worker.session` span joins the caller's trace.
+pub const FIELD_TRACEPARENT: &str = "traceparent";
+/// The longest `traceparent` a worker accepts (version 00 is 55 characters).
+pub const MAX_TRACEPARENT: usize = 64;
 /// Field of the end entry: the wire's `End` as JSON.
 pub const FIELD_END: &str = "end";
 /// Field of a refusal entry: the wire's `ErrorInfo` as JSON.
@@ -307,19 +313,29 @@ pub async fn request_session(
     let id = new_session_id();
     let req = serde_json::to_string(request)
         .map_err(|e| Error::InvalidOptions(format!("session request: {e}")))?;
-    redis::cmd("XADD")
-        .arg(Keys::sessions(prefix))
-        .arg("*")
-        .arg("id")
-        .arg(&id)
-        .arg("owner")
-        .arg(owner)
-        .arg("req")
-        .arg(req)
+    session_request_cmd(prefix, &id, owner, &req)
         .query_async::<Value>(conn)
         .await
         .map_err(|e| redis_error("request a session", &e))?;
     Ok(id)
+}
+
+/// The `XADD` of a session request: `id`, `owner`, `req` (the JSON [`SessionRequest`]) and,
+/// in a sampled trace, the current span's [`FIELD_TRACEPARENT`].
+pub fn session_request_cmd(prefix: &str, id: &str, owner: &str, req: &str) -> redis::Cmd {
+    let mut cmd = redis::cmd("XADD");
+    cmd.arg(Keys::sessions(prefix))
+        .arg("*")
+        .arg("id")
+        .arg(id)
+        .arg("owner")
+        .arg(owner)
+        .arg("req")
+        .arg(req);
+    if let Some(tp) = crate::telemetry::traceparent() {
+        cmd.arg(FIELD_TRACEPARENT).arg(tp);
+    }
+    cmd
 }
 
 /// A session served by a `conduit worker` through Redis, as an SDK [`Transport`].

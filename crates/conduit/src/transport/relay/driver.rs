@@ -110,7 +110,10 @@ pub(crate) async fn connect<W: Wire>(
 ) -> Result<Connection<GatewaySender, GatewayReceiver>> {
     let started = Instant::now();
     let mut seq = SeqState::new();
-    let (conn, hello) = greet(&wire, &mut seq).await.map_err(Failure::into_error)?;
+    let name = crate::transport::metrics::wire_label(std::any::type_name::<W>());
+    let (conn, hello) = greet_traced(&wire, &mut seq, name, 0)
+        .await
+        .map_err(Failure::into_error)?;
     let metrics = Arc::new(TransportMetrics::default());
     metrics.set_connect_time(started.elapsed());
     // The gateway's limit is known before the first send.
@@ -131,6 +134,7 @@ pub(crate) async fn connect<W: Wire>(
             out_open: true,
             events: ev_tx,
             limit: limit.clone(),
+            name,
         }
         .run(conn, hello)
         // Reconnects carry the trace of the span that connected.
@@ -153,6 +157,32 @@ pub(crate) async fn connect<W: Wire>(
             ..ConnectionInfo::default()
         },
     })
+}
+
+/// [`greet`] in a `conduit.transport.connect` span (`wire`, `attempt`: 0 for the first
+/// connection, n for the n-th try of a reconnect; `outcome`: `ok` | `retry` | `fatal`).
+async fn greet_traced<W: Wire>(
+    wire: &W,
+    seq: &mut SeqState,
+    name: &'static str,
+    attempt: u32,
+) -> Result<(W::Conn, Hello), Failure> {
+    let span = tracing::info_span!(
+        "conduit.transport.connect",
+        wire = name,
+        attempt,
+        outcome = tracing::field::Empty,
+    );
+    let r = greet(wire, seq).instrument(span.clone()).await;
+    if !span.is_disabled() {
+        let outcome = match &r {
+            Ok(_) => "ok",
+            Err(Failure::Transient(_)) => "retry",
+            Err(Failure::Fatal(_)) => "fatal",
+        };
+        span.record("outcome", outcome);
+    }
+    r
 }
 
 /// Open a connection resuming after what `seq` delivered and read its hello.
@@ -185,6 +215,8 @@ struct Driver<W: Wire> {
     events: mpsc::Sender<Event>,
     /// The frame-size limit the sending half enforces (the gateway's, once it said).
     limit: Arc<AtomicUsize>,
+    /// The wire's metric label (`ws`, `http`, `grpc`, `redis`).
+    name: &'static str,
 }
 
 impl<W: Wire> Driver<W> {
@@ -225,28 +257,49 @@ impl<W: Wire> Driver<W> {
         }
     }
 
-    /// Reconnect per the policy. `Ok(None)`: nobody reads any more, stop quietly.
-    async fn reconnect(&mut self, mut last: Error) -> Result<Option<(W::Conn, Hello)>> {
+    /// Reconnect per the policy, in a `conduit.transport.reconnect` span (`wire`,
+    /// `resume_after`, `attempts`, `outcome`: `ok` | `gave_up` | `fatal` | `abandoned`) whose
+    /// children are the attempts. `Ok(None)`: nobody reads any more, stop quietly.
+    async fn reconnect(&mut self, last: Error) -> Result<Option<(W::Conn, Hello)>> {
+        let span = tracing::info_span!(
+            "conduit.transport.reconnect",
+            wire = self.name,
+            resume_after = self.seq.resume_after(),
+            attempts = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+        );
+        let (r, attempts, outcome) = self.try_reconnect(last).instrument(span.clone()).await;
+        span.record("attempts", attempts);
+        span.record("outcome", outcome);
+        r
+    }
+
+    /// The attempts of [`reconnect`](Self::reconnect), how many were made and the outcome.
+    async fn try_reconnect(
+        &mut self,
+        mut last: Error,
+    ) -> (Result<Option<(W::Conn, Hello)>>, u32, &'static str) {
         for attempt in 0..self.policy.attempts {
             let (wire, seq, events) = (&self.wire, &mut self.seq, &self.events);
             let delay = self.policy.delay(attempt);
+            let name = self.name;
             let greeted = tokio::select! {
-                () = events.closed() => return Ok(None),
+                () = events.closed() => return (Ok(None), attempt, "abandoned"),
                 g = async {
                     tokio::time::sleep(delay).await;
-                    greet(wire, seq).await
+                    greet_traced(wire, seq, name, attempt + 1).await
                 } => g,
             };
             match greeted {
                 Ok(c) => {
                     self.metrics.reconnect();
-                    return Ok(Some(c));
+                    return (Ok(Some(c)), attempt + 1, "ok");
                 }
-                Err(Failure::Fatal(e)) => return Err(e),
+                Err(Failure::Fatal(e)) => return (Err(e), attempt + 1, "fatal"),
                 Err(Failure::Transient(e)) => last = e,
             }
         }
-        Err(Error::gateway_caused(
+        let r = Err(Error::gateway_caused(
             GatewayErrorKind::Unavailable,
             None,
             format!(
@@ -254,7 +307,8 @@ impl<W: Wire> Driver<W> {
                 self.policy.attempts
             ),
             last,
-        ))
+        ));
+        (r, self.policy.attempts, "gave_up")
     }
 
     /// Take in a hello: the gateway's limit, which of our frames it has; resend the rest, then
