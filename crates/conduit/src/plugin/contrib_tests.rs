@@ -816,3 +816,55 @@ for line in sys.stdin:
         manager.shutdown().await;
     }
 }
+
+#[tokio::test]
+async fn as_a_pre_tool_use_answer_policies_only_deny_or_rewrite_never_approve() {
+    let manager = PluginManager::new();
+    load_native(
+        &manager,
+        "site",
+        0,
+        policy(|r| {
+            Ok(match r.input_str("command") {
+                Some("rm") => Some(PermissionDecision::deny("no rm")),
+                Some("halt") => Some(PermissionDecision::deny_and_interrupt("halt")),
+                Some("ls") => Some(PermissionDecision::allow_with_input(
+                    json!({"command": "ls -a"}),
+                )),
+                Some(_) => Some(PermissionDecision::allow()),
+                None => None,
+            })
+        }),
+    )
+    .await;
+    let hook = |command: &str| {
+        HookInput::from_wire(json!({
+            "session_id": "s", "transcript_path": "/t", "cwd": "/",
+            "hook_event_name": "PreToolUse", "tool_name": "Bash",
+            "tool_input": {"command": command}, "tool_use_id": "t1"
+        }))
+    };
+    let wire = |out: Option<HookOutput>| out.map(|o| o.to_wire());
+    let deny = wire(manager.policies_as_pre_tool_use(&hook("rm")).await).unwrap();
+    assert_eq!(deny["hookSpecificOutput"]["permissionDecision"], "deny");
+    assert_eq!(
+        deny["hookSpecificOutput"]["permissionDecisionReason"],
+        "no rm"
+    );
+    let halt = wire(manager.policies_as_pre_tool_use(&hook("halt")).await).unwrap();
+    assert_eq!(halt["continue"], false);
+    let ls = wire(manager.policies_as_pre_tool_use(&hook("ls")).await).unwrap();
+    assert_eq!(
+        ls["hookSpecificOutput"]["updatedInput"],
+        json!({"command": "ls -a"})
+    );
+    assert!(
+        ls["hookSpecificOutput"].get("permissionDecision").is_none(),
+        "a rewrite approves nothing: {ls}"
+    );
+    assert_eq!(manager.policies_as_pre_tool_use(&hook("pwd")).await, None);
+    let stop = HookInput::from_wire(json!({
+        "session_id": "s", "transcript_path": "/t", "cwd": "/", "hook_event_name": "Stop"
+    }));
+    assert_eq!(manager.policies_as_pre_tool_use(&stop).await, None);
+}

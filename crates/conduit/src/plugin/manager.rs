@@ -1051,6 +1051,13 @@ impl PluginManager {
                     message: e,
                 });
             }
+            if let Err(message) = message_types(m, Some(d)) {
+                problems.push(CheckProblem {
+                    line: line_of(&file, "[[messages]]"),
+                    file: file.clone(),
+                    message,
+                });
+            }
             match m.runtime {
                 Runtime::Rhai => {
                     #[cfg(feature = "rhai")]

@@ -202,10 +202,29 @@ pub(crate) fn check(manifest: &Manifest, dir: &Path) -> Result<(), (PathBuf, usi
     let (file, source) =
         read(manifest, Some(dir)).map_err(|e| (dir.join(super::MANIFEST_FILE), 1, e))?;
     let engine = engine(&manifest.name, &manifest.limits);
-    engine.compile(&source).map(|_| ()).map_err(|e| {
+    let ast = engine.compile(&source).map_err(|e| {
         let line = e.1.line().unwrap_or(1);
-        (file, line, e.0.to_string())
-    })
+        (file.clone(), line, e.0.to_string())
+    })?;
+    for f in manifest
+        .messages
+        .iter()
+        .filter_map(|m| m.handler.as_deref())
+    {
+        if !ast
+            .iter_functions()
+            .any(|d| d.name == f && d.params.len() == 2)
+        {
+            return Err((
+                file,
+                1,
+                format!(
+                    "`messages` names handler `{f}`, but the script defines no `fn {f}(frame, direction)`"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl Plugin for RhaiPlugin {
