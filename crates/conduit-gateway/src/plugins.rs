@@ -65,8 +65,6 @@ pub(crate) struct SessionPlugins {
     /// `hooks` of the initialize request: event → `[{"matcher":null,"hookCallbackIds":["gw_N"]}]`.
     registration: Map<String, Value>,
     servers: Arc<HashMap<String, SdkMcpServer>>,
-    /// The plugins have permission policies (enforced at `PreToolUse`).
-    policies: bool,
     /// The plugins' custom types and protocol extensions.
     extensions: Option<Extensions>,
     state: Mutex<State>,
@@ -164,7 +162,6 @@ impl SessionPlugins {
             manager: manager.clone(),
             registration,
             servers: Arc::new(servers),
-            policies,
             extensions,
             state: Mutex::new(State::default()),
             next_init: AtomicU64::new(1),
@@ -377,10 +374,9 @@ impl SessionPlugins {
                     .get("tool_use_id")
                     .and_then(Value::as_str)
                     .map(str::to_owned);
-                let policy = match this.policies {
-                    true => this.manager.policies_as_pre_tool_use(&input).await,
-                    false => None,
-                };
+                // Asked on every PreToolUse call: a policy loaded after the session started
+                // applies too when the session has a PreToolUse matcher.
+                let policy = this.manager.policies_as_pre_tool_use(&input).await;
                 let event = input.event();
                 let mut out = this.manager.bus().run_hook(input, tool_use_id).await;
                 if let Some(policy) = policy {

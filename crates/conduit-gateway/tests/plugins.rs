@@ -169,6 +169,32 @@ async fn the_gateway_plugin_denies_beside_the_clients_own_allowing_hook() {
     s.gw.shutdown().await;
 }
 
+/// A remote client with `extensions` sends a `{"type":"probe"}` frame (its user message `PROBE`,
+/// rewritten) and then a turn; the client and what the turn delivered.
+async fn probe_then_turn(
+    gw: &Running,
+    extensions: Extensions,
+) -> (Client, Vec<claude_conduit::Result<claude_conduit::Message>>) {
+    let options = Options::builder()
+        .transport(gw.url().replace("http://", "ws://"), TOKEN)
+        .extensions(extensions)
+        .frame_filter(Arc::new(Rewrite(|t| {
+            if t.contains("PROBE") {
+                r#"{"type":"probe"}"#.to_owned()
+            } else {
+                t.to_owned()
+            }
+        })))
+        .build();
+    let client = Client::connect(options).await.expect("connect");
+    client.send("PROBE").await.expect("send the probe");
+    client.send("hello").await.expect("send");
+    let items: Vec<_> = tokio::time::timeout(T, client.receive_response().collect::<Vec<_>>())
+        .await
+        .expect("in time");
+    (client, items)
+}
+
 /// Rewrites every outbound frame with `f`.
 struct Rewrite(fn(&str) -> String);
 impl FrameFilter for Rewrite {
@@ -279,23 +305,7 @@ async fn gateway_protocol_extensions_see_both_directions() {
             Action::Replace(Bytes::from(v.to_string()))
         });
     let gw = start(config(&[]).extensions(ext)).await;
-    // The client's user message `PROBE` goes out as a `{"type":"probe"}` frame.
-    let options = Options::builder()
-        .transport(gw.url().replace("http://", "ws://"), TOKEN)
-        .frame_filter(Arc::new(Rewrite(|t| {
-            if t.contains("PROBE") {
-                r#"{"type":"probe"}"#.to_owned()
-            } else {
-                t.to_owned()
-            }
-        })))
-        .build();
-    let client = Client::connect(options).await.expect("connect");
-    client.send("PROBE").await.expect("send the probe");
-    client.send("hello").await.expect("send");
-    let items: Vec<_> = tokio::time::timeout(T, client.receive_response().collect::<Vec<_>>())
-        .await
-        .expect("in time");
+    let (client, items) = probe_then_turn(&gw, Extensions::new()).await;
     let raws: Vec<serde_json::Value> = items
         .iter()
         .filter_map(|m| m.as_ref().ok())
@@ -414,27 +424,13 @@ fn on_probe(frame, direction) {
     let problems = manager.load_dir(dir.path()).await;
     assert!(problems.is_empty(), "{problems:?}");
     let gw = start(config(&[("MOCK_CLAUDE_UNKNOWN_FRAMES", "1")]).plugins(manager.clone())).await;
-    let options = Options::builder()
-        .transport(gw.url().replace("http://", "ws://"), TOKEN)
-        .extensions(
-            Extensions::new().register(claude_conduit::extension::CustomType::new::<MockFrame>(
-                "mock_unknown_type",
-            )),
-        )
-        .frame_filter(Arc::new(Rewrite(|t| {
-            if t.contains("PROBE") {
-                r#"{"type":"probe","n":1}"#.to_owned()
-            } else {
-                t.to_owned()
-            }
-        })))
-        .build();
-    let client = Client::connect(options).await.expect("connect");
-    client.send("PROBE").await.expect("send the probe");
-    client.send("hello").await.expect("send");
-    let items: Vec<_> = tokio::time::timeout(T, client.receive_response().collect::<Vec<_>>())
-        .await
-        .expect("in time");
+    let (client, items) = probe_then_turn(
+        &gw,
+        Extensions::new().register(claude_conduit::extension::CustomType::new::<MockFrame>(
+            "mock_unknown_type",
+        )),
+    )
+    .await;
     let ok: Vec<&claude_conduit::Message> = items.iter().filter_map(|m| m.as_ref().ok()).collect();
     let ack = ok
         .iter()
