@@ -27,12 +27,14 @@ fn bash(command: &str) -> PermissionRequest {
 type PolicyFn =
     dyn Fn(&PermissionRequest) -> Result<Option<PermissionDecision>, String> + Send + Sync;
 
+type FrameFn = dyn Fn(FrameRef<'_>) -> Result<Action, String> + Send + Sync;
+
 /// A native plugin built from closures.
 #[derive(Clone, Default)]
 struct Parts {
     policy: Option<Arc<PolicyFn>>,
     frames: Vec<String>,
-    on_frame: Option<Arc<dyn Fn(FrameRef<'_>) -> Result<Action, String> + Send + Sync>>,
+    on_frame: Option<Arc<FrameFn>>,
     types: Vec<CustomType>,
     layer: Option<QueryLayer>,
 }
