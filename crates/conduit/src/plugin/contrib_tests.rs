@@ -12,13 +12,7 @@ use super::*;
 use crate::extension::Direction;
 use crate::permission::PermissionHandler;
 
-fn write(dir: &Path, name: &str, files: &[(&str, &str)]) {
-    let d = dir.join(name);
-    std::fs::create_dir_all(&d).unwrap();
-    for (f, body) in files {
-        std::fs::write(d.join(f), body).unwrap();
-    }
-}
+use super::tests::write;
 
 fn bash(command: &str) -> PermissionRequest {
     PermissionRequest::new("Bash", json!({"command": command}))

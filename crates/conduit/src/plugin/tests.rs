@@ -6,7 +6,7 @@ use serde_json::json;
 use super::*;
 use crate::events::Event;
 
-fn write(dir: &Path, name: &str, files: &[(&str, &str)]) {
+pub(super) fn write(dir: &Path, name: &str, files: &[(&str, &str)]) {
     let d = dir.join(name);
     std::fs::create_dir_all(&d).unwrap();
     for (f, body) in files {
