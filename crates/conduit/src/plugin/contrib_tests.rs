@@ -481,22 +481,7 @@ fn policy_and_frame_answers_in_map_form() {
 mod rhai_scripts {
     use super::*;
 
-    fn rhai_plugin(dir: &Path, name: &str, script: &str, extra: &str) {
-        write(
-            dir,
-            name,
-            &[
-                (
-                    "plugin.toml",
-                    &format!(
-                        "name = \"{name}\"\nversion = \"1.0.0\"\nruntime = \"rhai\"\n\
-                         entry = \"main.rhai\"\n{extra}"
-                    ),
-                ),
-                ("main.rhai", script),
-            ],
-        );
-    }
+    use crate::plugin::tests::rhai_scripts::rhai_plugin;
 
     const POLICY: &str = r#"
 fn can_use_tool(input) {
