@@ -134,6 +134,14 @@ pub async fn run(args: PluginsArgs) -> ExitCode {
                 let mut contributes: Vec<String> =
                     p.hooks.iter().map(|h| format!("hook {h}")).collect();
                 contributes.extend(p.tools.iter().map(|t| format!("tool {t}")));
+                if p.permission_policy {
+                    contributes.push("can_use_tool".into());
+                }
+                contributes.extend(p.message_types.iter().map(|t| format!("message {t}")));
+                contributes.extend(p.frame_types.iter().map(|t| format!("frames {t}")));
+                if p.query_layer {
+                    contributes.push("query layer".into());
+                }
                 println!(
                     "{:<20} {:<10} {:<8} {:<8} {:<24} {}",
                     p.name,

@@ -78,16 +78,17 @@ fn query(env: &CliEnv, args: &[&str]) -> Output {
     cmd.output().expect("run conduit query")
 }
 
-#[test]
-fn query_with_a_rhai_plugin_denies_the_touch_and_tells_the_model_why() {
-    let dir = scratch("plugins-query-rhai");
+/// `conduit query --plugins` with the example `plugin` while the query's own permission callback
+/// allows Bash (only the plugin stands in the way): the model's `touch` must not run, and the
+/// model must be told `reason`. Returns the plugin directory.
+fn query_denies_the_touch(scratch_name: &str, plugin: &str, reason: &str) -> PathBuf {
+    let dir = scratch(scratch_name);
     let target = dir.join("touched.txt");
     let (model, env) = model(vec![
         Turn::tool_use("Bash", touch(&target)),
         Turn::text("ok"),
     ]);
-    let dir_arg = plugins(&dir, &["no-touch"]);
-    // The client's own permission callback allows Bash: only the plugin stands in the way.
+    let dir_arg = plugins(&dir, &[plugin]);
     let out = query(
         &env,
         &[
@@ -101,7 +102,13 @@ fn query_with_a_rhai_plugin_denies_the_touch_and_tells_the_model_why() {
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
     assert!(!target.exists(), "the plugin must stop the tool");
-    assert!(told(&model).contains("no touching"), "{}", told(&model));
+    assert!(told(&model).contains(reason), "{}", told(&model));
+    dir_arg
+}
+
+#[test]
+fn query_with_a_rhai_plugin_denies_the_touch_and_tells_the_model_why() {
+    query_denies_the_touch("plugins-query-rhai", "no-touch", "no touching");
 }
 
 #[test]
@@ -438,6 +445,41 @@ fn plugins_new_check_and_list() {
     assert!(
         stdout.contains("helper/plugin.toml:")
             && stdout.contains("plugin `helper` depends on `ghost` (^2), which is not loaded"),
+        "{stdout}"
+    );
+}
+
+/// The `site-policy` example's `can_use_tool` policy through `conduit query --plugins`: the
+/// query's own permission callback (`--allow Bash`) would allow the `touch`; the plugin's deny
+/// comes first, the file is not created and the model is told the policy's reason. `plugins
+/// check` passes on every example and `plugins list` shows the new contributions.
+#[test]
+fn query_with_a_rhai_permission_policy_denies_before_the_querys_own_allow() {
+    let dir_arg = query_denies_the_touch(
+        "plugins-query-policy",
+        "site-policy",
+        "site policy: \"touch\" is not allowed",
+    );
+    let out = Command::new(CONDUIT)
+        .args(["plugins", "check", EXAMPLES])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    let out = Command::new(CONDUIT)
+        .args(["plugins", "list"])
+        .arg(&dir_arg)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("site-policy"))
+        .unwrap();
+    assert!(
+        line.contains("can_use_tool")
+            && line.contains("message progress")
+            && line.contains("frames progress"),
         "{stdout}"
     );
 }

@@ -12,6 +12,18 @@
 //!   bus, and never forwards them; it answers `mcp_message` requests for the plugins' SDK MCP
 //!   servers (one per plugin with tools, on every session's `--mcp-config`) the same way. The
 //!   client's own hooks (its `hook_N` ids) and MCP servers work beside them, forwarded as before.
+//! * **Permission policies** (a plugin's `can_use_tool`) are enforced as the gateway's own
+//!   `PreToolUse` hook, not by answering the CLI's `can_use_tool` requests: the CLI asks
+//!   `can_use_tool` only when its own evaluation ends in "ask", which a client decides
+//!   (`allowed_tools`, a permission mode, settings), so a policy applied there could be
+//!   bypassed; `PreToolUse` fires for every tool call. A policy's deny is the hook's deny (it
+//!   wins over the client's hooks and skips the client's `can_use_tool`); an allow with an
+//!   `updated_input` is the hook's `updatedInput` without a decision; a plain allow is no
+//!   opinion, so operator policies only ever restrict or rewrite, never loosen the client's own
+//!   permission checks ([`PluginManager::policies_as_pre_tool_use`]).
+//! * The plugins' **custom message types and protocol extensions** join the gateway's
+//!   [`GatewayConfig::extensions`](crate::GatewayConfig::extensions) (after them) on every
+//!   session, both directions.
 //! * Refused (a `policy` error, the session goes on): a client `initialize` that uses a `gw_`
 //!   callback id, a client control request with a `gw_` request id, and a client
 //!   `control_response` to a request the gateway is answering.
@@ -26,7 +38,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use claude_conduit::hooks::HookInput;
+use claude_conduit::extension::Extensions;
+use claude_conduit::hooks::{HookEvent, HookInput};
 use claude_conduit::mcp::SdkMcpServer;
 use claude_conduit::plugin::PluginManager;
 use futures::future::BoxFuture;
@@ -52,6 +65,8 @@ pub(crate) struct SessionPlugins {
     /// `hooks` of the initialize request: event → `[{"matcher":null,"hookCallbackIds":["gw_N"]}]`.
     registration: Map<String, Value>,
     servers: Arc<HashMap<String, SdkMcpServer>>,
+    /// The plugins' custom types and protocol extensions.
+    extensions: Option<Extensions>,
     state: Mutex<State>,
     next_init: AtomicU64,
 }
@@ -122,13 +137,18 @@ impl SessionPlugins {
     /// The plugins' hooks and MCP servers as they are now (a session keeps what it started with;
     /// reloaded plugins serve its next calls).
     pub(crate) fn new(manager: &PluginManager) -> Option<Arc<SessionPlugins>> {
-        let events = manager.bus().hook_events();
+        let mut events = manager.bus().hook_events();
+        let policies = manager.has_permission_policies();
+        if policies && !events.contains(&HookEvent::PreToolUse) {
+            events.push(HookEvent::PreToolUse);
+        }
         let servers: HashMap<String, SdkMcpServer> = manager
             .mcp_servers()
             .into_iter()
             .map(|s| (s.name().to_owned(), s))
             .collect();
-        if events.is_empty() && servers.is_empty() {
+        let extensions = Some(manager.extensions()).filter(|e| !e.is_empty());
+        if events.is_empty() && servers.is_empty() && extensions.is_none() {
             return None;
         }
         let mut registration = Map::new();
@@ -142,9 +162,21 @@ impl SessionPlugins {
             manager: manager.clone(),
             registration,
             servers: Arc::new(servers),
+            extensions,
             state: Mutex::new(State::default()),
             next_init: AtomicU64::new(1),
         }))
+    }
+
+    /// The gateway's protocol extensions for a session, then its plugins'.
+    pub(crate) fn session_extensions(
+        gateway: Option<&Extensions>,
+        plugins: Option<&Arc<SessionPlugins>>,
+    ) -> Option<Extensions> {
+        match (gateway, plugins.and_then(|p| p.extensions.as_ref())) {
+            (Some(g), Some(p)) => Some(g.clone().merge(p)),
+            (g, p) => g.or(p).cloned(),
+        }
     }
 
     /// The plugins' SDK MCP servers (for the session's `--mcp-config`).
@@ -342,7 +374,15 @@ impl SessionPlugins {
                     .get("tool_use_id")
                     .and_then(Value::as_str)
                     .map(str::to_owned);
-                let out = this.manager.bus().run_hook(input, tool_use_id).await;
+                // Asked on every PreToolUse call: a policy loaded after the session started
+                // applies too when the session has a PreToolUse matcher.
+                let policy = this.manager.policies_as_pre_tool_use(&input).await;
+                let event = input.event();
+                let mut out = this.manager.bus().run_hook(input, tool_use_id).await;
+                if let Some(policy) = policy {
+                    // Any deny wins; the hooks' updatedInput comes first.
+                    out = claude_conduit::events::combine(&event, vec![out, policy]);
+                }
                 success(&id, out.to_wire())
             } else {
                 let body = request.as_object().cloned().unwrap_or_default();

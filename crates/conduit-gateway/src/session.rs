@@ -1129,8 +1129,11 @@ impl SessionManager {
             input_order: tokio::sync::Mutex::new(()),
             max_frame,
             policy: Arc::new(config.policy.clone()),
+            extensions: crate::plugins::SessionPlugins::session_extensions(
+                config.extensions.as_ref(),
+                plugins.as_ref(),
+            ),
             plugins,
-            extensions: config.extensions.clone(),
             closing,
             writer: Mutex::new(None),
             pump: Mutex::new(None),

@@ -32,6 +32,15 @@ struct Setup {
 
 /// FakeModel asks for one Bash `touch`; the gateway runs a Rhai plugin that denies it.
 async fn setup() -> Setup {
+    setup_with(
+        "fn pre_tool_use(input) { if input.tool_input.command.contains(\"touch\") { \
+         return #{ decision: \"deny\", reason: \"site policy: no touching\" }; } }",
+    )
+    .await
+}
+
+/// FakeModel asks for one Bash `touch`; the gateway runs the Rhai plugin `script`.
+async fn setup_with(script: &str) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let target = dir.path().join("touched.txt");
     let model = FakeModel::builder()
@@ -55,12 +64,7 @@ async fn setup() -> Setup {
         "name = \"policy\"\nversion = \"1.0.0\"\nruntime = \"rhai\"\nentry = \"main.rhai\"\n",
     )
     .unwrap();
-    std::fs::write(
-        plugins.join("main.rhai"),
-        "fn pre_tool_use(input) { if input.tool_input.command.contains(\"touch\") { \
-         return #{ decision: \"deny\", reason: \"site policy: no touching\" }; } }",
-    )
-    .unwrap();
+    std::fs::write(plugins.join("main.rhai"), script).unwrap();
     let manager = PluginManager::new();
     let problems = manager.load_dir(&dir.path().join("plugins")).await;
     assert!(problems.is_empty(), "{problems:?}");
@@ -163,6 +167,32 @@ async fn the_gateway_plugin_denies_beside_the_clients_own_allowing_hook() {
         "{log}"
     );
     s.gw.shutdown().await;
+}
+
+/// A remote client with `extensions` sends a `{"type":"probe"}` frame (its user message `PROBE`,
+/// rewritten) and then a turn; the client and what the turn delivered.
+async fn probe_then_turn(
+    gw: &Running,
+    extensions: Extensions,
+) -> (Client, Vec<claude_conduit::Result<claude_conduit::Message>>) {
+    let options = Options::builder()
+        .transport(gw.url().replace("http://", "ws://"), TOKEN)
+        .extensions(extensions)
+        .frame_filter(Arc::new(Rewrite(|t| {
+            if t.contains("PROBE") {
+                r#"{"type":"probe"}"#.to_owned()
+            } else {
+                t.to_owned()
+            }
+        })))
+        .build();
+    let client = Client::connect(options).await.expect("connect");
+    client.send("PROBE").await.expect("send the probe");
+    client.send("hello").await.expect("send");
+    let items: Vec<_> = tokio::time::timeout(T, client.receive_response().collect::<Vec<_>>())
+        .await
+        .expect("in time");
+    (client, items)
 }
 
 /// Rewrites every outbound frame with `f`.
@@ -275,23 +305,7 @@ async fn gateway_protocol_extensions_see_both_directions() {
             Action::Replace(Bytes::from(v.to_string()))
         });
     let gw = start(config(&[]).extensions(ext)).await;
-    // The client's user message `PROBE` goes out as a `{"type":"probe"}` frame.
-    let options = Options::builder()
-        .transport(gw.url().replace("http://", "ws://"), TOKEN)
-        .frame_filter(Arc::new(Rewrite(|t| {
-            if t.contains("PROBE") {
-                r#"{"type":"probe"}"#.to_owned()
-            } else {
-                t.to_owned()
-            }
-        })))
-        .build();
-    let client = Client::connect(options).await.expect("connect");
-    client.send("PROBE").await.expect("send the probe");
-    client.send("hello").await.expect("send");
-    let items: Vec<_> = tokio::time::timeout(T, client.receive_response().collect::<Vec<_>>())
-        .await
-        .expect("in time");
+    let (client, items) = probe_then_turn(&gw, Extensions::new()).await;
     let raws: Vec<serde_json::Value> = items
         .iter()
         .filter_map(|m| m.as_ref().ok())
@@ -305,6 +319,134 @@ async fn gateway_protocol_extensions_see_both_directions() {
     let result = raws.iter().find(|v| v["type"] == "result").unwrap();
     assert_eq!(result["gateway_mark"], true);
     assert!(seen_from_cli.load(Ordering::SeqCst) >= 1);
+    client.disconnect().await.expect("disconnect");
+    gw.shutdown().await;
+}
+
+/// A plugin's `can_use_tool` policy on the gateway is enforced at the gateway's own `PreToolUse`
+/// hook: a token holder whose session allows Bash outright (`allowed_tools`, so the CLI never
+/// asks `can_use_tool`), with a hook and a `can_use_tool` handler of its own that allow
+/// everything, still cannot run what the operator's policy denies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_plugins_permission_policy_holds_when_the_client_allows_the_tool_outright() {
+    let s = setup_with(
+        "fn can_use_tool(input) { if input.input.command.contains(\"touch\") { \
+         return #{ decision: \"deny\", reason: \"site permission policy: \" + input.tool_name }; } }",
+    )
+    .await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let options = client_options(&s, calls.clone())
+        .allowed_tools(["Bash"])
+        .build();
+    let client = Client::connect(options).await.expect("connect");
+    run_turn(&client).await;
+    assert!(
+        !s.target.exists(),
+        "the operator's policy must stop the tool"
+    );
+    assert!(
+        model_was_told(&s).contains("site permission policy: Bash"),
+        "{}",
+        model_was_told(&s)
+    );
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "the client's own hook ran beside it"
+    );
+    client.disconnect().await.expect("disconnect");
+    let log = stdin_log(s.dir.path());
+    let init = log
+        .lines()
+        .find(|l| l.contains("\"subtype\":\"initialize\""))
+        .unwrap_or_default();
+    assert!(
+        init.contains("\"PreToolUse\"") && init.contains("\"gw_0\""),
+        "the policy rides on the gateway's PreToolUse matcher: {init}"
+    );
+    s.gw.shutdown().await;
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct MockFrame {
+    x: i64,
+    seen_by: String,
+}
+
+/// A gateway plugin's custom message type and its Rhai handler act on every session's frames,
+/// both ways (mock-claude emits `{"type":"mock_unknown_type","x":1}` each turn; the real CLI
+/// carries no custom frames): the CLI's frame is transformed before the remote client sees it
+/// (which decodes it as its own typed custom message), a client's `probe` is answered by the
+/// gateway and never reaches the CLI.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_plugins_message_types_and_handlers_act_on_frames_both_ways() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = dir.path().join("frames");
+    std::fs::create_dir_all(&plugin).unwrap();
+    std::fs::write(
+        plugin.join("plugin.toml"),
+        r#"name = "frames"
+version = "1.0.0"
+runtime = "rhai"
+entry = "main.rhai"
+
+[[messages]]
+type = "mock_unknown_type"
+schema = "mock.json"
+handler = "on_mock"
+
+[[messages]]
+type = "probe"
+handler = "on_probe"
+"#,
+    )
+    .unwrap();
+    std::fs::write(
+        plugin.join("mock.json"),
+        r#"{"type": "object", "properties": {"x": {"type": "integer"}}, "required": ["x"]}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        plugin.join("main.rhai"),
+        r#"
+fn on_mock(frame, direction) {
+    frame.x = frame.x * 10;
+    frame.seen_by = PLUGIN;
+    #{ action: "replace", frame: frame }
+}
+fn on_probe(frame, direction) {
+    #{ action: "reply", frame: #{ type: "probe_ack", by: PLUGIN, dir: direction } }
+}
+"#,
+    )
+    .unwrap();
+    let manager = PluginManager::new();
+    let problems = manager.load_dir(dir.path()).await;
+    assert!(problems.is_empty(), "{problems:?}");
+    let gw = start(config(&[("MOCK_CLAUDE_UNKNOWN_FRAMES", "1")]).plugins(manager.clone())).await;
+    let (client, items) = probe_then_turn(
+        &gw,
+        Extensions::new().register(claude_conduit::extension::CustomType::new::<MockFrame>(
+            "mock_unknown_type",
+        )),
+    )
+    .await;
+    let ok: Vec<&claude_conduit::Message> = items.iter().filter_map(|m| m.as_ref().ok()).collect();
+    let ack = ok
+        .iter()
+        .map(|m| serde_json::from_slice::<serde_json::Value>(m.raw()).unwrap())
+        .find(|v| v["type"] == "probe_ack")
+        .unwrap_or_else(|| panic!("no probe_ack: {items:?}"));
+    assert_eq!(
+        ack,
+        json!({"type": "probe_ack", "by": "frames", "dir": "sdk->cli"})
+    );
+    let mock = ok
+        .iter()
+        .find_map(|m| m.custom::<MockFrame>())
+        .unwrap_or_else(|| panic!("no typed mock frame: {items:?}"));
+    assert_eq!((mock.x, mock.seen_by.as_str()), (10, "frames"));
+    assert_eq!(manager.list()[0].failures, 0);
     client.disconnect().await.expect("disconnect");
     gw.shutdown().await;
 }

@@ -183,7 +183,19 @@ impl CustomType {
         self
     }
 
-    fn name(&self) -> String {
+    /// Whether frames of `type_` (with `subtype`) are of this type.
+    pub fn applies_to(&self, type_: &str, subtype: Option<&str>) -> bool {
+        self.type_ == type_ && (self.subtype.is_none() || self.subtype.as_deref() == subtype)
+    }
+
+    /// Check a frame against the schema and the validators (and that it decodes), without
+    /// keeping the typed value.
+    pub fn validate(&self, value: &Value) -> std::result::Result<(), Invalid> {
+        self.check(value.clone()).map(|_| ())
+    }
+
+    /// `type`, or `type/subtype` when registered by subtype.
+    pub fn name(&self) -> String {
         match &self.subtype {
             Some(s) => format!("{}/{s}", self.type_),
             None => self.type_.clone(),
@@ -208,6 +220,23 @@ impl CustomType {
             typed,
         })
     }
+}
+
+/// The registration of `types` that frames of `type_`/`subtype` decode with: the one registered
+/// with that subtype, else the one registered for the type alone.
+pub(crate) fn find_type<'a>(
+    types: &'a [CustomType],
+    type_: &str,
+    subtype: Option<&str>,
+) -> Option<&'a CustomType> {
+    types
+        .iter()
+        .find(|c| c.type_ == type_ && c.subtype.is_some() && c.subtype.as_deref() == subtype)
+        .or_else(|| {
+            types
+                .iter()
+                .find(|c| c.type_ == type_ && c.subtype.is_none())
+        })
 }
 
 /// The first failure of `value` against a compiled JSON Schema (shared by custom types and
@@ -353,6 +382,24 @@ impl Extensions {
         self
     }
 
+    /// `self`'s types and handlers, then `other`'s (builder style): for a type registered in
+    /// both, `self`'s registration decodes it; `self`'s handlers of a type run before `other`'s.
+    /// Plugins' contributions join a session's own extensions this way.
+    pub fn merge(mut self, other: &Extensions) -> Self {
+        if !other.types.is_empty() {
+            Arc::make_mut(&mut self.types).extend(other.types.iter().cloned());
+        }
+        if !other.handlers.is_empty() {
+            Arc::make_mut(&mut self.handlers).extend(other.handlers.iter().cloned());
+        }
+        self
+    }
+
+    /// The frame types registered as custom types (`type` or `type/subtype`), in order.
+    pub fn type_names(&self) -> Vec<String> {
+        self.types.iter().map(CustomType::name).collect()
+    }
+
     /// Whether anything is registered.
     pub fn is_empty(&self) -> bool {
         self.types.is_empty() && self.handlers.is_empty()
@@ -378,15 +425,7 @@ impl Extensions {
             return None;
         }
         let (type_, subtype) = Self::tags(&frame)?;
-        let custom = self
-            .types
-            .iter()
-            .find(|c| c.type_ == type_ && c.subtype.is_some() && c.subtype == subtype)
-            .or_else(|| {
-                self.types
-                    .iter()
-                    .find(|c| c.type_ == type_ && c.subtype.is_none())
-            })?;
+        let custom = find_type(&self.types, &type_, subtype.as_deref())?;
         let value: Value = match serde_json::from_slice(&frame) {
             Ok(v) => v,
             Err(e) => return Some(Err(Error::decode(&frame, e))),
@@ -523,6 +562,37 @@ mod tests {
             CustomType::new::<Value>("x")
                 .schema(&serde_json::json!({"type": 12}))
                 .is_err()
+        );
+    }
+
+    #[test]
+    fn merged_extensions_keep_the_first_registration_and_handler_order() {
+        #[derive(Debug, serde::Deserialize)]
+        struct A {}
+        #[derive(Debug, serde::Deserialize)]
+        struct B {}
+        let mine = Extensions::new()
+            .register(CustomType::new::<A>("ev"))
+            .handle("ev", |_| {
+                Action::Replace(Bytes::from_static(br#"{"type":"ev","by":"mine"}"#))
+            });
+        let theirs = Extensions::new()
+            .register(CustomType::new::<B>("ev"))
+            .register(CustomType::new::<B>("other").subtype("x"))
+            .handle("ev", |f| {
+                assert_eq!(f.value["by"], "mine", "the session's own handler ran first");
+                Action::Swallow
+            });
+        let merged = mine.merge(&theirs);
+        assert_eq!(merged.type_names(), ["ev", "ev", "other/x"]);
+        let m = merged
+            .decode(Bytes::from_static(br#"{"type":"ev"}"#))
+            .unwrap()
+            .unwrap();
+        assert!(m.custom::<A>().is_some(), "the first registration decodes");
+        assert_eq!(
+            merged.intercept(Direction::CliToSdk, Bytes::from_static(br#"{"type":"ev"}"#)),
+            (None, None)
         );
     }
 

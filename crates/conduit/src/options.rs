@@ -333,11 +333,34 @@ pub(crate) struct OutputOptions {
 #[derive(Clone, Default)]
 pub(crate) struct CallbackOptions {
     pub(crate) permission: Option<Arc<dyn PermissionHandler>>,
+    /// Plugins with permission policies, in front of `permission` (see `permission_handler`).
+    #[cfg(feature = "plugins")]
+    pub(crate) plugin_policies: Option<crate::plugin::PluginManager>,
     pub(crate) hooks: Hooks,
     pub(crate) mcp_servers: BTreeMap<String, McpServerConfig>,
     pub(crate) agents: BTreeMap<String, AgentDefinition>,
     pub(crate) forward_subagent_text: bool,
     pub(crate) exclude_dynamic_sections: bool,
+}
+
+impl CallbackOptions {
+    /// The `can_use_tool` handler a session runs: the plugins' permission policies (feature
+    /// `plugins`) in front of your own handler, or your handler alone.
+    pub(crate) fn permission_handler(&self) -> Option<Arc<dyn PermissionHandler>> {
+        #[cfg(feature = "plugins")]
+        if let Some(manager) = &self.plugin_policies {
+            return Some(manager.permission_handler(self.permission.clone()));
+        }
+        self.permission.clone()
+    }
+
+    fn has_permission_handler(&self) -> bool {
+        #[cfg(feature = "plugins")]
+        if self.plugin_policies.is_some() {
+            return true;
+        }
+        self.permission.is_some()
+    }
 }
 
 /// The SDK's side: frame limit, timeouts, buffers. Never on the command line.
@@ -723,7 +746,7 @@ impl Options {
         a.value(&flags::INPUT_FORMAT, "stream-json");
         self.prompt.write(&mut a)?;
         self.tools
-            .write(&mut a, self.callbacks.permission.is_some())?;
+            .write(&mut a, self.callbacks.has_permission_handler())?;
         self.limits.write(&mut a);
         self.conversation.write(&mut a);
         let sdk_mcp = (!self.callbacks.mcp_servers.is_empty())
@@ -807,7 +830,7 @@ impl Options {
     /// servers): the CLI's input must then stay open while a turn runs.
     pub fn has_callbacks(&self) -> bool {
         let c = &self.callbacks;
-        c.permission.is_some()
+        c.has_permission_handler()
             || !c.hooks.is_empty()
             || c.mcp_servers.values().any(|c| c.as_sdk().is_some())
             || self
@@ -904,12 +927,20 @@ impl OptionsBuilder {
     /// becomes the session's (replacing an earlier [`events`](Self::events); register your own
     /// handlers on [`PluginManager::bus`](crate::plugin::PluginManager::bus) or build the
     /// manager [`with_bus`](crate::plugin::PluginManager::with_bus)), and each active plugin's
-    /// MCP tools become an SDK MCP server named after it. Taken now: hook events and tools of
-    /// plugins loaded later reach sessions built later; a reloaded plugin's new version serves
-    /// this session's next calls.
+    /// MCP tools become an SDK MCP server named after it; when a plugin has a `can_use_tool`
+    /// policy the session answers permission prompts by the plugins' policies in front of your
+    /// own [`can_use_tool`](Self::can_use_tool) handler (set before or after this call; see
+    /// [`PluginManager::permission_handler`](crate::plugin::PluginManager::permission_handler));
+    /// the plugins' custom message types and protocol extensions join your
+    /// [`extensions`](Self::extensions) (yours first). Taken now: hook events, tools, the
+    /// presence of a permission policy and the message types of plugins loaded later reach
+    /// sessions built later; a reloaded plugin's new version serves this session's next calls.
     #[cfg(feature = "plugins")]
     pub fn plugins(mut self, manager: &crate::plugin::PluginManager) -> Self {
         self.o.ext.events = Some(manager.bus().clone());
+        self.o.callbacks.plugin_policies =
+            manager.has_permission_policies().then(|| manager.clone());
+        self.o.ext.plugin_extensions = Some(manager.extensions()).filter(|e| !e.is_empty());
         for server in manager.mcp_servers() {
             self = self.sdk_mcp_server(server);
         }

@@ -353,3 +353,65 @@ fn failures(manager: &PluginManager) -> std::collections::BTreeMap<String, u64> 
         .map(|p| (p.name, p.failures))
         .collect()
 }
+
+/// A plugin's `can_use_tool` policy (issue 13's "permission policies"): the CLI asks (no
+/// `allowed_tools`), the Rhai policy denies the `touch` before the session's own handler is
+/// asked, and the model is told the policy's reason; a changed policy answers the next call of
+/// the same session, and with no objection left the session's own handler decides.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_script_can_use_tool_policy_denies_before_the_sessions_own_handler() {
+    let h = RealCli::start(
+        &Subprocess,
+        vec![
+            Turn::tool_use("Bash", bash("touch denied.txt")),
+            Turn::text("turn one"),
+            Turn::tool_use("Bash", bash("touch allowed.txt")),
+            Turn::text("turn two"),
+        ],
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    rhai(
+        dir.path(),
+        "policy",
+        r#"
+fn can_use_tool(input) {
+    if input.tool_name == "Bash" && input.input.command.contains("touch") {
+        return #{ decision: "deny", reason: "plugin policy: no touching" };
+    }
+}
+"#,
+        "",
+    );
+    let manager = PluginManager::new();
+    assert!(manager.load_dir(dir.path()).await.is_empty());
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let a = asked.clone();
+    let client = Client::connect(
+        h.options()
+            .can_use_tool(move |req: claude_conduit::permission::PermissionRequest| {
+                a.lock().unwrap().push(req.tool_name.clone());
+                futures::future::ready(claude_conduit::permission::PermissionDecision::allow())
+            })
+            .plugins(&manager)
+            .build(),
+    )
+    .await
+    .expect("connect");
+
+    let told = turn(&client, &h, "one").await;
+    assert!(told.contains("plugin policy: no touching"), "{told}");
+    assert!(!file(&h, "denied.txt").exists());
+    assert!(
+        asked.lock().unwrap().is_empty(),
+        "the session's handler is not asked after a plugin deny"
+    );
+
+    rhai(dir.path(), "policy", "fn can_use_tool(input) { () }", "");
+    assert!(manager.sync_dir(dir.path()).await.is_empty());
+    let told = turn(&client, &h, "two").await;
+    assert!(!told.contains("no touching"), "{told}");
+    assert!(file(&h, "allowed.txt").exists());
+    assert_eq!(*asked.lock().unwrap(), ["Bash"]);
+    client.disconnect().await.expect("disconnect");
+}

@@ -85,6 +85,16 @@ use crate::options::Options;
 use crate::session::{Prompt, Query};
 use crate::transport::Transport;
 
+/// A query service behind a box: what a type-erased [`QueryLayer`] wraps and returns.
+pub type BoxQueryService = tower::util::BoxCloneSyncService<QueryRequest, Query, Error>;
+
+/// Any query layer behind a box (`QueryLayer::new(layer)` for a layer whose service is
+/// `Clone + Send + Sync`): what a plugin contributes
+/// ([`Plugin::query_layer`](crate::plugin::Plugin::query_layer)), stacked per query by
+/// `PluginManager::layer`.
+pub type QueryLayer =
+    tower::util::BoxCloneSyncServiceLayer<BoxQueryService, QueryRequest, Query, Error>;
+
 /// What goes into the stack: the prompt and the options of one query.
 #[derive(Debug)]
 pub struct QueryRequest {

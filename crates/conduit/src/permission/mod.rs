@@ -669,6 +669,54 @@ impl PermissionDecision {
         matches!(self, PermissionDecision::Allow { .. })
     }
 
+    /// Several answers to one request, in priority order, as one — the event bus's rules for
+    /// `PreToolUse` ([`events::combine`](crate::events::combine)) applied to `can_use_tool`:
+    ///
+    /// 1. **Any deny wins**, whatever its place; the message (and `interrupt`) are those of the
+    ///    first deny in order.
+    /// 2. Otherwise the call is allowed, and **the first `updated_input` in order applies** (later
+    ///    ones are ignored); `updated_permissions` are joined in order.
+    ///
+    /// `None` when there is no answer at all (every policy abstained).
+    ///
+    /// ```
+    /// use claude_conduit::permission::PermissionDecision;
+    /// use serde_json::json;
+    ///
+    /// let allow = PermissionDecision::allow_with_input(json!({"command": "ls -a"}));
+    /// let later = PermissionDecision::allow_with_input(json!({"command": "ls"}));
+    /// assert_eq!(PermissionDecision::combine([allow.clone(), later]), Some(allow.clone()));
+    /// let deny = PermissionDecision::deny("no");
+    /// assert_eq!(PermissionDecision::combine([allow, deny.clone()]), Some(deny));
+    /// assert_eq!(PermissionDecision::combine([]), None);
+    /// ```
+    pub fn combine(answers: impl IntoIterator<Item = PermissionDecision>) -> Option<Self> {
+        let mut out: Option<PermissionDecision> = None;
+        for answer in answers {
+            match (&mut out, answer) {
+                (Some(PermissionDecision::Deny { .. }), _) => {}
+                (slot, deny @ PermissionDecision::Deny { .. }) => *slot = Some(deny),
+                (slot @ None, allow) => *slot = Some(allow),
+                (
+                    Some(PermissionDecision::Allow {
+                        updated_input,
+                        updated_permissions,
+                    }),
+                    PermissionDecision::Allow {
+                        updated_input: later_input,
+                        updated_permissions: later_permissions,
+                    },
+                ) => {
+                    if updated_input.is_none() {
+                        *updated_input = later_input;
+                    }
+                    updated_permissions.extend(later_permissions);
+                }
+            }
+        }
+        out
+    }
+
     /// The `response` payload of the `control_response` for this decision.
     ///
     /// Allow: `{"behavior":"allow","updatedInput":…}`, with the updated input or else

@@ -774,3 +774,36 @@ fn policy_handler_answers_a_recorded_request() {
     let wire = block_on(answer(&h, &body)).unwrap().unwrap();
     assert_eq!(Some(wire), recorded);
 }
+
+#[test]
+fn combined_decisions_any_deny_wins_first_input_applies_permissions_join() {
+    let mode = |m: &str| PermissionUpdate::SetMode {
+        mode: m.into(),
+        destination: PermissionDestination::Session,
+    };
+    let a = PermissionDecision::Allow {
+        updated_input: None,
+        updated_permissions: vec![mode("acceptEdits")],
+    };
+    let b = PermissionDecision::Allow {
+        updated_input: Some(json!({"command": "b"})),
+        updated_permissions: vec![mode("plan")],
+    };
+    let c = PermissionDecision::allow_with_input(json!({"command": "c"}));
+    assert_eq!(
+        PermissionDecision::combine([a.clone(), b.clone(), c.clone()]),
+        Some(PermissionDecision::Allow {
+            updated_input: Some(json!({"command": "b"})),
+            updated_permissions: vec![mode("acceptEdits"), mode("plan")],
+        })
+    );
+    // The first deny in order decides the message and `interrupt`, wherever it stands.
+    let first = PermissionDecision::deny_and_interrupt("first");
+    let second = PermissionDecision::deny("second");
+    assert_eq!(
+        PermissionDecision::combine([a, first.clone(), b, second.clone(), c]),
+        Some(first)
+    );
+    assert_eq!(PermissionDecision::combine([second.clone()]), Some(second));
+    assert_eq!(PermissionDecision::combine(Vec::new()), None);
+}

@@ -11,8 +11,10 @@ use super::manifest::{MANIFEST_FILE, Manifest, OnError, Runtime};
 use super::resolve::{Node, ResolveError, resolve};
 use super::{NativePlugin, Plugin, PluginContext, ToolSpec, failure_output};
 use crate::events::{Event, EventBus, EventKind, Outcome, Subscription};
+use crate::extension::CustomType;
 use crate::hooks::HookEvent;
 use crate::mcp::{SdkMcpServer, SdkTool, ToolError};
+use crate::middleware::QueryLayer;
 
 /// Where a plugin is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -66,6 +68,14 @@ pub struct PluginInfo {
     pub hooks: Vec<String>,
     /// Its MCP tools (while active).
     pub tools: Vec<String>,
+    /// Whether it has a `can_use_tool` permission policy (while active).
+    pub permission_policy: bool,
+    /// Its custom message types, `type` or `type/subtype` (while active).
+    pub message_types: Vec<String>,
+    /// The frame types it handles as a protocol extension (while active).
+    pub frame_types: Vec<String>,
+    /// Whether it contributes a query layer (while active).
+    pub query_layer: bool,
     /// Its directory.
     pub dir: Option<PathBuf>,
     /// The last error: why it failed, or why its last reload or call failed.
@@ -97,6 +107,14 @@ pub(crate) struct Version {
     pub(crate) manifest: Manifest,
     hooks: Vec<HookEvent>,
     tools: Vec<ToolSpec>,
+    /// It has a `can_use_tool` policy.
+    pub(crate) permission: bool,
+    /// Its custom message types (the manifest's `[[messages]]`, then the plugin's own).
+    pub(crate) custom_types: Vec<CustomType>,
+    /// The frame types it handles.
+    pub(crate) frame_types: Vec<String>,
+    /// Its query layer.
+    pub(crate) layer: Option<QueryLayer>,
     /// Its hook handlers on the bus.
     subs: Vec<Subscription>,
     /// Handlers it registered itself (native plugins, [`PluginContext::on`]).
@@ -116,14 +134,14 @@ impl Version {
 
 /// What bus handlers and tools hold of a plugin: its current version, swapped on reload.
 pub(crate) struct Live {
-    name: String,
+    pub(crate) name: String,
     current: RwLock<Option<Arc<Version>>>,
     failures: AtomicU64,
     last_error: Mutex<Option<String>>,
 }
 
 impl Live {
-    fn current(&self) -> Option<Arc<Version>> {
+    pub(crate) fn current(&self) -> Option<Arc<Version>> {
         match self.current.read() {
             Ok(c) => c.clone(),
             Err(p) => p.into_inner().clone(),
@@ -137,7 +155,7 @@ impl Live {
         }
     }
 
-    fn failed(&self, what: &str, error: &str) {
+    pub(crate) fn failed(&self, what: &str, error: &str) {
         self.failures.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(
             target: "claude_conduit::plugin",
@@ -530,6 +548,20 @@ impl PluginManager {
         };
         let hooks = plugin.hook_events();
         let tools = plugin.tools();
+        let permission = plugin.has_permission_policy();
+        let frame_types = plugin.frame_types();
+        let layer = plugin.query_layer();
+        let custom_types = match message_types(manifest, dir) {
+            Ok(mut declared) => {
+                declared.extend(plugin.custom_types());
+                declared
+            }
+            Err(e) => {
+                cleanup(&plugin, manifest).await;
+                return Err(e);
+            }
+        };
+        let declared = &manifest.contributes;
         let missing: Vec<String> = manifest
             .contributes
             .hooks
@@ -543,6 +575,14 @@ impl PluginManager {
                     .iter()
                     .filter(|t| !tools.iter().any(|x| &x.name == *t))
                     .cloned(),
+            )
+            .chain((declared.can_use_tool && !permission).then(|| "can_use_tool".to_owned()))
+            .chain(
+                declared
+                    .frames
+                    .iter()
+                    .filter(|t| !frame_types.contains(t))
+                    .map(|t| format!("a handler for frames `{t}`")),
             )
             .collect();
         if !missing.is_empty() {
@@ -561,6 +601,10 @@ impl PluginManager {
             manifest: manifest.clone(),
             hooks,
             tools,
+            permission,
+            custom_types,
+            frame_types,
+            layer,
             subs,
             ctx_subs,
         }))
@@ -837,12 +881,35 @@ impl PluginManager {
                         .as_ref()
                         .map(|v| v.tools.iter().map(|t| t.name.clone()).collect())
                         .unwrap_or_default(),
+                    permission_policy: current.as_ref().is_some_and(|v| v.permission),
+                    message_types: current
+                        .as_ref()
+                        .map(|v| v.custom_types.iter().map(CustomType::name).collect())
+                        .unwrap_or_default(),
+                    frame_types: current
+                        .as_ref()
+                        .map(|v| v.frame_types.clone())
+                        .unwrap_or_default(),
+                    query_layer: current.as_ref().is_some_and(|v| v.layer.is_some()),
                     dir: l.dir.clone(),
                     error: l.error.clone().or(last_call_error),
                     failures: l.live.failures.load(Ordering::Relaxed),
                 }
             })
             .collect()
+    }
+
+    /// The active plugins' current versions, highest `priority` first (ties by name).
+    pub(crate) fn active(&self) -> Vec<(Arc<Live>, Arc<Version>)> {
+        let table = lock(&self.inner.table);
+        let mut out: Vec<(Arc<Live>, Arc<Version>)> = table
+            .values()
+            .filter(|l| l.state == PluginState::Active)
+            .filter_map(|l| l.live.current().map(|v| (l.live.clone(), v)))
+            .collect();
+        // Stable: equal priorities keep the table's (name) order.
+        out.sort_by_key(|(_, v)| std::cmp::Reverse(v.manifest.priority));
+        out
     }
 
     /// One plugin's state.
@@ -984,6 +1051,13 @@ impl PluginManager {
                     message: e,
                 });
             }
+            if let Err(message) = message_types(m, Some(d)) {
+                problems.push(CheckProblem {
+                    line: line_of(&file, "[[messages]]"),
+                    file: file.clone(),
+                    message,
+                });
+            }
             match m.runtime {
                 Runtime::Rhai => {
                     #[cfg(feature = "rhai")]
@@ -1026,6 +1100,34 @@ impl PluginManager {
         }
         problems
     }
+}
+
+/// The manifest's `[[messages]]` as custom types, each with its JSON Schema file compiled.
+fn message_types(manifest: &Manifest, dir: Option<&Path>) -> Result<Vec<CustomType>, String> {
+    let mut out = Vec::with_capacity(manifest.messages.len());
+    for m in &manifest.messages {
+        let mut t = CustomType::new::<Value>(m.type_.clone());
+        if let Some(sub) = &m.subtype {
+            t = t.subtype(sub.clone());
+        }
+        if let Some(file) = &m.schema {
+            let path = dir.map_or_else(|| file.clone(), |d| d.join(file));
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                format!(
+                    "`messages` `{}`: cannot read {}: {e}",
+                    m.name(),
+                    path.display()
+                )
+            })?;
+            let schema: Value = serde_json::from_str(&text)
+                .map_err(|e| format!("{}: not JSON: {e}", path.display()))?;
+            t = t
+                .schema(&schema)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+        out.push(t);
+    }
+    Ok(out)
 }
 
 /// The first line of `file` starting with `prefix` (1 if none).

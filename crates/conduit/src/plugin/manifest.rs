@@ -119,6 +119,39 @@ pub struct Declared {
     pub hooks: Vec<String>,
     /// MCP tool names.
     pub tools: Vec<String>,
+    /// A `can_use_tool` permission policy.
+    pub can_use_tool: bool,
+    /// Frame types it handles as a protocol extension.
+    pub frames: Vec<String>,
+}
+
+/// `[[messages]]`: a custom message type the plugin declares, with a JSON Schema file and an
+/// optional handler (a protocol extension for frames of that type).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessageType {
+    /// The frame's `type`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// Only frames with this `subtype`.
+    #[serde(default)]
+    pub subtype: Option<String>,
+    /// A JSON Schema file (relative to the plugin's directory) frames of this type must pass.
+    #[serde(default)]
+    pub schema: Option<PathBuf>,
+    /// Rhai: the function handling frames of this type (`fn name(frame, direction)`).
+    #[serde(default)]
+    pub handler: Option<String>,
+}
+
+impl MessageType {
+    /// `type` or `type/subtype`.
+    pub fn name(&self) -> String {
+        match &self.subtype {
+            Some(s) => format!("{}/{s}", self.type_),
+            None => self.type_.clone(),
+        }
+    }
 }
 
 /// A parsed `plugin.toml`.
@@ -163,6 +196,9 @@ pub struct Manifest {
     /// What it declares it contributes.
     #[serde(default)]
     pub contributes: Declared,
+    /// Custom message types.
+    #[serde(default)]
+    pub messages: Vec<MessageType>,
 }
 
 fn default_call_ms() -> u64 {
@@ -237,6 +273,39 @@ impl Manifest {
                 ));
             }
         }
+        for m in &manifest.messages {
+            if m.type_.is_empty() {
+                return Err(err(
+                    line_of("[[messages]]"),
+                    "`messages`: an empty `type`".into(),
+                ));
+            }
+            if m.handler.is_some() && manifest.runtime != Runtime::Rhai {
+                return Err(err(
+                    line_of("handler"),
+                    format!(
+                        "`messages` `{}`: `handler` names a Rhai function; a {} plugin handles \
+                         frames in code (native) or in its hello (process)",
+                        m.name(),
+                        manifest.runtime.as_str()
+                    ),
+                ));
+            }
+            if let Some(schema) = &m.schema
+                && (schema.is_absolute()
+                    || schema
+                        .components()
+                        .any(|c| matches!(c, std::path::Component::ParentDir)))
+            {
+                return Err(err(
+                    line_of("schema"),
+                    format!(
+                        "`messages` `{}`: `schema` must be a path inside the plugin's directory",
+                        m.name()
+                    ),
+                ));
+            }
+        }
         Ok(manifest)
     }
 
@@ -276,6 +345,7 @@ impl Manifest {
             cleanup_timeout_ms: default_init_ms(),
             limits: Limits::default(),
             contributes: Declared::default(),
+            messages: Vec::new(),
         }
     }
 

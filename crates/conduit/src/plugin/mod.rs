@@ -48,6 +48,7 @@
 //! # });
 //! ```
 
+mod contrib;
 mod manager;
 mod manifest;
 mod process;
@@ -63,12 +64,16 @@ use futures::future::BoxFuture;
 use serde_json::Value;
 
 use crate::events::{BoxError, Event, EventBus, EventKind, Outcome, Subscription};
+use crate::extension::{Action, CustomType, FrameRef};
 use crate::hooks::{HookEvent, HookInput, HookOutput};
 use crate::mcp::{ToolError, ToolOutput};
+use crate::middleware::QueryLayer;
+use crate::permission::{PermissionDecision, PermissionRequest};
 
+pub use contrib::{PluginLayer, PluginService};
 pub use manager::{CheckProblem, PluginInfo, PluginManager, PluginState};
 pub use manifest::{
-    Declared, Entry, Limits, MANIFEST_FILE, Manifest, ManifestError, OnError, Runtime,
+    Declared, Entry, Limits, MANIFEST_FILE, Manifest, ManifestError, MessageType, OnError, Runtime,
 };
 pub use process::PROTOCOL_VERSION;
 pub use resolve::ResolveError;
@@ -119,6 +124,50 @@ pub trait Plugin: Send + Sync + 'static {
         let _ = arguments;
         let name = name.to_owned();
         Box::pin(async move { Err(ToolError::new(format!("no tool `{name}`"))) })
+    }
+
+    /// Whether it has a `can_use_tool` permission policy ([`can_use_tool`](Self::can_use_tool)).
+    fn has_permission_policy(&self) -> bool {
+        false
+    }
+
+    /// Decide a `can_use_tool` request: `Ok(None)` is no opinion. Policies of several plugins
+    /// and the session's own handler combine by
+    /// [`PermissionDecision::combine`] (any deny wins; the first `updated_input` in priority
+    /// order applies). An `Err` (or overrunning the manifest's `timeout_ms`) counts as the
+    /// manifest's `on_error` says.
+    fn can_use_tool(
+        &self,
+        request: PermissionRequest,
+    ) -> BoxFuture<'static, Result<Option<PermissionDecision>, String>> {
+        let _ = request;
+        Box::pin(async { Ok(None) })
+    }
+
+    /// Custom message types it registers (in addition to the manifest's `[[messages]]`).
+    fn custom_types(&self) -> Vec<CustomType> {
+        Vec::new()
+    }
+
+    /// The frame `type`s it handles as a protocol extension ([`on_frame`](Self::on_frame)).
+    fn frame_types(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Handle one frame of a type from [`frame_types`](Self::frame_types): pass, swallow,
+    /// replace or answer it ([`Action`]). Runs inline on the session's reader (in the gateway,
+    /// on the session's pump): keep it quick. An `Err` counts as the manifest's `on_error`
+    /// says: `ignore` passes the frame on, `deny` swallows it.
+    fn on_frame(&self, frame: FrameRef<'_>) -> Result<Action, String> {
+        let _ = frame;
+        Ok(Action::Pass)
+    }
+
+    /// A tower layer for queries (native plugins; see
+    /// [`PluginManager::layer`]): it wraps each query of a service stacked with the manager's
+    /// [`PluginLayer`].
+    fn query_layer(&self) -> Option<QueryLayer> {
+        None
     }
 
     /// Release what it holds (bounded by the manifest's `cleanup_timeout_ms`).
@@ -266,6 +315,113 @@ pub fn output_from_map(event: &HookEvent, value: &Value) -> Result<Option<HookOu
     Ok(Some(out))
 }
 
+/// A `can_use_tool` answer in the plugins' map form (Rhai scripts and coprocessors):
+///
+/// * `()`/`null`: no opinion;
+/// * `{decision: "allow", updated_input?}`: allow (with the input to run instead);
+/// * `{decision: "deny", reason?, interrupt?}`: deny, telling the model `reason`
+///   (`interrupt: true` also ends the turn).
+pub fn decision_from_map(value: &Value) -> Result<Option<PermissionDecision>, String> {
+    let map = match value {
+        Value::Null => return Ok(None),
+        Value::Object(m) => m,
+        other => {
+            return Err(format!(
+                "a can_use_tool answer must be a map or (), not {other}"
+            ));
+        }
+    };
+    let known = ["decision", "reason", "updated_input", "interrupt"];
+    if let Some(k) = map.keys().find(|k| !known.contains(&k.as_str())) {
+        return Err(format!(
+            "unknown key `{k}` in the can_use_tool answer (known: {})",
+            known.join(", ")
+        ));
+    }
+    let input = map.get("updated_input").filter(|v| !v.is_null()).cloned();
+    let interrupt = map.get("interrupt").and_then(Value::as_bool) == Some(true);
+    let reason = map
+        .get("reason")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    match map.get("decision").and_then(Value::as_str) {
+        Some("allow") if interrupt => Err("`interrupt` goes with `decision: \"deny\"`".into()),
+        Some("allow") => Ok(Some(match input {
+            Some(i) => PermissionDecision::allow_with_input(i),
+            None => PermissionDecision::allow(),
+        })),
+        Some("deny") if input.is_some() => {
+            Err("`updated_input` goes with `decision: \"allow\"`".into())
+        }
+        Some("deny") => {
+            let reason = if reason.is_empty() {
+                "denied by a plugin's policy"
+            } else {
+                reason
+            };
+            Ok(Some(if interrupt {
+                PermissionDecision::deny_and_interrupt(reason)
+            } else {
+                PermissionDecision::deny(reason)
+            }))
+        }
+        Some(other) => Err(format!(
+            "can_use_tool decision `{other}`: use \"allow\" or \"deny\" (or return () for no \
+             opinion)"
+        )),
+        None if map.is_empty() => Ok(None),
+        None => Err("a can_use_tool answer needs `decision: \"allow\"` or `\"deny\"`".into()),
+    }
+}
+
+/// The request a plugin policy sees, in map form: the CLI's `can_use_tool` body (`tool_name`,
+/// `input`, `tool_use_id`, `permission_suggestions`, `blocked_path`, `decision_reason`,
+/// `agent_id`, …) without its `subtype`.
+pub fn request_map(request: &PermissionRequest) -> Value {
+    let mut map = request.raw.clone();
+    map.remove("subtype");
+    map.entry("tool_name")
+        .or_insert_with(|| Value::String(request.tool_name.clone()));
+    map.entry("input").or_insert_with(|| request.input.clone());
+    Value::Object(map)
+}
+
+/// A frame handler's answer in the plugins' map form (Rhai scripts and coprocessors):
+/// `()`/`null` or `{action: "pass"}`: standard processing; `{action: "swallow"}`: drop it;
+/// `{action: "replace", frame: {…}}`: process this frame instead; `{action: "reply", frame}`:
+/// send `frame` back to where the frame came from and drop it; `{action: "reply_and_pass",
+/// frame}`: send it back and pass the frame on.
+pub fn action_from_map(value: &Value) -> Result<Action, String> {
+    let map = match value {
+        Value::Null => return Ok(Action::Pass),
+        Value::Object(m) => m,
+        other => return Err(format!("a frame answer must be a map or (), not {other}")),
+    };
+    if let Some(k) = map
+        .keys()
+        .find(|k| !["action", "frame"].contains(&k.as_str()))
+    {
+        return Err(format!(
+            "unknown key `{k}` in the frame answer (known: action, frame)"
+        ));
+    }
+    let frame = || match map.get("frame") {
+        Some(f @ Value::Object(_)) => Ok(bytes::Bytes::from(f.to_string())),
+        Some(other) => Err(format!("`frame` must be a map, not {other}")),
+        None => Err("this action needs a `frame`".to_owned()),
+    };
+    match map.get("action").and_then(Value::as_str).unwrap_or("pass") {
+        "pass" => Ok(Action::Pass),
+        "swallow" => Ok(Action::Swallow),
+        "replace" => Ok(Action::Replace(frame()?)),
+        "reply" => Ok(Action::Reply(frame()?)),
+        "reply_and_pass" => Ok(Action::ReplyAndPass(frame()?)),
+        other => Err(format!(
+            "frame action `{other}`: use pass, swallow, replace, reply or reply_and_pass"
+        )),
+    }
+}
+
 /// The answer of a failed call under `on_error = "deny"`.
 pub(crate) fn failure_output(event: &HookEvent, plugin: &str, error: &str) -> Option<HookOutput> {
     let reason = format!("plugin `{plugin}` failed ({error}); its policy denies on error");
@@ -279,3 +435,7 @@ pub(crate) fn failure_output(event: &HookEvent, plugin: &str, error: &str) -> Op
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests;
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod contrib_tests;

@@ -5,12 +5,16 @@
 //! The protocol (docs/PLUGINS.md has the full text):
 //!
 //! 1. The coprocessor writes `{"hello":{"protocol":1,"hooks":["PreToolUse",…],"tools":[{"name",
-//!    "description","input_schema"}]}}` first.
+//!    "description","input_schema"}],"can_use_tool":true,"frames":["progress",…]}}` first (all
+//!    but `protocol` optional).
 //! 2. The host sends `{"id":1,"method":"initialize","params":{"name","version","config"}}`; the
 //!    coprocessor answers `{"id":1,"result":{}}` (or `{"id":1,"error":"why"}`).
 //! 3. Then requests `{"id":N,"method":"hook","params":{"event","input","tool_use_id"}}` (answer:
 //!    `{"id":N,"result":<hook answer map or null>}`) and `{"id":N,"method":"tool","params":{"name",
-//!    "arguments"}}` (answer: `{"id":N,"result":{"content":[…],"isError":false}}` or a string).
+//!    "arguments"}}` (answer: `{"id":N,"result":{"content":[…],"isError":false}}` or a string);
+//!    when the hello declares them, `{"id":N,"method":"can_use_tool","params":{"tool_name",
+//!    "input",…}}` (answer: a `can_use_tool` answer map or null) and `{"id":N,"method":"frame",
+//!    "params":{"direction","frame"}}` (answer: a frame action map or null).
 //!    Several requests may be in flight; answers come in any order, matched by `id`.
 //! 4. On unload the host sends `{"method":"shutdown"}`, ends stdin, and kills the process group
 //!    after the cleanup timeout.
@@ -27,9 +31,14 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::manifest::Manifest;
-use super::{Plugin, PluginContext, ToolSpec, output_from_map};
+use super::{
+    Plugin, PluginContext, ToolSpec, action_from_map, decision_from_map, output_from_map,
+    request_map,
+};
+use crate::extension::{Action, FrameRef};
 use crate::hooks::{HookEvent, HookInput, HookOutput};
 use crate::mcp::{ToolError, ToolOutput};
+use crate::permission::{PermissionDecision, PermissionRequest};
 use crate::transport::{FrameReceiver, FrameSender, Received, SubprocessTransport, Transport};
 
 /// The coprocessor protocol's version (the hello's `protocol`).
@@ -60,6 +69,8 @@ enum Cmd {
 struct Hello {
     hooks: Vec<HookEvent>,
     tools: Vec<ToolSpec>,
+    can_use_tool: bool,
+    frames: Vec<String>,
 }
 
 fn parse_hello(frame: &[u8]) -> Result<Hello, String> {
@@ -108,6 +119,30 @@ fn parse_hello(frame: &[u8]) -> Result<Hello, String> {
                 .to_owned(),
             input_schema: t.get("input_schema").cloned().unwrap_or_else(|| json!({})),
         });
+    }
+    match h.get("can_use_tool") {
+        None | Some(Value::Null) => {}
+        Some(Value::Bool(b)) => hello.can_use_tool = *b,
+        Some(other) => {
+            return Err(format!(
+                "hello.can_use_tool must be true or false, not {other}"
+            ));
+        }
+    }
+    for t in h
+        .get("frames")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        match t.as_str() {
+            Some(t) if !t.is_empty() => hello.frames.push(t.to_owned()),
+            _ => {
+                return Err(format!(
+                    "hello.frames: a frame type must be a string, not {t}"
+                ));
+            }
+        }
     }
     Ok(hello)
 }
@@ -478,6 +513,44 @@ impl Plugin for Coprocessor {
 
     fn tools(&self) -> Vec<ToolSpec> {
         self.hello.tools.clone()
+    }
+
+    fn has_permission_policy(&self) -> bool {
+        self.hello.can_use_tool
+    }
+
+    fn can_use_tool(
+        &self,
+        request: PermissionRequest,
+    ) -> BoxFuture<'static, Result<Option<PermissionDecision>, String>> {
+        let call = self.call("can_use_tool", request_map(&request));
+        Box::pin(async move { decision_from_map(&call.await?) })
+    }
+
+    fn frame_types(&self) -> Vec<String> {
+        self.hello.frames.clone()
+    }
+
+    /// A frame handler is synchronous and the coprocessor answers asynchronously: the call
+    /// blocks this worker thread (`block_in_place`, so the runtime's other workers go on),
+    /// bounded by `timeout_ms`. That needs tokio's multi-thread runtime; on a current-thread
+    /// runtime the call fails (and counts as `on_error` says).
+    fn on_frame(&self, frame: FrameRef<'_>) -> Result<Action, String> {
+        use tokio::runtime::{Handle, RuntimeFlavor};
+        let handle = Handle::try_current()
+            .map_err(|_| format!("coprocessor `{}`: no tokio runtime", self.name))?;
+        if handle.runtime_flavor() != RuntimeFlavor::MultiThread {
+            return Err(format!(
+                "coprocessor `{}`: frame handlers need tokio's multi-thread runtime",
+                self.name
+            ));
+        }
+        let call = self.call(
+            "frame",
+            json!({"direction": frame.direction.as_str(), "frame": frame.value}),
+        );
+        let answer = tokio::task::block_in_place(|| handle.block_on(call))?;
+        action_from_map(&answer)
     }
 
     fn call_tool(

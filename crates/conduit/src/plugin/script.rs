@@ -11,9 +11,14 @@ use futures::future::BoxFuture;
 use rhai::{AST, Dynamic, Engine, EvalAltResult, Scope};
 use serde_json::Value;
 
-use super::manifest::{Limits, Manifest};
-use super::{Plugin, PluginContext, hook_function_name, output_from_map};
+use super::manifest::{Limits, Manifest, MessageType};
+use super::{
+    Plugin, PluginContext, action_from_map, decision_from_map, hook_function_name, output_from_map,
+    request_map,
+};
+use crate::extension::{Action, FrameRef};
 use crate::hooks::{HookEvent, HookInput, HookOutput};
+use crate::permission::{PermissionDecision, PermissionRequest};
 
 thread_local! {
     /// The deadline of the call running on this thread (`on_progress` checks it).
@@ -81,6 +86,10 @@ struct Script {
     limits: Limits,
     config: Dynamic,
     hooks: Vec<HookEvent>,
+    /// It defines `can_use_tool(input)`.
+    permission: bool,
+    /// The manifest's message types with a `handler` (each defined with two parameters).
+    handlers: Vec<MessageType>,
 }
 
 impl Script {
@@ -102,6 +111,21 @@ impl Script {
                 describe(&e, &self.limits)
             )
         })
+    }
+
+    /// Call `function` with one JSON argument; its answer as JSON (`()` → null).
+    fn call_json(&self, function: &str, args: &[Value]) -> Result<Value, String> {
+        let args = args
+            .iter()
+            .map(rhai::serde::to_dynamic)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())?;
+        let out = self.call(function, args)?;
+        if out.is_unit() {
+            return Ok(Value::Null);
+        }
+        rhai::serde::from_dynamic::<Value>(&out)
+            .map_err(|e| format!("plugin `{}`: `{function}` returned {e}", self.name))
     }
 }
 
@@ -132,6 +156,20 @@ pub(crate) fn start(
         })
         .cloned()
         .collect();
+    let permission = defined.iter().any(|(n, a)| n == "can_use_tool" && *a == 1);
+    let mut handlers = Vec::new();
+    for m in manifest.messages.iter().filter(|m| m.handler.is_some()) {
+        let f = m.handler.as_deref().unwrap_or_default();
+        if !defined.iter().any(|(n, a)| n == f && *a == 2) {
+            return Err(format!(
+                "{}: `messages` `{}` names handler `{f}`, but the script defines no `fn {f}(frame, \
+                 direction)`",
+                file.display(),
+                m.name()
+            ));
+        }
+        handlers.push(m.clone());
+    }
     let script = Script {
         name: manifest.name.clone(),
         engine,
@@ -139,6 +177,8 @@ pub(crate) fn start(
         limits: manifest.limits.clone(),
         config,
         hooks,
+        permission,
+        handlers,
     };
     if defined.iter().any(|(n, a)| n == "init" && *a == 1) {
         let _ = script.call("init", vec![script.config.clone()])?;
@@ -162,10 +202,29 @@ pub(crate) fn check(manifest: &Manifest, dir: &Path) -> Result<(), (PathBuf, usi
     let (file, source) =
         read(manifest, Some(dir)).map_err(|e| (dir.join(super::MANIFEST_FILE), 1, e))?;
     let engine = engine(&manifest.name, &manifest.limits);
-    engine.compile(&source).map(|_| ()).map_err(|e| {
+    let ast = engine.compile(&source).map_err(|e| {
         let line = e.1.line().unwrap_or(1);
-        (file, line, e.0.to_string())
-    })
+        (file.clone(), line, e.0.to_string())
+    })?;
+    for f in manifest
+        .messages
+        .iter()
+        .filter_map(|m| m.handler.as_deref())
+    {
+        if !ast
+            .iter_functions()
+            .any(|d| d.name == f && d.params.len() == 2)
+        {
+            return Err((
+                file,
+                1,
+                format!(
+                    "`messages` names handler `{f}`, but the script defines no `fn {f}(frame, direction)`"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl Plugin for RhaiPlugin {
@@ -182,19 +241,63 @@ impl Plugin for RhaiPlugin {
         Box::pin(async move {
             let event = input.event();
             let function = hook_function_name(&event);
-            let arg = rhai::serde::to_dynamic(input.raw()).map_err(|e| e.to_string())?;
+            let arg = input.raw().clone();
             // Scripts are CPU work: off the async threads, bounded by the wall-time limit.
-            let result = tokio::task::spawn_blocking(move || {
-                let out = script.call(&function, vec![arg])?;
-                if out.is_unit() {
-                    return Ok(Value::Null);
-                }
-                rhai::serde::from_dynamic::<Value>(&out)
-                    .map_err(|e| format!("plugin `{}`: `{function}` returned {e}", script.name))
-            })
-            .await
-            .map_err(|e| format!("script task: {e}"))??;
+            let result = tokio::task::spawn_blocking(move || script.call_json(&function, &[arg]))
+                .await
+                .map_err(|e| format!("script task: {e}"))??;
             output_from_map(&event, &result)
         })
+    }
+
+    fn has_permission_policy(&self) -> bool {
+        self.0.permission
+    }
+
+    fn can_use_tool(
+        &self,
+        request: PermissionRequest,
+    ) -> BoxFuture<'static, Result<Option<PermissionDecision>, String>> {
+        let script = self.0.clone();
+        let name = self.0.name.clone();
+        Box::pin(async move {
+            let arg = request_map(&request);
+            let result =
+                tokio::task::spawn_blocking(move || script.call_json("can_use_tool", &[arg]))
+                    .await
+                    .map_err(|e| format!("script task: {e}"))??;
+            decision_from_map(&result).map_err(|e| format!("plugin `{name}`: {e}"))
+        })
+    }
+
+    fn frame_types(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.0.handlers.iter().map(|m| m.type_.clone()).collect();
+        out.dedup();
+        out
+    }
+
+    /// Inline, on the caller's thread (a frame handler is synchronous), bounded by the limits.
+    fn on_frame(&self, frame: FrameRef<'_>) -> Result<Action, String> {
+        let type_ = frame.value.get("type").and_then(Value::as_str);
+        let subtype = frame.value.get("subtype").and_then(Value::as_str);
+        let of_type = || {
+            self.0
+                .handlers
+                .iter()
+                .filter(move |m| Some(m.type_.as_str()) == type_)
+        };
+        // As for decoding: a handler declared for the subtype wins over one for the type.
+        let Some(handler) = of_type()
+            .find(|m| m.subtype.is_some() && m.subtype.as_deref() == subtype)
+            .or_else(|| of_type().find(|m| m.subtype.is_none()))
+            .and_then(|m| m.handler.clone())
+        else {
+            return Ok(Action::Pass);
+        };
+        let out = self.0.call_json(
+            &handler,
+            &[frame.value.clone(), Value::from(frame.direction.as_str())],
+        )?;
+        action_from_map(&out).map_err(|e| format!("plugin `{}`: `{handler}`: {e}", self.0.name))
     }
 }

@@ -6,7 +6,7 @@ use serde_json::json;
 use super::*;
 use crate::events::Event;
 
-fn write(dir: &Path, name: &str, files: &[(&str, &str)]) {
+pub(super) fn write(dir: &Path, name: &str, files: &[(&str, &str)]) {
     let d = dir.join(name);
     std::fs::create_dir_all(&d).unwrap();
     for (f, body) in files {
@@ -248,7 +248,7 @@ fn hook_answers_in_map_form() {
 }
 
 #[cfg(feature = "rhai")]
-mod rhai_scripts {
+pub(super) mod rhai_scripts {
     use super::*;
 
     const DENY_TOUCH: &str = r#"
@@ -259,7 +259,7 @@ fn pre_tool_use(input) {
 }
 "#;
 
-    fn rhai_plugin(dir: &Path, name: &str, script: &str, extra: &str) {
+    pub(in crate::plugin) fn rhai_plugin(dir: &Path, name: &str, script: &str, extra: &str) {
         write(
             dir,
             name,

@@ -20,12 +20,19 @@ pub(crate) struct ExtConfig {
     pub filters: Vec<Arc<dyn FrameFilter>>,
     pub sinks: Vec<Arc<dyn FrameSink>>,
     pub extensions: Option<Extensions>,
+    /// The plugins' ([`OptionsBuilder::plugins`](crate::options::OptionsBuilder::plugins)),
+    /// after `extensions`.
+    pub plugin_extensions: Option<Extensions>,
 }
 
 impl ExtConfig {
     /// The engine's view, or `None` when nothing is configured.
     pub(crate) fn build(&self, metrics: Arc<TransportMetrics>) -> Option<Arc<Ext>> {
-        let extensions = self.extensions.clone().filter(|e| !e.is_empty());
+        let extensions = match (&self.extensions, &self.plugin_extensions) {
+            (Some(mine), Some(plugins)) => Some(mine.clone().merge(plugins)),
+            (mine, plugins) => mine.clone().or_else(|| plugins.clone()),
+        }
+        .filter(|e| !e.is_empty());
         if self.events.is_none()
             && self.filters.is_empty()
             && self.sinks.is_empty()

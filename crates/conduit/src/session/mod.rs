@@ -121,7 +121,7 @@ impl Client {
         }
         let registration = hooks.registration();
         let router = Router {
-            permission: options.callbacks.permission.clone(),
+            permission: options.callbacks.permission_handler(),
             hooks: Arc::new(registration.callbacks),
             mcp: Arc::new(crate::mcp::sdk_servers(&options.callbacks.mcp_servers)),
         };
