@@ -499,7 +499,7 @@ impl PluginManager {
             version: manifest.version.clone(),
             config,
             dir: dir.map(Path::to_owned),
-            bus: self.inner.bus.clone(),
+            bus: self.inner.bus.owned(&manifest.name),
             subs: ctx_subs.clone(),
         };
         let init = async {
@@ -613,9 +613,11 @@ impl PluginManager {
     /// The bus handler of one plugin for one hook event: calls whatever version is current.
     fn hook_handler(&self, live: &Arc<Live>, event: HookEvent, priority: i32) -> Subscription {
         let live = live.clone();
-        self.inner
-            .bus
-            .on_async(EventKind::Hook(event.clone()), priority, move |e| {
+        // Owned by the plugin: the bus's handler metrics carry its name (`owner` label).
+        self.inner.bus.owned(&live.name).on_async(
+            EventKind::Hook(event.clone()),
+            priority,
+            move |e| {
                 let live = live.clone();
                 let event = event.clone();
                 async move {
@@ -642,7 +644,8 @@ impl PluginManager {
                         }
                     }
                 }
-            })
+            },
+        )
     }
 
     /// Unload `name`: refused while active plugins depend on it (the error lists them).
