@@ -29,8 +29,9 @@ use crate::auth::TokenId;
 use crate::server::WS_MARGIN;
 use crate::session::{ACK_EVERY, AttachError, Input, InputError, Outbound, Session};
 
-/// The WebSocket read chunk per connection.
-const WS_READ_BUFFER: usize = 8 * 1024;
+/// The WebSocket read buffer per connection (tungstenite allocates it up front; client frames
+/// are small, and a larger one grows as needed).
+const WS_READ_BUFFER: usize = 4 * 1024;
 
 /// Frames sent per look at the ring.
 const BATCH: usize = 64;
@@ -136,7 +137,9 @@ async fn client_connection(
     let heard = Arc::new(AtomicU64::new(0));
 
     // Reader: client frames to the CLI, acks to the ring; refusals go to the writer loop below.
-    let (notice_tx, mut notices) = tokio::sync::mpsc::channel::<ReaderNotice>(8);
+    // Boxed: tokio allocates a channel's slots 32 at a time, and notices are rare (an idle
+    // session holds 32 pointers instead of 32 notices).
+    let (notice_tx, mut notices) = tokio::sync::mpsc::channel::<Box<ReaderNotice>>(8);
     let reader = {
         let session = session.clone();
         let heard = heard.clone();
@@ -148,7 +151,7 @@ async fn client_connection(
                     Some(Err(e)) => {
                         if let Some(reason) = too_big(e) {
                             let _ = notice_tx
-                                .send(ReaderNotice::Close(close::TOO_BIG, reason))
+                                .send(Box::new(ReaderNotice::Close(close::TOO_BIG, reason)))
                                 .await;
                         }
                         break;
@@ -179,13 +182,20 @@ async fn client_connection(
                     Ok(()) => {}
                     Err(InputError::Closed) => break,
                     Err(e) if e.is_per_frame() => {
-                        if notice_tx.send(ReaderNotice::Refused(e)).await.is_err() {
+                        if notice_tx
+                            .send(Box::new(ReaderNotice::Refused(e)))
+                            .await
+                            .is_err()
+                        {
                             break;
                         }
                     }
                     Err(e) => {
                         let _ = notice_tx
-                            .send(ReaderNotice::Close(close::BAD_RESUME, e.to_string()))
+                            .send(Box::new(ReaderNotice::Close(
+                                close::BAD_RESUME,
+                                e.to_string(),
+                            )))
                             .await;
                         break;
                     }
@@ -273,7 +283,7 @@ async fn client_connection(
         tokio::select! {
             () = &mut reader => reader_done = true,
             r = events.changed() => if r.is_err() { break },
-            Some(notice) = notices.recv() => match notice {
+            Some(notice) = notices.recv() => match *notice {
                 ReaderNotice::Refused(e) => {
                     if tx.send(text(&ServerText::Error(e.info()))).await.is_err() {
                         break;
@@ -297,7 +307,9 @@ async fn client_connection(
         }
     }
     // The reader may have stopped on something the loop did not get to: say why before going.
-    if let Ok(ReaderNotice::Close(code, reason)) = notices.try_recv() {
+    if let Ok(notice) = notices.try_recv()
+        && let ReaderNotice::Close(code, reason) = *notice
+    {
         let _ = tx.send(close_message(code, reason)).await;
     }
     session.detach(generation);
