@@ -56,6 +56,19 @@ async fn drain<R: FrameReceiver>(rx: &mut R) -> (Vec<String>, claude_conduit::Re
     (types, end)
 }
 
+/// A real redis-server and one worker `w1` (up to 8 sessions) whose mock CLI answers each turn
+/// with `messages` assistant messages.
+fn redis_and_worker(messages: &str) -> (RedisServer, RunningWorker) {
+    let redis = RedisServer::start().unwrap();
+    let w = spawn_worker(
+        config(&[("MOCK_CLAUDE_MESSAGES", messages)]),
+        &redis.url(),
+        "w1",
+        8,
+    );
+    (redis, w)
+}
+
 fn assistants(types: &[String]) -> usize {
     types.iter().filter(|t| *t == "assistant").count()
 }
@@ -72,13 +85,7 @@ fn int(redis: &RedisServer, args: &[&str]) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_redis_transport_runs_a_session_on_a_worker_and_its_keys_expire_after() {
-    let redis = RedisServer::start().unwrap();
-    let w = spawn_worker(
-        config(&[("MOCK_CLAUDE_MESSAGES", "4")]),
-        &redis.url(),
-        "w1",
-        8,
-    );
+    let (redis, w) = redis_and_worker("4");
     let (id, conn) = direct(&redis.url()).await;
     let (mut tx, mut rx) = (conn.sender, conn.receiver);
     tx.send(Bytes::from_static(USER)).await.unwrap();
@@ -250,13 +257,7 @@ async fn a_client_that_stops_reading_holds_the_worker_back_and_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_malformed_entry_ends_only_its_session_with_an_error_naming_the_entry() {
-    let redis = RedisServer::start().unwrap();
-    let w = spawn_worker(
-        config(&[("MOCK_CLAUDE_MESSAGES", "3")]),
-        &redis.url(),
-        "w1",
-        8,
-    );
+    let (redis, w) = redis_and_worker("3");
     let (bad_id, bad) = direct(&redis.url()).await;
     let (_good_id, good) = direct(&redis.url()).await;
     // An entry numbered like a frame, without the frame's field.
@@ -298,13 +299,7 @@ async fn a_malformed_out_entry_is_a_typed_error_naming_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_restarted_without_its_data_ends_sessions_clearly_and_new_ones_work() {
-    let mut redis = RedisServer::start().unwrap();
-    let w = spawn_worker(
-        config(&[("MOCK_CLAUDE_MESSAGES", "3")]),
-        &redis.url(),
-        "w1",
-        8,
-    );
+    let (mut redis, w) = redis_and_worker("3");
     let (_, conn) = direct(&redis.url()).await;
     let mut rx = conn.receiver;
     redis.restart().unwrap();
