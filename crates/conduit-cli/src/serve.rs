@@ -411,13 +411,14 @@ pub async fn run(args: ServeArgs) -> ExitCode {
     let grpc = gateway
         .grpc_addr()
         .map_or(String::new(), |a| format!(", grpc on {a}{grpc_tls}"));
+    let stop = shutdown_signal();
     eprintln!(
         "conduit serve: listening on {scheme}://{}{grpc}{} ({count} token(s); frames up to \
          {frame_mib} MiB; policy: {policy})",
         gateway.local_addr(),
         via_redis.unwrap_or_default()
     );
-    match gateway.run(shutdown_signal()).await {
+    match gateway.run(stop).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(e),
     }
@@ -463,17 +464,26 @@ fn check_token_file(path: &std::path::Path) -> Result<(), String> {
     Ok(())
 }
 
-pub(crate) async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => {
-            let _ = ctrl_c.await;
-            return;
+/// SIGINT or SIGTERM. The handlers are installed by this call, not on the first poll: call it
+/// before saying that the process is ready, so that a signal sent right after that is a graceful
+/// stop and never the default action (killed by the signal).
+pub(crate) fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::{SignalKind, signal};
+    let interrupt = signal(SignalKind::interrupt());
+    let terminate = signal(SignalKind::terminate());
+    async move {
+        match (interrupt, terminate) {
+            (Ok(mut i), Ok(mut t)) => {
+                tokio::select! {
+                    _ = i.recv() => {}
+                    _ = t.recv() => {}
+                }
+            }
+            (Ok(mut s), Err(_)) | (Err(_), Ok(mut s)) => {
+                s.recv().await;
+            }
+            // Neither can be watched: the process stops only when killed.
+            (Err(_), Err(_)) => std::future::pending().await,
         }
-    };
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term.recv() => {}
     }
 }

@@ -102,10 +102,11 @@ pub async fn run(args: WorkerArgs) -> ExitCode {
         },
         None => (None, String::new()),
     };
+    let stop = shutdown_signal();
     eprintln!(
         "conduit worker: {name} serving up to {max_sessions} session(s) from redis (prefix {prefix}){metrics_at}"
     );
-    let r = worker.run(shutdown_signal()).await;
+    let r = worker.run(stop).await;
     if let Some(m) = metrics {
         m.abort();
     }

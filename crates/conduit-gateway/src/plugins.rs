@@ -91,7 +91,9 @@ struct State {
 }
 
 fn is_control(frame: &[u8]) -> bool {
-    memchr::memmem::find(frame, b"\"control_").is_some()
+    static CONTROL: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"control_"));
+    CONTROL.find(frame).is_some()
 }
 
 fn success(request_id: &str, response: Value) -> Bytes {

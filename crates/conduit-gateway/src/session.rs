@@ -383,16 +383,27 @@ impl ReplayBudget {
         self.used.fetch_add(n, Ordering::Relaxed);
     }
 
+    /// Give back `n` bytes; wakes the pumps waiting for gateway-wide room, if any (a busy
+    /// session frees a frame per frame it keeps: waking nobody is what it costs then).
     fn give(&self, n: usize) {
         if n > 0 {
-            self.used.fetch_sub(n, Ordering::Relaxed);
-            self.freed.send_modify(|v| *v = v.wrapping_add(1));
+            // SeqCst with the load of `starved`, against a pump's store of `starved` and its
+            // second look at `used` (see `pump_task`): one of the two sees the other.
+            self.used.fetch_sub(n, Ordering::SeqCst);
+            if self.starved.load(Ordering::SeqCst) {
+                self.wake();
+            }
         }
+    }
+
+    /// Wake the pumps waiting for gateway-wide room.
+    fn wake(&self) {
+        self.freed.send_modify(|v| *v = v.wrapping_add(1));
     }
 
     /// Whether `n` more bytes would go over the limit.
     fn over(&self, n: usize) -> bool {
-        self.used.load(Ordering::Relaxed).saturating_add(n) > self.limit
+        self.used.load(Ordering::SeqCst).saturating_add(n) > self.limit
     }
 }
 
@@ -1243,12 +1254,14 @@ impl SessionManager {
     async fn reap(&self) {
         let config = &self.inner.config;
         let budget = &self.inner.budget;
-        if budget.starved.swap(false, Ordering::Relaxed) {
+        if budget.starved.swap(false, Ordering::SeqCst) {
             // A session waits for gateway-wide room: frames acked anywhere make it.
             let all: Vec<_> = self.sessions().values().cloned().collect();
             for s in all {
                 s.lock().pop_acked_while(budget, |_| true);
             }
+            // The waiting pumps look again (and say so again if there is still no room).
+            budget.wake();
         }
         let now = Instant::now();
         let expired: Vec<_> = self
@@ -1421,8 +1434,13 @@ async fn pump_task<R: FrameReceiver>(
                             continue;
                         }
                         if !full(&st) {
-                            // Only the gateway-wide budget is in the way.
-                            budget.starved.store(true, Ordering::Relaxed);
+                            // Only the gateway-wide budget is in the way. Say so, then look
+                            // again: room freed before `give` could see the flag is found here.
+                            budget.starved.store(true, Ordering::SeqCst);
+                            if !over(&st) {
+                                frame = Some(f);
+                                continue;
+                            }
                         }
                     }
                     frame = Some(f);

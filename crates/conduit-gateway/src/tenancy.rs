@@ -238,7 +238,10 @@ impl StateDir {
 
 /// The `session_id` of a CLI `system/init` frame (cheap test first: most frames are not one).
 pub(crate) fn init_session_id(frame: &[u8]) -> Option<String> {
-    if frame.len() > 1 << 20 || memchr::memmem::find(frame, b"\"init\"").is_none() {
+    // Built once: `memmem::find` builds its searcher on every call, for every frame.
+    static INIT: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"init\""));
+    if frame.len() > 1 << 20 || INIT.find(frame).is_none() {
         return None;
     }
     #[derive(serde::Deserialize)]

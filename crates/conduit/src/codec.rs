@@ -148,15 +148,23 @@ impl Encoder<Bytes> for FrameCodec {
     }
 }
 
-/// Reads frames from a byte stream: a [`FrameCodec`] over its own read buffer.
+/// Reads frames from a pipe: a [`FrameCodec`] over its own read buffer.
 ///
 /// What `tokio_util`'s `FramedRead` does, plus [`buffered`](Self::buffered): the frames a read
 /// already brought in are taken synchronously, one cheap call each, instead of through a stream
 /// poll per frame. Reads have room for at least [`MIN_READ`](Self::MIN_READ) bytes (a nearly
 /// full buffer is replaced rather than topped up a few bytes per syscall).
+///
+/// An idle pipe costs no buffer: a read is tried first into the buffer there is, and only when
+/// the pipe has nothing to give and no partial frame is pending is the buffer let go while the
+/// reader waits for the pipe to become readable. The first read after that is small
+/// ([`FIRST_READ`](Self::FIRST_READ)): the frames a read brings in share its buffer for as long as
+/// any of them lives downstream (a gateway keeps them in its replay ring), so the one or two
+/// frames a quiet session writes pin a small buffer, not a full one. A busy pipe reads on into
+/// full-sized buffers (the partial frame at the end of the small read moves to the next one).
 #[derive(Debug)]
-pub(crate) struct FrameReader<R> {
-    io: R,
+pub(crate) struct FrameReader {
+    io: tokio::net::unix::pipe::Receiver,
     buf: BytesMut,
     codec: FrameCodec,
     /// The size of the next buffer (grows to `max_capacity`).
@@ -165,22 +173,30 @@ pub(crate) struct FrameReader<R> {
     eof: bool,
 }
 
-impl<R: tokio::io::AsyncRead + Unpin> FrameReader<R> {
+impl FrameReader {
     /// The smallest read worth a syscall.
     pub(crate) const MIN_READ: usize = 4096;
 
+    /// The room of the first read after the reader let go of its buffer (an idle pipe).
+    pub(crate) const FIRST_READ: usize = 1024;
+
     /// The read buffer a reader starts with; it doubles (up to the reader's capacity) each time
-    /// a read fills all the room there was, so an idle stream holds little and a busy one soon
+    /// a read fills all the room there was, so a quiet stream holds little and a busy one soon
     /// reads in large chunks.
     pub(crate) const START_CAPACITY: usize = 2 * Self::MIN_READ;
 
-    /// A reader whose read buffer grows up to `capacity` bytes.
-    pub(crate) fn new(io: R, codec: FrameCodec, capacity: usize) -> Self {
+    /// A reader whose read buffer grows up to `capacity` bytes. Allocates nothing until the
+    /// pipe has data.
+    pub(crate) fn new(
+        io: tokio::net::unix::pipe::Receiver,
+        codec: FrameCodec,
+        capacity: usize,
+    ) -> Self {
         let max_capacity = capacity.max(Self::MIN_READ);
         let capacity = Self::START_CAPACITY.min(max_capacity);
         Self {
             io,
-            buf: BytesMut::with_capacity(capacity),
+            buf: BytesMut::new(),
             codec,
             capacity,
             max_capacity,
@@ -198,7 +214,6 @@ impl<R: tokio::io::AsyncRead + Unpin> FrameReader<R> {
     /// The next frame, reading as needed; `None` at the end of the stream (after a last frame
     /// without its newline, if any). Cancel-safe: a read that is dropped loses no data.
     pub(crate) async fn next(&mut self) -> Option<std::io::Result<Result<Bytes, Error>>> {
-        use tokio::io::AsyncReadExt;
         loop {
             if let Some(item) = self.buffered() {
                 return Some(Ok(item));
@@ -206,13 +221,27 @@ impl<R: tokio::io::AsyncRead + Unpin> FrameReader<R> {
             if self.eof {
                 return self.codec.decode_eof(&mut self.buf).transpose();
             }
-            self.make_room();
+            let first = self.buf.capacity() == 0;
+            if first {
+                self.buf.reserve(Self::FIRST_READ);
+            } else {
+                self.make_room();
+            }
             let room = self.buf.capacity() - self.buf.len();
-            match self.io.read_buf(&mut self.buf).await {
+            match self.io.try_read_buf(&mut self.buf) {
                 Ok(0) => self.eof = true,
                 Ok(n) => {
-                    if n >= room && self.capacity < self.max_capacity {
+                    if !first && n >= room && self.capacity < self.max_capacity {
                         self.capacity = (self.capacity * 2).min(self.max_capacity);
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if self.buf.is_empty() {
+                        // Nothing pending: wait without a buffer.
+                        self.buf = BytesMut::new();
+                    }
+                    if let Err(e) = self.io.readable().await {
+                        return Some(Err(e));
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}

@@ -322,12 +322,24 @@ fn event(name: &str, data: &str) -> Bytes {
 
 /// Encode frames as events: small ones copied into shared chunks, large ones passed as they are.
 fn encode_frames(frames: &[(u64, Bytes)], out: &mut Vec<Bytes>) {
-    let mut buf = BytesMut::new();
+    // Room for the small frames and their envelopes (`id: <seq>\ndata: …\n\n`) at once.
+    let room: usize = frames
+        .iter()
+        .map(|(_, f)| {
+            if f.len() < COPY_BELOW {
+                f.len() + 36
+            } else {
+                36
+            }
+        })
+        .sum();
+    let mut buf = BytesMut::with_capacity(room);
+    let mut digits = itoa::Buffer::new();
     for (seq, frame) in frames {
         buf.put_slice(b"id: ");
-        buf.put_slice(seq.to_string().as_bytes());
+        buf.put_slice(digits.format(*seq).as_bytes());
         buf.put_slice(b"\ndata: ");
-        if frame.iter().any(|&b| b == b'\r' || b == b'\n') {
+        if memchr::memchr2(b'\r', b'\n', frame).is_some() {
             put_data_lines(&mut buf, frame);
         } else if frame.len() >= COPY_BELOW {
             out.push(buf.split().freeze());

@@ -464,7 +464,11 @@ fn decode_event(event: SseEvent) -> Result<Option<Incoming>, Failure> {
     let protocol = |m: String| Failure::Fatal(Error::gateway(GatewayErrorKind::Protocol, None, m));
     Ok(Some(match event.name.as_deref() {
         None | Some("message") => {
-            let Some(seq) = event.id.as_deref().and_then(|id| id.parse::<u64>().ok()) else {
+            let seq = event
+                .id
+                .as_deref()
+                .and_then(|id| std::str::from_utf8(id).ok());
+            let Some(seq) = seq.and_then(|id| id.parse::<u64>().ok()) else {
                 return Err(protocol(format!(
                     "a frame event without a sequence number: id {:?}",
                     event.id
@@ -695,8 +699,8 @@ impl Transport for HttpTransport {
 struct SseEvent {
     /// `event:` (`None`: the default, `message`).
     name: Option<String>,
-    /// `id:`.
-    id: Option<String>,
+    /// `id:` (bytes: a frame's id is parsed as a number, never kept as text).
+    id: Option<Bytes>,
     /// The `data:` lines joined with `\n`.
     data: Bytes,
 }
@@ -747,7 +751,7 @@ struct SseParser {
     /// The last line ended with a `\r` at the end of the buffer: drop a `\n` that follows.
     skip_lf: bool,
     name: Option<String>,
-    id: Option<String>,
+    id: Option<Bytes>,
     data: Option<Bytes>,
     /// Set when `data` has several lines and is being joined here.
     joined: Option<BytesMut>,
@@ -833,7 +837,7 @@ impl SseParser {
                 b"data" => self.add_data(value),
                 b"event" => self.name = Some(String::from_utf8_lossy(&value).into_owned()),
                 b"id" if !value.contains(&0) => {
-                    self.id = Some(String::from_utf8_lossy(&value).into_owned());
+                    self.id = Some(value);
                 }
                 _ => {} // `retry` and unknown fields.
             }
@@ -899,7 +903,7 @@ mod tests {
     fn ev(name: Option<&str>, id: Option<&str>, data: &str) -> SseEvent {
         SseEvent {
             name: name.map(str::to_owned),
-            id: id.map(str::to_owned),
+            id: id.map(|i| Bytes::copy_from_slice(i.as_bytes())),
             data: Bytes::copy_from_slice(data.as_bytes()),
         }
     }

@@ -26,13 +26,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use futures::StreamExt;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::io::AsyncWriteExt;
-use tokio::process::{ChildStdin, ChildStdout, Command};
+use tokio::net::unix::pipe;
+use tokio::process::{ChildStdin, Command};
 use tokio::sync::watch;
-use tokio_util::codec::FramedRead;
 
 use super::{
     Connection, ConnectionInfo, FrameReceiver, FrameSender, Received, Termination, Transport,
@@ -251,6 +250,18 @@ impl Transport for SubprocessTransport {
                 std::io::Error::other("a pipe was not set up"),
             ));
         };
+        // The read ends as plain pipes: their readers wait for data without holding a buffer.
+        let pipes = stdout
+            .into_owned_fd()
+            .and_then(pipe::Receiver::from_owned_fd)
+            .and_then(|out| Ok((out, pipe::Receiver::from_owned_fd(stderr.into_owned_fd()?)?)));
+        let (stdout, stderr) = match pipes {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = child.start_kill();
+                return Err(Error::transport("registering the child's pipes", e));
+            }
+        };
         let group = Arc::new(ProcessGroup {
             pgid: pid.and_then(|p| i32::try_from(p).ok()).map(Pid::from_raw),
             tag,
@@ -427,13 +438,13 @@ impl StderrTail {
 }
 
 async fn drain_stderr(
-    stderr: tokio::process::ChildStderr,
+    stderr: pipe::Receiver,
     callback: Option<StderrCallback>,
     tail: Arc<StderrTail>,
     done: watch::Sender<bool>,
 ) {
     // Small to start with: most CLIs write little or nothing to stderr (the buffer grows).
-    let mut lines = FramedRead::with_capacity(stderr, FrameCodec::new(STDERR_MAX_LINE), 1024);
+    let mut lines = FrameReader::new(stderr, FrameCodec::new(STDERR_MAX_LINE), STDERR_MAX_LINE);
     while let Some(item) = lines.next().await {
         match item {
             Ok(Ok(line)) => {
@@ -536,7 +547,7 @@ impl FrameSender for SubprocessSender {
 /// Receiving half of a [`SubprocessTransport`] connection: the CLI's stdout.
 #[derive(Debug)]
 pub struct SubprocessReceiver {
-    frames: FrameReader<ChildStdout>,
+    frames: FrameReader,
     exit: watch::Receiver<Option<Option<ExitStatus>>>,
     drain_until: Option<tokio::time::Instant>,
     stdout_eof: bool,

@@ -32,7 +32,7 @@
 
 use futures::{SinkExt, StreamExt};
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -50,7 +50,12 @@ use crate::remote::{Remote, SessionRequest};
 
 pub use super::relay::{ACK_EVERY, MAX_RECONNECTS};
 
-type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+type Socket = WebSocketStream<MaybeTlsStream<BufReader<TcpStream>>>;
+
+/// Bytes read from the socket per system call at most (the buffer in front of tungstenite's).
+const READ_CHUNK: usize = 64 * 1024;
+/// tungstenite's own read buffer (allocated up front; it grows for large messages).
+const WS_READ_BUFFER: usize = 8 * 1024;
 
 /// A session on a conduit gateway, as an SDK [`Transport`].
 ///
@@ -219,18 +224,35 @@ impl WebSocketTransport {
         }
         let limit = self.max_frame.saturating_add(wire::ENVELOPE_MARGIN);
         let config = WebSocketConfig::default()
+            .read_buffer_size(WS_READ_BUFFER)
             .max_message_size(Some(limit))
             .max_frame_size(Some(limit));
+        // The socket is read through a buffer of its own: tungstenite reads into the room left
+        // in its buffer, which the frames it handed out still share, so without one a busy
+        // stream is read a few hundred bytes per system call.
+        let unreachable = |e| {
+            Failure::Transient(Error::gateway_caused(
+                GatewayErrorKind::Unavailable,
+                None,
+                "connecting the WebSocket",
+                e,
+            ))
+        };
+        let tcp = TcpStream::connect(self.remote.authority())
+            .await
+            .map_err(unreachable)?;
+        let _ = tcp.set_nodelay(true);
+        let tcp = BufReader::with_capacity(READ_CHUNK, tcp);
         let connected = if self.remote.is_tls() {
             #[cfg(feature = "tls")]
             {
                 let connector = tokio_tungstenite::Connector::Rustls(
                     super::tls::default_client_config().map_err(Failure::Fatal)?,
                 );
-                tokio_tungstenite::connect_async_tls_with_config(
+                tokio_tungstenite::client_async_tls_with_config(
                     request,
+                    tcp,
                     Some(config),
-                    true,
                     Some(connector),
                 )
                 .await
@@ -240,7 +262,12 @@ impl WebSocketTransport {
                 return Err(Failure::Fatal(Error::FeatureDisabled("tls")));
             }
         } else {
-            tokio_tungstenite::connect_async_with_config(request, Some(config), true).await
+            tokio_tungstenite::client_async_with_config(
+                request,
+                MaybeTlsStream::Plain(tcp),
+                Some(config),
+            )
+            .await
         };
         match connected {
             Ok((socket, _response)) => Ok(socket),

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures::FutureExt;
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
@@ -25,6 +26,12 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(30);
 const DRAIN_WAIT: Duration = Duration::from_millis(250);
 /// Messages queued between the halves and the driver.
 const QUEUE: usize = 64;
+/// Messages taken in at most before the driver acks and looks at the sending half again.
+const DRAIN_MAX: usize = 1024;
+/// How long a delivered frame goes unacked at most: a quiet stream acks its last few frames
+/// (fewer than [`ACK_EVERY`](super::ACK_EVERY)) after this, so the gateway keeps no frames
+/// of an idle session (nor the read buffer they share).
+pub(crate) const IDLE_ACK: Duration = Duration::from_millis(25);
 
 /// What arrives from the gateway on a connection.
 #[derive(Debug)]
@@ -368,6 +375,37 @@ impl<W: Wire> Driver<W> {
         Ok(false)
     }
 
+    /// Take in `first` and then whatever else the connection has ready (what already arrived),
+    /// up to [`DRAIN_MAX`] messages, so that the ack that follows covers the whole batch: a
+    /// busy stream is acked once per read, not once per [`ACK_EVERY`](super::ACK_EVERY)
+    /// frames. The gateway stops sending only with that many frames unacked, and then nothing
+    /// more arrives: the drain ends and the ack goes out. `Ok(true)`: stop.
+    async fn take_in_ready(
+        &mut self,
+        conn: &mut W::Conn,
+        first: Incoming,
+    ) -> Result<bool, Failure> {
+        let mut next = Some(first);
+        let mut taken = 0;
+        while let Some(m) = next.take() {
+            match m {
+                Incoming::Hello(h) => self.on_hello(conn, h).await?,
+                m => {
+                    if self.take_in(m).await? {
+                        return Ok(true);
+                    }
+                }
+            }
+            taken += 1;
+            if taken < DRAIN_MAX
+                && let Some(m) = conn.recv().now_or_never()
+            {
+                next = Some(m?);
+            }
+        }
+        Ok(false)
+    }
+
     /// After a failure: what the connection still delivers (each read bounded by
     /// [`DRAIN_WAIT`]). `true`: the session ended (or nobody reads) while draining.
     async fn drain(&mut self, conn: &mut W::Conn) -> bool {
@@ -385,19 +423,32 @@ impl<W: Wire> Driver<W> {
     /// reads any more).
     async fn pump(&mut self, conn: &mut W::Conn, hello: Hello) -> Result<(), Failure> {
         self.on_hello(conn, hello).await?;
+        // Armed when a frame goes unacked; when it fires, whatever is unacked is acked.
+        let idle_ack = tokio::time::sleep(IDLE_ACK);
+        tokio::pin!(idle_ack);
+        let mut idle_armed = false;
         loop {
             if let Some(n) = self.seq.take_ack() {
                 conn.send(Outgoing::Ack(n)).await?;
             }
+            if !idle_armed && self.seq.unacked() {
+                idle_ack
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + IDLE_ACK);
+                idle_armed = true;
+            }
             tokio::select! {
-                m = conn.recv() => match m? {
-                    Incoming::Hello(h) => self.on_hello(conn, h).await?,
-                    m => {
-                        if self.take_in(m).await? {
-                            return Ok(());
-                        }
+                () = &mut idle_ack, if idle_armed => {
+                    idle_armed = false;
+                    if let Some(n) = self.seq.take_idle_ack() {
+                        conn.send(Outgoing::Ack(n)).await?;
                     }
-                },
+                }
+                m = conn.recv() => {
+                    if self.take_in_ready(conn, m?).await? {
+                        return Ok(());
+                    }
+                }
                 out = self.out.recv(), if self.out_open => match out {
                     Some(Out::Frame(f)) => {
                         let seq = self.seq.push(f.clone());

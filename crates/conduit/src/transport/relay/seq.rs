@@ -96,6 +96,20 @@ impl SeqState {
         self.last_seq - self.acked >= ACK_EVERY
     }
 
+    /// Whether any delivered frame is not acked yet.
+    pub fn unacked(&self) -> bool {
+        self.last_seq > self.acked
+    }
+
+    /// The ack of everything delivered, if anything is unacked (however little): what a quiet
+    /// stream sends so that the gateway can let go of the frames it keeps for a resume.
+    pub fn take_idle_ack(&mut self) -> Option<u64> {
+        self.unacked().then(|| {
+            self.acked = self.last_seq;
+            self.acked
+        })
+    }
+
     /// Number one of our frames and keep it until confirmed; returns its sequence number.
     pub fn push(&mut self, frame: Bytes) -> u64 {
         self.out_seq += 1;
@@ -177,6 +191,26 @@ mod tests {
         }
         s.on_connect();
         assert!(!s.ack_due());
+    }
+
+    #[test]
+    fn an_idle_ack_covers_the_few_unacked_frames_once() {
+        let mut s = SeqState::new();
+        assert_eq!(s.take_idle_ack(), None);
+        s.accept(1);
+        s.accept(2);
+        assert_eq!(s.take_ack(), None);
+        assert!(s.unacked());
+        assert_eq!(s.take_idle_ack(), Some(2));
+        assert!(!s.unacked());
+        assert_eq!(s.take_idle_ack(), None);
+        // The regular ack counts from the idle one.
+        for seq in 3..2 + ACK_EVERY {
+            s.accept(seq);
+        }
+        assert_eq!(s.take_ack(), None);
+        s.accept(2 + ACK_EVERY);
+        assert_eq!(s.take_ack(), Some(2 + ACK_EVERY));
     }
 
     #[test]
