@@ -25,11 +25,14 @@ use redis::Value;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use tokio::sync::{OnceCell, mpsc};
 
+use self::hub::{HubEvent, Subscription};
 use super::relay::wire::{End, ErrorInfo, Hello};
 use super::relay::{Failure, Incoming, Outgoing, ReconnectPolicy, Wire, WireConn, refusal_error};
 use super::{Connection, Termination, Transport};
 use crate::error::{Error, GatewayErrorKind, Result};
 use crate::remote::SessionRequest;
+
+pub mod hub;
 
 /// The default key prefix.
 pub const DEFAULT_PREFIX: &str = "conduit";
@@ -399,7 +402,7 @@ impl RedisTransport {
         owner: &str,
         request: &SessionRequest,
     ) -> Result<Self> {
-        let mut conn = manager(client(url)?)?;
+        let mut conn = hub::pool(url)?.cmd.clone();
         let id = request_session(&mut conn, prefix, owner, request).await?;
         Ok(Self::new(url, id).prefix(prefix))
     }
@@ -445,10 +448,10 @@ impl Transport for RedisTransport {
     type Receiver = super::GatewayReceiver;
 
     async fn connect(self) -> Result<Connection<Self::Sender, Self::Receiver>> {
-        let client = client(&self.url)?;
+        let pool = hub::pool(&self.url)?;
         let wire = RedisWire {
-            cmd: manager(client.clone())?,
-            client,
+            cmd: pool.cmd.clone(),
+            pool,
             keys: Keys::new(&self.prefix, &self.session_id),
             start_timeout: self.start_timeout,
             poll: self.poll,
@@ -461,7 +464,8 @@ impl Transport for RedisTransport {
 }
 
 struct RedisWire {
-    client: redis::Client,
+    /// The process's command connection and read hub for this URL.
+    pool: std::sync::Arc<hub::Pool>,
     cmd: ConnectionManager,
     keys: Keys,
     start_timeout: Duration,
@@ -575,13 +579,14 @@ impl Wire for RedisWire {
         let in_seq = last_frame_id(&mut cmd, &self.keys.input())
             .await
             .map_err(|e| classify("read the input stream", &e))?;
-        let block = blocking_connection(&self.client)
-            .await
-            .map_err(|e| classify("connect", &e))?;
+        let sub = self
+            .pool
+            .hub
+            .subscribe(vec![self.keys.output(), self.keys.refusals()]);
         self.opened.store(true, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(256);
         let reader = tokio::spawn(read_output(
-            block,
+            sub,
             cmd.clone(),
             self.keys.clone(),
             worker,
@@ -644,11 +649,11 @@ pub async fn last_frame_id(
     Ok(frame_seq(&last).unwrap_or(0))
 }
 
-/// Reads the session's out- and refusal streams (pending entries first, then new ones) into
-/// `tx`; on a quiet read, checks the worker's heartbeat. Runs until the connection fails, the
-/// session ends or nobody listens.
+/// The session's out- and refusal streams (pending entries first, then new ones, through the
+/// process's read hub) into `tx`; when nothing came for `poll`, checks the worker's heartbeat.
+/// Runs until the session ends, its streams are gone, or nobody listens.
 async fn read_output(
-    mut block: MultiplexedConnection,
+    mut sub: Subscription,
     mut cmd: ConnectionManager,
     keys: Keys,
     worker: String,
@@ -656,127 +661,92 @@ async fn read_output(
     tx: mpsc::Sender<std::result::Result<Incoming, Failure>>,
 ) {
     let (out, refusals) = (keys.output(), keys.refusals());
-    let mut ids = [String::from("0"), String::from("0")];
-    let block_ms = u64::try_from(poll.as_millis()).unwrap_or(500).max(1);
     loop {
-        let mut xread = redis::cmd("XREADGROUP");
-        xread
-            .arg("GROUP")
-            .arg(CLIENT_GROUP)
-            .arg(CLIENT_GROUP)
-            .arg("COUNT")
-            .arg(256)
-            .arg("BLOCK")
-            .arg(block_ms)
-            .arg("STREAMS")
-            .arg(&out)
-            .arg(&refusals)
-            .arg(&ids[0])
-            .arg(&ids[1]);
-        let read = xread.query_async::<Value>(&mut block);
-        let reply = match tokio::time::timeout(poll + Duration::from_secs(10), read).await {
-            Ok(Ok(v)) => v,
-            Ok(Err(e)) => {
-                let f = if e.code() == Some("NOGROUP") {
-                    gone(keys.id())
-                } else {
-                    classify("read the session", &e)
-                };
-                let _ = tx.send(Err(f)).await;
-                return;
-            }
-            Err(_) => {
+        let ev = match tokio::time::timeout(poll, sub.recv()).await {
+            Ok(Some(ev)) => ev,
+            Ok(None) => {
                 let _ = tx
                     .send(Err(Failure::Transient(Error::gateway(
                         GatewayErrorKind::Unavailable,
                         None,
-                        "redis: a blocking read did not return in time",
+                        "redis: the read hub stopped",
                     ))))
                     .await;
                 return;
             }
+            Err(_) => {
+                match liveness(&mut cmd, &keys, &worker).await {
+                    Ok(None) => {}
+                    Ok(Some(f)) => {
+                        let _ = tx.send(Err(f)).await;
+                        return;
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(classify("check the worker", &e))).await;
+                        return;
+                    }
+                }
+                if tx.is_closed() {
+                    return;
+                }
+                continue;
+            }
         };
-        let streams = match parse_read(reply) {
-            Ok(s) => s,
-            Err(e) => {
+        let (which, entries) = match ev {
+            HubEvent::Entries(which, entries) => (which, entries),
+            HubEvent::Gone(_) => {
+                let _ = tx.send(Err(gone(keys.id()))).await;
+                return;
+            }
+            HubEvent::Failed(_, why) => {
                 let _ = tx
                     .send(Err(Failure::Fatal(Error::gateway(
                         GatewayErrorKind::Protocol,
                         None,
-                        format!("redis: {e}"),
+                        format!("redis: {why}"),
                     ))))
                     .await;
                 return;
             }
         };
-        let mut got = [false, false];
-        for (key, entries) in streams {
-            let which = usize::from(key == refusals);
-            got[which] = !entries.is_empty();
-            for (id, fields) in entries {
-                if ids[which] != ">" {
-                    ids[which].clone_from(&id);
+        for (id, fields) in entries {
+            let Some(mut fields) = fields else { continue };
+            let item = if which == 1 {
+                let _ = redis::cmd("XACK")
+                    .arg(&refusals)
+                    .arg(CLIENT_GROUP)
+                    .arg(&id)
+                    .query_async::<Value>(&mut cmd)
+                    .await;
+                match take_field(&mut fields, FIELD_ERROR)
+                    .and_then(|b| serde_json::from_slice::<ErrorInfo>(&b).ok())
+                {
+                    Some(info) => Ok(Incoming::Refused(refusal_error(info))),
+                    None => Err(malformed(&refusals, &id, "no `err` field")),
                 }
-                let Some(mut fields) = fields else { continue };
-                let item = if which == 1 {
-                    let _ = redis::cmd("XACK")
-                        .arg(&refusals)
-                        .arg(CLIENT_GROUP)
-                        .arg(&id)
-                        .query_async::<Value>(&mut cmd)
-                        .await;
-                    match take_field(&mut fields, FIELD_ERROR)
-                        .and_then(|b| serde_json::from_slice::<ErrorInfo>(&b).ok())
-                    {
-                        Some(info) => Ok(Incoming::Refused(refusal_error(info))),
-                        None => Err(malformed(&refusals, &id, "no `err` field")),
-                    }
-                } else if let Some(seq) = frame_seq(&id) {
-                    match take_field(&mut fields, FIELD_FRAME) {
-                        Some(f) => Ok(Incoming::Frame(seq, f)),
-                        None => Err(malformed(&out, &id, "no `f` field")),
-                    }
-                } else if id == END_ID {
-                    match take_field(&mut fields, FIELD_END)
-                        .and_then(|b| serde_json::from_slice::<End>(&b).ok())
-                    {
-                        Some(end) => Ok(Incoming::End(Termination::from(end))),
-                        None => Err(malformed(&out, &id, "no valid `end` field")),
-                    }
-                } else {
-                    Err(malformed(
-                        &out,
-                        &id,
-                        "not a frame id `0-<seq>` nor the end `1-0`",
-                    ))
-                };
-                let stop = item.is_err() || matches!(item, Ok(Incoming::End(_)));
-                if tx.send(item).await.is_err() || stop {
-                    return;
+            } else if let Some(seq) = frame_seq(&id) {
+                match take_field(&mut fields, FIELD_FRAME) {
+                    Some(f) => Ok(Incoming::Frame(seq, f)),
+                    None => Err(malformed(&out, &id, "no `f` field")),
                 }
+            } else if id == END_ID {
+                match take_field(&mut fields, FIELD_END)
+                    .and_then(|b| serde_json::from_slice::<End>(&b).ok())
+                {
+                    Some(end) => Ok(Incoming::End(Termination::from(end))),
+                    None => Err(malformed(&out, &id, "no valid `end` field")),
+                }
+            } else {
+                Err(malformed(
+                    &out,
+                    &id,
+                    "not a frame id `0-<seq>` nor the end `1-0`",
+                ))
+            };
+            let stop = item.is_err() || matches!(item, Ok(Incoming::End(_)));
+            if tx.send(item).await.is_err() || stop {
+                return;
             }
-        }
-        // Pending entries are replayed first; once a stream has none left, read new ones.
-        for (i, g) in got.iter().enumerate() {
-            if !g {
-                ids[i] = ">".into();
-            }
-        }
-        if got == [false, false] {
-            match liveness(&mut cmd, &keys, &worker).await {
-                Ok(None) => {}
-                Ok(Some(f)) => {
-                    let _ = tx.send(Err(f)).await;
-                    return;
-                }
-                Err(e) => {
-                    let _ = tx.send(Err(classify("check the worker", &e))).await;
-                    return;
-                }
-            }
-        }
-        if tx.is_closed() {
-            return;
         }
     }
 }
