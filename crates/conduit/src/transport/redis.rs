@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use redis::Value;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
-use tokio::sync::{OnceCell, mpsc};
+use tokio::sync::OnceCell;
 
 use self::hub::{HubEvent, Subscription};
 use super::relay::wire::{End, ErrorInfo, Hello};
@@ -584,15 +584,6 @@ impl Wire for RedisWire {
             .hub
             .subscribe(vec![self.keys.output(), self.keys.refusals()]);
         self.opened.store(true, Ordering::Relaxed);
-        let (tx, rx) = mpsc::channel(256);
-        let reader = tokio::spawn(read_output(
-            sub,
-            cmd.clone(),
-            self.keys.clone(),
-            worker,
-            self.poll,
-            tx,
-        ));
         let mut local = VecDeque::new();
         local.push_back(Incoming::Hello(Hello {
             session: id,
@@ -601,11 +592,15 @@ impl Wire for RedisWire {
         }));
         Ok(RedisConn {
             local,
-            rx,
+            inbox: VecDeque::new(),
+            failed: None,
+            sub,
             cmd,
             keys: self.keys.clone(),
+            worker,
+            poll: self.poll,
+            heard: tokio::time::Instant::now(),
             acked: 0,
-            reader,
         })
     }
 }
@@ -649,108 +644,6 @@ pub async fn last_frame_id(
     Ok(frame_seq(&last).unwrap_or(0))
 }
 
-/// The session's out- and refusal streams (pending entries first, then new ones, through the
-/// process's read hub) into `tx`; when nothing came for `poll`, checks the worker's heartbeat.
-/// Runs until the session ends, its streams are gone, or nobody listens.
-async fn read_output(
-    mut sub: Subscription,
-    mut cmd: ConnectionManager,
-    keys: Keys,
-    worker: String,
-    poll: Duration,
-    tx: mpsc::Sender<std::result::Result<Incoming, Failure>>,
-) {
-    let (out, refusals) = (keys.output(), keys.refusals());
-    loop {
-        let ev = match tokio::time::timeout(poll, sub.recv()).await {
-            Ok(Some(ev)) => ev,
-            Ok(None) => {
-                let _ = tx
-                    .send(Err(Failure::Transient(Error::gateway(
-                        GatewayErrorKind::Unavailable,
-                        None,
-                        "redis: the read hub stopped",
-                    ))))
-                    .await;
-                return;
-            }
-            Err(_) => {
-                match liveness(&mut cmd, &keys, &worker).await {
-                    Ok(None) => {}
-                    Ok(Some(f)) => {
-                        let _ = tx.send(Err(f)).await;
-                        return;
-                    }
-                    Err(e) => {
-                        let _ = tx.send(Err(classify("check the worker", &e))).await;
-                        return;
-                    }
-                }
-                if tx.is_closed() {
-                    return;
-                }
-                continue;
-            }
-        };
-        let (which, entries) = match ev {
-            HubEvent::Entries(which, entries) => (which, entries),
-            HubEvent::Gone(_) => {
-                let _ = tx.send(Err(gone(keys.id()))).await;
-                return;
-            }
-            HubEvent::Failed(_, why) => {
-                let _ = tx
-                    .send(Err(Failure::Fatal(Error::gateway(
-                        GatewayErrorKind::Protocol,
-                        None,
-                        format!("redis: {why}"),
-                    ))))
-                    .await;
-                return;
-            }
-        };
-        for (id, fields) in entries {
-            let Some(mut fields) = fields else { continue };
-            let item = if which == 1 {
-                let _ = redis::cmd("XACK")
-                    .arg(&refusals)
-                    .arg(CLIENT_GROUP)
-                    .arg(&id)
-                    .query_async::<Value>(&mut cmd)
-                    .await;
-                match take_field(&mut fields, FIELD_ERROR)
-                    .and_then(|b| serde_json::from_slice::<ErrorInfo>(&b).ok())
-                {
-                    Some(info) => Ok(Incoming::Refused(refusal_error(info))),
-                    None => Err(malformed(&refusals, &id, "no `err` field")),
-                }
-            } else if let Some(seq) = frame_seq(&id) {
-                match take_field(&mut fields, FIELD_FRAME) {
-                    Some(f) => Ok(Incoming::Frame(seq, f)),
-                    None => Err(malformed(&out, &id, "no `f` field")),
-                }
-            } else if id == END_ID {
-                match take_field(&mut fields, FIELD_END)
-                    .and_then(|b| serde_json::from_slice::<End>(&b).ok())
-                {
-                    Some(end) => Ok(Incoming::End(Termination::from(end))),
-                    None => Err(malformed(&out, &id, "no valid `end` field")),
-                }
-            } else {
-                Err(malformed(
-                    &out,
-                    &id,
-                    "not a frame id `0-<seq>` nor the end `1-0`",
-                ))
-            };
-            let stop = item.is_err() || matches!(item, Ok(Incoming::End(_)));
-            if tx.send(item).await.is_err() || stop {
-                return;
-            }
-        }
-    }
-}
-
 fn malformed(stream: &str, id: &str, why: &str) -> Failure {
     Failure::Fatal(Error::gateway(
         GatewayErrorKind::Protocol,
@@ -788,16 +681,101 @@ async fn liveness(
 pub(crate) struct RedisConn {
     /// What this side produces itself: the hello, confirmations of frames Redis holds.
     local: VecDeque<Incoming>,
-    rx: mpsc::Receiver<std::result::Result<Incoming, Failure>>,
+    /// What came from the session's streams (a hub batch, decoded), not yet taken.
+    inbox: VecDeque<Incoming>,
+    /// The failure that ends the stream, once `inbox` is taken.
+    failed: Option<Failure>,
+    /// The session's out- and refusal streams on the process's read hub (pending entries
+    /// first, then new ones).
+    sub: Subscription,
     cmd: ConnectionManager,
     keys: Keys,
+    worker: String,
+    /// When nothing came for this long, the worker's heartbeat is checked.
+    poll: Duration,
+    /// When the streams last gave something (or the heartbeat was last checked).
+    heard: tokio::time::Instant,
     acked: u64,
-    reader: tokio::task::JoinHandle<()>,
 }
 
-impl Drop for RedisConn {
-    fn drop(&mut self) {
-        self.reader.abort();
+impl RedisConn {
+    /// Decode a hub event into `inbox` (and `failed`: a malformed entry, a gone stream end the
+    /// session; what came before it is still delivered).
+    fn take_event(&mut self, ev: HubEvent) {
+        let (which, entries) = match ev {
+            HubEvent::Entries(which, entries) => (which, entries),
+            HubEvent::Gone(_) => {
+                self.failed = Some(gone(self.keys.id()));
+                return;
+            }
+            HubEvent::Failed(_, why) => {
+                self.failed = Some(Failure::Fatal(Error::gateway(
+                    GatewayErrorKind::Protocol,
+                    None,
+                    format!("redis: {why}"),
+                )));
+                return;
+            }
+        };
+        let (out, refusals) = (self.keys.output(), self.keys.refusals());
+        let mut refused = Vec::new();
+        for (id, fields) in entries {
+            let Some(mut fields) = fields else { continue };
+            let item = if which == 1 {
+                let item = match take_field(&mut fields, FIELD_ERROR)
+                    .and_then(|b| serde_json::from_slice::<ErrorInfo>(&b).ok())
+                {
+                    Some(info) => Ok(Incoming::Refused(refusal_error(info))),
+                    None => Err(malformed(&refusals, &id, "no `err` field")),
+                };
+                refused.push(id);
+                item
+            } else if let Some(seq) = frame_seq(&id) {
+                match take_field(&mut fields, FIELD_FRAME) {
+                    Some(f) => Ok(Incoming::Frame(seq, f)),
+                    None => Err(malformed(&out, &id, "no `f` field")),
+                }
+            } else if id == END_ID {
+                match take_field(&mut fields, FIELD_END)
+                    .and_then(|b| serde_json::from_slice::<End>(&b).ok())
+                {
+                    Some(end) => Ok(Incoming::End(Termination::from(end))),
+                    None => Err(malformed(&out, &id, "no valid `end` field")),
+                }
+            } else {
+                Err(malformed(
+                    &out,
+                    &id,
+                    "not a frame id `0-<seq>` nor the end `1-0`",
+                ))
+            };
+            match item {
+                Ok(m) => {
+                    let end = matches!(m, Incoming::End(_));
+                    self.inbox.push_back(m);
+                    if end {
+                        break;
+                    }
+                }
+                Err(f) => {
+                    self.failed = Some(f);
+                    break;
+                }
+            }
+        }
+        if !refused.is_empty() {
+            // Off the receive path (it must stay cancel-safe): a refusal not acked is read
+            // again after a reconnect, as any pending entry.
+            let mut cmd = self.cmd.clone();
+            tokio::spawn(async move {
+                let mut x = redis::cmd("XACK");
+                x.arg(&refusals).arg(CLIENT_GROUP);
+                for id in &refused {
+                    x.arg(id);
+                }
+                let _ = x.query_async::<Value>(&mut cmd).await;
+            });
+        }
     }
 }
 
@@ -829,16 +807,40 @@ impl RedisConn {
 
 impl WireConn for RedisConn {
     async fn recv(&mut self) -> std::result::Result<Incoming, Failure> {
-        if let Some(m) = self.local.pop_front() {
-            return Ok(m);
-        }
-        match self.rx.recv().await {
-            Some(r) => r,
-            None => Err(Failure::Transient(Error::gateway(
-                GatewayErrorKind::Unavailable,
-                None,
-                "redis: the reader stopped",
-            ))),
+        loop {
+            if let Some(m) = self.local.pop_front() {
+                return Ok(m);
+            }
+            if let Some(m) = self.inbox.pop_front() {
+                return Ok(m);
+            }
+            if let Some(f) = self.failed.take() {
+                // Ends the stream; anything later is not read.
+                self.failed = Some(Failure::Fatal(Error::Closed));
+                return Err(f);
+            }
+            // Cancel-safe: the hub's `recv` is, and the deadline survives a cancelled call.
+            match tokio::time::timeout_at(self.heard + self.poll, self.sub.recv()).await {
+                Ok(Some(ev)) => {
+                    self.heard = tokio::time::Instant::now();
+                    self.take_event(ev);
+                }
+                Ok(None) => {
+                    return Err(Failure::Transient(Error::gateway(
+                        GatewayErrorKind::Unavailable,
+                        None,
+                        "redis: the read hub stopped",
+                    )));
+                }
+                Err(_) => {
+                    match liveness(&mut self.cmd, &self.keys, &self.worker).await {
+                        Ok(None) => {}
+                        Ok(Some(f)) => return Err(f),
+                        Err(e) => return Err(classify("check the worker", &e)),
+                    }
+                    self.heard = tokio::time::Instant::now();
+                }
+            }
         }
     }
 
