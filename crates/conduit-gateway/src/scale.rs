@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use claude_conduit::transport::redis::hub::{HubEvent, ReadHub, ReadMode, Subscription};
 use claude_conduit::transport::redis::{
     self as wire, CLIENT_GROUP, CLOSE_ID, END_ID, END_INPUT_ID, FIELD_ACK, FIELD_END, FIELD_ERROR,
     FIELD_FRAME, Keys, RedisTransport, WORKERS_GROUP, meta,
@@ -235,6 +236,8 @@ pub struct Worker {
     manager: SessionManager,
     client: redis::Client,
     cmd: ConnectionManager,
+    /// One blocking reader for every session's in- and ack-streams.
+    hub: ReadHub,
     live: Arc<Mutex<HashMap<String, Live>>>,
     /// Registered at first use, so a recorder installed after `Worker::new` gets them.
     metrics: std::sync::OnceLock<WorkerMetrics>,
@@ -294,7 +297,14 @@ impl Worker {
         let client = settings.redis.client()?;
         let cmd = wire::manager(client.clone()).map_err(|e| GatewayError::Redis(e.to_string()))?;
         let config = config.max_sessions_per_token(settings.max_sessions.max(1));
+        let hub = ReadHub::new(
+            client.clone(),
+            cmd.clone(),
+            ReadMode::Plain,
+            settings.redis.poll(),
+        );
         Ok(Self {
+            hub,
             manager: SessionManager::new(config),
             metrics: std::sync::OnceLock::new(),
             settings,
@@ -709,12 +719,12 @@ impl Worker {
     /// at the end, the end entry and the keys' expiry.
     async fn serve(self: Arc<Self>, keys: Keys, live: Live, local_id: String) {
         let (done_tx, done_rx) = watch::channel(false);
+        let sub = self.hub.subscribe(vec![keys.input(), keys.acks()]);
         let inbound = tokio::spawn(inbound(
-            self.client.clone(),
+            sub,
             self.cmd.clone(),
             keys.clone(),
             live.clone(),
-            self.settings.redis.poll(),
             done_rx,
         ));
         let end = outbound(&self, &keys, &live).await;
@@ -910,144 +920,104 @@ fn lose(live: &Live, why: &str) {
 }
 
 /// Redis → session: the client's frames (`0-<seq>`), end of input (`1-0`), close (`1-1`) and
-/// acks. A malformed entry ends the session with an error naming it.
+/// acks, through the worker's read hub. A malformed entry ends the session with an error naming
+/// it.
 async fn inbound(
-    client: redis::Client,
+    mut sub: Subscription,
     mut cmd: ConnectionManager,
     keys: Keys,
     live: Live,
-    poll: Duration,
     mut done: watch::Receiver<bool>,
 ) {
     let session = &live.session;
-    let (input, acks) = (keys.input(), keys.acks());
-    let mut ids = [String::from("0-0"), String::from("0-0")];
-    let mut block: Option<MultiplexedConnection> = None;
-    let mut failures = 0u32;
+    let input = keys.input();
     loop {
         if *done.borrow() {
             return;
         }
-        if block.is_none() {
-            match wire::blocking_connection(&client).await {
-                Ok(c) => block = Some(c),
-                Err(_) => {
-                    failures += 1;
-                    tokio::select! {
-                        () = tokio::time::sleep(backoff(failures)) => {}
-                        _ = done.changed() => return,
-                    }
-                    continue;
-                }
-            }
-        }
-        let Some(conn) = block.as_mut() else { continue };
-        let mut xread = redis::cmd("XREAD");
-        xread
-            .arg("COUNT")
-            .arg(256)
-            .arg("BLOCK")
-            .arg(ms(poll))
-            .arg("STREAMS")
-            .arg(&input)
-            .arg(&acks)
-            .arg(&ids[0])
-            .arg(&ids[1]);
-        let reply = tokio::select! {
-            r = xread.query_async::<Value>(conn) => r,
+        let ev = tokio::select! {
+            ev = sub.recv() => ev,
             _ = done.changed() => return,
         };
-        let streams = match reply.map(wire::parse_read) {
-            Ok(Ok(s)) => {
-                failures = 0;
-                s
-            }
-            Ok(Err(e)) => {
-                lose(&live, &format!("redis: {e}"));
+        let (which, entries) = match ev {
+            Some(HubEvent::Entries(which, entries)) => (which, entries),
+            Some(HubEvent::Failed(_, why)) => {
+                lose(&live, &format!("redis: {why}"));
                 session.request_close();
                 return;
             }
-            Err(e) => {
-                tracing::debug!(session = %keys.id(), error = %e, "redis: read failed; reconnecting");
-                block = None;
-                failures += 1;
-                tokio::select! {
-                    () = tokio::time::sleep(backoff(failures)) => {}
-                    _ = done.changed() => return,
+            // A plain read never finds a stream gone; the heartbeats notice lost data.
+            Some(HubEvent::Gone(_)) | None => return,
+        };
+        let is_input = which == 0;
+        let mut last_frame = None;
+        for (id, fields) in entries {
+            let mut fields = fields.unwrap_or_default();
+            if !is_input {
+                let n = wire::take_field(&mut fields, FIELD_ACK)
+                    .and_then(|b| std::str::from_utf8(&b).ok()?.parse::<u64>().ok());
+                if let Some(n) = n {
+                    session.ack(n);
                 }
                 continue;
             }
-        };
-        for (key, entries) in streams {
-            let is_input = key == input;
-            for (id, fields) in entries {
-                ids[usize::from(!is_input)].clone_from(&id);
-                let mut fields = fields.unwrap_or_default();
-                if !is_input {
-                    let n = wire::take_field(&mut fields, FIELD_ACK)
-                        .and_then(|b| std::str::from_utf8(&b).ok()?.parse::<u64>().ok());
-                    if let Some(n) = n {
-                        session.ack(n);
-                    }
-                    continue;
+            let bad = |why: &str| format!("malformed entry {id} in {input}: {why}");
+            let step = if let Some(seq) = wire::frame_seq(&id) {
+                last_frame = Some(seq);
+                match wire::take_field(&mut fields, FIELD_FRAME) {
+                    Some(frame) => Ok(Some(Input::Frame {
+                        seq: Some(seq),
+                        frame,
+                    })),
+                    None => Err(bad("no `f` field")),
                 }
-                let bad = |why: &str| format!("malformed entry {id} in {input}: {why}");
-                let step = if let Some(seq) = wire::frame_seq(&id) {
-                    match wire::take_field(&mut fields, FIELD_FRAME) {
-                        Some(frame) => Ok(Some(Input::Frame {
-                            seq: Some(seq),
-                            frame,
-                        })),
-                        None => Err(bad("no `f` field")),
-                    }
-                } else if id == END_INPUT_ID {
-                    Ok(Some(Input::EndInput))
-                } else if id == CLOSE_ID {
+            } else if id == END_INPUT_ID {
+                Ok(Some(Input::EndInput))
+            } else if id == CLOSE_ID {
+                session.request_close();
+                Ok(None)
+            } else {
+                Err(bad("not a frame id `0-<seq>`, `1-0` or `1-1`"))
+            };
+            let input_item = match step {
+                Ok(Some(i)) => i,
+                Ok(None) => continue,
+                Err(why) => {
+                    tracing::warn!(session = %keys.id(), "{why}");
+                    lose(&live, &why);
                     session.request_close();
-                    Ok(None)
-                } else {
-                    Err(bad("not a frame id `0-<seq>`, `1-0` or `1-1`"))
-                };
-                let input_item = match step {
-                    Ok(Some(i)) => i,
-                    Ok(None) => continue,
-                    Err(why) => {
-                        tracing::warn!(session = %keys.id(), "{why}");
-                        lose(&live, &why);
-                        session.request_close();
-                        return;
-                    }
-                };
-                match session.to_cli(input_item).await {
-                    Ok(()) => {}
-                    Err(e) if e.is_per_frame() => {
-                        let json = serde_json::to_vec(&e.info()).unwrap_or_default();
-                        let _ = redis::cmd("XADD")
-                            .arg(keys.refusals())
-                            .arg("NOMKSTREAM")
-                            .arg("MAXLEN")
-                            .arg("~")
-                            .arg(1000)
-                            .arg("*")
-                            .arg(FIELD_ERROR)
-                            .arg(json)
-                            .query_async::<Value>(&mut cmd)
-                            .await;
-                    }
-                    Err(InputError::Gap { expected, got }) => {
-                        let why = format!(
-                            "malformed entry {id} in {input}: frame {got} arrived, {expected} expected"
-                        );
-                        lose(&live, &why);
-                        session.request_close();
-                        return;
-                    }
-                    Err(_) => return,
+                    return;
                 }
+            };
+            match session.to_cli(input_item).await {
+                Ok(()) => {}
+                Err(e) if e.is_per_frame() => {
+                    let json = serde_json::to_vec(&e.info()).unwrap_or_default();
+                    let _ = redis::cmd("XADD")
+                        .arg(keys.refusals())
+                        .arg("NOMKSTREAM")
+                        .arg("MAXLEN")
+                        .arg("~")
+                        .arg(1000)
+                        .arg("*")
+                        .arg(FIELD_ERROR)
+                        .arg(json)
+                        .query_async::<Value>(&mut cmd)
+                        .await;
+                }
+                Err(InputError::Gap { expected, got }) => {
+                    let why = format!(
+                        "malformed entry {id} in {input}: frame {got} arrived, {expected} expected"
+                    );
+                    lose(&live, &why);
+                    session.request_close();
+                    return;
+                }
+                Err(_) => return,
             }
         }
         // Frames the session took are not needed in Redis any more.
-        if let Some(seq) = wire::frame_seq(&ids[0]) {
+        if let Some(seq) = last_frame {
             let _ = redis::cmd("XTRIM")
                 .arg(&input)
                 .arg("MINID")

@@ -23,13 +23,16 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use redis::Value;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
-use tokio::sync::{OnceCell, mpsc};
+use tokio::sync::OnceCell;
 
+use self::hub::{HubEvent, Subscription};
 use super::relay::wire::{End, ErrorInfo, Hello};
 use super::relay::{Failure, Incoming, Outgoing, ReconnectPolicy, Wire, WireConn, refusal_error};
 use super::{Connection, Termination, Transport};
 use crate::error::{Error, GatewayErrorKind, Result};
 use crate::remote::SessionRequest;
+
+pub mod hub;
 
 /// The default key prefix.
 pub const DEFAULT_PREFIX: &str = "conduit";
@@ -399,7 +402,7 @@ impl RedisTransport {
         owner: &str,
         request: &SessionRequest,
     ) -> Result<Self> {
-        let mut conn = manager(client(url)?)?;
+        let mut conn = hub::pool(url)?.cmd.clone();
         let id = request_session(&mut conn, prefix, owner, request).await?;
         Ok(Self::new(url, id).prefix(prefix))
     }
@@ -445,10 +448,10 @@ impl Transport for RedisTransport {
     type Receiver = super::GatewayReceiver;
 
     async fn connect(self) -> Result<Connection<Self::Sender, Self::Receiver>> {
-        let client = client(&self.url)?;
+        let pool = hub::pool(&self.url)?;
         let wire = RedisWire {
-            cmd: manager(client.clone())?,
-            client,
+            cmd: pool.cmd.clone(),
+            pool,
             keys: Keys::new(&self.prefix, &self.session_id),
             start_timeout: self.start_timeout,
             poll: self.poll,
@@ -461,7 +464,8 @@ impl Transport for RedisTransport {
 }
 
 struct RedisWire {
-    client: redis::Client,
+    /// The process's command connection and read hub for this URL.
+    pool: std::sync::Arc<hub::Pool>,
     cmd: ConnectionManager,
     keys: Keys,
     start_timeout: Duration,
@@ -575,19 +579,11 @@ impl Wire for RedisWire {
         let in_seq = last_frame_id(&mut cmd, &self.keys.input())
             .await
             .map_err(|e| classify("read the input stream", &e))?;
-        let block = blocking_connection(&self.client)
-            .await
-            .map_err(|e| classify("connect", &e))?;
+        let sub = self
+            .pool
+            .hub
+            .subscribe(vec![self.keys.output(), self.keys.refusals()]);
         self.opened.store(true, Ordering::Relaxed);
-        let (tx, rx) = mpsc::channel(256);
-        let reader = tokio::spawn(read_output(
-            block,
-            cmd.clone(),
-            self.keys.clone(),
-            worker,
-            self.poll,
-            tx,
-        ));
         let mut local = VecDeque::new();
         local.push_back(Incoming::Hello(Hello {
             session: id,
@@ -596,11 +592,15 @@ impl Wire for RedisWire {
         }));
         Ok(RedisConn {
             local,
-            rx,
+            inbox: VecDeque::new(),
+            failed: None,
+            sub,
             cmd,
             keys: self.keys.clone(),
+            worker,
+            poll: self.poll,
+            heard: tokio::time::Instant::now(),
             acked: 0,
-            reader,
         })
     }
 }
@@ -644,143 +644,6 @@ pub async fn last_frame_id(
     Ok(frame_seq(&last).unwrap_or(0))
 }
 
-/// Reads the session's out- and refusal streams (pending entries first, then new ones) into
-/// `tx`; on a quiet read, checks the worker's heartbeat. Runs until the connection fails, the
-/// session ends or nobody listens.
-async fn read_output(
-    mut block: MultiplexedConnection,
-    mut cmd: ConnectionManager,
-    keys: Keys,
-    worker: String,
-    poll: Duration,
-    tx: mpsc::Sender<std::result::Result<Incoming, Failure>>,
-) {
-    let (out, refusals) = (keys.output(), keys.refusals());
-    let mut ids = [String::from("0"), String::from("0")];
-    let block_ms = u64::try_from(poll.as_millis()).unwrap_or(500).max(1);
-    loop {
-        let mut xread = redis::cmd("XREADGROUP");
-        xread
-            .arg("GROUP")
-            .arg(CLIENT_GROUP)
-            .arg(CLIENT_GROUP)
-            .arg("COUNT")
-            .arg(256)
-            .arg("BLOCK")
-            .arg(block_ms)
-            .arg("STREAMS")
-            .arg(&out)
-            .arg(&refusals)
-            .arg(&ids[0])
-            .arg(&ids[1]);
-        let read = xread.query_async::<Value>(&mut block);
-        let reply = match tokio::time::timeout(poll + Duration::from_secs(10), read).await {
-            Ok(Ok(v)) => v,
-            Ok(Err(e)) => {
-                let f = if e.code() == Some("NOGROUP") {
-                    gone(keys.id())
-                } else {
-                    classify("read the session", &e)
-                };
-                let _ = tx.send(Err(f)).await;
-                return;
-            }
-            Err(_) => {
-                let _ = tx
-                    .send(Err(Failure::Transient(Error::gateway(
-                        GatewayErrorKind::Unavailable,
-                        None,
-                        "redis: a blocking read did not return in time",
-                    ))))
-                    .await;
-                return;
-            }
-        };
-        let streams = match parse_read(reply) {
-            Ok(s) => s,
-            Err(e) => {
-                let _ = tx
-                    .send(Err(Failure::Fatal(Error::gateway(
-                        GatewayErrorKind::Protocol,
-                        None,
-                        format!("redis: {e}"),
-                    ))))
-                    .await;
-                return;
-            }
-        };
-        let mut got = [false, false];
-        for (key, entries) in streams {
-            let which = usize::from(key == refusals);
-            got[which] = !entries.is_empty();
-            for (id, fields) in entries {
-                if ids[which] != ">" {
-                    ids[which].clone_from(&id);
-                }
-                let Some(mut fields) = fields else { continue };
-                let item = if which == 1 {
-                    let _ = redis::cmd("XACK")
-                        .arg(&refusals)
-                        .arg(CLIENT_GROUP)
-                        .arg(&id)
-                        .query_async::<Value>(&mut cmd)
-                        .await;
-                    match take_field(&mut fields, FIELD_ERROR)
-                        .and_then(|b| serde_json::from_slice::<ErrorInfo>(&b).ok())
-                    {
-                        Some(info) => Ok(Incoming::Refused(refusal_error(info))),
-                        None => Err(malformed(&refusals, &id, "no `err` field")),
-                    }
-                } else if let Some(seq) = frame_seq(&id) {
-                    match take_field(&mut fields, FIELD_FRAME) {
-                        Some(f) => Ok(Incoming::Frame(seq, f)),
-                        None => Err(malformed(&out, &id, "no `f` field")),
-                    }
-                } else if id == END_ID {
-                    match take_field(&mut fields, FIELD_END)
-                        .and_then(|b| serde_json::from_slice::<End>(&b).ok())
-                    {
-                        Some(end) => Ok(Incoming::End(Termination::from(end))),
-                        None => Err(malformed(&out, &id, "no valid `end` field")),
-                    }
-                } else {
-                    Err(malformed(
-                        &out,
-                        &id,
-                        "not a frame id `0-<seq>` nor the end `1-0`",
-                    ))
-                };
-                let stop = item.is_err() || matches!(item, Ok(Incoming::End(_)));
-                if tx.send(item).await.is_err() || stop {
-                    return;
-                }
-            }
-        }
-        // Pending entries are replayed first; once a stream has none left, read new ones.
-        for (i, g) in got.iter().enumerate() {
-            if !g {
-                ids[i] = ">".into();
-            }
-        }
-        if got == [false, false] {
-            match liveness(&mut cmd, &keys, &worker).await {
-                Ok(None) => {}
-                Ok(Some(f)) => {
-                    let _ = tx.send(Err(f)).await;
-                    return;
-                }
-                Err(e) => {
-                    let _ = tx.send(Err(classify("check the worker", &e))).await;
-                    return;
-                }
-            }
-        }
-        if tx.is_closed() {
-            return;
-        }
-    }
-}
-
 fn malformed(stream: &str, id: &str, why: &str) -> Failure {
     Failure::Fatal(Error::gateway(
         GatewayErrorKind::Protocol,
@@ -818,16 +681,101 @@ async fn liveness(
 pub(crate) struct RedisConn {
     /// What this side produces itself: the hello, confirmations of frames Redis holds.
     local: VecDeque<Incoming>,
-    rx: mpsc::Receiver<std::result::Result<Incoming, Failure>>,
+    /// What came from the session's streams (a hub batch, decoded), not yet taken.
+    inbox: VecDeque<Incoming>,
+    /// The failure that ends the stream, once `inbox` is taken.
+    failed: Option<Failure>,
+    /// The session's out- and refusal streams on the process's read hub (pending entries
+    /// first, then new ones).
+    sub: Subscription,
     cmd: ConnectionManager,
     keys: Keys,
+    worker: String,
+    /// When nothing came for this long, the worker's heartbeat is checked.
+    poll: Duration,
+    /// When the streams last gave something (or the heartbeat was last checked).
+    heard: tokio::time::Instant,
     acked: u64,
-    reader: tokio::task::JoinHandle<()>,
 }
 
-impl Drop for RedisConn {
-    fn drop(&mut self) {
-        self.reader.abort();
+impl RedisConn {
+    /// Decode a hub event into `inbox` (and `failed`: a malformed entry, a gone stream end the
+    /// session; what came before it is still delivered).
+    fn take_event(&mut self, ev: HubEvent) {
+        let (which, entries) = match ev {
+            HubEvent::Entries(which, entries) => (which, entries),
+            HubEvent::Gone(_) => {
+                self.failed = Some(gone(self.keys.id()));
+                return;
+            }
+            HubEvent::Failed(_, why) => {
+                self.failed = Some(Failure::Fatal(Error::gateway(
+                    GatewayErrorKind::Protocol,
+                    None,
+                    format!("redis: {why}"),
+                )));
+                return;
+            }
+        };
+        let (out, refusals) = (self.keys.output(), self.keys.refusals());
+        let mut refused = Vec::new();
+        for (id, fields) in entries {
+            let Some(mut fields) = fields else { continue };
+            let item = if which == 1 {
+                let item = match take_field(&mut fields, FIELD_ERROR)
+                    .and_then(|b| serde_json::from_slice::<ErrorInfo>(&b).ok())
+                {
+                    Some(info) => Ok(Incoming::Refused(refusal_error(info))),
+                    None => Err(malformed(&refusals, &id, "no `err` field")),
+                };
+                refused.push(id);
+                item
+            } else if let Some(seq) = frame_seq(&id) {
+                match take_field(&mut fields, FIELD_FRAME) {
+                    Some(f) => Ok(Incoming::Frame(seq, f)),
+                    None => Err(malformed(&out, &id, "no `f` field")),
+                }
+            } else if id == END_ID {
+                match take_field(&mut fields, FIELD_END)
+                    .and_then(|b| serde_json::from_slice::<End>(&b).ok())
+                {
+                    Some(end) => Ok(Incoming::End(Termination::from(end))),
+                    None => Err(malformed(&out, &id, "no valid `end` field")),
+                }
+            } else {
+                Err(malformed(
+                    &out,
+                    &id,
+                    "not a frame id `0-<seq>` nor the end `1-0`",
+                ))
+            };
+            match item {
+                Ok(m) => {
+                    let end = matches!(m, Incoming::End(_));
+                    self.inbox.push_back(m);
+                    if end {
+                        break;
+                    }
+                }
+                Err(f) => {
+                    self.failed = Some(f);
+                    break;
+                }
+            }
+        }
+        if !refused.is_empty() {
+            // Off the receive path (it must stay cancel-safe): a refusal not acked is read
+            // again after a reconnect, as any pending entry.
+            let mut cmd = self.cmd.clone();
+            tokio::spawn(async move {
+                let mut x = redis::cmd("XACK");
+                x.arg(&refusals).arg(CLIENT_GROUP);
+                for id in &refused {
+                    x.arg(id);
+                }
+                let _ = x.query_async::<Value>(&mut cmd).await;
+            });
+        }
     }
 }
 
@@ -859,16 +807,40 @@ impl RedisConn {
 
 impl WireConn for RedisConn {
     async fn recv(&mut self) -> std::result::Result<Incoming, Failure> {
-        if let Some(m) = self.local.pop_front() {
-            return Ok(m);
-        }
-        match self.rx.recv().await {
-            Some(r) => r,
-            None => Err(Failure::Transient(Error::gateway(
-                GatewayErrorKind::Unavailable,
-                None,
-                "redis: the reader stopped",
-            ))),
+        loop {
+            if let Some(m) = self.local.pop_front() {
+                return Ok(m);
+            }
+            if let Some(m) = self.inbox.pop_front() {
+                return Ok(m);
+            }
+            if let Some(f) = self.failed.take() {
+                // Ends the stream; anything later is not read.
+                self.failed = Some(Failure::Fatal(Error::Closed));
+                return Err(f);
+            }
+            // Cancel-safe: the hub's `recv` is, and the deadline survives a cancelled call.
+            match tokio::time::timeout_at(self.heard + self.poll, self.sub.recv()).await {
+                Ok(Some(ev)) => {
+                    self.heard = tokio::time::Instant::now();
+                    self.take_event(ev);
+                }
+                Ok(None) => {
+                    return Err(Failure::Transient(Error::gateway(
+                        GatewayErrorKind::Unavailable,
+                        None,
+                        "redis: the read hub stopped",
+                    )));
+                }
+                Err(_) => {
+                    match liveness(&mut self.cmd, &self.keys, &self.worker).await {
+                        Ok(None) => {}
+                        Ok(Some(f)) => return Err(f),
+                        Err(e) => return Err(classify("check the worker", &e)),
+                    }
+                    self.heard = tokio::time::Instant::now();
+                }
+            }
         }
     }
 
