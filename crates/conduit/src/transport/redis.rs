@@ -152,6 +152,18 @@ pub type Entry = (String, Option<Vec<(String, Value)>>);
 
 /// The entries of an `XREAD`/`XREADGROUP` reply, per stream (RESP2 arrays or RESP3 maps).
 pub fn parse_read(v: Value) -> std::result::Result<Vec<(String, Vec<Entry>)>, String> {
+    split_read(v)?
+        .into_iter()
+        .map(|(key, entries)| entries.map(|e| (key, e)))
+        .collect()
+}
+
+/// A read reply's streams, each with its entries or why they cannot be read.
+pub(crate) type Streams = Vec<(String, std::result::Result<Vec<Entry>, String>)>;
+
+/// A read reply split per stream: a stream whose entries do not parse is an error of its own
+/// (the read hub fails that stream's session only); a reply of the wrong shape fails whole.
+pub(crate) fn split_read(v: Value) -> std::result::Result<Streams, String> {
     let streams: Vec<(Value, Value)> = match v {
         Value::Nil => return Ok(Vec::new()),
         Value::Map(m) => m,
@@ -173,14 +185,10 @@ pub fn parse_read(v: Value) -> std::result::Result<Vec<(String, Vec<Entry>)>, St
         .map(|(k, entries)| {
             let key = text(&k).ok_or("a stream name that is not text")?;
             let entries = match entries {
-                Value::Array(a) => a,
-                Value::Nil => Vec::new(),
-                other => return Err(format!("unexpected entries of {key}: {other:?}")),
+                Value::Array(a) => a.into_iter().map(parse_entry).collect(),
+                Value::Nil => Ok(Vec::new()),
+                other => Err(format!("unexpected entries of {key}: {other:?}")),
             };
-            let entries = entries
-                .into_iter()
-                .map(parse_entry)
-                .collect::<std::result::Result<_, _>>()?;
             Ok((key, entries))
         })
         .collect()

@@ -31,7 +31,7 @@ use redis::aio::{ConnectionManager, MultiplexedConnection};
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
-use super::{Entry, blocking_connection, parse_entry, text};
+use super::{Entry, Streams, blocking_connection, split_read, text};
 
 /// Entries per stream per read (`COUNT`).
 pub const COUNT: usize = 256;
@@ -434,7 +434,7 @@ async fn run(shared: Arc<Shared>) {
         match outcome {
             Outcome::Reply(v) => {
                 failures = 0;
-                match split_reply(v) {
+                match split_read(v) {
                     Ok(streams) => dispatch(&shared, &planned, streams),
                     Err(e) => {
                         tracing::warn!(error = %e, "redis read hub: unreadable reply; reconnecting");
@@ -472,40 +472,6 @@ fn rewind(shared: &Shared) {
             *c = d.clone().unwrap_or_else(|| "0".into());
         }
     }
-}
-
-/// A reply's streams, each with its entries or why they cannot be read.
-type Streams = Vec<(String, Result<Vec<Entry>, String>)>;
-
-fn split_reply(v: Value) -> Result<Streams, String> {
-    let streams: Vec<(Value, Value)> = match v {
-        Value::Nil => return Ok(Vec::new()),
-        Value::Map(m) => m,
-        Value::Array(a) => a
-            .into_iter()
-            .map(|s| match s {
-                Value::Array(mut kv) if kv.len() == 2 => {
-                    let e = kv.pop().unwrap_or(Value::Nil);
-                    let k = kv.pop().unwrap_or(Value::Nil);
-                    Ok((k, e))
-                }
-                other => Err(format!("unexpected stream in a read reply: {other:?}")),
-            })
-            .collect::<Result<_, _>>()?,
-        other => return Err(format!("unexpected read reply: {other:?}")),
-    };
-    streams
-        .into_iter()
-        .map(|(k, entries)| {
-            let key = text(&k).ok_or("a stream name that is not text")?;
-            let entries = match entries {
-                Value::Array(a) => a.into_iter().map(parse_entry).collect(),
-                Value::Nil => Ok(Vec::new()),
-                other => Err(format!("unexpected entries of {key}: {other:?}")),
-            };
-            Ok((key, entries))
-        })
-        .collect()
 }
 
 /// Hand each stream's entries to its subscription.
