@@ -110,10 +110,38 @@ fn is_loopback(authority: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// The one HTTP client of a transport. Proxies from the environment (`HTTP_PROXY`, …) apply,
-/// except to a gateway on this machine. With the `tls` feature, `https://` uses the SDK's rustls
-/// config ([`super::tls::default_client_config`]).
+/// The HTTP client of a transport. For a plain `http://` gateway the sessions of a process share
+/// one client, and so its connection pool (one client for gateways on this machine, one for the
+/// others): the POSTs of many quiet sessions go over a few kept-alive connections instead of one
+/// idle connection per session on each side. The shared client belongs to one tokio runtime (its
+/// connections are tasks there): a transport used from another runtime replaces it, so a client
+/// never outlives the runtime it is used on. An `https://` gateway gets a client of its own (its
+/// TLS config can change with `CONDUIT_TLS_CA`).
 fn build_client(remote: &Remote) -> Result<reqwest::Client> {
+    type Slot = Option<(tokio::runtime::Id, reqwest::Client)>;
+    static PLAIN: std::sync::Mutex<[Slot; 2]> = std::sync::Mutex::new([None, None]);
+    let runtime = match tokio::runtime::Handle::try_current() {
+        Ok(h) if !remote.is_tls() => h.id(),
+        _ => return new_client(remote),
+    };
+    let slot = usize::from(is_loopback(remote.authority()));
+    let mut plain = PLAIN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((id, c)) = &plain[slot]
+        && *id == runtime
+    {
+        return Ok(c.clone());
+    }
+    let client = new_client(remote)?;
+    plain[slot] = Some((runtime, client.clone()));
+    Ok(client)
+}
+
+/// A new HTTP client. Proxies from the environment (`HTTP_PROXY`, …) apply, except to a gateway
+/// on this machine. With the `tls` feature, `https://` uses the SDK's rustls config
+/// ([`super::tls::default_client_config`]).
+fn new_client(remote: &Remote) -> Result<reqwest::Client> {
     let builder = if is_loopback(remote.authority()) {
         reqwest::Client::builder().no_proxy()
     } else {
