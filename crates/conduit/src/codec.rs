@@ -282,6 +282,57 @@ fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn an_idle_pipe_holds_no_buffer_and_a_quiet_frame_pins_a_small_one() {
+        use futures::FutureExt;
+        use std::io::Write;
+        let (tx, rx) = tokio::net::unix::pipe::pipe().expect("pipe");
+        let mut tx = tx
+            .into_blocking_fd()
+            .map(std::fs::File::from)
+            .expect("blocking fd");
+        let mut reader = FrameReader::new(rx, FrameCodec::default(), 64 * 1024);
+        // Nothing written yet: the reader waits without a buffer.
+        assert!(reader.next().now_or_never().is_none());
+        assert_eq!(reader.buf.capacity(), 0);
+        tx.write_all(b"{\"a\":1}\n").expect("write");
+        let frame = reader
+            .next()
+            .await
+            .expect("a frame")
+            .expect("read")
+            .expect("frame");
+        assert_eq!(&frame[..], b"{\"a\":1}");
+        // The read that brought it had FIRST_READ bytes of room, not a full buffer.
+        assert!(reader.buf.capacity() < FrameReader::FIRST_READ);
+        // Idle again: the buffer is let go (the frame keeps only its small allocation).
+        assert!(reader.next().now_or_never().is_none());
+        assert_eq!(reader.buf.capacity(), 0);
+        // A frame longer than the first read still arrives whole, and the stream goes on.
+        let long = format!(
+            "{{\"t\":\"{}\"}}\n",
+            "x".repeat(3 * FrameReader::FIRST_READ)
+        );
+        tx.write_all(long.as_bytes()).expect("write");
+        tx.write_all(b"{\"b\":2}\n").expect("write");
+        let got = reader
+            .next()
+            .await
+            .expect("a frame")
+            .expect("read")
+            .expect("frame");
+        assert_eq!(&got[..], long.trim_end().as_bytes());
+        let got = reader
+            .next()
+            .await
+            .expect("a frame")
+            .expect("read")
+            .expect("frame");
+        assert_eq!(&got[..], b"{\"b\":2}");
+        drop(tx);
+        assert!(reader.next().await.is_none());
+    }
+
     fn decode_all(codec: &mut FrameCodec, chunks: &[&[u8]]) -> Vec<Result<Bytes, Error>> {
         let mut buf = BytesMut::new();
         let mut out = Vec::new();

@@ -320,6 +320,9 @@ fn event(name: &str, data: &str) -> Bytes {
     Bytes::from(format!("event: {name}\ndata: {data}\n\n"))
 }
 
+/// An event's bytes around its data at most: `id: ` + 20 digits + `\ndata: ` + `\n\n`.
+const EVENT_ENVELOPE: usize = 36;
+
 /// Encode frames as events: small ones copied into shared chunks, large ones passed as they are.
 fn encode_frames(frames: &[(u64, Bytes)], out: &mut Vec<Bytes>) {
     // Room for the small frames and their envelopes (`id: <seq>\ndata: …\n\n`) at once.
@@ -327,9 +330,9 @@ fn encode_frames(frames: &[(u64, Bytes)], out: &mut Vec<Bytes>) {
         .iter()
         .map(|(_, f)| {
             if f.len() < COPY_BELOW {
-                f.len() + 36
+                f.len() + EVENT_ENVELOPE
             } else {
-                36
+                EVENT_ENVELOPE
             }
         })
         .sum();
