@@ -25,6 +25,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_transport(false)
         // `bytes` fields as `bytes::Bytes`: frames are sliced out of the decode buffer, not copied.
         .bytes(".")
+        // Small codec buffers: an idle stream keeps its read and write buffer (see `LeanCodec`).
+        .codec_path("crate::LeanCodec")
         .compile_fds(fds)?;
     Ok(())
 }

@@ -26,7 +26,7 @@
 //! header_timeout_secs = 10         # a request's headers must come within this
 //! keepalive_idle_secs = 60         # a connection with no request in flight is closed after this
 //! grpc_first_bytes_secs = 10       # a gRPC connection must start a call within this
-//! grpc_max_streams = 64            # concurrent gRPC streams per connection
+//! grpc_max_streams = 64            # concurrent gRPC streams per connection (at least 48)
 //! max_connections = 1024           # open connections, both listeners together
 //! state_dir = "/var/lib/conduit"   # per-token work dirs, conversation owners
 //! sandbox = true                   # Claude Code's sandbox on every session
@@ -182,6 +182,11 @@ pub const DEFAULT_REPLAY_TOTAL_MIB: usize = 256;
 /// The smallest replay ring: clients ack every [`ACK_EVERY`](crate::session::ACK_EVERY) frames,
 /// so a smaller ring could wait for an ack that never comes.
 pub const MIN_REPLAY_FRAMES: usize = 64;
+
+/// The fewest concurrent gRPC streams a connection may be limited to: the SDK multiplexes up to
+/// 32 sessions over one connection (`transport::grpc::SESSIONS_PER_CONNECTION`), and a client at
+/// the limit would wait for a stream to close before its next session could start.
+pub const MIN_GRPC_STREAMS: u32 = 48;
 
 impl GatewayConfig {
     /// Defaults: listen on 127.0.0.1:8992, no tokens (every authenticated route answers 401),
@@ -422,9 +427,10 @@ impl GatewayConfig {
         self
     }
 
-    /// Concurrent gRPC streams (calls) per connection (default 64).
+    /// Concurrent gRPC streams (calls) per connection (default 64, at least
+    /// [`MIN_GRPC_STREAMS`]: smaller values are raised to it).
     pub fn grpc_max_streams(mut self, n: u32) -> Self {
-        self.grpc_max_streams = n.max(1);
+        self.grpc_max_streams = n.max(MIN_GRPC_STREAMS);
         self
     }
 
@@ -1074,6 +1080,23 @@ impl PolicyFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn grpc_streams_per_connection_never_go_under_what_a_pooled_client_needs() {
+        assert_eq!(GatewayConfig::new().grpc_max_streams, 64);
+        assert_eq!(
+            GatewayConfig::new().grpc_max_streams(1).grpc_max_streams,
+            MIN_GRPC_STREAMS
+        );
+        assert_eq!(
+            GatewayConfig::new().grpc_max_streams(500).grpc_max_streams,
+            500
+        );
+        // 32 sessions of one client process share a connection, with room for unary calls.
+        assert!(
+            MIN_GRPC_STREAMS as usize > claude_conduit::transport::grpc::SESSIONS_PER_CONNECTION
+        );
+    }
 
     #[test]
     fn parses_every_key_and_resolves_relative_paths() {

@@ -604,3 +604,134 @@ async fn prompts_sent_while_the_stream_is_being_dropped_each_run_once() {
     );
     gw.shutdown().await;
 }
+
+/// Established TCP connections whose local port is `port` (the gateway's side of its clients'
+/// connections), from `/proc/net/tcp` and `/proc/net/tcp6`.
+fn connections_to(port: u16) -> usize {
+    let local = format!(":{port:04X}");
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .map(|table| {
+            table
+                .lines()
+                .skip(1)
+                .filter(|l| {
+                    let cols: Vec<&str> = l.split_whitespace().collect();
+                    cols.len() > 3 && cols[1].ends_with(&local) && cols[3] == "01"
+                })
+                .count()
+        })
+        .sum()
+}
+
+/// Wait (bounded) until `f` holds.
+async fn eventually(what: &str, f: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + T;
+    while !f() {
+        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_of_a_process_share_connections_32_to_one() {
+    let gw = start(config(&[("MOCK_CLAUDE_MESSAGES", "3")]).max_sessions_per_token(64)).await;
+    let port = gw.grpc().port();
+    let options = Options::builder().transport(gw.grpc_url(), TOKEN).build();
+    let clients: Vec<Client> = futures::future::join_all(
+        (0..40).map(|_| tokio::time::timeout(T, Client::connect(options.clone()))),
+    )
+    .await
+    .into_iter()
+    .map(|c| c.expect("in time").expect("connect"))
+    .collect();
+    // 40 sessions: one connection carries 32 of them, a second the other 8.
+    assert_eq!(connections_to(port), 2);
+    // Every session works over its shared connection, all at once.
+    let turns = futures::future::join_all(clients.iter().map(|c| turn(c, "hello"))).await;
+    for items in &turns {
+        assert_eq!(assistant_seqs(items).len(), 3);
+        assert!(items.last().and_then(Message::as_result).is_some());
+    }
+    assert_eq!(connections_to(port), 2);
+    // Sessions that are gone give their share back: a connection nobody uses is let go, but
+    // the last one stays for the next session.
+    drop(turns);
+    for c in clients {
+        c.disconnect().await.expect("disconnect");
+    }
+    eventually("one connection left", || connections_to(port) == 1).await;
+    let next = tokio::time::timeout(T, Client::connect(options.clone()))
+        .await
+        .expect("in time")
+        .expect("connect");
+    assert_eq!(connections_to(port), 1);
+    let items = turn(&next, "again").await;
+    assert_eq!(assistant_seqs(&items).len(), 3);
+    // Another token's session may share the connection: every call carries its own token.
+    let other = Options::builder().transport(gw.grpc_url(), OTHER).build();
+    let theirs = tokio::time::timeout(T, Client::connect(other))
+        .await
+        .expect("in time")
+        .expect("connect");
+    assert_eq!(connections_to(port), 1);
+    let theirs_listed = gw.manager.list(claude_conduit_gateway::auth::TokenId(1));
+    assert_eq!(theirs_listed.len(), 1);
+    assert!(
+        gw.manager
+            .list(claude_conduit_gateway::auth::TokenId(0))
+            .iter()
+            .all(|s| s.id != theirs_listed[0].id),
+        "the other token's session is its own"
+    );
+    drop(theirs);
+    drop(next);
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_that_stops_reading_does_not_hold_up_its_connection() {
+    // 600 x 32 KiB per turn: far more than the reader's buffers and a stream's window.
+    let gw = start(config(&[
+        ("MOCK_CLAUDE_MESSAGES", "600"),
+        ("MOCK_CLAUDE_TEXT_BYTES", "32768"),
+    ]))
+    .await;
+    let port = gw.grpc().port();
+    let options = Options::builder().transport(gw.grpc_url(), TOKEN).build();
+    let stalled = tokio::time::timeout(T, Client::connect(options.clone()))
+        .await
+        .expect("in time")
+        .expect("connect");
+    let busy = tokio::time::timeout(T, Client::connect(options))
+        .await
+        .expect("in time")
+        .expect("connect");
+    assert_eq!(
+        connections_to(port),
+        1,
+        "the two sessions share a connection"
+    );
+    // The first session's turn runs, and nobody reads it: its stream fills up and stops.
+    stalled.send("hello").await.expect("send");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The second session's turn, on the same connection, still comes through whole.
+    let items = turn(&busy, "hello").await;
+    let seqs = assistant_seqs(&items);
+    assert_eq!(seqs.len(), 600);
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "order");
+    // And the first one loses nothing by having waited.
+    let items: Vec<Message> =
+        tokio::time::timeout(T, stalled.receive_response().collect::<Vec<_>>())
+            .await
+            .expect("in time")
+            .into_iter()
+            .map(|m| m.expect("no errors"))
+            .collect();
+    let seqs = assistant_seqs(&items);
+    assert_eq!(seqs.len(), 600);
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "order");
+    drop((stalled, busy));
+    gw.shutdown().await;
+}

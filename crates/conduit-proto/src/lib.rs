@@ -34,5 +34,45 @@ pub mod v1 {
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/conduit_descriptor.bin"));
 
+/// The size tonic's read and write buffers of a call start at (its default: 8 KiB). A stream
+/// keeps both for as long as it is open, so with the default an idle session's stream holds
+/// 16 KiB on each side; the buffers grow to what a burst of frames needs and are allocated again
+/// at this size after a burst.
+pub const CODEC_BUFFER_BYTES: usize = 512;
+
+/// The protobuf codec of the service: tonic-prost's, with [`CODEC_BUFFER_BYTES`] buffers (and
+/// tonic's default 32 KiB of encoded messages before the writer yields).
+#[derive(Debug, Clone, Copy)]
+pub struct LeanCodec<T, U>(std::marker::PhantomData<fn(T) -> U>);
+
+impl<T, U> Default for LeanCodec<T, U> {
+    fn default() -> Self {
+        Self(std::marker::PhantomData)
+    }
+}
+
+fn lean_settings() -> tonic::codec::BufferSettings {
+    tonic::codec::BufferSettings::new(CODEC_BUFFER_BYTES, 32 * 1024)
+}
+
+impl<T, U> tonic::codec::Codec for LeanCodec<T, U>
+where
+    T: prost::Message + Send + 'static,
+    U: prost::Message + Default + Send + 'static,
+{
+    type Encode = T;
+    type Decode = U;
+    type Encoder = <tonic_prost::ProstCodec<T, U> as tonic::codec::Codec>::Encoder;
+    type Decoder = <tonic_prost::ProstCodec<T, U> as tonic::codec::Codec>::Decoder;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        tonic_prost::ProstCodec::<T, U>::raw_encoder(lean_settings())
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        tonic_prost::ProstCodec::<T, U>::raw_decoder(lean_settings())
+    }
+}
+
 pub use v1::conduit_client::ConduitClient;
 pub use v1::conduit_server::{Conduit, ConduitServer};

@@ -27,6 +27,12 @@
 //! gateway refuses anyway (`Refused`) arrives as a per-frame `Err` on the receiving half. The
 //! session goes on in both cases.
 //!
+//! The plain `grpc://` sessions of a process share HTTP/2 connections, up to
+//! [`SESSIONS_PER_CONNECTION`] on each (see `channel`): a gateway keeps one connection per 32
+//! sessions of a client, not one per session. Flow-control windows are fixed, the connection's
+//! as large as all its streams', so a session whose reader has stopped never holds up the
+//! others on its connection.
+//!
 //! `grpcs://` (HTTP/2 over TLS, ALPN `h2`) needs the `tls` cargo feature: tonic's channel runs
 //! over a tokio-rustls connection with the SDK's rustls config (`transport::tls`:
 //! webpki roots plus `CONDUIT_TLS_CA`). Without the feature it is an [`Error::FeatureDisabled`].
@@ -56,6 +62,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// HTTP/2 keepalive: ping this often, give up on the connection after the timeout.
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The HTTP/2 flow-control window of one call: how much the gateway may send on it before this
+/// side reads.
+const STREAM_WINDOW: u32 = 2 << 20;
+/// The calls one connection may carry at once (the gateway's smallest `grpc_max_streams`).
+const CALLS_PER_CONNECTION: u32 = 48;
 /// Messages buffered toward the gateway on one stream.
 const OUT_BUFFER: usize = 64;
 
@@ -83,7 +94,7 @@ pub struct GrpcTransport {
     session_id: String,
     max_frame: usize,
     /// A channel already connected (by [`GatewayTransport::open_session`]), reused.
-    channel: Option<Channel>,
+    channel: Option<Leased>,
 }
 
 super::relay::gateway_transport!(GrpcTransport, channel: None);
@@ -134,14 +145,14 @@ fn message_limit(max_frame: usize) -> usize {
 
 impl GrpcTransport {
     async fn create_impl(remote: &Remote, request: &SessionRequest) -> Result<String> {
-        let channel = connect_channel(&remote.grpc_endpoint()).await?;
-        Ok(create(channel, remote.token(), request).await?.id)
+        let leased = channel(&remote.grpc_endpoint()).await?;
+        Ok(create(leased.channel, remote.token(), request).await?.id)
     }
 
     /// `grpc.health.v1.Health/Check` for the whole server (service `""`), without a token.
     async fn health_impl(remote: &Remote) -> Result<()> {
-        let channel = connect_channel(&remote.grpc_endpoint()).await?;
-        let reply = HealthClient::new(channel)
+        let leased = channel(&remote.grpc_endpoint()).await?;
+        let reply = HealthClient::new(leased.channel)
             .check(HealthCheckRequest {
                 service: String::new(),
             })
@@ -161,24 +172,135 @@ impl GrpcTransport {
 
     /// Create the session (`CreateSession`) and keep the HTTP/2 connection for its stream.
     async fn open_impl(remote: &Remote, request: &SessionRequest) -> Result<Self> {
-        let channel = connect_channel(&remote.grpc_endpoint()).await?;
-        let info = create(channel.clone(), remote.token(), request).await?;
+        let leased = channel(&remote.grpc_endpoint()).await?;
+        let info = create(leased.channel.clone(), remote.token(), request).await?;
         Ok(Self {
-            channel: Some(channel),
+            channel: Some(leased),
             ..<Self as GatewayTransport>::new(remote, info.id)
         })
     }
 
-    async fn client(&self) -> Result<Client> {
-        let channel = match &self.channel {
+    /// The client of the session's stream calls, and the share of the pooled connection they go
+    /// over (held as long as the session's connection lives).
+    async fn client(&self) -> Result<(Client, Leased)> {
+        let leased = match &self.channel {
             Some(c) => c.clone(),
-            None => connect_channel(&self.remote.grpc_endpoint()).await?,
+            None => channel(&self.remote.grpc_endpoint()).await?,
         };
         let limit = message_limit(self.max_frame);
-        Ok(ConduitClient::new(channel)
+        let client = ConduitClient::new(leased.channel.clone())
             .max_decoding_message_size(limit)
-            .max_encoding_message_size(limit))
+            .max_encoding_message_size(limit);
+        Ok((client, leased))
     }
+}
+
+/// Sessions of a process multiplexed over one pooled HTTP/2 connection. A gateway allows more
+/// calls per connection than that (`grpc_max_streams`: 64 by default, never under 48), which
+/// leaves room for unary calls beside the sessions' streams.
+pub const SESSIONS_PER_CONNECTION: usize = 32;
+
+/// A channel, and for a pooled one the session's share of it.
+#[derive(Clone)]
+struct Leased {
+    channel: Channel,
+    _lease: Option<Arc<Lease>>,
+}
+
+/// A pooled connection: a channel to `endpoint` made on the runtime `runtime`, connected once
+/// by whichever session needs it first, and the number of sessions using it.
+struct Slot {
+    id: u64,
+    runtime: tokio::runtime::Id,
+    endpoint: String,
+    channel: Arc<tokio::sync::OnceCell<Channel>>,
+    sessions: usize,
+}
+
+/// The pooled connections of the process.
+static POOL: std::sync::Mutex<Vec<Slot>> = std::sync::Mutex::new(Vec::new());
+
+fn pool() -> std::sync::MutexGuard<'static, Vec<Slot>> {
+    POOL.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A session's share of the pooled connection `slot`. When the last session of a connection
+/// lets go, the connection leaves the pool, unless it is the only one to its endpoint (then it
+/// stays, idle, for the next session; the gateway closes it after its keep-alive idle time and
+/// the channel reconnects when it is used again).
+struct Lease {
+    slot: u64,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let mut pool = pool();
+        let Some(i) = pool.iter().position(|s| s.id == self.slot) else {
+            return;
+        };
+        pool[i].sessions = pool[i].sessions.saturating_sub(1);
+        let s = &pool[i];
+        let others = pool
+            .iter()
+            .any(|o| o.id != s.id && o.runtime == s.runtime && o.endpoint == s.endpoint);
+        if s.sessions == 0 && others {
+            pool.swap_remove(i);
+        }
+    }
+}
+
+/// A channel to `endpoint`. For a plain `http://` endpoint the sessions of a process share
+/// connections, [`SESSIONS_PER_CONNECTION`] on each: a gateway then keeps one HTTP/2 connection
+/// (its buffers, its HPACK tables, its keep-alive pings) per 32 sessions of a client instead of
+/// one per session. A pooled channel belongs to the tokio runtime it was made on (its connection
+/// is a task there); another runtime gets channels of its own, and an unused channel of another
+/// runtime (which may be gone) is let go. `https://` endpoints get a channel each (their TLS
+/// config can change with `CONDUIT_TLS_CA`).
+async fn channel(endpoint: &str) -> Result<Leased> {
+    static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let runtime = match tokio::runtime::Handle::try_current() {
+        Ok(h) if endpoint.starts_with("http://") => h.id(),
+        _ => {
+            return Ok(Leased {
+                channel: connect_channel(endpoint).await?,
+                _lease: None,
+            });
+        }
+    };
+    let (cell, lease) = {
+        let mut pool = pool();
+        pool.retain(|s| s.sessions > 0 || s.runtime == runtime);
+        let found = pool.iter_mut().find(|s| {
+            s.runtime == runtime && s.endpoint == endpoint && s.sessions < SESSIONS_PER_CONNECTION
+        });
+        let slot = match found {
+            Some(s) => s,
+            None => {
+                pool.push(Slot {
+                    id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+                    runtime,
+                    endpoint: endpoint.to_owned(),
+                    channel: Arc::new(tokio::sync::OnceCell::new()),
+                    sessions: 0,
+                });
+                let last = pool.len() - 1;
+                &mut pool[last]
+            }
+        };
+        slot.sessions += 1;
+        (slot.channel.clone(), Arc::new(Lease { slot: slot.id }))
+    };
+    // The first session connects; the others of the slot wait for it (and, if it fails, the
+    // next one tries again). A failure gives the share back (the lease drops).
+    let channel = cell
+        .get_or_try_init(|| connect_channel(endpoint))
+        .await?
+        .clone();
+    Ok(Leased {
+        channel,
+        _lease: Some(lease),
+    })
 }
 
 /// An HTTP/2 channel to `endpoint` (`http://host:port`, or `https://host:port`: over TLS),
@@ -192,7 +314,11 @@ async fn connect_channel(endpoint: &str) -> Result<Channel> {
         .tcp_nodelay(true)
         .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
         .keep_alive_timeout(KEEPALIVE_TIMEOUT)
-        .http2_adaptive_window(true);
+        // Fixed flow-control windows, the connection's as large as the stream windows of all the
+        // calls it may carry: a session whose reader has stopped fills its own stream window and
+        // never the connection's, so the other sessions on a pooled connection go on.
+        .initial_stream_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(STREAM_WINDOW.saturating_mul(CALLS_PER_CONNECTION));
     #[cfg(feature = "tls")]
     if endpoint.starts_with("https://") {
         let mut config = (*super::tls::default_client_config()?).clone();
@@ -321,10 +447,12 @@ impl Transport for GrpcTransport {
     type Receiver = GrpcReceiver;
 
     async fn connect(self) -> Result<Connection<GrpcSender, GrpcReceiver>> {
+        let (client, leased) = self.client().await?;
         let wire = GrpcWire {
             bearer: bearer(self.remote.token())?,
-            client: self.client().await?,
+            client,
             session_id: self.session_id.clone(),
+            _leased: leased,
         };
         let description = format!(
             "grpc {} session {}",
@@ -377,6 +505,8 @@ struct GrpcWire {
     bearer: AsciiMetadataValue,
     client: Client,
     session_id: String,
+    /// The session's share of a pooled connection.
+    _leased: Leased,
 }
 
 /// One open `Stream` call.
