@@ -26,6 +26,12 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(30);
 const DRAIN_WAIT: Duration = Duration::from_millis(250);
 /// Messages queued between the halves and the driver.
 const QUEUE: usize = 64;
+/// Frames handed to the receiving half in one event: a busy stream costs the channel (and a
+/// wake of the reader) once per batch, not per frame. With [`EVENTS`] events queued at most
+/// 256 frames wait between the driver and the reader (the connection holds the rest).
+const EVENT_FRAMES: usize = 64;
+/// Events queued toward the receiving half.
+const EVENTS: usize = 4;
 /// Messages taken in at most before the driver acks and looks at the sending half again.
 const DRAIN_MAX: usize = 1024;
 /// How long a delivered frame goes unacked at most: a quiet stream acks its last few frames
@@ -102,7 +108,8 @@ enum Out {
 /// What the driver hands the receiving half.
 #[derive(Debug)]
 enum Event {
-    Frame(Bytes),
+    /// Frames in order: what one read batch delivered (at most [`EVENT_FRAMES`]).
+    Frames(Vec<Bytes>),
     Refused(Error),
     End(Termination),
     Failed(Error),
@@ -130,7 +137,7 @@ pub(crate) async fn connect<W: Wire>(
     };
     let limit = Arc::new(AtomicUsize::new(limit));
     let (out_tx, out_rx) = mpsc::channel(QUEUE);
-    let (ev_tx, ev_rx) = mpsc::channel(QUEUE);
+    let (ev_tx, ev_rx) = mpsc::channel(EVENTS);
     tokio::spawn(
         Driver {
             wire,
@@ -140,6 +147,7 @@ pub(crate) async fn connect<W: Wire>(
             out: out_rx,
             out_open: true,
             events: ev_tx,
+            delivered: Vec::new(),
             limit: limit.clone(),
             name,
         }
@@ -156,6 +164,7 @@ pub(crate) async fn connect<W: Wire>(
         },
         receiver: GatewayReceiver {
             rx: ev_rx,
+            batch: Vec::new().into_iter(),
             ended: None,
         },
         metrics,
@@ -220,6 +229,8 @@ struct Driver<W: Wire> {
     out: mpsc::Receiver<Out>,
     out_open: bool,
     events: mpsc::Sender<Event>,
+    /// Frames accepted and not yet handed over (sent as one [`Event::Frames`]).
+    delivered: Vec<Bytes>,
     /// The frame-size limit the sending half enforces (the gateway's, once it said).
     limit: Arc<AtomicUsize>,
     /// The wire's metric label (`ws`, `http`, `grpc`, `redis`).
@@ -259,7 +270,9 @@ impl<W: Wire> Driver<W> {
                 Failure::Fatal(e) => e,
             };
             self.metrics.error();
-            let _ = self.events.send(Event::Failed(failure)).await;
+            if !self.hand_over().await {
+                let _ = self.events.send(Event::Failed(failure)).await;
+            }
             return;
         }
     }
@@ -347,7 +360,8 @@ impl<W: Wire> Driver<W> {
                 Accept::Skip => {}
                 Accept::Deliver => {
                     self.metrics.frame_received(data.len());
-                    if self.events.send(Event::Frame(data)).await.is_err() {
+                    self.delivered.push(data);
+                    if self.delivered.len() >= EVENT_FRAMES && self.hand_over().await {
                         return Ok(true);
                     }
                 }
@@ -363,16 +377,27 @@ impl<W: Wire> Driver<W> {
             Incoming::Hello(_) => {}
             Incoming::Refused(e) => {
                 self.metrics.error();
-                if self.events.send(Event::Refused(e)).await.is_err() {
+                if self.hand_over().await || self.events.send(Event::Refused(e)).await.is_err() {
                     return Ok(true);
                 }
             }
             Incoming::End(t) => {
-                let _ = self.events.send(Event::End(t)).await;
+                if !self.hand_over().await {
+                    let _ = self.events.send(Event::End(t)).await;
+                }
                 return Ok(true);
             }
         }
         Ok(false)
+    }
+
+    /// Hand the frames taken in so far to the receiving half. `true`: nobody reads any more.
+    async fn hand_over(&mut self) -> bool {
+        if self.delivered.is_empty() {
+            return false;
+        }
+        let frames = std::mem::take(&mut self.delivered);
+        self.events.send(Event::Frames(frames)).await.is_err()
     }
 
     /// Take in `first` and then whatever else the connection has ready (what already arrived),
@@ -400,10 +425,19 @@ impl<W: Wire> Driver<W> {
             if taken < DRAIN_MAX
                 && let Some(m) = conn.recv().now_or_never()
             {
-                next = Some(m?);
+                match m {
+                    Ok(m) => next = Some(m),
+                    Err(f) => {
+                        // What was taken in before the failure is delivered all the same.
+                        if self.hand_over().await {
+                            return Ok(true);
+                        }
+                        return Err(f);
+                    }
+                }
             }
         }
-        Ok(false)
+        Ok(self.hand_over().await)
     }
 
     /// After a failure: what the connection still delivers (each read bounded by
@@ -411,12 +445,16 @@ impl<W: Wire> Driver<W> {
     async fn drain(&mut self, conn: &mut W::Conn) -> bool {
         while let Ok(Ok(m)) = tokio::time::timeout(DRAIN_WAIT, conn.recv()).await {
             match self.take_in(m).await {
-                Ok(false) => {}
+                Ok(false) => {
+                    if self.hand_over().await {
+                        return true;
+                    }
+                }
                 Ok(true) => return true,
-                Err(_) => return false,
+                Err(_) => return self.hand_over().await,
             }
         }
-        false
+        self.hand_over().await
     }
 
     /// Move messages on one connection until it ends. `Ok`: stop (the session ended or nobody
@@ -531,32 +569,42 @@ impl FrameSender for GatewaySender {
 #[derive(Debug)]
 pub struct GatewayReceiver {
     rx: mpsc::Receiver<Event>,
+    /// The rest of the last [`Event::Frames`].
+    batch: std::vec::IntoIter<Bytes>,
     ended: Option<Termination>,
 }
 
 impl FrameReceiver for GatewayReceiver {
     async fn recv(&mut self) -> Result<Received> {
-        if self.ended.is_some() {
-            return Ok(Received::End);
-        }
-        match self.rx.recv().await {
-            Some(Event::Frame(f)) => Ok(Received::Frame(f)),
-            Some(Event::Refused(e)) => Ok(Received::Bad(e)),
-            Some(Event::End(t)) => {
-                self.ended = Some(t);
-                Ok(Received::End)
+        loop {
+            if let Some(f) = self.batch.next() {
+                return Ok(Received::Frame(f));
             }
-            Some(Event::Failed(e)) => {
-                self.ended = Some(Termination {
-                    stderr_tail: e.to_string(),
-                    ..Termination::default()
-                });
-                Err(e)
+            if self.ended.is_some() {
+                return Ok(Received::End);
             }
-            None => {
-                self.ended = Some(Termination::default());
-                Ok(Received::End)
-            }
+            return match self.rx.recv().await {
+                Some(Event::Frames(frames)) => {
+                    self.batch = frames.into_iter();
+                    continue;
+                }
+                Some(Event::Refused(e)) => Ok(Received::Bad(e)),
+                Some(Event::End(t)) => {
+                    self.ended = Some(t);
+                    Ok(Received::End)
+                }
+                Some(Event::Failed(e)) => {
+                    self.ended = Some(Termination {
+                        stderr_tail: e.to_string(),
+                        ..Termination::default()
+                    });
+                    Err(e)
+                }
+                None => {
+                    self.ended = Some(Termination::default());
+                    Ok(Received::End)
+                }
+            };
         }
     }
 
@@ -572,15 +620,23 @@ mod tests {
     #[tokio::test]
     async fn the_receiver_ends_with_the_termination_and_stays_ended() {
         let (tx, rx) = mpsc::channel(4);
-        let mut r = GatewayReceiver { rx, ended: None };
-        tx.send(Event::Frame(Bytes::from_static(b"{}")))
-            .await
-            .unwrap();
+        let mut r = GatewayReceiver {
+            rx,
+            batch: Vec::new().into_iter(),
+            ended: None,
+        };
+        tx.send(Event::Frames(vec![
+            Bytes::from_static(b"{}"),
+            Bytes::from_static(b"[]"),
+        ]))
+        .await
+        .unwrap();
         tx.send(Event::Refused(Error::FrameTooLarge { limit: 1, size: 2 }))
             .await
             .unwrap();
         tx.send(Event::End(Termination::clean())).await.unwrap();
         assert_eq!(r.recv().await.unwrap().frame().unwrap(), "{}");
+        assert_eq!(r.recv().await.unwrap().frame().unwrap(), "[]");
         assert!(matches!(
             r.recv().await.unwrap(),
             Received::Bad(Error::FrameTooLarge { .. })
