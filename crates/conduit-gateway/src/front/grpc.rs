@@ -68,7 +68,6 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -82,8 +81,9 @@ use claude_conduit::transport::relay::wire::ENVELOPE_MARGIN;
 
 /// Frames sent per look at the ring.
 const BATCH: usize = 64;
-/// Messages buffered toward one client (beyond them, HTTP/2 flow control holds the writer).
-const OUT_BUFFER: usize = 64;
+/// Batches of messages buffered toward one client (each at most [`BATCH`] frames; beyond them,
+/// HTTP/2 flow control holds the writer).
+const OUT_BATCHES: usize = 2;
 /// How long a new stream may take to send its `Attach`.
 const ATTACH_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long shutdown waits for gRPC connections to close after every CLI is gone.
@@ -226,7 +226,7 @@ impl Conduit for ConduitService {
         }
     }
 
-    type StreamStream = ReceiverStream<Result<v1::ServerMessage, Status>>;
+    type StreamStream = Outgoing;
 
     async fn stream(
         &self,
@@ -259,9 +259,64 @@ impl Conduit for ConduitService {
         })?;
         tracing::debug!(session = %session.id(), after = attach.after, in_seq = attached.in_seq,
             "gRPC client attached");
-        let (tx, rx) = mpsc::channel(OUT_BUFFER);
-        tokio::spawn(connection(session, inbound, tx, attached, attach.after));
-        Ok(Response::new(ReceiverStream::new(rx)))
+        let (tx, rx) = mpsc::channel(OUT_BATCHES);
+        tokio::spawn(connection(
+            session,
+            inbound,
+            OutTx(tx),
+            attached,
+            attach.after,
+        ));
+        Ok(Response::new(Outgoing {
+            rx,
+            batch: Vec::new().into_iter(),
+        }))
+    }
+}
+
+type Item = Result<v1::ServerMessage, Status>;
+
+/// The messages of a `Stream` call toward the client: the connection task hands them over a
+/// batch at a time (one channel send and one wake-up of the HTTP/2 writer per look at the ring,
+/// not per frame), tonic takes them one by one.
+pub struct Outgoing {
+    rx: mpsc::Receiver<Vec<Item>>,
+    batch: std::vec::IntoIter<Item>,
+}
+
+impl futures::Stream for Outgoing {
+    type Item = Item;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Item>> {
+        loop {
+            if let Some(m) = self.batch.next() {
+                return std::task::Poll::Ready(Some(m));
+            }
+            match std::task::ready!(self.rx.poll_recv(cx)) {
+                Some(batch) => self.batch = batch.into_iter(),
+                None => return std::task::Poll::Ready(None),
+            }
+        }
+    }
+}
+
+/// The connection task's end of [`Outgoing`].
+struct OutTx(mpsc::Sender<Vec<Item>>);
+
+impl OutTx {
+    async fn send(&self, item: Item) -> Result<(), ()> {
+        self.send_all(vec![item]).await
+    }
+
+    async fn send_all(&self, items: Vec<Item>) -> Result<(), ()> {
+        self.0.send(items).await.map_err(|_| ())
+    }
+
+    async fn closed(&self) {
+        self.0.closed().await;
     }
 }
 
@@ -355,7 +410,7 @@ async fn read_client(
 async fn connection(
     session: Arc<Session>,
     inbound: Streaming<v1::ClientMessage>,
-    tx: mpsc::Sender<Result<v1::ServerMessage, Status>>,
+    tx: OutTx,
     attached: Attached,
     after: u64,
 ) {
@@ -391,16 +446,14 @@ async fn connection(
         match session.poll_outbound(generation, cursor, BATCH) {
             Outbound::Frames(frames) => {
                 counters.sent(&session.live, &frames);
-                let mut failed = false;
-                for (seq, data) in frames {
-                    let frame = server_message::Msg::Frame(v1::Frame { seq, data });
-                    if tx.send(message(frame)).await.is_err() {
-                        failed = true;
-                        break;
-                    }
-                    cursor = seq;
+                if let Some((last, _)) = frames.last() {
+                    cursor = *last;
                 }
-                if failed {
+                let batch = frames
+                    .into_iter()
+                    .map(|(seq, data)| message(server_message::Msg::Frame(v1::Frame { seq, data })))
+                    .collect();
+                if tx.send_all(batch).await.is_err() {
                     break;
                 }
                 continue;
