@@ -605,35 +605,6 @@ async fn prompts_sent_while_the_stream_is_being_dropped_each_run_once() {
     gw.shutdown().await;
 }
 
-/// Established TCP connections whose local port is `port` (the gateway's side of its clients'
-/// connections), from `/proc/net/tcp` and `/proc/net/tcp6`.
-fn connections_to(port: u16) -> usize {
-    let local = format!(":{port:04X}");
-    ["/proc/net/tcp", "/proc/net/tcp6"]
-        .iter()
-        .filter_map(|p| std::fs::read_to_string(p).ok())
-        .map(|table| {
-            table
-                .lines()
-                .skip(1)
-                .filter(|l| {
-                    let cols: Vec<&str> = l.split_whitespace().collect();
-                    cols.len() > 3 && cols[1].ends_with(&local) && cols[3] == "01"
-                })
-                .count()
-        })
-        .sum()
-}
-
-/// Wait (bounded) until `f` holds.
-async fn eventually(what: &str, f: impl Fn() -> bool) {
-    let deadline = tokio::time::Instant::now() + T;
-    while !f() {
-        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_of_a_process_share_connections_32_to_one() {
     let gw = start(config(&[("MOCK_CLAUDE_MESSAGES", "3")]).max_sessions_per_token(64)).await;

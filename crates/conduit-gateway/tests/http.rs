@@ -596,3 +596,32 @@ async fn large_frames_arrive_whole_over_http() {
     client.disconnect().await.expect("disconnect");
     gw.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_sessions_of_a_process_share_one_pool_for_their_posts() {
+    let gw = start(config(&[]).max_sessions_per_token(16)).await;
+    let options = Options::builder().transport(gw.url(), TOKEN).build();
+    let mut clients = Vec::new();
+    for _ in 0..10 {
+        clients.push(
+            tokio::time::timeout(T, Client::connect(options.clone()))
+                .await
+                .expect("in time")
+                .expect("connect"),
+        );
+    }
+    for c in &clients {
+        let items = turn(c, "hello").await;
+        assert!(items.last().and_then(Message::as_result).is_some());
+    }
+    // One event stream per session, and the POSTs of all ten (create, initialize, the turns,
+    // acks) over a shared pool of a few connections; a client per transport would keep a POST
+    // connection per session besides its event stream (20 or more).
+    let open = connections_to(gw.addr.port());
+    assert!(
+        (10..=15).contains(&open),
+        "{open} connections for 10 sessions"
+    );
+    drop(clients);
+    gw.shutdown().await;
+}

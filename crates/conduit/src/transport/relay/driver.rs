@@ -617,6 +617,130 @@ impl FrameReceiver for GatewayReceiver {
 mod tests {
     use super::*;
 
+    /// A wire over channels: the test plays the gateway.
+    struct FakeWire {
+        conn: std::sync::Mutex<Option<FakeConn>>,
+    }
+
+    struct FakeConn {
+        incoming: mpsc::UnboundedReceiver<Incoming>,
+        sent: mpsc::UnboundedSender<Outgoing>,
+    }
+
+    impl Wire for FakeWire {
+        type Conn = FakeConn;
+
+        async fn open(&self, _after: u64) -> Result<FakeConn, Failure> {
+            let conn = self.conn.lock().unwrap().take();
+            conn.ok_or(Failure::Fatal(Error::Closed))
+        }
+    }
+
+    impl WireConn for FakeConn {
+        async fn recv(&mut self) -> Result<Incoming, Failure> {
+            self.incoming
+                .recv()
+                .await
+                .ok_or(Failure::Fatal(Error::Closed))
+        }
+
+        async fn send(&mut self, out: Outgoing) -> Result<(), Failure> {
+            let _ = self.sent.send(out);
+            Ok(())
+        }
+    }
+
+    /// A driver connected to a fake gateway that said hello: (the gateway's sender of incoming
+    /// messages, what the driver sent, the receiving half).
+    async fn driven() -> (
+        mpsc::UnboundedSender<Incoming>,
+        mpsc::UnboundedReceiver<Outgoing>,
+        GatewayReceiver,
+    ) {
+        let (in_tx, incoming) = mpsc::unbounded_channel();
+        let (sent, out_rx) = mpsc::unbounded_channel();
+        in_tx
+            .send(Incoming::Hello(Hello {
+                in_seq: 0,
+                max_frame_bytes: 1 << 20,
+                session: "s".into(),
+            }))
+            .unwrap();
+        let wire = FakeWire {
+            conn: std::sync::Mutex::new(Some(FakeConn { incoming, sent })),
+        };
+        let c = connect(wire, 1 << 20, ReconnectPolicy::default(), "fake".into())
+            .await
+            .unwrap();
+        (in_tx, out_rx, c.receiver)
+    }
+
+    fn frame(seq: u64) -> Incoming {
+        Incoming::Frame(seq, Bytes::from(format!("{{\"n\":{seq}}}")))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_quiet_stream_acks_its_last_frames_after_the_idle_delay() {
+        let (gateway, mut sent, mut rx) = driven().await;
+        for seq in 1..=3 {
+            gateway.send(frame(seq)).unwrap();
+        }
+        for seq in 1..=3 {
+            let f = rx.recv().await.unwrap().frame().unwrap();
+            assert_eq!(f, format!("{{\"n\":{seq}}}"));
+        }
+        let arrived = tokio::time::Instant::now();
+        // Fewer than ACK_EVERY frames: no ack at once…
+        tokio::time::sleep(IDLE_ACK / 2).await;
+        assert!(sent.try_recv().is_err(), "acked before the idle delay");
+        // …but once the stream has been quiet for IDLE_ACK.
+        match tokio::time::timeout(IDLE_ACK * 10, sent.recv()).await {
+            Ok(Some(Outgoing::Ack(3))) => {}
+            other => panic!("expected Ack(3), got {other:?}"),
+        }
+        let waited = arrived.elapsed();
+        assert!(waited >= IDLE_ACK && waited < IDLE_ACK * 2, "{waited:?}");
+        // Nothing more to ack: the timer does not fire again.
+        tokio::time::sleep(IDLE_ACK * 4).await;
+        assert!(sent.try_recv().is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_busy_stream_is_acked_once_per_read_without_waiting() {
+        let (gateway, mut sent, mut rx) = driven().await;
+        // 40 frames that arrived together: one read batch, one ack for all of them.
+        for seq in 1..=40 {
+            gateway.send(frame(seq)).unwrap();
+        }
+        let t0 = tokio::time::Instant::now();
+        for _ in 1..=40 {
+            rx.recv().await.unwrap().frame().unwrap();
+        }
+        match tokio::time::timeout(IDLE_ACK * 10, sent.recv()).await {
+            Ok(Some(Outgoing::Ack(40))) => {}
+            other => panic!("expected Ack(40), got {other:?}"),
+        }
+        assert!(t0.elapsed() < IDLE_ACK, "the ack waited for the idle timer");
+        tokio::time::sleep(IDLE_ACK * 4).await;
+        assert!(sent.try_recv().is_err(), "acked twice");
+    }
+
+    #[tokio::test]
+    async fn frames_before_an_end_are_delivered_before_it() {
+        let (gateway, _sent, mut rx) = driven().await;
+        // More frames than one event carries, then the end, all in one read.
+        for seq in 1..=(EVENT_FRAMES as u64 * 2 + 5) {
+            gateway.send(frame(seq)).unwrap();
+        }
+        gateway.send(Incoming::End(Termination::clean())).unwrap();
+        for seq in 1..=(EVENT_FRAMES as u64 * 2 + 5) {
+            let f = rx.recv().await.unwrap().frame().unwrap();
+            assert_eq!(f, format!("{{\"n\":{seq}}}"));
+        }
+        assert!(rx.recv().await.unwrap().is_end());
+        assert_eq!(rx.termination(), Some(Termination::clean()));
+    }
+
     #[tokio::test]
     async fn the_receiver_ends_with_the_termination_and_stays_ended() {
         let (tx, rx) = mpsc::channel(4);
