@@ -223,14 +223,14 @@ async fn client_connection(
         match session.poll_outbound(generation, cursor, BATCH) {
             Outbound::Frames(frames) => {
                 counters.sent(&session.live, &frames);
-                // Queue the batch, then flush once: one write for many small frames.
+                // Queue the batch, then flush once: one write for many small frames. The
+                // numbered messages of the batch share one buffer.
                 let mut failed = false;
+                let size = frames.iter().map(|(_, f)| wire::SEQ_BYTES + f.len()).sum();
+                let mut numbered = bytes::BytesMut::with_capacity(size);
                 for (seq, frame) in frames {
-                    if tx
-                        .feed(Message::Binary(wire::numbered(seq, &frame)))
-                        .await
-                        .is_err()
-                    {
+                    let message = wire::numbered_in(&mut numbered, seq, &frame);
+                    if tx.feed(Message::Binary(message)).await.is_err() {
                         failed = true;
                         break;
                     }

@@ -359,10 +359,16 @@ pub fn is_json_object(frame: &[u8]) -> bool {
 
 /// `seq` (big-endian) followed by `frame`: a numbered frame on the WebSocket wire.
 pub fn numbered(seq: u64, frame: &[u8]) -> Bytes {
-    let mut buf = BytesMut::with_capacity(SEQ_BYTES + frame.len());
+    numbered_in(&mut BytesMut::new(), seq, frame)
+}
+
+/// [`numbered`], written at the end of `buf` and split off it: a batch of messages written into
+/// one buffer reserved for all of them costs one allocation, not one each.
+pub fn numbered_in(buf: &mut BytesMut, seq: u64, frame: &[u8]) -> Bytes {
+    buf.reserve(SEQ_BYTES + frame.len());
     buf.put_u64(seq);
     buf.put_slice(frame);
-    buf.freeze()
+    buf.split().freeze()
 }
 
 /// The sequence number and the frame of a numbered WebSocket binary message; `None` when it is
@@ -483,6 +489,15 @@ mod tests {
     fn numbered_frames_round_trip() {
         let b = numbered(7, b"abc");
         assert_eq!(split_numbered(b), Some((7, Bytes::from_static(b"abc"))));
+        // A batch written into one buffer: each message whole and apart from the others.
+        let mut buf = BytesMut::with_capacity(64);
+        let (x, y) = (
+            numbered_in(&mut buf, 8, b"{}"),
+            numbered_in(&mut buf, 9, b"[1]"),
+        );
+        assert!(buf.is_empty());
+        assert_eq!(split_numbered(x), Some((8, Bytes::from_static(b"{}"))));
+        assert_eq!(split_numbered(y), Some((9, Bytes::from_static(b"[1]"))));
         assert_eq!(split_numbered(Bytes::from_static(b"1234567")), None);
     }
 }
