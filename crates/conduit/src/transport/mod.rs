@@ -14,14 +14,26 @@
 
 #[cfg(feature = "grpc")]
 pub mod grpc;
+/// Items that exist when at least one gateway wire is built in (features `websocket`, `http`,
+/// `grpc`, `redis`): the one place that says which features make a wire.
+macro_rules! with_wires {
+    ($($item:item)*) => {
+        $(
+            #[cfg(any(
+                feature = "websocket",
+                feature = "http",
+                feature = "grpc",
+                feature = "redis"
+            ))]
+            $item
+        )*
+    };
+}
+
 pub mod relay;
-#[cfg(any(
-    feature = "websocket",
-    feature = "http",
-    feature = "grpc",
-    feature = "redis"
-))]
-pub use relay::{GatewayReceiver, GatewaySender};
+with_wires! {
+    pub use relay::{GatewayReceiver, GatewaySender};
+}
 #[cfg(feature = "http")]
 pub mod http;
 pub mod memory;

@@ -12,13 +12,9 @@
 pub mod seq;
 pub mod wire;
 
-#[cfg(any(
-    feature = "websocket",
-    feature = "http",
-    feature = "grpc",
-    feature = "redis"
-))]
-mod driver;
+with_wires! {
+    mod driver;
+}
 
 /// The [`GatewayTransport`](crate::transport::GatewayTransport) items every gateway transport
 /// has the same way (`new`, `session_id`, `remote`), and the inherent `max_frame_bytes`: one
@@ -97,20 +93,10 @@ pub(crate) use gateway_transport;
 use std::hash::{BuildHasher, Hasher, RandomState};
 use std::time::Duration;
 
-#[cfg(any(
-    feature = "websocket",
-    feature = "http",
-    feature = "grpc",
-    feature = "redis"
-))]
-pub use driver::{GatewayReceiver, GatewaySender};
-#[cfg(any(
-    feature = "websocket",
-    feature = "http",
-    feature = "grpc",
-    feature = "redis"
-))]
-pub(crate) use driver::{Incoming, Outgoing, Wire, WireConn, connect, refusal_error};
+with_wires! {
+    pub use driver::{GatewayReceiver, GatewaySender};
+    pub(crate) use driver::{Incoming, Outgoing, Wire, WireConn, connect, refusal_error};
+}
 pub use seq::{Accept, Resend, SeqState};
 pub use wire::ACK_EVERY;
 
