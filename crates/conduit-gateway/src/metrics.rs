@@ -104,8 +104,12 @@ impl FrontCounters {
     }
     /// A batch of CLI frames sent to the client.
     pub(crate) fn sent(&self, live: &LiveSession, frames: &[(u64, Bytes)]) {
-        let n = frames.len() as u64;
-        let bytes: u64 = frames.iter().map(|(_, f)| f.len() as u64).sum();
+        let bytes = frames.iter().map(|(_, f)| f.len()).sum();
+        self.sent_counted(live, frames.len(), bytes);
+    }
+    /// `frames` frames of `bytes` bytes in all sent to the client.
+    pub(crate) fn sent_counted(&self, live: &LiveSession, frames: usize, bytes: usize) {
+        let (n, bytes) = (frames as u64, bytes as u64);
         self.frames_out.increment(n);
         self.bytes_out.increment(bytes);
         live.frames_out.fetch_add(n, Relaxed);

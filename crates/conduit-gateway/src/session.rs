@@ -409,8 +409,9 @@ impl ReplayBudget {
 
 /// What a client connection should do next (see [`Session::poll_outbound`]).
 #[derive(Debug)]
-pub(crate) enum Outbound {
-    Frames(Vec<(u64, Bytes)>),
+pub(crate) enum Outbound<F = Vec<(u64, Bytes)>> {
+    /// Frames after the cursor (as the caller took them: see [`Session::poll_outbound_with`]).
+    Frames(F),
     End(EndInfo),
     /// The gateway is shutting down (after every frame was sent): the client should reconnect
     /// later, to this gateway or another (WebSocket 1001, gRPC `UNAVAILABLE`).
@@ -523,6 +524,20 @@ impl Session {
 
     /// Up to `max` frames after `cursor`, or the end, or whether this client was replaced.
     pub(crate) fn poll_outbound(&self, generation: u64, cursor: u64, max: usize) -> Outbound {
+        self.poll_outbound_with(generation, cursor, max, |frames| frames.cloned().collect())
+    }
+
+    /// [`poll_outbound`](Self::poll_outbound), handing the frames to `take` while the ring is
+    /// locked: a front that encodes them into a buffer of its own reads them in place instead
+    /// of holding a reference to each (no reference counts touched per frame). `take` runs only
+    /// when there are frames, and must be quick (the CLI's reader waits for the lock).
+    pub(crate) fn poll_outbound_with<F>(
+        &self,
+        generation: u64,
+        cursor: u64,
+        max: usize,
+        take: impl FnOnce(&mut dyn Iterator<Item = &(u64, Bytes)>) -> F,
+    ) -> Outbound<F> {
         let st = self.lock();
         if st.attached != generation {
             return if st.kicked == generation {
@@ -535,8 +550,7 @@ impl Session {
         if cursor < st.last_seq {
             // `cursor + 1 >= oldest` holds: frames after the cursor are unacked, never evicted.
             let start = usize::try_from((cursor + 1).saturating_sub(oldest)).unwrap_or(usize::MAX);
-            let frames: Vec<_> = st.ring.iter().skip(start).take(max).cloned().collect();
-            return Outbound::Frames(frames);
+            return Outbound::Frames(take(&mut st.ring.iter().skip(start).take(max)));
         }
         match &st.end {
             Some(_) if st.lost.is_some() => {

@@ -260,13 +260,20 @@ async fn produce(
     let counters = crate::metrics::FrontCounters::new("http");
     loop {
         events.borrow_and_update();
-        match session.poll_outbound(generation, cursor, BATCH) {
-            Outbound::Frames(frames) => {
-                counters.sent(&session.live, &frames);
-                if let Some((last, _)) = frames.last() {
-                    cursor = *last;
+        // Encoded while the ring is locked: the ring's frames are only read (large ones are
+        // passed on as they are).
+        let outbound = session.poll_outbound_with(generation, cursor, BATCH, |frames| {
+            let frames: Vec<&(u64, Bytes)> = frames.collect();
+            encode_frames(&frames, &mut chunks);
+            let bytes = frames.iter().map(|(_, f)| f.len()).sum::<usize>();
+            (frames.len(), bytes, frames.last().map(|(seq, _)| *seq))
+        });
+        match outbound {
+            Outbound::Frames((count, bytes, last)) => {
+                counters.sent_counted(&session.live, count, bytes);
+                if let Some(last) = last {
+                    cursor = last;
                 }
-                encode_frames(&frames, &mut chunks);
                 for chunk in chunks.drain(..) {
                     if tx.send(Ok(chunk)).await.is_err() {
                         return;
@@ -324,7 +331,7 @@ fn event(name: &str, data: &str) -> Bytes {
 const EVENT_ENVELOPE: usize = 36;
 
 /// Encode frames as events: small ones copied into shared chunks, large ones passed as they are.
-fn encode_frames(frames: &[(u64, Bytes)], out: &mut Vec<Bytes>) {
+fn encode_frames(frames: &[&(u64, Bytes)], out: &mut Vec<Bytes>) {
     // Room for the small frames and their envelopes (`id: <seq>\ndata: …\n\n`) at once.
     let room: usize = frames
         .iter()
@@ -338,7 +345,7 @@ fn encode_frames(frames: &[(u64, Bytes)], out: &mut Vec<Bytes>) {
         .sum();
     let mut buf = BytesMut::with_capacity(room);
     let mut digits = itoa::Buffer::new();
-    for (seq, frame) in frames {
+    for &(seq, frame) in frames {
         buf.put_slice(b"id: ");
         buf.put_slice(digits.format(*seq).as_bytes());
         buf.put_slice(b"\ndata: ");
@@ -547,7 +554,7 @@ mod tests {
             .map(|(s, f)| (*s, Bytes::from_static(f)))
             .collect();
         let mut out = Vec::new();
-        encode_frames(&frames, &mut out);
+        encode_frames(&frames.iter().collect::<Vec<_>>(), &mut out);
         out.concat()
     }
 
@@ -572,7 +579,7 @@ mod tests {
         let big = Bytes::from(vec![b'x'; COPY_BELOW]);
         let mut out = Vec::new();
         encode_frames(
-            &[(1, Bytes::from_static(b"{}")), (2, big.clone())],
+            &[&(1, Bytes::from_static(b"{}")), &(2, big.clone())],
             &mut out,
         );
         assert!(

@@ -220,16 +220,24 @@ async fn client_connection(
             }
             in_acked = in_seq;
         }
-        match session.poll_outbound(generation, cursor, BATCH) {
-            Outbound::Frames(frames) => {
-                counters.sent(&session.live, &frames);
-                // Queue the batch, then flush once: one write for many small frames. The
-                // numbered messages of the batch share one buffer.
+        // The batch is numbered into one buffer while the ring is locked: one allocation per
+        // look at the ring, and the ring's frames are only read.
+        let outbound = session.poll_outbound_with(generation, cursor, BATCH, |frames| {
+            let frames: Vec<&(u64, Bytes)> = frames.collect();
+            let size = frames.iter().map(|(_, f)| wire::SEQ_BYTES + f.len()).sum();
+            let mut numbered = bytes::BytesMut::with_capacity(size);
+            let messages: Vec<(u64, Bytes)> = frames
+                .iter()
+                .map(|(seq, f)| (*seq, wire::numbered_in(&mut numbered, *seq, f)))
+                .collect();
+            (messages, size - frames.len() * wire::SEQ_BYTES)
+        });
+        match outbound {
+            Outbound::Frames((messages, bytes)) => {
+                counters.sent_counted(&session.live, messages.len(), bytes);
+                // Queue the batch, then flush once: one write for many small frames.
                 let mut failed = false;
-                let size = frames.iter().map(|(_, f)| wire::SEQ_BYTES + f.len()).sum();
-                let mut numbered = bytes::BytesMut::with_capacity(size);
-                for (seq, frame) in frames {
-                    let message = wire::numbered_in(&mut numbered, seq, &frame);
+                for (seq, message) in messages {
                     if tx.feed(Message::Binary(message)).await.is_err() {
                         failed = true;
                         break;
