@@ -693,14 +693,7 @@ async fn a_session_that_stops_reading_does_not_hold_up_its_connection() {
     assert_eq!(seqs.len(), 600);
     assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "order");
     // And the first one loses nothing by having waited.
-    let items: Vec<Message> =
-        tokio::time::timeout(T, stalled.receive_response().collect::<Vec<_>>())
-            .await
-            .expect("in time")
-            .into_iter()
-            .map(|m| m.expect("no errors"))
-            .collect();
-    let seqs = assistant_seqs(&items);
+    let seqs = assistant_seqs(&response(&stalled).await);
     assert_eq!(seqs.len(), 600);
     assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "order");
     drop((stalled, busy));

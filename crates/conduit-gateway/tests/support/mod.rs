@@ -218,8 +218,13 @@ impl Running {
 
 /// Send `prompt` and collect the turn's messages (none may be an error), in time.
 pub async fn turn(client: &claude_conduit::Client, prompt: &str) -> Vec<claude_conduit::Message> {
-    use futures::StreamExt;
     client.send(prompt).await.expect("send");
+    response(client).await
+}
+
+/// Collect the messages of the turn under way (none may be an error), in time.
+pub async fn response(client: &claude_conduit::Client) -> Vec<claude_conduit::Message> {
+    use futures::StreamExt;
     tokio::time::timeout(T, client.receive_response().collect::<Vec<_>>())
         .await
         .expect("in time")
