@@ -65,6 +65,8 @@ const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The HTTP/2 flow-control window of one call: how much the gateway may send on it before this
 /// side reads.
 const STREAM_WINDOW: u32 = 2 << 20;
+/// The largest HTTP/2 frame this side takes (`SETTINGS_MAX_FRAME_SIZE`).
+const MAX_FRAME_SIZE: u32 = 256 << 10;
 /// The calls one connection may carry at once (the gateway's smallest `grpc_max_streams`).
 const CALLS_PER_CONNECTION: u32 = 48;
 /// Messages buffered toward the gateway on one stream.
@@ -318,7 +320,10 @@ async fn connect_channel(endpoint: &str) -> Result<Channel> {
         // calls it may carry: a session whose reader has stopped fills its own stream window and
         // never the connection's, so the other sessions on a pooled connection go on.
         .initial_stream_window_size(STREAM_WINDOW)
-        .initial_connection_window_size(STREAM_WINDOW.saturating_mul(CALLS_PER_CONNECTION));
+        .initial_connection_window_size(STREAM_WINDOW.saturating_mul(CALLS_PER_CONNECTION))
+        // DATA frames up to 256 KiB from the gateway (HTTP/2's default 16 KiB splits every
+        // 32 KiB batch tonic writes in two).
+        .max_frame_size(MAX_FRAME_SIZE);
     #[cfg(feature = "tls")]
     if endpoint.starts_with("https://") {
         let mut config = (*super::tls::default_client_config()?).clone();
