@@ -9,7 +9,6 @@ use std::time::Instant;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
 use claude_conduit::telemetry::{CollectorConfig, Telemetry, names};
 use metrics::{Counter, counter, gauge, histogram};
 
@@ -103,13 +102,8 @@ impl FrontCounters {
         }
     }
     /// A batch of CLI frames sent to the client.
-    pub(crate) fn sent(&self, live: &LiveSession, frames: &[(u64, Bytes)]) {
-        let bytes = frames.iter().map(|(_, f)| f.len()).sum();
-        self.sent_counted(live, frames.len(), bytes);
-    }
-    /// `frames` frames of `bytes` bytes in all sent to the client.
-    pub(crate) fn sent_counted(&self, live: &LiveSession, frames: usize, bytes: usize) {
-        let (n, bytes) = (frames as u64, bytes as u64);
+    pub(crate) fn sent<F>(&self, live: &LiveSession, taken: &crate::session::Taken<F>) {
+        let (n, bytes) = (taken.frames as u64, taken.bytes as u64);
         self.frames_out.increment(n);
         self.bytes_out.increment(bytes);
         live.frames_out.fetch_add(n, Relaxed);

@@ -828,12 +828,12 @@ async fn outbound(worker: &Worker, keys: &Keys, live: &Live) -> End {
     loop {
         events.borrow_and_update();
         match session.poll_outbound(attached.generation, cursor, 256) {
-            Outbound::Frames(frames) => {
-                let last = frames.last().map_or(cursor, |(s, _)| *s);
-                match add_frames(&mut cmd, keys, &frames).await {
+            Outbound::Frames(taken) => {
+                let last = taken.last;
+                match add_frames(&mut cmd, keys, &taken.out).await {
                     Ok(true) => {
                         worker.metrics().batches.increment(1);
-                        worker.metrics().frames.increment(frames.len() as u64);
+                        worker.metrics().frames.increment(taken.frames as u64);
                         cursor = last;
                         failures = 0;
                     }

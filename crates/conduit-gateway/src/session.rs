@@ -407,11 +407,21 @@ impl ReplayBudget {
     }
 }
 
+/// Frames a client connection took from the ring in one look: what it made of them, how many
+/// there were, their bytes and the last one's sequence number.
+#[derive(Debug)]
+pub(crate) struct Taken<F> {
+    pub(crate) out: F,
+    pub(crate) frames: usize,
+    pub(crate) bytes: usize,
+    pub(crate) last: u64,
+}
+
 /// What a client connection should do next (see [`Session::poll_outbound`]).
 #[derive(Debug)]
 pub(crate) enum Outbound<F = Vec<(u64, Bytes)>> {
-    /// Frames after the cursor (as the caller took them: see [`Session::poll_outbound_with`]).
-    Frames(F),
+    /// Frames after the cursor, as the caller took them (see [`Session::poll_outbound_with`]).
+    Frames(Taken<F>),
     End(EndInfo),
     /// The gateway is shutting down (after every frame was sent): the client should reconnect
     /// later, to this gateway or another (WebSocket 1001, gRPC `UNAVAILABLE`).
@@ -524,7 +534,9 @@ impl Session {
 
     /// Up to `max` frames after `cursor`, or the end, or whether this client was replaced.
     pub(crate) fn poll_outbound(&self, generation: u64, cursor: u64, max: usize) -> Outbound {
-        self.poll_outbound_with(generation, cursor, max, |frames| frames.cloned().collect())
+        self.poll_outbound_with(generation, cursor, max, |frames| {
+            frames.iter().map(|&f| f.clone()).collect()
+        })
     }
 
     /// [`poll_outbound`](Self::poll_outbound), handing the frames to `take` while the ring is
@@ -536,7 +548,7 @@ impl Session {
         generation: u64,
         cursor: u64,
         max: usize,
-        take: impl FnOnce(&mut dyn Iterator<Item = &(u64, Bytes)>) -> F,
+        take: impl FnOnce(&[&(u64, Bytes)]) -> F,
     ) -> Outbound<F> {
         let st = self.lock();
         if st.attached != generation {
@@ -550,7 +562,13 @@ impl Session {
         if cursor < st.last_seq {
             // `cursor + 1 >= oldest` holds: frames after the cursor are unacked, never evicted.
             let start = usize::try_from((cursor + 1).saturating_sub(oldest)).unwrap_or(usize::MAX);
-            return Outbound::Frames(take(&mut st.ring.iter().skip(start).take(max)));
+            let frames: Vec<&(u64, Bytes)> = st.ring.iter().skip(start).take(max).collect();
+            return Outbound::Frames(Taken {
+                out: take(&frames),
+                frames: frames.len(),
+                bytes: frames.iter().map(|(_, f)| f.len()).sum(),
+                last: frames.last().map_or(cursor, |(seq, _)| *seq),
+            });
         }
         match &st.end {
             Some(_) if st.lost.is_some() => {

@@ -282,6 +282,16 @@ fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
 mod tests {
     use super::*;
 
+    /// The reader's next frame, which must come.
+    async fn frame(reader: &mut FrameReader) -> Bytes {
+        reader
+            .next()
+            .await
+            .expect("a frame")
+            .expect("read")
+            .expect("frame")
+    }
+
     #[tokio::test]
     async fn an_idle_pipe_holds_no_buffer_and_a_quiet_frame_pins_a_small_one() {
         use futures::FutureExt;
@@ -296,13 +306,7 @@ mod tests {
         assert!(reader.next().now_or_never().is_none());
         assert_eq!(reader.buf.capacity(), 0);
         tx.write_all(b"{\"a\":1}\n").expect("write");
-        let frame = reader
-            .next()
-            .await
-            .expect("a frame")
-            .expect("read")
-            .expect("frame");
-        assert_eq!(&frame[..], b"{\"a\":1}");
+        assert_eq!(&frame(&mut reader).await[..], b"{\"a\":1}");
         // The read that brought it had FIRST_READ bytes of room, not a full buffer.
         assert!(reader.buf.capacity() < FrameReader::FIRST_READ);
         // Idle again: the buffer is let go (the frame keeps only its small allocation).
@@ -315,20 +319,8 @@ mod tests {
         );
         tx.write_all(long.as_bytes()).expect("write");
         tx.write_all(b"{\"b\":2}\n").expect("write");
-        let got = reader
-            .next()
-            .await
-            .expect("a frame")
-            .expect("read")
-            .expect("frame");
-        assert_eq!(&got[..], long.trim_end().as_bytes());
-        let got = reader
-            .next()
-            .await
-            .expect("a frame")
-            .expect("read")
-            .expect("frame");
-        assert_eq!(&got[..], b"{\"b\":2}");
+        assert_eq!(&frame(&mut reader).await[..], long.trim_end().as_bytes());
+        assert_eq!(&frame(&mut reader).await[..], b"{\"b\":2}");
         drop(tx);
         assert!(reader.next().await.is_none());
     }

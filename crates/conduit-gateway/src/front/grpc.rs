@@ -443,17 +443,20 @@ async fn connection(
             }
             in_acked = in_seq;
         }
-        match session.poll_outbound(generation, cursor, BATCH) {
-            Outbound::Frames(frames) => {
-                counters.sent(&session.live, &frames);
-                if let Some((last, _)) = frames.last() {
-                    cursor = *last;
-                }
-                let batch = frames
-                    .into_iter()
-                    .map(|(seq, data)| message(server_message::Msg::Frame(v1::Frame { seq, data })))
-                    .collect();
-                if tx.send_all(batch).await.is_err() {
+        let outbound = session.poll_outbound_with(generation, cursor, BATCH, |frames| {
+            frames
+                .iter()
+                .map(|&(seq, data)| {
+                    let data = data.clone();
+                    message(server_message::Msg::Frame(v1::Frame { seq: *seq, data }))
+                })
+                .collect()
+        });
+        match outbound {
+            Outbound::Frames(taken) => {
+                counters.sent(&session.live, &taken);
+                cursor = taken.last;
+                if tx.send_all(taken.out).await.is_err() {
                     break;
                 }
                 continue;

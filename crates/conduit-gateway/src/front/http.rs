@@ -263,17 +263,12 @@ async fn produce(
         // Encoded while the ring is locked: the ring's frames are only read (large ones are
         // passed on as they are).
         let outbound = session.poll_outbound_with(generation, cursor, BATCH, |frames| {
-            let frames: Vec<&(u64, Bytes)> = frames.collect();
-            encode_frames(&frames, &mut chunks);
-            let bytes = frames.iter().map(|(_, f)| f.len()).sum::<usize>();
-            (frames.len(), bytes, frames.last().map(|(seq, _)| *seq))
+            encode_frames(frames, &mut chunks);
         });
         match outbound {
-            Outbound::Frames((count, bytes, last)) => {
-                counters.sent_counted(&session.live, count, bytes);
-                if let Some(last) = last {
-                    cursor = last;
-                }
+            Outbound::Frames(taken) => {
+                counters.sent(&session.live, &taken);
+                cursor = taken.last;
                 for chunk in chunks.drain(..) {
                     if tx.send(Ok(chunk)).await.is_err() {
                         return;

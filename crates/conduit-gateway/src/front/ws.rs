@@ -223,30 +223,28 @@ async fn client_connection(
         // The batch is numbered into one buffer while the ring is locked: one allocation per
         // look at the ring, and the ring's frames are only read.
         let outbound = session.poll_outbound_with(generation, cursor, BATCH, |frames| {
-            let frames: Vec<&(u64, Bytes)> = frames.collect();
             let size = frames.iter().map(|(_, f)| wire::SEQ_BYTES + f.len()).sum();
             let mut numbered = bytes::BytesMut::with_capacity(size);
-            let messages: Vec<(u64, Bytes)> = frames
+            frames
                 .iter()
-                .map(|(seq, f)| (*seq, wire::numbered_in(&mut numbered, *seq, f)))
-                .collect();
-            (messages, size - frames.len() * wire::SEQ_BYTES)
+                .map(|(seq, f)| wire::numbered_in(&mut numbered, *seq, f))
+                .collect::<Vec<Bytes>>()
         });
         match outbound {
-            Outbound::Frames((messages, bytes)) => {
-                counters.sent_counted(&session.live, messages.len(), bytes);
+            Outbound::Frames(taken) => {
+                counters.sent(&session.live, &taken);
                 // Queue the batch, then flush once: one write for many small frames.
                 let mut failed = false;
-                for (seq, message) in messages {
+                for message in taken.out {
                     if tx.feed(Message::Binary(message)).await.is_err() {
                         failed = true;
                         break;
                     }
-                    cursor = seq;
                 }
                 if failed || tx.flush().await.is_err() {
                     break;
                 }
+                cursor = taken.last;
                 // Let the reader run between batches (acks free ring space).
                 if !reader_done {
                     tokio::select! {

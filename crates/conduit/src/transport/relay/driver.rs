@@ -360,6 +360,10 @@ impl<W: Wire> Driver<W> {
                 Accept::Skip => {}
                 Accept::Deliver => {
                     self.metrics.frame_received(data.len());
+                    if self.delivered.capacity() == 0 {
+                        // Room for a whole event at once (not grown a frame at a time).
+                        self.delivered.reserve_exact(EVENT_FRAMES);
+                    }
                     self.delivered.push(data);
                     if self.delivered.len() >= EVENT_FRAMES && self.hand_over().await {
                         return Ok(true);
@@ -578,6 +582,10 @@ impl FrameReceiver for GatewayReceiver {
     async fn recv(&mut self) -> Result<Received> {
         loop {
             if let Some(f) = self.batch.next() {
+                if self.batch.len() == 0 {
+                    // The batch's memory goes now, not when the next one comes.
+                    self.batch = Vec::new().into_iter();
+                }
                 return Ok(Received::Frame(f));
             }
             if self.ended.is_some() {
