@@ -551,6 +551,10 @@ impl Wire for GrpcWire {
 }
 
 impl WireConn for GrpcConn {
+    /// tonic decodes each message's `data` as a slice of its decode buffer, which starts small
+    /// (`LeanCodec`) and is allocated again as a stream goes on.
+    const REPACK: bool = true;
+
     async fn recv(&mut self) -> Result<Incoming, Failure> {
         loop {
             let msg = match self.rx.message().await {

@@ -298,6 +298,10 @@ impl Wire for WebSocketTransport {
 }
 
 impl WireConn for Socket {
+    /// tungstenite hands out each message as a slice of an 8 KiB read buffer (a new one every
+    /// dozen frames), which the thread that drops the message would otherwise free.
+    const REPACK: bool = true;
+
     async fn recv(&mut self) -> Result<Incoming, Failure> {
         loop {
             let message = match self.next().await {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::FutureExt;
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
@@ -32,6 +32,11 @@ const QUEUE: usize = 64;
 const EVENT_FRAMES: usize = 64;
 /// Events queued toward the receiving half.
 const EVENTS: usize = 4;
+/// Frames up to this size are copied into the driver's own buffer on wires that ask for it
+/// ([`WireConn::REPACK`]); larger ones are handed over as they came.
+const PACK_MAX: usize = 4 * 1024;
+/// The buffer such frames are copied into: a new one when the last has no room left.
+const PACK_BYTES: usize = 32 * 1024;
 /// Messages taken in at most before the driver acks and looks at the sending half again.
 const DRAIN_MAX: usize = 1024;
 /// How long a delivered frame goes unacked at most: a quiet stream acks its last few frames
@@ -75,6 +80,16 @@ pub(crate) trait WireConn: Send + 'static {
     fn recv(&mut self) -> impl Future<Output = Result<Incoming, Failure>> + Send;
     /// Send one message (waits for room).
     fn send(&mut self, out: Outgoing) -> impl Future<Output = Result<(), Failure>> + Send;
+    /// Whether the driver copies this wire's small frames ([`PACK_MAX`] bytes at most) into a
+    /// buffer of its own before handing them over. For a wire whose frames share small read
+    /// buffers of the wire's library (tungstenite's): those buffers then go back to the
+    /// allocator on the driver's thread, at once, and what travels to the reader (and to the
+    /// thread that drops the messages) is one buffer per [`PACK_BYTES`], not one per few frames.
+    /// Freeing memory on another thread than the one that allocated it contends on the
+    /// allocator's locks; that, measured, was the WebSocket client's largest cost on a busy
+    /// stream (docs/PERFORMANCE.md).
+    const REPACK: bool = false;
+
     /// Leave politely (a close frame, …), after the session ended or nobody reads any more.
     fn finish(self) -> impl Future<Output = ()> + Send
     where
@@ -148,6 +163,7 @@ pub(crate) async fn connect<W: Wire>(
             out_open: true,
             events: ev_tx,
             delivered: Vec::new(),
+            pack: BytesMut::new(),
             limit: limit.clone(),
             name,
         }
@@ -231,6 +247,8 @@ struct Driver<W: Wire> {
     events: mpsc::Sender<Event>,
     /// Frames accepted and not yet handed over (sent as one [`Event::Frames`]).
     delivered: Vec<Bytes>,
+    /// Where small frames are copied on a [`WireConn::REPACK`] wire (its unused room).
+    pack: BytesMut,
     /// The frame-size limit the sending half enforces (the gateway's, once it said).
     limit: Arc<AtomicUsize>,
     /// The wire's metric label (`ws`, `http`, `grpc`, `redis`).
@@ -364,6 +382,11 @@ impl<W: Wire> Driver<W> {
                         // Room for a whole event at once (not grown a frame at a time).
                         self.delivered.reserve_exact(EVENT_FRAMES);
                     }
+                    let data = if W::Conn::REPACK {
+                        repack(&mut self.pack, data)
+                    } else {
+                        data
+                    };
                     self.delivered.push(data);
                     if self.delivered.len() >= EVENT_FRAMES && self.hand_over().await {
                         return Ok(true);
@@ -441,6 +464,8 @@ impl<W: Wire> Driver<W> {
                 }
             }
         }
+        // The stream paused: the room left in the pack buffer goes with the frames that use it.
+        self.pack = BytesMut::new();
         Ok(self.hand_over().await)
     }
 
@@ -513,6 +538,19 @@ impl<W: Wire> Driver<W> {
             }
         }
     }
+}
+
+/// `frame` copied to the end of `pack` (a new buffer when it has no room), or `frame` itself
+/// when it is larger than [`PACK_MAX`].
+fn repack(pack: &mut BytesMut, frame: Bytes) -> Bytes {
+    if frame.len() > PACK_MAX {
+        return frame;
+    }
+    if pack.capacity() - pack.len() < frame.len() {
+        *pack = BytesMut::with_capacity(PACK_BYTES);
+    }
+    pack.extend_from_slice(&frame);
+    pack.split().freeze()
 }
 
 /// The sending half of a gateway connection (every wire).
@@ -685,6 +723,31 @@ mod tests {
 
     fn frame(seq: u64) -> Incoming {
         Incoming::Frame(seq, Bytes::from(format!("{{\"n\":{seq}}}")))
+    }
+
+    #[test]
+    fn small_frames_are_copied_into_one_shared_buffer_and_large_ones_pass_through() {
+        let mut pack = BytesMut::new();
+        let frames: Vec<Bytes> = (0..100u8)
+            .map(|i| Bytes::from(vec![i; 600]))
+            .collect();
+        let packed: Vec<Bytes> = frames
+            .iter()
+            .map(|f| repack(&mut pack, f.clone()))
+            .collect();
+        assert_eq!(packed, frames, "same bytes, same order");
+        // Consecutive frames sit back to back in the pack buffer (a new one every
+        // PACK_BYTES / 600 frames), not in the memory they came in.
+        let adjacent = packed
+            .windows(2)
+            .filter(|w| w[0].as_ptr().wrapping_add(w[0].len()) == w[1].as_ptr())
+            .count();
+        assert_eq!(adjacent, 99 - (100 * 600) / PACK_BYTES, "{adjacent}");
+        assert!(packed.iter().zip(&frames).all(|(p, f)| p.as_ptr() != f.as_ptr()));
+        // A frame over PACK_MAX is handed over as it came (no copy).
+        let big = Bytes::from(vec![7u8; PACK_MAX + 1]);
+        let out = repack(&mut pack, big.clone());
+        assert_eq!(out.as_ptr(), big.as_ptr());
     }
 
     #[tokio::test(start_paused = true)]
