@@ -492,15 +492,10 @@ fn decode_event(event: SseEvent) -> Result<Option<Incoming>, Failure> {
     let protocol = |m: String| Failure::Fatal(Error::gateway(GatewayErrorKind::Protocol, None, m));
     Ok(Some(match event.name.as_deref() {
         None | Some("message") => {
-            let seq = event
-                .id
-                .as_deref()
-                .and_then(|id| std::str::from_utf8(id).ok());
-            let Some(seq) = seq.and_then(|id| id.parse::<u64>().ok()) else {
-                return Err(protocol(format!(
-                    "a frame event without a sequence number: id {:?}",
-                    event.id
-                )));
+            let Some(seq) = event.id else {
+                return Err(protocol(
+                    "a frame event without a numeric id (its sequence number)".into(),
+                ));
             };
             Incoming::Frame(seq, event.data)
         }
@@ -727,8 +722,8 @@ impl Transport for HttpTransport {
 struct SseEvent {
     /// `event:` (`None`: the default, `message`).
     name: Option<String>,
-    /// `id:` (bytes: a frame's id is parsed as a number, never kept as text).
-    id: Option<Bytes>,
+    /// `id:`, when it is a number (every frame's is; any other id is kept as `None`).
+    id: Option<u64>,
     /// The `data:` lines joined with `\n`.
     data: Bytes,
 }
@@ -765,10 +760,12 @@ impl EventStream {
 
 /// An incremental `text/event-stream` parser: bytes in, events out.
 ///
-/// Lines end with `\r\n`, `\n` or `\r`. A line is split off the buffer as [`Bytes`] without a
-/// copy, and the buffer is scanned once (the parser remembers how far it looked), so a 10 MB
-/// event that arrives in small pieces costs linear time. An event with one `data:` line (every
-/// frame the gateway sends) keeps that line's bytes as they are.
+/// Lines end with `\r\n`, `\n` or `\r`. Lines are read in place; only a `data:` value is split
+/// off the buffer (as [`Bytes`], without a copy), so a frame costs one reference to the buffer,
+/// not one per line and field (each an atomic count the thread that drops the frame shares). The
+/// buffer is scanned once (the parser remembers how far it looked), so a 10 MB event that arrives
+/// in small pieces costs linear time. An event with one `data:` line (every frame the gateway
+/// sends) keeps that line's bytes as they are.
 #[derive(Debug)]
 struct SseParser {
     buf: BytesMut,
@@ -779,7 +776,7 @@ struct SseParser {
     /// The last line ended with a `\r` at the end of the buffer: drop a `\n` that follows.
     skip_lf: bool,
     name: Option<String>,
-    id: Option<Bytes>,
+    id: Option<u64>,
     data: Option<Bytes>,
     /// Set when `data` has several lines and is being joined here.
     joined: Option<BytesMut>,
@@ -803,8 +800,9 @@ impl SseParser {
         self.buf.extend_from_slice(chunk);
     }
 
-    /// The next complete line, without its terminator.
-    fn next_line(&mut self) -> Result<Option<Bytes>> {
+    /// Where the next complete line ends in the buffer, and the length of its terminator: the
+    /// line is `buf[..end]`; the caller consumes it (and the terminator) before the next call.
+    fn find_line(&mut self) -> Result<Option<(usize, usize)>> {
         if self.skip_lf && !self.buf.is_empty() {
             // The `\r` that ended the previous line was half of a `\r\n`.
             if self.buf[0] == b'\n' {
@@ -836,39 +834,41 @@ impl SseParser {
             }
             _ => 1,
         };
-        let line = self.buf.split_to(end).freeze();
-        self.buf.advance(terminator);
         self.scanned = 0;
-        Ok(Some(line))
+        Ok(Some((end, terminator)))
     }
 
     /// The next complete event, if the buffer holds one.
     fn next_event(&mut self) -> Result<Option<SseEvent>> {
-        while let Some(line) = self.next_line()? {
+        while let Some((end, terminator)) = self.find_line()? {
+            let line = &self.buf[..end];
             if line.is_empty() {
+                self.buf.advance(terminator);
                 if let Some(ev) = self.dispatch() {
                     return Ok(Some(ev));
                 }
                 continue;
             }
-            if line[0] == b':' {
-                continue; // A comment (keep-alive).
-            }
-            let (field, value) = match memchr::memchr(b':', &line) {
-                Some(i) => {
-                    let skip = if line.get(i + 1) == Some(&b' ') { 2 } else { 1 };
-                    (line.slice(..i), line.slice(i + skip..))
-                }
-                None => (line.clone(), Bytes::new()),
+            // `field: value`, `field:value` or a lone `field`; a comment (keep-alive) is a line
+            // with an empty field, ignored like an unknown one.
+            let (field_end, value_start) = match memchr::memchr(b':', line) {
+                Some(i) => (i, i + if line.get(i + 1) == Some(&b' ') { 2 } else { 1 }),
+                None => (end, end),
             };
-            match &field[..] {
-                b"data" => self.add_data(value),
-                b"event" => self.name = Some(String::from_utf8_lossy(&value).into_owned()),
-                b"id" if !value.contains(&0) => {
-                    self.id = Some(value);
+            let value = &line[value_start..];
+            match &line[..field_end] {
+                b"data" => {
+                    self.buf.advance(value_start);
+                    let value = self.buf.split_to(end - value_start).freeze();
+                    self.buf.advance(terminator);
+                    self.add_data(value);
+                    continue;
                 }
-                _ => {} // `retry` and unknown fields.
+                b"event" => self.name = Some(String::from_utf8_lossy(value).into_owned()),
+                b"id" if !value.contains(&0) => self.id = parse_id(value),
+                _ => {} // `retry`, comments and unknown fields.
             }
+            self.buf.advance(end + terminator);
         }
         Ok(None)
     }
@@ -898,6 +898,16 @@ impl SseParser {
         };
         Some(SseEvent { name, id, data })
     }
+}
+
+/// An `id:` value as a sequence number: ASCII digits only (what the gateway sends), else `None`.
+fn parse_id(value: &[u8]) -> Option<u64> {
+    if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    value.iter().try_fold(0u64, |n, d| {
+        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })
 }
 
 /// Sending half of an [`HttpTransport`].
@@ -931,7 +941,7 @@ mod tests {
     fn ev(name: Option<&str>, id: Option<&str>, data: &str) -> SseEvent {
         SseEvent {
             name: name.map(str::to_owned),
-            id: id.map(|i| Bytes::copy_from_slice(i.as_bytes())),
+            id: id.and_then(|i| i.parse().ok()),
             data: Bytes::copy_from_slice(data.as_bytes()),
         }
     }
@@ -964,6 +974,24 @@ mod tests {
         assert_eq!(
             events(&mut p),
             vec![ev(None, None, "a\n\nb"), ev(None, Some("9"), "c")]
+        );
+    }
+
+    #[test]
+    fn ids_are_sequence_numbers_or_nothing() {
+        assert_eq!(parse_id(b"0"), Some(0));
+        assert_eq!(parse_id(b"007"), Some(7));
+        assert_eq!(parse_id(b"18446744073709551615"), Some(u64::MAX));
+        for bad in [&b""[..], b"18446744073709551616", b"-1", b"1a", b" 1", b"x"] {
+            assert_eq!(parse_id(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        }
+        let mut p = SseParser::new(1024);
+        p.push(b"id: x\ndata: {}\n\n:comment\nid:12\ndata\n\n");
+        let got = events(&mut p);
+        assert_eq!(got, vec![ev(None, None, "{}"), ev(None, Some("12"), "")]);
+        assert!(
+            decode_event(got[0].clone()).is_err(),
+            "a frame needs a numeric id"
         );
     }
 
