@@ -635,20 +635,16 @@ mod in_process {
             Some(reconnect.span_id.as_str())
         );
         assert_eq!(attr(again, "outcome"), Some("ok"));
-        // The gateway (this process too) attached the resumed connection in the same trace.
-        let attaches: Vec<&StoredSpan> = trace
-            .iter()
-            .filter(|s| {
-                s.name == "gateway.request" && attr(s, "otel.name") == Some("gateway.attach")
-                    || s.name == "gateway.attach"
-            })
-            .collect();
-        assert!(
-            attaches
-                .iter()
-                .any(|a| a.parent_span_id.as_deref() == Some(again.span_id.as_str())),
-            "{trace:#?}"
-        );
+        // The gateway (this process too) attached the resumed connection in the same trace. Its
+        // attach span ends when the gateway has seen that connection close, which may come
+        // after the client's spans were exported: wait for it.
+        let (attach, _) = trace_of(|s| {
+            (s.name == "gateway.request" && attr(s, "otel.name") == Some("gateway.attach")
+                || s.name == "gateway.attach")
+                && s.parent_span_id.as_deref() == Some(again.span_id.as_str())
+        })
+        .await;
+        assert_eq!(attach.trace_id, session.trace_id);
         assert_no_secret(&[TOKEN]);
         let _ = std::fs::remove_dir_all(&dir);
     }
