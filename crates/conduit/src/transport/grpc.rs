@@ -321,8 +321,8 @@ async fn connect_channel(endpoint: &str) -> Result<Channel> {
         // never the connection's, so the other sessions on a pooled connection go on.
         .initial_stream_window_size(STREAM_WINDOW)
         .initial_connection_window_size(STREAM_WINDOW.saturating_mul(CALLS_PER_CONNECTION))
-        // DATA frames up to 256 KiB from the gateway (HTTP/2's default 16 KiB splits every
-        // 32 KiB batch tonic writes in two).
+        // DATA frames up to 256 KiB from the gateway (HTTP/2's default 16 KiB would split each
+        // batch the gateway's writer yields, `claude_conduit_proto::YIELD_BYTES`).
         .max_frame_size(MAX_FRAME_SIZE);
     #[cfg(feature = "tls")]
     if endpoint.starts_with("https://") {
