@@ -35,7 +35,12 @@ const EVENTS: usize = 4;
 /// Frames up to this size are copied into the driver's own buffer on wires that ask for it
 /// ([`WireConn::REPACK`]); larger ones are handed over as they came.
 const PACK_MAX: usize = 4 * 1024;
-/// The buffer such frames are copied into: a new one when the last has no room left.
+/// The first buffer such frames are copied into after a pause of the stream; each next one
+/// (when the last has no room left) is twice as large, up to [`PACK_BYTES`]. A quiet stream's
+/// frame pins no more than tungstenite's own 8 KiB read buffer did (for a client that keeps its
+/// messages), a busy stream soon copies into large buffers.
+const PACK_START: usize = 8 * 1024;
+/// The largest buffer frames are copied into.
 const PACK_BYTES: usize = 32 * 1024;
 /// Messages taken in at most before the driver acks and looks at the sending half again.
 const DRAIN_MAX: usize = 1024;
@@ -164,6 +169,7 @@ pub(crate) async fn connect<W: Wire>(
             events: ev_tx,
             delivered: Vec::new(),
             pack: BytesMut::new(),
+            pack_size: PACK_START,
             limit: limit.clone(),
             name,
         }
@@ -249,6 +255,8 @@ struct Driver<W: Wire> {
     delivered: Vec<Bytes>,
     /// Where small frames are copied on a [`WireConn::REPACK`] wire (its unused room).
     pack: BytesMut,
+    /// The size of the next pack buffer.
+    pack_size: usize,
     /// The frame-size limit the sending half enforces (the gateway's, once it said).
     limit: Arc<AtomicUsize>,
     /// The wire's metric label (`ws`, `http`, `grpc`, `redis`).
@@ -383,7 +391,7 @@ impl<W: Wire> Driver<W> {
                         self.delivered.reserve_exact(EVENT_FRAMES);
                     }
                     let data = if W::Conn::REPACK {
-                        repack(&mut self.pack, data)
+                        repack(&mut self.pack, &mut self.pack_size, data)
                     } else {
                         data
                     };
@@ -466,6 +474,7 @@ impl<W: Wire> Driver<W> {
         }
         // The stream paused: the room left in the pack buffer goes with the frames that use it.
         self.pack = BytesMut::new();
+        self.pack_size = PACK_START;
         Ok(self.hand_over().await)
     }
 
@@ -540,14 +549,16 @@ impl<W: Wire> Driver<W> {
     }
 }
 
-/// `frame` copied to the end of `pack` (a new buffer when it has no room), or `frame` itself
-/// when it is larger than [`PACK_MAX`].
-fn repack(pack: &mut BytesMut, frame: Bytes) -> Bytes {
+/// `frame` copied to the end of `pack` (a new buffer of `next` bytes when it has no room; the
+/// one after that twice as large, up to [`PACK_BYTES`]), or `frame` itself when it is larger
+/// than [`PACK_MAX`].
+fn repack(pack: &mut BytesMut, next: &mut usize, frame: Bytes) -> Bytes {
     if frame.len() > PACK_MAX {
         return frame;
     }
     if pack.capacity() - pack.len() < frame.len() {
-        *pack = BytesMut::with_capacity(PACK_BYTES);
+        *pack = BytesMut::with_capacity((*next).max(frame.len()));
+        *next = (*next * 2).min(PACK_BYTES);
     }
     pack.extend_from_slice(&frame);
     pack.split().freeze()
@@ -727,26 +738,29 @@ mod tests {
 
     #[test]
     fn small_frames_are_copied_into_one_shared_buffer_and_large_ones_pass_through() {
-        let mut pack = BytesMut::new();
-        let frames: Vec<Bytes> = (0..100u8)
+        let (mut pack, mut next) = (BytesMut::new(), PACK_START);
+        let frames: Vec<Bytes> = (0..200u8)
             .map(|i| Bytes::from(vec![i; 600]))
             .collect();
         let packed: Vec<Bytes> = frames
             .iter()
-            .map(|f| repack(&mut pack, f.clone()))
+            .map(|f| repack(&mut pack, &mut next, f.clone()))
             .collect();
         assert_eq!(packed, frames, "same bytes, same order");
-        // Consecutive frames sit back to back in the pack buffer (a new one every
-        // PACK_BYTES / 600 frames), not in the memory they came in.
-        let adjacent = packed
-            .windows(2)
-            .filter(|w| w[0].as_ptr().wrapping_add(w[0].len()) == w[1].as_ptr())
-            .count();
-        assert_eq!(adjacent, 99 - (100 * 600) / PACK_BYTES, "{adjacent}");
+        // Consecutive frames sit back to back in the pack buffers, not in the memory they came
+        // in; the buffers hold 13, 27, then 54 frames of 600 bytes (8, 16, 32 KiB).
+        let starts: Vec<usize> = (0..packed.len())
+            .filter(|&i| {
+                i == 0
+                    || packed[i - 1].as_ptr().wrapping_add(600) != packed[i].as_ptr()
+            })
+            .collect();
+        assert_eq!(starts, [0, 13, 40, 94, 148], "{starts:?}");
+        assert_eq!(next, PACK_BYTES);
         assert!(packed.iter().zip(&frames).all(|(p, f)| p.as_ptr() != f.as_ptr()));
         // A frame over PACK_MAX is handed over as it came (no copy).
         let big = Bytes::from(vec![7u8; PACK_MAX + 1]);
-        let out = repack(&mut pack, big.clone());
+        let out = repack(&mut pack, &mut next, big.clone());
         assert_eq!(out.as_ptr(), big.as_ptr());
     }
 
