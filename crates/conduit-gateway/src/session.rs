@@ -407,6 +407,9 @@ impl ReplayBudget {
     }
 }
 
+/// The frames of one look at the replay ring, oldest first, read in place (no list is built).
+pub(crate) type RingFrames<'a> = std::collections::vec_deque::Iter<'a, (u64, Bytes)>;
+
 /// Frames a client connection took from the ring in one look: what it made of them, how many
 /// there were, their bytes and the last one's sequence number.
 #[derive(Debug)]
@@ -534,9 +537,7 @@ impl Session {
 
     /// Up to `max` frames after `cursor`, or the end, or whether this client was replaced.
     pub(crate) fn poll_outbound(&self, generation: u64, cursor: u64, max: usize) -> Outbound {
-        self.poll_outbound_with(generation, cursor, max, |frames| {
-            frames.iter().map(|&f| f.clone()).collect()
-        })
+        self.poll_outbound_with(generation, cursor, max, |frames| frames.cloned().collect())
     }
 
     /// [`poll_outbound`](Self::poll_outbound), handing the frames to `take` while the ring is
@@ -548,7 +549,7 @@ impl Session {
         generation: u64,
         cursor: u64,
         max: usize,
-        take: impl FnOnce(&[&(u64, Bytes)]) -> F,
+        take: impl FnOnce(RingFrames<'_>) -> F,
     ) -> Outbound<F> {
         let st = self.lock();
         if st.attached != generation {
@@ -561,13 +562,17 @@ impl Session {
         let oldest = st.oldest_seq();
         if cursor < st.last_seq {
             // `cursor + 1 >= oldest` holds: frames after the cursor are unacked, never evicted.
-            let start = usize::try_from((cursor + 1).saturating_sub(oldest)).unwrap_or(usize::MAX);
-            let frames: Vec<&(u64, Bytes)> = st.ring.iter().skip(start).take(max).collect();
+            let start = usize::try_from((cursor + 1).saturating_sub(oldest))
+                .unwrap_or(usize::MAX)
+                .min(st.ring.len());
+            let frames = st
+                .ring
+                .range(start..st.ring.len().min(start.saturating_add(max)));
             return Outbound::Frames(Taken {
-                out: take(&frames),
                 frames: frames.len(),
-                bytes: frames.iter().map(|(_, f)| f.len()).sum(),
-                last: frames.last().map_or(cursor, |(seq, _)| *seq),
+                bytes: frames.clone().map(|(_, f)| f.len()).sum(),
+                last: frames.clone().next_back().map_or(cursor, |(seq, _)| *seq),
+                out: take(frames),
             });
         }
         match &st.end {

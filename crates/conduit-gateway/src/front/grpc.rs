@@ -445,8 +445,7 @@ async fn connection(
         }
         let outbound = session.poll_outbound_with(generation, cursor, BATCH, |frames| {
             frames
-                .iter()
-                .map(|&(seq, data)| {
+                .map(|(seq, data)| {
                     let data = data.clone();
                     message(server_message::Msg::Frame(v1::Frame { seq: *seq, data }))
                 })

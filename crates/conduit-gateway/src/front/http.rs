@@ -326,10 +326,10 @@ fn event(name: &str, data: &str) -> Bytes {
 const EVENT_ENVELOPE: usize = 36;
 
 /// Encode frames as events: small ones copied into shared chunks, large ones passed as they are.
-fn encode_frames(frames: &[&(u64, Bytes)], out: &mut Vec<Bytes>) {
+fn encode_frames<'a>(frames: impl Iterator<Item = &'a (u64, Bytes)> + Clone, out: &mut Vec<Bytes>) {
     // Room for the small frames and their envelopes (`id: <seq>\ndata: …\n\n`) at once.
     let room: usize = frames
-        .iter()
+        .clone()
         .map(|(_, f)| {
             if f.len() < COPY_BELOW {
                 f.len() + EVENT_ENVELOPE
@@ -340,7 +340,7 @@ fn encode_frames(frames: &[&(u64, Bytes)], out: &mut Vec<Bytes>) {
         .sum();
     let mut buf = BytesMut::with_capacity(room);
     let mut digits = itoa::Buffer::new();
-    for &(seq, frame) in frames {
+    for (seq, frame) in frames {
         buf.put_slice(b"id: ");
         buf.put_slice(digits.format(*seq).as_bytes());
         buf.put_slice(b"\ndata: ");
@@ -549,7 +549,7 @@ mod tests {
             .map(|(s, f)| (*s, Bytes::from_static(f)))
             .collect();
         let mut out = Vec::new();
-        encode_frames(&frames.iter().collect::<Vec<_>>(), &mut out);
+        encode_frames(frames.iter(), &mut out);
         out.concat()
     }
 
@@ -574,7 +574,7 @@ mod tests {
         let big = Bytes::from(vec![b'x'; COPY_BELOW]);
         let mut out = Vec::new();
         encode_frames(
-            &[&(1, Bytes::from_static(b"{}")), &(2, big.clone())],
+            [(1, Bytes::from_static(b"{}")), (2, big.clone())].iter(),
             &mut out,
         );
         assert!(

@@ -223,10 +223,9 @@ async fn client_connection(
         // The batch is numbered into one buffer while the ring is locked: one allocation per
         // look at the ring, and the ring's frames are only read.
         let outbound = session.poll_outbound_with(generation, cursor, BATCH, |frames| {
-            let size = frames.iter().map(|(_, f)| wire::SEQ_BYTES + f.len()).sum();
+            let size = frames.clone().map(|(_, f)| wire::SEQ_BYTES + f.len()).sum();
             let mut numbered = bytes::BytesMut::with_capacity(size);
             frames
-                .iter()
                 .map(|(seq, f)| wire::numbered_in(&mut numbered, *seq, f))
                 .collect::<Vec<Bytes>>()
         });

@@ -973,12 +973,10 @@ impl SseParser {
 
 /// An `id:` value as a sequence number: ASCII digits only (what the gateway sends), else `None`.
 fn parse_id(value: &[u8]) -> Option<u64> {
-    if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
-        return None;
+    if !value.iter().all(u8::is_ascii_digit) {
+        return None; // `str::parse` would take a leading `+`.
     }
-    value.iter().try_fold(0u64, |n, d| {
-        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
-    })
+    std::str::from_utf8(value).ok()?.parse().ok()
 }
 
 /// Sending half of an [`HttpTransport`].

@@ -168,8 +168,7 @@ pub(crate) async fn connect<W: Wire>(
             out_open: true,
             events: ev_tx,
             delivered: Vec::new(),
-            pack: BytesMut::new(),
-            pack_size: PACK_START,
+            pack: Pack::default(),
             limit: limit.clone(),
             name,
         }
@@ -253,10 +252,8 @@ struct Driver<W: Wire> {
     events: mpsc::Sender<Event>,
     /// Frames accepted and not yet handed over (sent as one [`Event::Frames`]).
     delivered: Vec<Bytes>,
-    /// Where small frames are copied on a [`WireConn::REPACK`] wire (its unused room).
-    pack: BytesMut,
-    /// The size of the next pack buffer.
-    pack_size: usize,
+    /// Where small frames are copied on a [`WireConn::REPACK`] wire.
+    pack: Pack,
     /// The frame-size limit the sending half enforces (the gateway's, once it said).
     limit: Arc<AtomicUsize>,
     /// The wire's metric label (`ws`, `http`, `grpc`, `redis`).
@@ -391,7 +388,7 @@ impl<W: Wire> Driver<W> {
                         self.delivered.reserve_exact(EVENT_FRAMES);
                     }
                     let data = if W::Conn::REPACK {
-                        repack(&mut self.pack, &mut self.pack_size, data)
+                        self.pack.copy(data)
                     } else {
                         data
                     };
@@ -473,8 +470,7 @@ impl<W: Wire> Driver<W> {
             }
         }
         // The stream paused: the room left in the pack buffer goes with the frames that use it.
-        self.pack = BytesMut::new();
-        self.pack_size = PACK_START;
+        self.pack = Pack::default();
         Ok(self.hand_over().await)
     }
 
@@ -549,19 +545,38 @@ impl<W: Wire> Driver<W> {
     }
 }
 
-/// `frame` copied to the end of `pack` (a new buffer of `next` bytes when it has no room; the
-/// one after that twice as large, up to [`PACK_BYTES`]), or `frame` itself when it is larger
-/// than [`PACK_MAX`].
-fn repack(pack: &mut BytesMut, next: &mut usize, frame: Bytes) -> Bytes {
-    if frame.len() > PACK_MAX {
-        return frame;
+/// The buffer a [`WireConn::REPACK`] wire's small frames are copied into (its unused room),
+/// and the size of the next one.
+#[derive(Debug)]
+struct Pack {
+    buf: BytesMut,
+    next: usize,
+}
+
+impl Default for Pack {
+    fn default() -> Self {
+        Self {
+            buf: BytesMut::new(),
+            next: PACK_START,
+        }
     }
-    if pack.capacity() - pack.len() < frame.len() {
-        *pack = BytesMut::with_capacity((*next).max(frame.len()));
-        *next = (*next * 2).min(PACK_BYTES);
+}
+
+impl Pack {
+    /// `frame` copied to the end of the buffer (a new one when it has no room: `next` bytes,
+    /// the one after that twice as large, up to [`PACK_BYTES`]), or `frame` itself when it is
+    /// larger than [`PACK_MAX`].
+    fn copy(&mut self, frame: Bytes) -> Bytes {
+        if frame.len() > PACK_MAX {
+            return frame;
+        }
+        if self.buf.capacity() - self.buf.len() < frame.len() {
+            self.buf = BytesMut::with_capacity(self.next.max(frame.len()));
+            self.next = (self.next * 2).min(PACK_BYTES);
+        }
+        self.buf.extend_from_slice(&frame);
+        self.buf.split().freeze()
     }
-    pack.extend_from_slice(&frame);
-    pack.split().freeze()
 }
 
 /// The sending half of a gateway connection (every wire).
@@ -738,13 +753,13 @@ mod tests {
 
     #[test]
     fn small_frames_are_copied_into_one_shared_buffer_and_large_ones_pass_through() {
-        let (mut pack, mut next) = (BytesMut::new(), PACK_START);
+        let mut pack = Pack::default();
         let frames: Vec<Bytes> = (0..200u8)
             .map(|i| Bytes::from(vec![i; 600]))
             .collect();
         let packed: Vec<Bytes> = frames
             .iter()
-            .map(|f| repack(&mut pack, &mut next, f.clone()))
+            .map(|f| pack.copy(f.clone()))
             .collect();
         assert_eq!(packed, frames, "same bytes, same order");
         // Consecutive frames sit back to back in the pack buffers, not in the memory they came
@@ -756,11 +771,11 @@ mod tests {
             })
             .collect();
         assert_eq!(starts, [0, 13, 40, 94, 148], "{starts:?}");
-        assert_eq!(next, PACK_BYTES);
+        assert_eq!(pack.next, PACK_BYTES);
         assert!(packed.iter().zip(&frames).all(|(p, f)| p.as_ptr() != f.as_ptr()));
         // A frame over PACK_MAX is handed over as it came (no copy).
         let big = Bytes::from(vec![7u8; PACK_MAX + 1]);
-        let out = repack(&mut pack, &mut next, big.clone());
+        let out = pack.copy(big.clone());
         assert_eq!(out.as_ptr(), big.as_ptr());
     }
 
